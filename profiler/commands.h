@@ -1,0 +1,24 @@
+// goerrprof's subcommands. Each takes its positional arguments (after the
+// subcommand name), prints its result, and returns the process exit code;
+// errors are printed as one line on stderr.
+#ifndef GOERRPROF_PROFILER_COMMANDS_H_
+#define GOERRPROF_PROFILER_COMMANDS_H_
+
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+
+namespace goerrprof::profiler {
+
+int RunInspect(const std::vector<std::string>& args);
+int RunSymbolize(const std::vector<std::string>& args);
+
+// The executable to read: /proc/PID/exe with --pid, else the first argument.
+absl::StatusOr<std::string> TargetPath(const std::vector<std::string>& args);
+// Prints "goerrprof: <message>" on stderr and returns the exit code for it.
+int Fail(const absl::Status& status);
+
+}  // namespace goerrprof::profiler
+
+#endif  // GOERRPROF_PROFILER_COMMANDS_H_

@@ -1,0 +1,64 @@
+// goerrprof: where Go errors are born, read from outside the process.
+#include <unistd.h>
+
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "profiler/commands.h"
+#include "profiler/flags.h"
+
+ABSL_FLAG(bool, json, false, "print machine-readable JSON");
+ABSL_FLAG(int64_t, pid, 0, "target process (its /proc/PID/exe is read)");
+
+namespace goerrprof::profiler {
+namespace {
+
+constexpr char kUsage[] =
+    "goerrprof: where Go errors are born.\n"
+    "  goerrprof inspect [--json] (BINARY | --pid PID)\n"
+    "  goerrprof symbolize [--json] BINARY ADDR...\n";
+
+}  // namespace
+
+absl::StatusOr<std::string> TargetPath(const std::vector<std::string>& args) {
+  int64_t pid = absl::GetFlag(FLAGS_pid);
+  if (pid != 0) {
+    if (pid < 0) return absl::InvalidArgumentError(absl::StrCat("invalid pid ", pid));
+    std::string proc = absl::StrCat("/proc/", pid);
+    if (access(proc.c_str(), F_OK) != 0) {
+      return absl::NotFoundError(absl::StrCat("no process with pid ", pid));
+    }
+    return proc + "/exe";
+  }
+  if (args.empty()) return absl::InvalidArgumentError("no binary given (name one, or use --pid)");
+  return args[0];
+}
+
+int Fail(const absl::Status& status) {
+  std::fprintf(stderr, "goerrprof: %s\n", std::string(status.message()).c_str());
+  return 1;
+}
+
+}  // namespace goerrprof::profiler
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage(goerrprof::profiler::kUsage);
+  std::vector<char*> positional = absl::ParseCommandLine(argc, argv);
+  if (positional.size() < 2) {
+    std::fputs(goerrprof::profiler::kUsage, stderr);
+    return 2;
+  }
+  std::string command = positional[1];
+  std::vector<std::string> args(positional.begin() + 2, positional.end());
+  if (command == "inspect") return goerrprof::profiler::RunInspect(args);
+  if (command == "symbolize") return goerrprof::profiler::RunSymbolize(args);
+  std::fprintf(stderr, "goerrprof: unknown command \"%s\"\n%s", command.c_str(),
+               goerrprof::profiler::kUsage);
+  return 2;
+}

@@ -1,0 +1,129 @@
+#include "symbolizer/go_binary.h"
+
+#include <elf.h>
+
+#include <cstring>
+
+#include "absl/status/status.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "symbolizer/status_macros.h"
+
+namespace goerrprof::symbolizer {
+namespace {
+
+constexpr uint32_t kPclntabMagics[] = {0xfffffffa, 0xfffffff0, 0xfffffff1};
+// Magics of formats we know exist but do not read, so they get a clear error.
+constexpr uint32_t kOldPclntabMagics[] = {0xfffffffb};
+
+// Where the Go text begins, for pclntab formats that do not record it.
+uint64_t TextStartFallback(const ElfFile& elf) {
+  if (auto sym = elf.LookupSymbol("runtime.text")) return *sym;
+  if (const ElfSection* s = elf.FindSection(".text")) return s->addr;
+  return 0;
+}
+
+absl::Status WithPath(const std::string& path, const absl::Status& s) {
+  if (s.ok() || absl::StrContains(s.message(), path)) return s;
+  return absl::Status(s.code(), absl::StrCat(path, ": ", s.message()));
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<GoBinary>> GoBinary::Open(const std::string& path) {
+  auto bin = std::unique_ptr<GoBinary>(new GoBinary());
+  RETURN_IF_ERROR(WithPath(path, bin->Init(path)));
+  return bin;
+}
+
+absl::Status GoBinary::LocatePclntab() {
+  uint64_t text = TextStartFallback(*elf_);
+  absl::Status first_error;
+  auto attempt = [&](uint64_t addr, const char* source) {
+    auto t = Pclntab::Create(*elf_, addr, text);
+    if (t.ok()) {
+      pclntab_ = std::move(*t);
+      pclntab_source_ = source;
+      return true;
+    }
+    if (first_error.ok()) first_error = t.status();
+    return false;
+  };
+  if (const ElfSection* s = elf_->FindSection(".gopclntab"); s && attempt(s->addr, "section")) {
+    return absl::OkStatus();
+  }
+  if (auto sym = elf_->LookupSymbol("runtime.pclntab"); sym && attempt(*sym, "symbol")) {
+    return absl::OkStatus();
+  }
+  if (!first_error.ok()) return first_error;  // a table was there but is bad
+  // Scan non-executable segments for a header that validates.
+  for (const ElfSegment& seg : elf_->loads()) {
+    if (seg.flags & PF_X) continue;
+    auto bytes = elf_->ReadVirtual(seg.vaddr, seg.filesz);
+    if (!bytes.ok()) continue;
+    for (uint64_t off = 0; off + 8 <= bytes->size(); off += 8) {
+      uint32_t magic;
+      std::memcpy(&magic, bytes->data() + off, 4);
+      for (uint32_t old : kOldPclntabMagics) {
+        if (magic == old && (*bytes)[off + 4] == 0 && (*bytes)[off + 5] == 0 &&
+            (*bytes)[off + 7] == 8) {
+          return absl::UnimplementedError(
+              "built by Go 1.15 or older, which goerrprof does not support (1.16 and later are)");
+        }
+      }
+      for (uint32_t m : kPclntabMagics) {
+        if (magic == m && attempt(seg.vaddr + off, "scan")) return absl::OkStatus();
+      }
+    }
+  }
+  return absl::NotFoundError("not a Go binary (no pclntab found)");
+}
+
+absl::Status GoBinary::Init(const std::string& path) {
+  ASSIGN_OR_RETURN(elf_, ElfFile::Open(path));
+  auto bi = ReadBuildInfo(*elf_);
+  RETURN_IF_ERROR(LocatePclntab());
+  if (!bi.ok()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("cannot determine the Go version (", bi.status().message(), ")"));
+  }
+  build_info_ = std::move(*bi);
+  auto version = goabi::GoVersion::Parse(build_info_.go_version);
+  if (!version) {
+    return absl::UnimplementedError(
+        absl::StrCat("unrecognised Go version \"", build_info_.go_version, "\""));
+  }
+  version_ = *version;
+  ASSIGN_OR_RETURN(layout_, goabi::RuntimeLayoutFor(version_));
+
+  for (size_t i = 0; i < pclntab_->num_functions(); ++i) {
+    absl::string_view name = pclntab_->FuncName(i);
+    if (absl::StartsWith(name, "runtime/cgo.") || absl::StartsWith(name, "_cgo_")) {
+      cgo_ = true;
+      break;
+    }
+  }
+
+  auto md = FindModuledata(*elf_, *pclntab_, layout_.moduledata);
+  if (!md.ok()) {
+    moduledata_status_ = md.status();
+    return absl::OkStatus();  // symbolization still works without it
+  }
+  moduledata_ = *md;
+  pclntab_->set_gofunc(moduledata_.gofunc);
+  types_.emplace(*elf_, moduledata_, layout_.type);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<const Moduledata*> GoBinary::moduledata() const {
+  if (!moduledata_status_.ok()) return moduledata_status_;
+  return &moduledata_;
+}
+
+absl::StatusOr<const TypeReader*> GoBinary::types() const {
+  if (!moduledata_status_.ok()) return moduledata_status_;
+  return &*types_;
+}
+
+}  // namespace goerrprof::symbolizer

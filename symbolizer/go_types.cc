@@ -1,0 +1,125 @@
+#include "symbolizer/go_types.h"
+
+#include <array>
+#include <cstring>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_format.h"
+#include "symbolizer/status_macros.h"
+
+namespace goerrprof::symbolizer {
+namespace {
+
+constexpr uint8_t kKindMask = 0x1f;
+constexpr uint8_t kTflagExtraStar = 1 << 1;
+constexpr uint64_t kMaxFields = 4096;
+constexpr uint64_t kMaxNameBytes = 1 << 16;
+
+}  // namespace
+
+absl::string_view KindName(GoKind kind) {
+  static constexpr std::array<absl::string_view, 27> kNames = {
+      "invalid", "bool",    "int",        "int8",      "int16",   "int32",  "int64",
+      "uint",    "uint8",   "uint16",     "uint32",    "uint64",  "uintptr", "float32",
+      "float64", "complex64", "complex128", "array",   "chan",    "func",   "interface",
+      "map",     "ptr",     "slice",      "string",    "struct",  "unsafe.Pointer"};
+  auto i = static_cast<size_t>(kind);
+  return i < kNames.size() ? kNames[i] : "invalid";
+}
+
+absl::StatusOr<std::string> TypeReader::NameAt(uint64_t addr) const {
+  ASSIGN_OR_RETURN(absl::Span<const uint8_t> p, elf_.ReadVirtualUpTo(addr, 3 + 10));
+  if (p.size() < 2) return absl::OutOfRangeError("truncated type name");
+  uint64_t len = 0, hdr = 1;
+  if (layout_.name_varint_length) {
+    for (int shift = 0;; shift += 7) {
+      if (hdr >= p.size() || shift > 28) return absl::OutOfRangeError("bad type name length");
+      uint8_t b = p[hdr++];
+      len |= static_cast<uint64_t>(b & 0x7f) << shift;
+      if (!(b & 0x80)) break;
+    }
+  } else {
+    if (p.size() < 3) return absl::OutOfRangeError("truncated type name");
+    len = (uint64_t{p[1]} << 8) | p[2];
+    hdr = 3;
+  }
+  if (len > kMaxNameBytes) return absl::OutOfRangeError("type name too long");
+  ASSIGN_OR_RETURN(absl::Span<const uint8_t> bytes, elf_.ReadVirtual(addr + hdr, len));
+  return std::string(reinterpret_cast<const char*>(bytes.data()), bytes.size());
+}
+
+absl::StatusOr<std::string> TypeReader::Name(uint64_t addr) const {
+  ASSIGN_OR_RETURN(absl::Span<const uint8_t> hdr, elf_.ReadVirtual(addr, layout_.header_size));
+  int32_t str;
+  std::memcpy(&str, hdr.data() + layout_.str, 4);
+  ASSIGN_OR_RETURN(std::string name, NameOff(str));
+  if ((hdr[layout_.tflag] & kTflagExtraStar) && !name.empty()) name.erase(0, 1);
+  return name;
+}
+
+absl::StatusOr<GoKind> TypeReader::Kind(uint64_t addr) const {
+  ASSIGN_OR_RETURN(absl::Span<const uint8_t> b, elf_.ReadVirtual(addr + layout_.kind, 1));
+  return static_cast<GoKind>(b[0] & kKindMask);
+}
+
+absl::StatusOr<GoType> TypeReader::Read(uint64_t addr) const {
+  GoType t;
+  t.addr = addr;
+  ASSIGN_OR_RETURN(t.size, elf_.ReadU64(addr + layout_.size));
+  ASSIGN_OR_RETURN(t.kind, Kind(addr));
+  ASSIGN_OR_RETURN(t.name, Name(addr));
+  switch (t.kind) {
+    case GoKind::kPointer:
+    case GoKind::kSlice:
+    case GoKind::kArray:
+    case GoKind::kChan: {
+      ASSIGN_OR_RETURN(t.elem, elf_.ReadPointer(addr + layout_.elem));
+      break;
+    }
+    case GoKind::kStruct: {
+      ASSIGN_OR_RETURN(uint64_t data, elf_.ReadPointer(addr + layout_.struct_fields));
+      ASSIGN_OR_RETURN(uint64_t n, elf_.ReadU64(addr + layout_.struct_fields + 8));
+      if (n > kMaxFields) return absl::OutOfRangeError("implausible struct field count");
+      for (uint64_t i = 0; i < n; ++i) {
+        uint64_t f = data + i * layout_.struct_field_size;
+        GoField field;
+        ASSIGN_OR_RETURN(uint64_t name, elf_.ReadPointer(f));
+        ASSIGN_OR_RETURN(field.name, NameAt(name));
+        ASSIGN_OR_RETURN(field.type, elf_.ReadPointer(f + 8));
+        ASSIGN_OR_RETURN(field.offset, elf_.ReadU64(f + 16));
+        if (layout_.struct_offset_shifted) field.offset >>= 1;
+        t.fields.push_back(std::move(field));
+      }
+      break;
+    }
+    case GoKind::kInterface: {
+      ASSIGN_OR_RETURN(uint64_t data, elf_.ReadPointer(addr + layout_.interface_methods));
+      ASSIGN_OR_RETURN(uint64_t n, elf_.ReadU64(addr + layout_.interface_methods + 8));
+      if (n > kMaxFields) return absl::OutOfRangeError("implausible method count");
+      for (uint64_t i = 0; i < n; ++i) {
+        ASSIGN_OR_RETURN(uint32_t name, elf_.ReadU32(data + 8 * i));
+        ASSIGN_OR_RETURN(std::string m, NameOff(static_cast<int32_t>(name)));
+        t.methods.push_back(std::move(m));
+      }
+      break;
+    }
+    default:
+      break;
+  }
+  return t;
+}
+
+absl::StatusOr<std::vector<GoItab>> TypeReader::Itabs() const {
+  std::vector<GoItab> out;
+  out.reserve(md_.nitablinks);
+  for (uint64_t i = 0; i < md_.nitablinks; ++i) {
+    GoItab it;
+    ASSIGN_OR_RETURN(it.addr, elf_.ReadPointer(md_.itablinks + 8 * i));
+    ASSIGN_OR_RETURN(it.inter, elf_.ReadPointer(it.addr));
+    ASSIGN_OR_RETURN(it.type, elf_.ReadPointer(it.addr + 8));
+    out.push_back(it);
+  }
+  return out;
+}
+
+}  // namespace goerrprof::symbolizer

@@ -1,0 +1,278 @@
+#include "symbolizer/pclntab.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_format.h"
+#include "symbolizer/status_macros.h"
+
+namespace goerrprof::symbolizer {
+namespace {
+
+constexpr uint32_t kMagic116 = 0xfffffffa;
+constexpr uint32_t kMagic118 = 0xfffffff0;
+constexpr uint32_t kMagic120 = 0xfffffff1;
+constexpr uint32_t kPcdataInlTreeIndex = 2;
+constexpr uint32_t kFuncdataInlTree = 3;
+constexpr uint32_t kNoFuncdata = 0xffffffff;  // 1.18+: absent funcdata offset
+constexpr uint64_t kMaxFunctions = 1u << 24;  // sanity bound for corrupt headers
+constexpr int kMaxInlineDepth = 256;          // stops cycles in corrupt inline trees
+// Reading more than this for a pclntab found without a section is pointless.
+constexpr uint64_t kMaxTableBytes = 1ull << 32;
+
+uint64_t Load64(const uint8_t* p) {
+  uint64_t v;
+  std::memcpy(&v, p, 8);
+  return v;
+}
+
+// Reads an unsigned LEB128 varint as Go's pclntab writes them.
+bool ReadUvarint(absl::Span<const uint8_t> d, uint64_t* off, uint32_t* out) {
+  uint32_t v = 0;
+  for (int shift = 0; shift < 35; shift += 7) {
+    if (*off >= d.size()) return false;
+    uint8_t b = d[(*off)++];
+    v |= static_cast<uint32_t>(b & 0x7f) << shift;
+    if ((b & 0x80) == 0) {
+      *out = v;
+      return true;
+    }
+  }
+  return false;
+}
+
+}  // namespace
+
+// Field offsets inside runtime._func; they differ by format.
+struct Pclntab::FuncLayout {
+  uint32_t nameoff, pcfile, pcln, npcdata, cuoffset, nfuncdata, header_size;
+  bool funcdata_absolute;  // 1.16: funcdata are pointers; later: offsets from gofunc
+};
+
+namespace {
+// entry uintptr first, then nameoff; nfuncdata is the last byte.
+constexpr Pclntab::FuncLayout kFunc116 = {8, 24, 28, 32, 36, 43, 44, true};
+constexpr Pclntab::FuncLayout kFunc118 = {4, 20, 24, 28, 32, 39, 40, false};
+constexpr Pclntab::FuncLayout kFunc120 = {4, 20, 24, 28, 32, 43, 44, false};
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Pclntab>> Pclntab::Create(const ElfFile& elf, uint64_t addr,
+                                                         uint64_t text_start_fallback) {
+  auto table = std::unique_ptr<Pclntab>(new Pclntab(elf));
+  RETURN_IF_ERROR(table->Init(addr, text_start_fallback));
+  return table;
+}
+
+absl::Status Pclntab::Init(uint64_t addr, uint64_t text_start_fallback) {
+  addr_ = addr;
+  ASSIGN_OR_RETURN(data_, elf_.ReadVirtualUpTo(addr, kMaxTableBytes));
+  if (data_.size() < 72) {
+    return absl::InvalidArgumentError(absl::StrFormat("pclntab at 0x%x is truncated", addr));
+  }
+  uint32_t magic;
+  std::memcpy(&magic, data_.data(), 4);
+  uint64_t hdr = 8;  // offset of nfunc
+  switch (magic) {
+    case kMagic116: version_ = PclntabVersion::k116; layout_ = &kFunc116; break;
+    case kMagic118: version_ = PclntabVersion::k118; layout_ = &kFunc118; break;
+    case kMagic120: version_ = PclntabVersion::k120; layout_ = &kFunc120; break;
+    default:
+      return absl::UnimplementedError(absl::StrFormat(
+          "unknown pclntab magic 0x%08x (supported: Go 1.16 and later)", magic));
+  }
+  if (data_[4] != 0 || data_[5] != 0 || data_[6] == 0 || data_[7] != 8) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "pclntab at 0x%x has a bad header (quantum %d, pointer size %d)", addr, data_[6], data_[7]));
+  }
+  quantum_ = data_[6];
+  uint64_t nfunc = Load64(&data_[hdr]);
+  uint64_t field = hdr + 16;  // after nfunc, nfiles
+  if (version_ != PclntabVersion::k116) {
+    ASSIGN_OR_RETURN(text_start_, elf_.ReadPointer(addr + field));
+    field += 8;
+  }
+  if (text_start_ == 0) text_start_ = text_start_fallback;
+  funcname_off_ = Load64(&data_[field]);
+  cu_off_ = Load64(&data_[field + 8]);
+  filetab_off_ = Load64(&data_[field + 16]);
+  pctab_off_ = Load64(&data_[field + 24]);
+  functab_off_ = Load64(&data_[field + 32]);
+  for (uint64_t off : {funcname_off_, cu_off_, filetab_off_, pctab_off_, functab_off_}) {
+    if (off >= data_.size()) {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "pclntab at 0x%x: header offset 0x%x is past the table's end", addr, off));
+    }
+  }
+  if (nfunc == 0 || nfunc > kMaxFunctions) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("pclntab at 0x%x: implausible function count %d", addr, nfunc));
+  }
+
+  // Materialize the function table: entry PCs and _func offsets.
+  bool wide = version_ == PclntabVersion::k116;
+  uint64_t word = wide ? 8 : 4;
+  uint64_t need = (nfunc + 1) * 2 * word;
+  if (functab_off_ + need > data_.size()) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("pclntab at 0x%x: function table is truncated", addr));
+  }
+  if (version_ != PclntabVersion::k116 && text_start_ == 0) {
+    return absl::InvalidArgumentError("pclntab: cannot tell where the text starts");
+  }
+  entries_.resize(nfunc + 1);
+  func_offs_.resize(nfunc + 1);
+  for (uint64_t i = 0; i <= nfunc; ++i) {
+    uint64_t off = functab_off_ + i * 2 * word;
+    if (wide) {
+      ASSIGN_OR_RETURN(entries_[i], elf_.ReadPointer(addr + off));
+      func_offs_[i] = Load64(&data_[off + 8]);
+    } else {
+      uint32_t e, f;
+      std::memcpy(&e, &data_[off], 4);
+      std::memcpy(&f, &data_[off + 4], 4);
+      entries_[i] = text_start_ + e;
+      func_offs_[i] = f;
+    }
+    if (i > 0 && entries_[i] < entries_[i - 1]) {
+      return absl::InvalidArgumentError(
+          absl::StrFormat("pclntab at 0x%x: function table is not sorted at entry %d", addr, i));
+    }
+  }
+  if (version_ == PclntabVersion::k116) text_start_ = entries_[0];
+  return absl::OkStatus();
+}
+
+bool Pclntab::U32(uint64_t off, uint32_t* out) const {
+  if (off > data_.size() || data_.size() - off < 4) return false;
+  std::memcpy(out, &data_[off], 4);
+  return true;
+}
+
+absl::string_view Pclntab::CString(uint64_t off) const {
+  if (off >= data_.size()) return {};
+  const char* p = reinterpret_cast<const char*>(&data_[off]);
+  const void* nul = std::memchr(p, 0, data_.size() - off);
+  if (nul == nullptr) return {};
+  return absl::string_view(p, static_cast<const char*>(nul) - p);
+}
+
+absl::string_view Pclntab::FuncName(size_t i) const {
+  uint32_t nameoff;
+  if (!U32(functab_off_ + func_offs_[i] + layout_->nameoff, &nameoff)) return {};
+  return CString(funcname_off_ + nameoff);
+}
+
+std::optional<size_t> Pclntab::FindFunc(uint64_t pc) const {
+  if (pc < entries_.front() || pc >= entries_.back()) return std::nullopt;
+  auto it = std::upper_bound(entries_.begin(), entries_.end(), pc);
+  return static_cast<size_t>(it - entries_.begin()) - 1;
+}
+
+std::optional<int32_t> Pclntab::PcValue(uint64_t func_off, uint32_t table, uint64_t entry,
+                                        uint64_t pc) const {
+  if (table == 0) return std::nullopt;
+  uint64_t off = pctab_off_ + table;
+  int32_t val = -1;
+  uint64_t cur = entry;
+  for (bool first = true;; first = false) {
+    uint32_t uvdelta, pcdelta;
+    if (!ReadUvarint(data_, &off, &uvdelta)) return std::nullopt;
+    if (uvdelta == 0 && !first) return std::nullopt;  // end of table
+    // Zig-zag decoding of the value delta.
+    int32_t vdelta = (uvdelta & 1) ? ~static_cast<int32_t>(uvdelta >> 1)
+                                   : static_cast<int32_t>(uvdelta >> 1);
+    if (!ReadUvarint(data_, &off, &pcdelta)) return std::nullopt;
+    val += vdelta;
+    cur += static_cast<uint64_t>(pcdelta) * quantum_;
+    if (pc < cur) return val;
+  }
+}
+
+std::optional<int32_t> Pclntab::PcData(uint64_t func_off, uint32_t index, uint64_t entry,
+                                       uint64_t pc) const {
+  uint32_t npcdata, table;
+  if (!U32(func_off + layout_->npcdata, &npcdata) || index >= npcdata) return std::nullopt;
+  if (!U32(func_off + layout_->header_size + 4 * index, &table)) return std::nullopt;
+  return PcValue(func_off, table, entry, pc);
+}
+
+uint64_t Pclntab::FuncData(uint64_t func_off, uint32_t index) const {
+  uint32_t npcdata;
+  if (!U32(func_off + layout_->npcdata, &npcdata)) return 0;
+  if (func_off + layout_->nfuncdata >= data_.size()) return 0;
+  uint8_t nfuncdata = data_[func_off + layout_->nfuncdata];
+  if (index >= nfuncdata) return 0;
+  uint64_t base = func_off + layout_->header_size + 4ull * npcdata;
+  if (layout_->funcdata_absolute) {
+    base = (base + 7) & ~uint64_t{7};  // pointers are 8-aligned (as is _func)
+    auto ptr = elf_.ReadPointer(addr_ + base + 8ull * index);
+    return ptr.ok() ? *ptr : 0;
+  }
+  uint32_t off;
+  if (gofunc_ == 0 || !U32(base + 4ull * index, &off) || off == kNoFuncdata) return 0;
+  return gofunc_ + off;
+}
+
+absl::string_view Pclntab::FileName(uint64_t func_off, int32_t fileno) const {
+  uint32_t cu, fileoff;
+  if (fileno < 0 || !U32(func_off + layout_->cuoffset, &cu)) return {};
+  if (!U32(cu_off_ + 4ull * (static_cast<uint64_t>(cu) + fileno), &fileoff)) return {};
+  if (fileoff == 0xffffffff) return {};
+  return CString(filetab_off_ + fileoff);
+}
+
+bool Pclntab::FileLine(uint64_t func_off, uint64_t entry, uint64_t pc, absl::string_view* file,
+                       int32_t* line) const {
+  uint32_t pcfile, pcln;
+  if (!U32(func_off + layout_->pcfile, &pcfile) || !U32(func_off + layout_->pcln, &pcln)) {
+    return false;
+  }
+  std::optional<int32_t> fileno = PcValue(func_off, pcfile, entry, pc);
+  std::optional<int32_t> ln = PcValue(func_off, pcln, entry, pc);
+  if (!fileno || !ln) return false;
+  *file = FileName(func_off, *fileno);
+  *line = *ln;
+  return true;
+}
+
+absl::StatusOr<std::vector<SourceFrame>> Pclntab::Frames(uint64_t pc) const {
+  std::optional<size_t> idx = FindFunc(pc);
+  if (!idx) return absl::NotFoundError(absl::StrFormat("no function contains 0x%x", pc));
+  uint64_t func_off = functab_off_ + func_offs_[*idx];
+  uint64_t entry = entries_[*idx];
+  std::vector<SourceFrame> frames;
+  SourceFrame frame;
+  if (!FileLine(func_off, entry, pc, &frame.file, &frame.line)) {
+    frames.push_back({FuncName(*idx), {}, 0});
+    return frames;
+  }
+  uint64_t tree = FuncData(func_off, kFuncdataInlTree);
+  if (tree != 0) {
+    // Each inline tree entry names the inlined function and an instruction of
+    // its caller (parentPc), whose position is the call site.
+    bool old = version_ != PclntabVersion::k120;
+    uint64_t size = old ? 20 : 16;
+    uint64_t name_field = old ? 12 : 4;
+    uint64_t parent_field = old ? 16 : 8;
+    uint64_t cur = pc;
+    for (int depth = 0; depth < kMaxInlineDepth; ++depth) {
+      std::optional<int32_t> ix = PcData(func_off, kPcdataInlTreeIndex, entry, cur);
+      if (!ix || *ix < 0) break;
+      auto ent = elf_.ReadVirtual(tree + size * static_cast<uint64_t>(*ix), size);
+      if (!ent.ok()) break;
+      int32_t nameoff, parent_pc;
+      std::memcpy(&nameoff, ent->data() + name_field, 4);
+      std::memcpy(&parent_pc, ent->data() + parent_field, 4);
+      frame.function = CString(funcname_off_ + static_cast<uint32_t>(nameoff));
+      frames.push_back(frame);
+      cur = entry + static_cast<uint32_t>(parent_pc);
+      if (!FileLine(func_off, entry, cur, &frame.file, &frame.line)) break;
+    }
+  }
+  frame.function = FuncName(*idx);
+  frames.push_back(frame);
+  return frames;
+}
+
+}  // namespace goerrprof::symbolizer

@@ -1,0 +1,96 @@
+// Go's pclntab (runtime.pcHeader and what follows): the function table,
+// pc→file/line tables and the inline tree, for pclntab formats 1.16, 1.18
+// and 1.20 (Go 1.16 through the newest release). Reads only the binary's
+// bytes: stripped binaries work.
+#ifndef GOERRPROF_SYMBOLIZER_PCLNTAB_H_
+#define GOERRPROF_SYMBOLIZER_PCLNTAB_H_
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include "absl/strings/string_view.h"
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/types/span.h"
+#include "symbolizer/elf_file.h"
+
+namespace goerrprof::symbolizer {
+
+// Named by the first Go release that wrote the format.
+enum class PclntabVersion { k116 = 116, k118 = 118, k120 = 120 };
+
+// One source frame. Strings point into the ELF file's mapping.
+struct SourceFrame {
+  absl::string_view function;
+  absl::string_view file;
+  int32_t line = 0;
+  bool operator==(const SourceFrame&) const = default;
+};
+
+class Pclntab {
+ public:
+  // `addr` is the virtual address of the pcHeader. `text_start_fallback` is
+  // used when the header does not carry the text start (1.16) or carries 0.
+  static absl::StatusOr<std::unique_ptr<Pclntab>> Create(const ElfFile& elf, uint64_t addr,
+                                                         uint64_t text_start_fallback);
+
+  PclntabVersion version() const { return version_; }
+  uint64_t address() const { return addr_; }
+  uint64_t text_start() const { return text_start_; }
+  uint64_t text_end() const { return entries_.back(); }
+  // Byte offset of the function table within the pclntab (moduledata.ftab).
+  uint64_t functab_offset() const { return functab_off_; }
+
+  // Base of 1.18+ funcdata offsets (moduledata.gofunc). Without it, inline
+  // trees of 1.18+ binaries cannot be read and only outer frames are given.
+  void set_gofunc(uint64_t gofunc) { gofunc_ = gofunc; }
+
+  size_t num_functions() const { return entries_.size() - 1; }
+  uint64_t FuncEntry(size_t i) const { return entries_[i]; }
+  uint64_t FuncEnd(size_t i) const { return entries_[i + 1]; }
+  absl::string_view FuncName(size_t i) const;
+  // Index of the function containing pc.
+  std::optional<size_t> FindFunc(uint64_t pc) const;
+
+  // Frames at pc, innermost (most deeply inlined) first; the last one is the
+  // physical function. NotFound when pc is in no function.
+  absl::StatusOr<std::vector<SourceFrame>> Frames(uint64_t pc) const;
+
+ // Field offsets inside runtime._func; they differ by format.
+  struct FuncLayout;
+
+ private:
+  Pclntab(const ElfFile& elf) : elf_(elf) {}
+  absl::Status Init(uint64_t addr, uint64_t text_start_fallback);
+
+  // Bounds-checked reads relative to the start of the table.
+  bool U32(uint64_t off, uint32_t* out) const;
+  absl::string_view CString(uint64_t off) const;
+  // Decodes a pc-value table; nullopt when pc is past its end or it is corrupt.
+  std::optional<int32_t> PcValue(uint64_t func_off, uint32_t table, uint64_t entry,
+                                 uint64_t pc) const;
+  std::optional<int32_t> PcData(uint64_t func_off, uint32_t index, uint64_t entry,
+                                uint64_t pc) const;
+  // Address of funcdata `index` of a function, 0 if it has none.
+  uint64_t FuncData(uint64_t func_off, uint32_t index) const;
+  absl::string_view FileName(uint64_t func_off, int32_t fileno) const;
+  bool FileLine(uint64_t func_off, uint64_t entry, uint64_t pc, absl::string_view* file,
+                int32_t* line) const;
+
+  const ElfFile& elf_;
+  absl::Span<const uint8_t> data_;
+  const FuncLayout* layout_ = nullptr;
+  PclntabVersion version_ = PclntabVersion::k120;
+  uint64_t addr_ = 0;
+  uint64_t text_start_ = 0;
+  uint64_t gofunc_ = 0;
+  uint32_t quantum_ = 1;
+  uint64_t funcname_off_ = 0, cu_off_ = 0, filetab_off_ = 0, pctab_off_ = 0, functab_off_ = 0;
+  std::vector<uint64_t> entries_;   // nfunc+1 entry PCs; the last is the end of text
+  std::vector<uint64_t> func_offs_; // offset of each _func from the table start
+};
+
+}  // namespace goerrprof::symbolizer
+
+#endif  // GOERRPROF_SYMBOLIZER_PCLNTAB_H_

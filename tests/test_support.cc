@@ -1,0 +1,197 @@
+#include "tests/test_support.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+#include <stdexcept>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
+#include "absl/strings/str_split.h"
+#include "google/protobuf/util/json_util.h"
+#include "gtest/gtest.h"
+
+namespace goerrprof::testing {
+namespace {
+
+std::string RepoDir() {
+  const char* env = std::getenv("GOERRPROF_REPO");
+  return env ? env : GOERRPROF_SOURCE_DIR;
+}
+
+absl::Status ReadManifest(const std::string& path, bool esbuild,
+                          std::vector<CorpusBinary>* out) {
+  std::ifstream in(path);
+  if (!in) {
+    return absl::NotFoundError(absl::StrCat(
+        "missing ", path, ": build the corpus with scripts/build_go_corpus.sh and "
+        "scripts/fetch_esbuild.sh (scripts/test.sh does)"));
+  }
+  std::string line;
+  while (std::getline(in, line)) {
+    std::vector<std::string> f = absl::StrSplit(line, '\t');
+    if (f.size() < 3 || f[0] == "go_version") continue;
+    if (esbuild) {
+      out->push_back({f[0], "esbuild", f[1], f[2]});
+    } else if (f.size() >= 4) {
+      out->push_back({f[0], f[1], f[2], f[3]});
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+std::string CorpusBinary::Label() const {
+  return absl::StrReplaceAll(absl::StrCat(go_version, "_", program, "_", flavour),
+                             {{".", "_"}, {"-", "_"}});
+}
+
+std::string CorpusDir() {
+  const char* env = std::getenv("GOERRPROF_CORPUS");
+  return env ? env : RepoDir() + "/.cache/corpus";
+}
+
+absl::StatusOr<std::vector<CorpusBinary>> LoadCorpus(bool esbuild) {
+  std::vector<CorpusBinary> out;
+  if (esbuild) {
+    const char* env = std::getenv("GOERRPROF_ESBUILD");
+    std::string dir = env ? env : RepoDir() + "/.cache/esbuild";
+    if (auto s = ReadManifest(dir + "/manifest.tsv", true, &out); !s.ok()) return s;
+  } else {
+    if (auto s = ReadManifest(CorpusDir() + "/manifest.tsv", false, &out); !s.ok()) return s;
+  }
+  return out;
+}
+
+std::string OraclePath() { return CorpusDir() + "/tools/gosym-oracle"; }
+
+std::string GoerrprofPath() {
+  const char* env = std::getenv("GOERRPROF_BIN");
+  return env ? env : GOERRPROF_BINARY;
+}
+
+CommandResult Run(const std::vector<std::string>& argv, int timeout_seconds) {
+  CommandResult r;
+  int out_pipe[2], err_pipe[2];
+  if (pipe2(out_pipe, O_CLOEXEC) != 0 || pipe2(err_pipe, O_CLOEXEC) != 0) return r;
+  pid_t pid = fork();
+  if (pid == 0) {
+    int devnull = open("/dev/null", O_RDONLY);
+    dup2(devnull, 0);
+    dup2(out_pipe[1], 1);
+    dup2(err_pipe[1], 2);
+    std::vector<char*> args;
+    for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+    args.push_back(nullptr);
+    execvp(args[0], args.data());
+    _exit(127);
+  }
+  close(out_pipe[1]);
+  close(err_pipe[1]);
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(timeout_seconds);
+  pollfd fds[2] = {{out_pipe[0], POLLIN, 0}, {err_pipe[0], POLLIN, 0}};
+  std::string* sinks[2] = {&r.out, &r.err};
+  int open_fds = 2;
+  char buf[65536];
+  while (open_fds > 0) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) {
+      kill(pid, SIGKILL);
+      r.err += "\n[test harness: killed after timeout]";
+      break;
+    }
+    if (poll(fds, 2, static_cast<int>(left.count())) < 0) break;
+    for (int i = 0; i < 2; ++i) {
+      if (fds[i].fd < 0 || !(fds[i].revents & (POLLIN | POLLHUP))) continue;
+      ssize_t n = read(fds[i].fd, buf, sizeof(buf));
+      if (n > 0) {
+        sinks[i]->append(buf, n);
+      } else {
+        close(fds[i].fd);
+        fds[i].fd = -1;
+        --open_fds;
+      }
+    }
+  }
+  for (auto& f : fds) {
+    if (f.fd >= 0) close(f.fd);
+  }
+  int status = 0;
+  waitpid(pid, &status, 0);
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  return r;
+}
+
+namespace {
+
+class CorpusTest : public ::testing::Test {
+ public:
+  CorpusTest(CorpusBinary b, std::function<void(const CorpusBinary&)> body, absl::Status missing)
+      : b_(std::move(b)), body_(std::move(body)), missing_(std::move(missing)) {}
+  void TestBody() override {
+    ASSERT_TRUE(missing_.ok()) << missing_;
+    body_(b_);
+  }
+
+ private:
+  CorpusBinary b_;
+  std::function<void(const CorpusBinary&)> body_;
+  absl::Status missing_;
+};
+
+}  // namespace
+
+void RegisterCorpusTests(const char* suite, const std::string& program, bool with_esbuild,
+                         std::function<void(const CorpusBinary&)> body) {
+  for (bool esbuild : {false, true}) {
+    if (esbuild && !with_esbuild) continue;
+    auto corpus = LoadCorpus(esbuild);
+    if (!corpus.ok()) {
+      ::testing::RegisterTest(suite, esbuild ? "EsbuildCorpus" : "GoCorpus", nullptr, nullptr,
+                              __FILE__, __LINE__, [s = corpus.status(), body]() -> ::testing::Test* {
+                                return new CorpusTest({}, body, s);
+                              });
+      continue;
+    }
+    for (const CorpusBinary& b : *corpus) {
+      if (esbuild ? false : (program == "*" ? b.program == "demo" : b.program != program)) continue;
+      ::testing::RegisterTest(suite, b.Label().c_str(), nullptr, nullptr, __FILE__, __LINE__,
+                              [b, body]() -> ::testing::Test* {
+                                return new CorpusTest(b, body, absl::OkStatus());
+                              });
+    }
+  }
+}
+
+absl::StatusOr<google::protobuf::Value> ParseJson(const std::string& text) {
+  google::protobuf::Value v;
+  auto s = google::protobuf::util::JsonStringToMessage(text, &v);
+  if (!s.ok()) return absl::InvalidArgumentError(absl::StrCat("bad JSON: ", s.ToString()));
+  return v;
+}
+
+const google::protobuf::Value& Get(const google::protobuf::Value& obj, const std::string& key) {
+  const auto& fields = obj.struct_value().fields();
+  auto it = fields.find(key);
+  if (it == fields.end()) throw std::runtime_error("JSON has no key " + key);
+  return it->second;
+}
+
+std::string GetString(const google::protobuf::Value& obj, const std::string& key) {
+  return Get(obj, key).string_value();
+}
+
+int64_t GetInt(const google::protobuf::Value& obj, const std::string& key) {
+  return static_cast<int64_t>(Get(obj, key).number_value());
+}
+
+}  // namespace goerrprof::testing

@@ -1,0 +1,54 @@
+// Shared helpers for goerrprof's tests: the Go corpus manifests, running a
+// command, and parsing the JSON ground truth the Go test programs print.
+#ifndef GOERRPROF_TESTS_TEST_SUPPORT_H_
+#define GOERRPROF_TESTS_TEST_SUPPORT_H_
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "google/protobuf/struct.pb.h"
+
+namespace goerrprof::testing {
+
+struct CorpusBinary {
+  std::string go_version;  // "go1.21.13"
+  std::string program;     // "errgen", "inlframes", "esbuild"
+  std::string flavour;     // "default", "stripped", "pie", "cgo"; esbuild: its version
+  std::string path;
+  std::string Label() const;  // usable as a gtest name
+};
+
+// Directory of the built Go corpus ($GOERRPROF_CORPUS or <repo>/.cache/corpus).
+std::string CorpusDir();
+// Rows of <corpus>/manifest.tsv, and of the esbuild manifest when `esbuild`.
+absl::StatusOr<std::vector<CorpusBinary>> LoadCorpus(bool esbuild);
+// Absolute path of the gosym oracle.
+std::string OraclePath();
+// Absolute path of the goerrprof executable under test.
+std::string GoerrprofPath();
+
+struct CommandResult {
+  int exit_code = -1;
+  std::string out;  // stdout
+  std::string err;  // stderr
+};
+// Runs argv (no shell) with a hard time limit; stdin is /dev/null.
+CommandResult Run(const std::vector<std::string>& argv, int timeout_seconds = 120);
+
+// Registers one gtest per corpus binary of `program` ("*" for all but the
+// demo), in suite `suite`, running `body`. A missing corpus registers one
+// failing test that says how to build it.
+void RegisterCorpusTests(const char* suite, const std::string& program, bool with_esbuild,
+                         std::function<void(const CorpusBinary&)> body);
+
+absl::StatusOr<google::protobuf::Value> ParseJson(const std::string& text);
+// Field lookups on parsed JSON that fail loudly rather than default.
+const google::protobuf::Value& Get(const google::protobuf::Value& obj, const std::string& key);
+std::string GetString(const google::protobuf::Value& obj, const std::string& key);
+int64_t GetInt(const google::protobuf::Value& obj, const std::string& key);
+
+}  // namespace goerrprof::testing
+
+#endif  // GOERRPROF_TESTS_TEST_SUPPORT_H_
