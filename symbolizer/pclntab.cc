@@ -175,10 +175,12 @@ std::optional<int32_t> Pclntab::PcValue(uint64_t func_off, uint32_t table, uint6
   uint64_t off = pctab_off_ + table;
   int32_t val = -1;
   uint64_t cur = entry;
-  for (bool first = true;; first = false) {
+  for (;;) {
     uint32_t uvdelta, pcdelta;
     if (!ReadUvarint(data_, &off, &uvdelta)) return std::nullopt;
-    if (uvdelta == 0 && !first) return std::nullopt;  // end of table
+    // A zero delta ends the table, except while still at the entry (as the
+    // runtime decodes it).
+    if (uvdelta == 0 && cur != entry) return std::nullopt;
     // Zig-zag decoding of the value delta.
     int32_t vdelta = (uvdelta & 1) ? ~static_cast<int32_t>(uvdelta >> 1)
                                    : static_cast<int32_t>(uvdelta >> 1);

@@ -1,0 +1,46 @@
+/* What the BPF side and the user side of goerrprof share: limits, how a
+ * probe's bpf_cookie says where the interface's two words are, and the
+ * per-type layout the BPF program follows to read messages and Unwrap
+ * chains. Plain C, no kernel headers: included by bpf/*.bpf.c and C++. */
+#ifndef GOERRPROF_BPF_PROBE_ABI_H_
+#define GOERRPROF_BPF_PROBE_ABI_H_
+
+#ifdef __cplusplus
+#include <cstdint>
+typedef uint8_t gep_u8;
+typedef uint16_t gep_u16;
+typedef uint32_t gep_u32;
+typedef uint64_t gep_u64;
+typedef int32_t gep_s32;
+#else
+typedef __u8 gep_u8;
+typedef __u16 gep_u16;
+typedef __u32 gep_u32;
+typedef __u64 gep_u64;
+typedef __s32 gep_s32;
+#endif
+
+/* Registers as numbered in a location (not pt_regs order). */
+enum gep_reg {
+  GEP_RAX = 0, GEP_RBX, GEP_RCX, GEP_RDX, GEP_RSI, GEP_RDI, GEP_RBP, GEP_RSP,
+  GEP_R8, GEP_R9, GEP_R10, GEP_R11, GEP_R12, GEP_R13, GEP_R14, GEP_R15,
+};
+
+/* A location is 32 bits: kind in bits 0-1, register in bits 2-5, and for
+ * memory a signed displacement in bits 8-31 ([reg + disp]). */
+enum gep_loc_kind { GEP_LOC_NONE = 0, GEP_LOC_REG = 1, GEP_LOC_MEM = 2, GEP_LOC_CONST = 3 };
+#define GEP_LOC(kind, reg, disp) \
+  ((gep_u32)(kind) | ((gep_u32)(reg) << 2) | ((gep_u32)(gep_s32)(disp) << 8))
+#define GEP_LOC_KIND(loc) ((loc) & 3u)
+#define GEP_LOC_REGNO(loc) (((loc) >> 2) & 15u)
+#define GEP_LOC_DISP(loc) ((gep_s32)(loc) >> 8)
+
+/* A creation probe's cookie: where the itab word is (low 32 bits) and where
+ * the data word is (high 32 bits) at the probed instruction. GEP_LOC_CONST
+ * for the itab means "the planner knows it statically"; the BPF program then
+ * reads the type from the site map instead. */
+#define GEP_COOKIE(tab_loc, data_loc) ((gep_u64)(tab_loc) | ((gep_u64)(data_loc) << 32))
+#define GEP_COOKIE_TAB(c) ((gep_u32)(c))
+#define GEP_COOKIE_DATA(c) ((gep_u32)((c) >> 32))
+
+#endif /* GOERRPROF_BPF_PROBE_ABI_H_ */

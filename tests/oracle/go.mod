@@ -1,0 +1,3 @@
+module goerrprof.test/oracle
+
+go 1.22
