@@ -1,5 +1,7 @@
 #include "symbolizer/buildinfo.h"
 
+#include <elf.h>
+
 #include <cstring>
 
 #include "absl/status/status.h"
@@ -65,7 +67,43 @@ void ParseModInfo(std::string modinfo, BuildInfo* info) {
   }
 }
 
+// "go1.N" or "go1.N.P", nothing more.
+bool IsReleaseString(absl::Span<const uint8_t> s) {
+  absl::string_view v(reinterpret_cast<const char*>(s.data()), s.size());
+  if (!absl::ConsumePrefix(&v, "go1.") || v.empty()) return false;
+  int dots = 0;
+  for (size_t i = 0; i < v.size(); ++i) {
+    if (v[i] == '.') {
+      if (++dots > 1 || i == 0 || i + 1 == v.size() || v[i - 1] == '.') return false;
+    } else if (v[i] < '0' || v[i] > '9') {
+      return false;
+    }
+  }
+  return true;
+}
+
 }  // namespace
+
+absl::StatusOr<std::string> FindRuntimeBuildVersion(const ElfFile& elf) {
+  constexpr uint64_t kMinLen = 5, kMaxLen = 16;
+  for (const ElfSegment& seg : elf.loads()) {
+    if (!(seg.flags & PF_W)) continue;
+    auto bytes = elf.ReadVirtual(seg.vaddr, seg.filesz);
+    if (!bytes.ok()) continue;
+    for (uint64_t off = 0; off + 16 <= bytes->size(); off += 8) {
+      uint64_t len;
+      std::memcpy(&len, bytes->data() + off + 8, 8);
+      if (len < kMinLen || len > kMaxLen) continue;
+      auto ptr = elf.ReadPointer(seg.vaddr + off);
+      if (!ptr.ok()) continue;
+      auto str = elf.ReadVirtual(*ptr, len);
+      if (str.ok() && IsReleaseString(*str)) {
+        return std::string(reinterpret_cast<const char*>(str->data()), len);
+      }
+    }
+  }
+  return absl::NotFoundError("no runtime.buildVersion string");
+}
 
 std::string BuildInfo::Setting(absl::string_view key) const {
   for (const auto& [k, v] : settings) {

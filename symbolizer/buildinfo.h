@@ -23,6 +23,11 @@ struct BuildInfo {
 // NotFound when the binary has no Go build information.
 absl::StatusOr<BuildInfo> ReadBuildInfo(const ElfFile& elf);
 
+// For binaries whose .go.buildinfo was removed: the value of
+// runtime.buildVersion, found as a Go string header in writable data that
+// points at "go1.N" or "go1.N.P". NotFound when there is none.
+absl::StatusOr<std::string> FindRuntimeBuildVersion(const ElfFile& elf);
+
 }  // namespace goerrprof::symbolizer
 
 #endif  // GOERRPROF_SYMBOLIZER_BUILDINFO_H_

@@ -84,11 +84,17 @@ absl::Status GoBinary::Init(const std::string& path) {
   ASSIGN_OR_RETURN(elf_, ElfFile::Open(path));
   auto bi = ReadBuildInfo(*elf_);
   RETURN_IF_ERROR(LocatePclntab());
-  if (!bi.ok()) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("cannot determine the Go version (", bi.status().message(), ")"));
+  if (bi.ok()) {
+    build_info_ = std::move(*bi);
+  } else {
+    // Some release pipelines drop .go.buildinfo; the runtime still knows.
+    auto v = FindRuntimeBuildVersion(*elf_);
+    if (!v.ok()) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("cannot determine the Go version (", bi.status().message(), ")"));
+    }
+    build_info_.go_version = *v;
   }
-  build_info_ = std::move(*bi);
   auto version = goabi::GoVersion::Parse(build_info_.go_version);
   if (!version) {
     return absl::UnimplementedError(

@@ -111,6 +111,21 @@ absl::StatusOr<GoType> TypeReader::Read(uint64_t addr) const {
 
 absl::StatusOr<std::vector<GoItab>> TypeReader::Itabs() const {
   std::vector<GoItab> out;
+  if (md_.itab_bytes > 0) {
+    // 1.27+: itabs back to back; each is 32 bytes plus one word per method
+    // past the first, unless its first method slot is empty.
+    for (uint64_t p = md_.itabs; p < md_.itabs + md_.itab_bytes;) {
+      GoItab it{p, 0, 0};
+      ASSIGN_OR_RETURN(it.inter, elf_.ReadPointer(p));
+      ASSIGN_OR_RETURN(it.type, elf_.ReadPointer(p + 8));
+      ASSIGN_OR_RETURN(uint64_t fun0, elf_.ReadPointer(p + 24));
+      ASSIGN_OR_RETURN(uint64_t nmethods, elf_.ReadU64(it.inter + layout_.interface_methods + 8));
+      if (nmethods > kMaxFields) return absl::OutOfRangeError("implausible itab method count");
+      p += 32 + (fun0 != 0 && nmethods > 1 ? 8 * (nmethods - 1) : 0);
+      out.push_back(it);
+    }
+    return out;
+  }
   out.reserve(md_.nitablinks);
   for (uint64_t i = 0; i < md_.nitablinks; ++i) {
     GoItab it;

@@ -23,6 +23,12 @@ absl::StatusOr<uint64_t> Word(const ElfFile& elf, uint64_t md, int32_t off) {
   return elf.ReadU64(md + off);
 }
 
+// The length word of a slice field (8 bytes after its data pointer).
+absl::StatusOr<uint64_t> SliceLen(const ElfFile& elf, uint64_t md, int32_t off) {
+  if (off == Layout::kAbsent) return uint64_t{0};
+  return elf.ReadU64(md + off + 8);
+}
+
 // Reads the candidate and checks it against the pclntab it must describe.
 absl::StatusOr<Moduledata> ReadAt(const ElfFile& elf, const Pclntab& pclntab,
                                   const Layout& layout, uint64_t addr) {
@@ -36,14 +42,18 @@ absl::StatusOr<Moduledata> ReadAt(const ElfFile& elf, const Pclntab& pclntab,
   ASSIGN_OR_RETURN(md.etypes, Field(elf, addr, layout.etypes));
   ASSIGN_OR_RETURN(md.gofunc, Field(elf, addr, layout.gofunc));
   ASSIGN_OR_RETURN(md.typelinks, Field(elf, addr, layout.typelinks));
-  ASSIGN_OR_RETURN(md.ntypelinks, Word(elf, addr, layout.typelinks + 8));
+  ASSIGN_OR_RETURN(md.ntypelinks, SliceLen(elf, addr, layout.typelinks));
   ASSIGN_OR_RETURN(md.itablinks, Field(elf, addr, layout.itablinks));
-  ASSIGN_OR_RETURN(md.nitablinks, Word(elf, addr, layout.itablinks + 8));
+  ASSIGN_OR_RETURN(md.nitablinks, SliceLen(elf, addr, layout.itablinks));
+  ASSIGN_OR_RETURN(uint64_t itab_off, Word(elf, addr, layout.itaboffset));
+  ASSIGN_OR_RETURN(md.itab_bytes, Word(elf, addr, layout.itabsize));
+  if (layout.itaboffset != Layout::kAbsent) md.itabs = md.types + itab_off;
   bool ok = pcheader == pclntab.address() &&
             (layout.ftab == Layout::kAbsent ||
              ftab == pclntab.address() + pclntab.functab_offset()) &&
             md.text <= pclntab.text_start() && md.etext >= md.text && md.types <= md.etypes &&
-            md.ntypelinks < (1u << 24) && md.nitablinks < (1u << 24);
+            md.ntypelinks < (1u << 24) && md.nitablinks < (1u << 24) &&
+            md.itab_bytes < (1u << 30);
   if (!ok) {
     return absl::NotFoundError(absl::StrFormat("no valid moduledata at 0x%x", addr));
   }

@@ -19,7 +19,9 @@ struct Moduledata {
   uint64_t types = 0, etypes = 0;
   uint64_t gofunc = 0;  // 0 before 1.18
   uint64_t typelinks = 0, ntypelinks = 0;  // []int32 (offsets from types)
-  uint64_t itablinks = 0, nitablinks = 0;  // []*itab
+  uint64_t itablinks = 0, nitablinks = 0;  // []*itab, before 1.27
+  // 1.27+: the linker's itabs lie back to back in [itabs, itabs+itab_bytes).
+  uint64_t itabs = 0, itab_bytes = 0;
 };
 
 absl::StatusOr<Moduledata> FindModuledata(const ElfFile& elf, const Pclntab& pclntab,
