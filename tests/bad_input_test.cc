@@ -45,7 +45,7 @@ std::string SampleGoBinary() {
 void ExpectCliRefuses(const std::vector<std::string>& args, const std::string& want) {
   std::vector<std::string> argv = {GoerrprofPath()};
   argv.insert(argv.end(), args.begin(), args.end());
-  CommandResult r = Run(argv);
+  CommandResult r = RunCommand(argv);
   EXPECT_NE(r.exit_code, 0) << r.out;
   EXPECT_LT(r.exit_code, 128) << "crashed: " << r.err;
   EXPECT_TRUE(absl::StartsWith(r.err, "goerrprof: ")) << r.err;

@@ -45,7 +45,7 @@ void CheckErrorTypes(const CorpusBinary& b) {
   std::map<std::string, const ErrorType*> by_name;
   for (const ErrorType& t : *found) by_name[t.name] = &t;
 
-  CommandResult r = Run({b.path, "-types"});
+  CommandResult r = RunCommand({b.path, "-types"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   auto truth = ParseJson(r.out);
   ASSERT_TRUE(truth.ok()) << truth.status();

@@ -17,7 +17,7 @@ namespace {
 void CheckInlineFrames(const CorpusBinary& b) {
   auto bin = symbolizer::GoBinary::Open(b.path);
   ASSERT_TRUE(bin.ok()) << bin.status();
-  CommandResult r = Run({b.path});
+  CommandResult r = RunCommand({b.path});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   auto truth = ParseJson(r.out);
   ASSERT_TRUE(truth.ok()) << truth.status() << "\n" << r.out;

@@ -28,7 +28,7 @@ void CompareWithOracle(const CorpusBinary& b) {
   auto bin = symbolizer::GoBinary::Open(b.path);
   ASSERT_TRUE(bin.ok()) << bin.status();
   const symbolizer::Pclntab& tab = (*bin)->pclntab();
-  CommandResult oracle = Run({OraclePath(), b.path}, 300);
+  CommandResult oracle = RunCommand({OraclePath(), b.path}, 300);
   ASSERT_EQ(oracle.exit_code, 0) << oracle.err;
 
   size_t funcs = 0, pcs = 0, mismatches = 0, no_line_table = 0;

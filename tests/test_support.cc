@@ -78,7 +78,7 @@ std::string GoerrprofPath() {
   return env ? env : GOERRPROF_BINARY;
 }
 
-CommandResult Run(const std::vector<std::string>& argv, int timeout_seconds) {
+CommandResult RunCommand(const std::vector<std::string>& argv, int timeout_seconds) {
   CommandResult r;
   int out_pipe[2], err_pipe[2];
   if (pipe2(out_pipe, O_CLOEXEC) != 0 || pipe2(err_pipe, O_CLOEXEC) != 0) return r;

@@ -35,7 +35,7 @@ struct CommandResult {
   std::string err;  // stderr
 };
 // Runs argv (no shell) with a hard time limit; stdin is /dev/null.
-CommandResult Run(const std::vector<std::string>& argv, int timeout_seconds = 120);
+CommandResult RunCommand(const std::vector<std::string>& argv, int timeout_seconds = 120);
 
 // Registers one gtest per corpus binary of `program` ("*" for all but the
 // demo), in suite `suite`, running `body`. A missing corpus registers one
