@@ -117,6 +117,12 @@ absl::Status GoBinary::Init(const std::string& path) {
     return absl::OkStatus();  // symbolization still works without it
   }
   moduledata_ = *md;
+  if (moduledata_.text != 0 && moduledata_.text != pclntab_->text_start()) {
+    // The header gave no text start (Go 1.26+ writes 0) and the fallback
+    // guessed wrong (stripped external links put C code before Go's text):
+    // moduledata knows.
+    ASSIGN_OR_RETURN(pclntab_, Pclntab::Create(*elf_, pclntab_->address(), moduledata_.text));
+  }
   pclntab_->set_gofunc(moduledata_.gofunc);
   types_.emplace(*elf_, moduledata_, layout_.type);
   return absl::OkStatus();

@@ -51,7 +51,7 @@ absl::StatusOr<Moduledata> ReadAt(const ElfFile& elf, const Pclntab& pclntab,
   bool ok = pcheader == pclntab.address() &&
             (layout.ftab == Layout::kAbsent ||
              ftab == pclntab.address() + pclntab.functab_offset()) &&
-            md.text <= pclntab.text_start() && md.etext >= md.text && md.types <= md.etypes &&
+            md.etext >= md.text && md.types <= md.etypes &&
             md.ntypelinks < (1u << 24) && md.nitablinks < (1u << 24) &&
             md.itab_bytes < (1u << 30);
   if (!ok) {

@@ -14,7 +14,8 @@ import (
 // unrelocated in PIE files), so the base must be right. For internally linked
 // binaries runtime.text == .text start. The external linker puts C runtime
 // code (crt1, etc.) in front of Go's text, so there .text start is wrong and
-// only the symbol works: a stripped externally linked binary is refused.
+// only the symbol works: a stripped externally linked binary is refused
+// (the header copy cannot serve either: Go 1.26+ writes 0 there).
 func findTextStart(f *elf.File) (uint64, error) {
 	text := f.Section(".text")
 	if text == nil {
@@ -36,7 +37,8 @@ func findTextStart(f *elf.File) (uint64, error) {
 }
 
 // sectionOrSymbol returns the first named section present, else the bytes
-// between two symbols (as cmd/internal/objfile does).
+// between two symbols (as cmd/internal/objfile does). The symbols are needed
+// for externally linked PIE before Go 1.26, whose pclntab has no section.
 func sectionOrSymbol(f *elf.File, sections []string, start, end string) ([]byte, error) {
 	for _, name := range sections {
 		if s := f.Section(name); s != nil {
@@ -45,7 +47,7 @@ func sectionOrSymbol(f *elf.File, sections []string, start, end string) ([]byte,
 	}
 	syms, err := f.Symbols()
 	if err != nil {
-		return nil, fmt.Errorf("not a Go binary: no %s section and no symbols", sections[0])
+		return nil, fmt.Errorf("not a Go binary (or stripped external PIE): no %s section and no symbols", sections[0])
 	}
 	var lo, hi uint64
 	for _, s := range syms {

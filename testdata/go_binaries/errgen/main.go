@@ -1,0 +1,106 @@
+// Command errgen creates a known set of errors and prints the ground truth
+// (sites, counts, types, messages, unwrap chains) as one JSON line.
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"reflect"
+	"runtime"
+)
+
+type link struct {
+	Type    string `json:"type"`
+	Message string `json:"message"`
+}
+
+type result struct {
+	Name     string `json:"name"`
+	Function string `json:"function"`
+	Count    int    `json:"count"`
+	Type     string `json:"type"`
+	Message  string `json:"message"`
+	Chain    []link `json:"chain"`
+}
+
+// chain walks the Unwrap tree depth-first, the error itself first.
+func chain(err error, out []link) []link {
+	if err == nil {
+		return out
+	}
+	out = append(out, link{fmt.Sprintf("%T", err), err.Error()})
+	switch u := err.(type) {
+	case interface{ Unwrap() error }:
+		out = chain(u.Unwrap(), out)
+	case interface{ Unwrap() []error }:
+		for _, e := range u.Unwrap() {
+			out = chain(e, out)
+		}
+	}
+	return out
+}
+
+func fail(format string, args ...interface{}) {
+	fmt.Fprintf(os.Stderr, "errgen: "+format+"\n", args...)
+	os.Exit(1)
+}
+
+func emit(v interface{}) {
+	enc := json.NewEncoder(os.Stdout)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		fail("%v", err)
+	}
+}
+
+func main() {
+	types := flag.Bool("types", false, "print the layout of errgen's own error types and exit")
+	n := flag.Int("n", 1, "multiply every scenario's count by N")
+	wait := flag.Bool("wait", false, "print 'ready <pid>' and wait for a line on stdin before working")
+	flag.Parse()
+
+	if *types {
+		infos := []typeInfo{}
+		for _, e := range ownErrorTypes {
+			infos = append(infos, describeType(e))
+		}
+		emit(map[string]interface{}{"go_version": runtime.Version(), "error_types": infos})
+		return
+	}
+	if *n < 1 {
+		fail("-n must be >= 1")
+	}
+	var err error
+	if refusedAddr, err = closedPort(); err != nil {
+		fail("cannot reserve a loopback port: %v", err)
+	}
+	if *wait {
+		// Stdout is unbuffered, so the line is visible before we block.
+		fmt.Printf("ready %d\n", os.Getpid())
+		// EOF also releases us so a closed stdin cannot hang the run.
+		bufio.NewReader(os.Stdin).ReadString('\n')
+	}
+
+	results := []result{}
+	for _, s := range append(baseScenarios, go120Scenarios...) {
+		fn := runtime.FuncForPC(reflect.ValueOf(s.fn).Pointer()).Name()
+		index := map[string]int{} // message -> position in results
+		for i := 0; i < s.count**n; i++ {
+			e := s.fn(i)
+			if e == nil {
+				fail("scenario %s returned nil", s.name)
+			}
+			msg := e.Error()
+			if k, ok := index[msg]; ok {
+				results[k].Count++
+				continue
+			}
+			index[msg] = len(results)
+			results = append(results, result{s.name, fn, 1, fmt.Sprintf("%T", e), msg, chain(e, nil)})
+		}
+	}
+	emit(map[string]interface{}{"go_version": runtime.Version(), "pid": os.Getpid(), "scenarios": results})
+}

@@ -1,0 +1,3 @@
+module goerrprof.test/gobin
+
+go 1.19
