@@ -163,7 +163,10 @@ void RegisterCorpusTests(const char* suite, const std::string& program, bool wit
       continue;
     }
     for (const CorpusBinary& b : *corpus) {
-      if (esbuild ? false : (program == "*" ? b.program == "demo" : b.program != program)) continue;
+      bool wanted = esbuild || (program == "*" ? b.program != "demo"
+                                               : (program == b.program ||
+                                                  program == b.program + "-" + b.flavour));
+      if (!wanted) continue;
       ::testing::RegisterTest(suite, b.Label().c_str(), nullptr, nullptr, __FILE__, __LINE__,
                               [b, body]() -> ::testing::Test* {
                                 return new CorpusTest(b, body, absl::OkStatus());

@@ -38,7 +38,7 @@ struct CommandResult {
 CommandResult RunCommand(const std::vector<std::string>& argv, int timeout_seconds = 120);
 
 // Registers one gtest per corpus binary of `program` ("*" for all but the
-// demo), in suite `suite`, running `body`. A missing corpus registers one
+// demo; "errgen-cgo" for one flavour), in suite `suite`, running `body`. A missing corpus registers one
 // failing test that says how to build it.
 void RegisterCorpusTests(const char* suite, const std::string& program, bool with_esbuild,
                          std::function<void(const CorpusBinary&)> body);
