@@ -1,7 +1,7 @@
 /* What the BPF side and the user side of goerrprof share: limits, how a
  * probe's bpf_cookie says where the interface's two words are, and the
  * per-type layout the BPF program follows to read messages and Unwrap
- * chains. Plain C, no kernel headers: included by bpf/*.bpf.c and C++. */
+ * chains. Plain C, no kernel headers: included by the BPF programs and C++. */
 #ifndef GOERRPROF_BPF_PROBE_ABI_H_
 #define GOERRPROF_BPF_PROBE_ABI_H_
 
@@ -12,12 +12,16 @@ typedef uint16_t gep_u16;
 typedef uint32_t gep_u32;
 typedef uint64_t gep_u64;
 typedef int32_t gep_s32;
+typedef int16_t gep_s16;
+typedef int64_t gep_s64;
 #else
 typedef __u8 gep_u8;
 typedef __u16 gep_u16;
 typedef __u32 gep_u32;
 typedef __u64 gep_u64;
 typedef __s32 gep_s32;
+typedef __s16 gep_s16;
+typedef __s64 gep_s64;
 #endif
 
 /* Registers as numbered in a location (not pt_regs order). */
@@ -35,6 +39,10 @@ enum gep_loc_kind { GEP_LOC_NONE = 0, GEP_LOC_REG = 1, GEP_LOC_MEM = 2, GEP_LOC_
 #define GEP_LOC_REGNO(loc) (((loc) >> 2) & 15u)
 #define GEP_LOC_DISP(loc) ((gep_s32)(loc) >> 8)
 
+/* Flag in a cookie's tab location: the word there is the concrete type
+ * descriptor itself (an `any` holding an error value), not an itab. */
+#define GEP_LOC_F_TYPE 0x40u
+
 /* A creation probe's cookie: where the itab word is (low 32 bits) and where
  * the data word is (high 32 bits) at the probed instruction. GEP_LOC_CONST
  * for the itab means "the planner knows it statically"; the BPF program then
@@ -42,5 +50,176 @@ enum gep_loc_kind { GEP_LOC_NONE = 0, GEP_LOC_REG = 1, GEP_LOC_MEM = 2, GEP_LOC_
 #define GEP_COOKIE(tab_loc, data_loc) ((gep_u64)(tab_loc) | ((gep_u64)(data_loc) << 32))
 #define GEP_COOKIE_TAB(c) ((gep_u32)(c))
 #define GEP_COOKIE_DATA(c) ((gep_u32)((c) >> 32))
+
+
+/* ---- Added for the BPF session (bpf/errors.bpf.c <-> profiler/bpf_session) ---- */
+
+/* Sites whose cookie has a GEP_LOC_CONST location: the site map, keyed by
+ * the probe's runtime address (what pt_regs->ip holds in the handler),
+ * gives the runtime type address (CONST itab) and/or data word (CONST data). */
+struct gep_site {
+  gep_u64 type;
+  gep_u64 data;
+};
+
+/* Hard limits; the verifier sees them as loop bounds and buffer sizes. */
+#define GEP_MAX_STACK 127       /* perf_event_max_stack's default */
+#define GEP_MAX_LINKS 32        /* links (errors) per event */
+#define GEP_MAX_CHAIN 16        /* ceiling of the configurable depth */
+#define GEP_PENDING_CAP 32      /* explicit DFS stack; power of two */
+#define GEP_MAX_STR 256         /* bytes copied per string field */
+#define GEP_MAX_STR_FIELDS 8
+#define GEP_MAX_ERR_FIELDS 4
+#define GEP_MAX_SLICE_FIELDS 2
+#define GEP_MAX_SLICE_ELEMS 8   /* []error elements followed per slice */
+#define GEP_EVENT_MAX 32768     /* bytes per event record; power of two */
+#define GEP_MAX_ADDR_FIELDS 2   /* net.Addr fields per type (OpError: Source, Addr) */
+#define GEP_MAX_ADDR_STR 2      /* strings per address (Zone; or Name, Net) */
+#define GEP_MAX_IP 16           /* IP bytes copied per address */
+
+/* Layout map value, keyed by the runtime type address (u64). Fields are at
+ * data + offset whenever GEP_TYPE_DEREF is set (pointer types, and values
+ * boxed in the interface: both make the data word point at the object). */
+#define GEP_TYPE_DEREF 1u
+struct gep_type_layout {
+  gep_u32 flags;
+  gep_u8 value_size; /* 1-8: capture that many bytes at data as the link's
+                        value (numeric kinds, boxed structs); 0: the value
+                        is the data word itself */
+  gep_u8 n_str, n_err, n_slice;
+  gep_u32 str_off[GEP_MAX_STR_FIELDS];     /* Go string: ptr, len */
+  gep_u32 err_off[GEP_MAX_ERR_FIELDS];     /* error: tab, data */
+  gep_u32 slice_off[GEP_MAX_SLICE_FIELDS]; /* []error: ptr, len, cap */
+  /* Address interfaces (methods Network and String, like net.Addr): tab,
+   * data. Decoded through the address map when the dynamic type is in it. */
+  gep_u8 n_addr;
+  gep_u8 pad[3];
+  gep_u32 addr_off[GEP_MAX_ADDR_FIELDS];
+};
+
+/* Address map value, keyed by the runtime address of a pointer type whose
+ * pointee the probe decodes: *net.TCPAddr/UDPAddr (IP, Port, Zone),
+ * *net.IPAddr (IP, Zone), *net.UnixAddr (Name, Net). Offsets are in the
+ * pointee, from the binary's type data. */
+enum gep_addr_kind {
+  GEP_ADDR_NONE = 0, /* nil or undecodable: see gep_addr.flags */
+  GEP_ADDR_TCP = 1,
+  GEP_ADDR_UDP = 2,
+  GEP_ADDR_IP = 3,
+  GEP_ADDR_UNIX = 4,
+};
+#define GEP_ADDR_NO_FIELD 0xffffffffu
+struct gep_addr_layout {
+  gep_u32 kind;     /* gep_addr_kind */
+  gep_u32 ip_off;   /* IP []byte, or GEP_ADDR_NO_FIELD */
+  gep_u32 port_off; /* Port int, or GEP_ADDR_NO_FIELD */
+  gep_u32 n_str;
+  gep_u32 str_off[GEP_MAX_ADDR_STR]; /* Go strings: Zone; or Name, Net */
+};
+
+/* g pointer source (rodata g_source). */
+enum gep_g_source { GEP_G_NONE = 0, GEP_G_R14 = 1, GEP_G_TLS = 2 };
+
+/* One ring buffer record: this header, n_stack u64 PCs (user stack,
+ * innermost first; [0] is the probe's ip, the rest return addresses), then
+ * n_links links in depth-first pre-order, each a gep_link followed by its
+ * n_str gep_str records, each followed by `copied` bytes padded to 8, then
+ * (version 1) its n_addr gep_addr records, each followed by its n_str
+ * gep_str records. All addresses are runtime addresses in the target.
+ * Readers reject records of another version. */
+#define GEP_EVENT_VERSION 1u /* 0: before addresses (the field was padding) */
+#define GEP_EV_STACK_FAILED 1u
+#define GEP_EV_GOID_FAILED 2u
+#define GEP_EV_TRUNCATED 4u    /* record hit GEP_EVENT_MAX: links missing */
+#define GEP_EV_LINKS_CUT 8u    /* wrapped errors left over at GEP_MAX_LINKS */
+struct gep_event {
+  gep_u64 ts_ns; /* CLOCK_MONOTONIC */
+  gep_u64 ip;
+  gep_u64 cookie;
+  gep_u64 goid; /* 0 when unknown */
+  gep_u32 pid;  /* tgid */
+  gep_u32 tid;
+  gep_u32 size; /* bytes of the whole record */
+  gep_u32 flags;
+  gep_u16 n_stack;
+  gep_u16 n_links;
+  gep_u32 version; /* GEP_EVENT_VERSION */
+};
+
+#define GEP_LINK_UNKNOWN_TYPE 1u  /* type not in the layout map: no fields */
+#define GEP_LINK_TYPE_FAILED 2u   /* itab unreadable: type is 0 */
+#define GEP_LINK_VALUE_FAILED 4u
+#define GEP_LINK_FIELD_FAILED 8u  /* a string/error/slice header unreadable */
+#define GEP_LINK_DEPTH_CUT 16u    /* wraps errors not followed: max chain */
+#define GEP_LINK_WIDTH_CUT 32u    /* []error longer than GEP_MAX_SLICE_ELEMS */
+#define GEP_LINK_LINKS_CUT 64u    /* wrapped errors dropped: DFS stack full */
+#define GEP_LINK_ADDR_FAILED 128u /* an address field not fully read */
+struct gep_link {
+  gep_u64 type;  /* runtime type address */
+  gep_u64 data;  /* interface data word */
+  gep_u64 value; /* see gep_type_layout.value_size */
+  gep_s16 parent; /* index of the wrapping link; -1 for the root */
+  gep_u8 depth;
+  gep_u8 n_str;
+  gep_u16 flags;
+  gep_u8 n_addr; /* gep_addr records after the strings */
+  gep_u8 pad;
+};
+
+#define GEP_STR_READ_FAILED 1u
+struct gep_str {
+  gep_u64 len;     /* true length in the target */
+  gep_u16 copied;  /* bytes following (<= GEP_MAX_STR), then pad to 8 */
+  gep_u8 field;    /* index into the layout's str_off */
+  gep_u8 flags;
+  gep_u32 pad;
+};
+
+/* One address field of a link. A nil interface has type 0 and
+ * GEP_ADDR_F_NIL; a nil pointer of a known type has data 0 and no parts. */
+#define GEP_ADDR_F_NIL 1u          /* the interface is nil */
+#define GEP_ADDR_F_READ_FAILED 2u  /* interface, itab, IP or Port unreadable */
+#define GEP_ADDR_F_UNKNOWN_TYPE 4u /* dynamic type not in the address map */
+struct gep_addr {
+  gep_u64 type;   /* dynamic type; 0 when nil or the itab was unreadable */
+  gep_u64 data;   /* the interface's data word */
+  gep_s64 port;
+  gep_u64 ip_len; /* len(IP) in the target; min(ip_len, GEP_MAX_IP) copied */
+  gep_u8 ip[GEP_MAX_IP];
+  gep_u8 field;   /* index into the layout's addr_off */
+  gep_u8 kind;    /* gep_addr_kind from the address map */
+  gep_u8 n_str;   /* gep_str records following (field: index in str_off) */
+  gep_u8 flags;
+  gep_u32 pad;
+};
+
+/* Per-CPU counters map (array of u64, one slot per counter). The DROP_*
+ * counters lose whole events; the others lose parts of events. */
+enum gep_counter {
+  GEP_CTR_HITS = 0,        /* program invocations */
+  GEP_CTR_EVENTS,          /* records written to the ring buffer */
+  GEP_CTR_NIL,             /* nil interface at the site: nothing to record */
+  GEP_CTR_FOREIGN,         /* hit by another process: ignored */
+  GEP_CTR_DROP_RINGBUF,    /* ring buffer full */
+  GEP_CTR_DROP_BUSY,       /* per-CPU scratch in use (preempted handler) */
+  GEP_CTR_DROP_NO_SCRATCH,
+  GEP_CTR_DROP_ROOT_READ,  /* interface words unreadable at the site */
+  GEP_CTR_DROP_NO_SITE,    /* CONST location without a site map entry */
+  GEP_CTR_TYPE_READ,       /* itab -> type read failed */
+  GEP_CTR_VALUE_READ,
+  GEP_CTR_FIELD_READ,      /* string/error/slice header read failed */
+  GEP_CTR_STR_READ,        /* string bytes read failed */
+  GEP_CTR_STR_TRUNC,       /* string longer than GEP_MAX_STR */
+  GEP_CTR_GOID_READ,
+  GEP_CTR_STACK_FAILED,
+  GEP_CTR_UNKNOWN_TYPE,    /* link type absent from the layout map */
+  GEP_CTR_CHAIN_DEPTH,     /* links not followed: max chain depth */
+  GEP_CTR_CHAIN_WIDTH,     /* []error elements beyond GEP_MAX_SLICE_ELEMS */
+  GEP_CTR_CHAIN_LINKS,     /* links dropped at GEP_MAX_LINKS / stack full */
+  GEP_CTR_EVENT_TRUNC,     /* record full: rest of the chain dropped */
+  GEP_CTR_ADDR_READ,       /* address interface, itab, IP, Port or string header unreadable */
+  GEP_CTR_ADDR_UNKNOWN,    /* address of a type not in the address map */
+  GEP_CTR__COUNT,
+};
 
 #endif /* GOERRPROF_BPF_PROBE_ABI_H_ */

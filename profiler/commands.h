@@ -13,6 +13,7 @@ namespace goerrprof::profiler {
 
 int RunInspect(const std::vector<std::string>& args);
 int RunSymbolize(const std::vector<std::string>& args);
+int RunRecord(const std::vector<std::string>& args);
 
 // The executable to read: /proc/PID/exe with --pid, else the first argument.
 absl::StatusOr<std::string> TargetPath(const std::vector<std::string>& args);

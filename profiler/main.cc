@@ -22,7 +22,8 @@ namespace {
 constexpr char kUsage[] =
     "goerrprof: where Go errors are born.\n"
     "  goerrprof inspect [--json] (BINARY | --pid PID)\n"
-    "  goerrprof symbolize [--json] BINARY ADDR...\n";
+    "  goerrprof symbolize [--json] BINARY ADDR...\n"
+    "  goerrprof record --pid PID [--duration D] [-o errors.pb.gz] [--max_chain N]\n";
 
 }  // namespace
 
@@ -58,6 +59,7 @@ int main(int argc, char** argv) {
   std::vector<std::string> args(positional.begin() + 2, positional.end());
   if (command == "inspect") return goerrprof::profiler::RunInspect(args);
   if (command == "symbolize") return goerrprof::profiler::RunSymbolize(args);
+  if (command == "record") return goerrprof::profiler::RunRecord(args);
   std::fprintf(stderr, "goerrprof: unknown command \"%s\"\n%s", command.c_str(),
                goerrprof::profiler::kUsage);
   return 2;

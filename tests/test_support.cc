@@ -175,6 +175,109 @@ void RegisterCorpusTests(const char* suite, const std::string& program, bool wit
   }
 }
 
+absl::StatusOr<std::unique_ptr<Child>> Child::Spawn(const std::vector<std::string>& argv) {
+  int in[2], out[2], err[2];
+  if (pipe2(in, O_CLOEXEC) != 0 || pipe2(out, O_CLOEXEC) != 0 || pipe2(err, O_CLOEXEC) != 0) {
+    return absl::InternalError("pipe failed");
+  }
+  auto child = std::unique_ptr<Child>(new Child());
+  child->pid_ = fork();
+  if (child->pid_ == 0) {
+    dup2(in[0], 0);
+    dup2(out[1], 1);
+    dup2(err[1], 2);
+    std::vector<char*> args;
+    for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+    args.push_back(nullptr);
+    execvp(args[0], args.data());
+    _exit(127);
+  }
+  close(in[0]);
+  close(out[1]);
+  close(err[1]);
+  child->in_ = in[1];
+  child->out_ = out[0];
+  child->err_ = err[0];
+  return child;
+}
+
+Child::~Child() {
+  if (pid_ > 0) {
+    kill(pid_, SIGKILL);
+    waitpid(pid_, nullptr, 0);
+  }
+  for (int fd : {in_, out_, err_}) {
+    if (fd >= 0) close(fd);
+  }
+}
+
+absl::StatusOr<std::string> Child::ReadLine(bool from_stderr, int timeout_seconds) {
+  int fd = from_stderr ? err_ : out_;
+  std::string& buf = from_stderr ? err_buf_ : out_buf_;
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(timeout_seconds);
+  for (;;) {
+    if (size_t nl = buf.find('\n'); nl != std::string::npos) {
+      std::string line = buf.substr(0, nl);
+      buf.erase(0, nl + 1);
+      return line;
+    }
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) return absl::DeadlineExceededError("no line in time: " + buf);
+    pollfd p = {fd, POLLIN, 0};
+    if (poll(&p, 1, static_cast<int>(left.count())) <= 0) continue;
+    char chunk[4096];
+    ssize_t n = read(fd, chunk, sizeof(chunk));
+    if (n <= 0) return absl::OutOfRangeError("stream closed: " + buf);
+    buf.append(chunk, n);
+  }
+}
+
+absl::Status Child::Write(const std::string& bytes) {
+  if (write(in_, bytes.data(), bytes.size()) != static_cast<ssize_t>(bytes.size())) {
+    return absl::InternalError("write to child failed");
+  }
+  return absl::OkStatus();
+}
+
+void Child::CloseStdin() {
+  if (in_ >= 0) close(in_);
+  in_ = -1;
+}
+
+absl::StatusOr<CommandResult> Child::Finish(int timeout_seconds) {
+  CloseStdin();
+  CommandResult r;
+  r.out = out_buf_;
+  r.err = err_buf_;
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(timeout_seconds);
+  pollfd fds[2] = {{out_, POLLIN, 0}, {err_, POLLIN, 0}};
+  std::string* sinks[2] = {&r.out, &r.err};
+  int open_fds = 2;
+  char buf[65536];
+  while (open_fds > 0) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) return absl::DeadlineExceededError("child did not exit in time");
+    if (poll(fds, 2, static_cast<int>(left.count())) < 0) break;
+    for (int i = 0; i < 2; ++i) {
+      if (fds[i].fd < 0 || !(fds[i].revents & (POLLIN | POLLHUP))) continue;
+      ssize_t n = read(fds[i].fd, buf, sizeof(buf));
+      if (n > 0) {
+        sinks[i]->append(buf, n);
+      } else {
+        fds[i].fd = -1;
+        --open_fds;
+      }
+    }
+  }
+  int status = 0;
+  waitpid(pid_, &status, 0);
+  pid_ = -1;
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  return r;
+}
+
 absl::StatusOr<google::protobuf::Value> ParseJson(const std::string& text) {
   google::protobuf::Value v;
   auto s = google::protobuf::util::JsonStringToMessage(text, &v);

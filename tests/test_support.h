@@ -3,7 +3,10 @@
 #ifndef GOERRPROF_TESTS_TEST_SUPPORT_H_
 #define GOERRPROF_TESTS_TEST_SUPPORT_H_
 
+#include <sys/types.h>
+
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -36,6 +39,27 @@ struct CommandResult {
 };
 // Runs argv (no shell) with a hard time limit; stdin is /dev/null.
 CommandResult RunCommand(const std::vector<std::string>& argv, int timeout_seconds = 120);
+
+// A child process with pipes on stdin/stdout/stderr, for tests that talk to
+// the Go test programs and to goerrprof while both run. Every wait is bounded.
+class Child {
+ public:
+  static absl::StatusOr<std::unique_ptr<Child>> Spawn(const std::vector<std::string>& argv);
+  ~Child();  // kills and reaps a child still running
+  pid_t pid() const { return pid_; }
+  // One line from stdout (or stderr), without the newline.
+  absl::StatusOr<std::string> ReadLine(bool from_stderr, int timeout_seconds = 60);
+  absl::Status Write(const std::string& bytes);
+  void CloseStdin();
+  // Waits for exit, collecting the rest of stdout and stderr.
+  absl::StatusOr<CommandResult> Finish(int timeout_seconds = 120);
+
+ private:
+  Child() = default;
+  pid_t pid_ = -1;
+  int in_ = -1, out_ = -1, err_ = -1;
+  std::string out_buf_, err_buf_;
+};
 
 // Registers one gtest per corpus binary of `program` ("*" for all but the
 // demo; "errgen-cgo" for one flavour), in suite `suite`, running `body`. A missing corpus registers one

@@ -15,6 +15,8 @@ import (
 type link struct {
 	Type    string `json:"type"`
 	Message string `json:"message"`
+	// What an out-of-process profiler shows: see profileMessage.
+	ProfileMessage string `json:"profile_message"`
 }
 
 type result struct {
@@ -23,7 +25,9 @@ type result struct {
 	Count    int    `json:"count"`
 	Type     string `json:"type"`
 	Message  string `json:"message"`
-	Chain    []link `json:"chain"`
+	// What an out-of-process profiler shows: see profileMessage.
+	ProfileMessage string `json:"profile_message"`
+	Chain          []link `json:"chain"`
 }
 
 // chain walks the Unwrap tree depth-first, the error itself first.
@@ -31,7 +35,7 @@ func chain(err error, out []link) []link {
 	if err == nil {
 		return out
 	}
-	out = append(out, link{fmt.Sprintf("%T", err), err.Error()})
+	out = append(out, link{fmt.Sprintf("%T", err), err.Error(), profileMessage(err)})
 	switch u := err.(type) {
 	case interface{ Unwrap() error }:
 		out = chain(u.Unwrap(), out)
@@ -99,7 +103,7 @@ func main() {
 				continue
 			}
 			index[msg] = len(results)
-			results = append(results, result{s.name, fn, 1, fmt.Sprintf("%T", e), msg, chain(e, nil)})
+			results = append(results, result{s.name, fn, 1, fmt.Sprintf("%T", e), msg, profileMessage(e), chain(e, nil)})
 		}
 	}
 	emit(map[string]interface{}{"go_version": runtime.Version(), "pid": os.Getpid(), "scenarios": results})

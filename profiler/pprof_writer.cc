@@ -1,0 +1,303 @@
+#include "profiler/pprof_writer.h"
+
+#include <elf.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include <tuple>
+#include <utility>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "absl/time/time.h"
+
+namespace goerrprof::profiler {
+namespace {
+
+namespace pp = perftools::profiles;
+
+class StringTable {
+ public:
+  explicit StringTable(pp::Profile* p) : p_(p) { Index(""); }
+  int64_t Index(absl::string_view s) {
+    auto it = index_.find(s);
+    if (it != index_.end()) return it->second;
+    int64_t i = p_->string_table_size();
+    p_->add_string_table(std::string(s));
+    index_.emplace(std::string(s), i);
+    return i;
+  }
+
+ private:
+  pp::Profile* p_;
+  absl::flat_hash_map<std::string, int64_t> index_;
+};
+
+// Builds locations and functions on first use of each PC.
+class LocationTable {
+ public:
+  LocationTable(pp::Profile* p, StringTable* strings, const symbolizer::GoBinary& binary)
+      : p_(p), strings_(strings), binary_(binary) {}
+
+  // `ret`: pc is a return address, described by the call before it.
+  uint64_t Id(uint64_t pc, bool ret) {
+    auto [it, inserted] = ids_.try_emplace(std::make_pair(pc, ret), 0);
+    if (!inserted) return it->second;
+    pp::Location* loc = p_->add_location();
+    loc->set_id(p_->location_size());
+    loc->set_address(pc);
+    loc->set_mapping_id(MappingOf(pc));
+    auto frames = binary_.Symbolize(ret && pc > 0 ? pc - 1 : pc);
+    if (frames.ok()) {
+      // Innermost first, which is pprof's order for inlined calls.
+      for (const symbolizer::SourceFrame& f : *frames) {
+        pp::Line* line = loc->add_line();
+        line->set_function_id(FunctionId(f.function, f.file));
+        line->set_line(f.line);
+      }
+    }
+    it->second = loc->id();
+    return loc->id();
+  }
+
+ private:
+  uint64_t MappingOf(uint64_t pc) const {
+    for (const pp::Mapping& m : p_->mapping()) {
+      if (pc >= m.memory_start() && pc < m.memory_limit()) return m.id();
+    }
+    return 0;
+  }
+
+  uint64_t FunctionId(absl::string_view name, absl::string_view file) {
+    auto [it, inserted] = functions_.try_emplace(std::make_pair(name, file), 0);
+    if (!inserted) return it->second;
+    pp::Function* fn = p_->add_function();
+    fn->set_id(p_->function_size());
+    fn->set_name(strings_->Index(name));
+    fn->set_system_name(strings_->Index(name));
+    fn->set_filename(strings_->Index(file));
+    it->second = fn->id();
+    return fn->id();
+  }
+
+  pp::Profile* p_;
+  StringTable* strings_;
+  const symbolizer::GoBinary& binary_;
+  absl::flat_hash_map<std::pair<uint64_t, bool>, uint64_t> ids_;
+  // Views into the ELF mapping, which outlives the table.
+  absl::flat_hash_map<std::pair<absl::string_view, absl::string_view>, uint64_t> functions_;
+};
+
+std::string DropsLine(const ProfileCounters& c) {
+  if (c.drops.empty()) return "drops: none";
+  std::vector<std::string> parts;
+  for (const auto& [reason, count] : c.drops) parts.push_back(absl::StrCat(reason, "=", count));
+  return absl::StrCat("drops: ", absl::StrJoin(parts, " "), " (total ", c.dropped(), ")");
+}
+
+absl::Status ErrnoStatus(absl::string_view what, const std::string& path) {
+  return absl::InternalError(absl::StrCat(what, " ", path, ": ", strerror(errno)));
+}
+
+absl::StatusOr<std::string> Gzip(const std::string& in) {
+  z_stream z{};
+  // windowBits 15 + 16: a gzip header and trailer rather than zlib's.
+  if (deflateInit2(&z, Z_DEFAULT_COMPRESSION, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) !=
+      Z_OK) {
+    return absl::InternalError("deflateInit2 failed");
+  }
+  std::string out(deflateBound(&z, in.size()), '\0');
+  z.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(in.data()));
+  z.avail_in = in.size();
+  z.next_out = reinterpret_cast<Bytef*>(out.data());
+  z.avail_out = out.size();
+  int rc = deflate(&z, Z_FINISH);
+  deflateEnd(&z);
+  if (rc != Z_STREAM_END) return absl::InternalError(absl::StrCat("deflate failed: ", rc));
+  out.resize(z.total_out);
+  return out;
+}
+
+absl::StatusOr<std::string> Gunzip(const std::string& in) {
+  z_stream z{};
+  if (inflateInit2(&z, 15 + 16) != Z_OK) return absl::InternalError("inflateInit2 failed");
+  z.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(in.data()));
+  z.avail_in = in.size();
+  std::string out;
+  char buf[1 << 16];
+  int rc;
+  do {
+    z.next_out = reinterpret_cast<Bytef*>(buf);
+    z.avail_out = sizeof(buf);
+    rc = inflate(&z, Z_NO_FLUSH);
+    if (rc != Z_OK && rc != Z_STREAM_END) break;
+    out.append(buf, sizeof(buf) - z.avail_out);
+  } while (rc != Z_STREAM_END);
+  inflateEnd(&z);
+  if (rc != Z_STREAM_END) return absl::InvalidArgumentError("corrupt or truncated gzip data");
+  return out;
+}
+
+}  // namespace
+
+absl::StatusOr<pp::Profile> BuildPprof(const ErrorProfile& profile,
+                                       const symbolizer::GoBinary& binary,
+                                       const PprofInfo& info) {
+  pp::Profile p;
+  StringTable strings(&p);
+  const int64_t errors = strings.Index("errors");
+  const int64_t count = strings.Index("count");
+  pp::ValueType* st = p.add_sample_type();
+  st->set_type(errors);
+  st->set_unit(count);
+  p.mutable_period_type()->set_type(errors);
+  p.mutable_period_type()->set_unit(count);
+  p.set_period(1);
+  p.set_time_nanos(info.time_nanos);
+  p.set_duration_nanos(info.duration_nanos);
+
+  const symbolizer::ElfFile& elf = binary.elf();
+  const std::string& path = info.binary_path.empty() ? elf.path() : info.binary_path;
+  // pprof compares a mapping's build_id with the file's GNU build ID (hex)
+  // and will not symbolize from a file that differs, so the GNU one goes
+  // first; the Go build ID serves binaries without one.
+  const std::string& build_id =
+      elf.gnu_build_id().empty() ? elf.go_build_id() : elf.gnu_build_id();
+  for (const symbolizer::ElfSegment& seg : elf.loads()) {
+    if (!(seg.flags & PF_X)) continue;
+    pp::Mapping* m = p.add_mapping();
+    m->set_id(p.mapping_size());
+    m->set_memory_start(seg.vaddr);
+    m->set_memory_limit(seg.vaddr + seg.memsz);
+    m->set_file_offset(seg.offset);
+    m->set_filename(strings.Index(path));
+    m->set_build_id(strings.Index(build_id));
+    // Locations carry symbols already: pprof need not look for the binary.
+    m->set_has_functions(true);
+    m->set_has_filenames(true);
+    m->set_has_line_numbers(true);
+    m->set_has_inline_frames(true);
+  }
+  if (p.mapping_size() == 0) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(elf.path(), ": no executable PT_LOAD segment"));
+  }
+
+  LocationTable locations(&p, &strings, binary);
+  const int64_t k_type = strings.Index(kLabelType);
+  const int64_t k_message = strings.Index(kLabelMessage);
+  const int64_t k_chain = strings.Index(kLabelChain);
+  const int64_t k_goroutine = strings.Index(kLabelGoroutine);
+  for (const ErrorProfile::Sample& s : profile.Samples()) {
+    pp::Sample* out = p.add_sample();
+    for (size_t i = 0; i < s.key->stack.size(); ++i) {
+      out->add_location_id(locations.Id(s.key->stack[i], i > 0));
+    }
+    out->add_value(static_cast<int64_t>(s.count));
+    auto add_str = [&](int64_t key, absl::string_view value) {
+      pp::Label* l = out->add_label();
+      l->set_key(key);
+      l->set_str(strings.Index(value));
+    };
+    add_str(k_type, s.key->type);
+    add_str(k_message, s.key->message);
+    add_str(k_chain, s.key->chain);
+    pp::Label* g = out->add_label();
+    g->set_key(k_goroutine);
+    g->set_num(static_cast<int64_t>(s.key->goroutine));
+  }
+
+  const ProfileCounters& c = profile.counters();
+  std::string go_version = binary.build_info().go_version;
+  if (go_version.empty()) go_version = binary.version().ToString();
+  const std::vector<std::string> comments = {
+      absl::StrCat("goerrprof: error creations in ", path),
+      absl::StrCat("go version: ", go_version),
+      absl::StrCat("duration: ", absl::FormatDuration(absl::Nanoseconds(info.duration_nanos))),
+      absl::StrCat("probes attached: ", info.probes_attached),
+      DropsLine(c),
+      absl::StrFormat("counts: events=%d samples=%d sites=%d partial=%d other_messages=%d "
+                      "dropped=%d",
+                      c.events, profile.num_samples(), profile.sites().size(), c.partial,
+                      c.other_messages, c.dropped()),
+  };
+  for (const std::string& line : comments) p.add_comment(strings.Index(line));
+  return p;
+}
+
+absl::Status WritePprof(const ErrorProfile& profile, const symbolizer::GoBinary& binary,
+                        const PprofInfo& info, const std::string& path) {
+  absl::StatusOr<pp::Profile> p = BuildPprof(profile, binary, info);
+  if (!p.ok()) return p.status();
+  std::string raw;
+  if (!p->SerializeToString(&raw)) return absl::InternalError("cannot serialize the profile");
+  absl::StatusOr<std::string> gz = Gzip(raw);
+  if (!gz.ok()) return gz.status();
+
+  // Same directory as `path`, so the rename cannot cross file systems.
+  std::string tmp = path + ".tmp.XXXXXX";
+  int fd = mkstemp(tmp.data());
+  if (fd < 0) return ErrnoStatus("cannot create a temporary file for", path);
+  auto fail = [&](absl::string_view what) {
+    absl::Status s = ErrnoStatus(what, tmp);
+    if (fd >= 0) close(fd);
+    unlink(tmp.c_str());
+    return s;
+  };
+  // mkstemp makes the file 0600; a profile is not secret.
+  if (fchmod(fd, 0644) != 0) return fail("cannot chmod");
+  const char* data = gz->data();
+  size_t left = gz->size();
+  while (left > 0) {
+    ssize_t n = write(fd, data, left);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return fail("cannot write");
+    data += n;
+    left -= static_cast<size_t>(n);
+  }
+  if (fsync(fd) != 0) return fail("cannot sync");
+  int rc = close(fd);
+  fd = -1;
+  if (rc != 0) return fail("cannot close");
+  if (rename(tmp.c_str(), path.c_str()) != 0) return fail("cannot rename");
+  return absl::OkStatus();
+}
+
+absl::StatusOr<pp::Profile> ReadProfile(const std::string& path) {
+  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return ErrnoStatus("cannot open", path);
+  std::string data;
+  char buf[1 << 16];
+  for (;;) {
+    ssize_t n = read(fd, buf, sizeof(buf));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      absl::Status s = ErrnoStatus("cannot read", path);
+      close(fd);
+      return s;
+    }
+    if (n == 0) break;
+    data.append(buf, static_cast<size_t>(n));
+  }
+  close(fd);
+  if (data.size() >= 2 && static_cast<uint8_t>(data[0]) == 0x1f &&
+      static_cast<uint8_t>(data[1]) == 0x8b) {
+    absl::StatusOr<std::string> raw = Gunzip(data);
+    if (!raw.ok()) return absl::InvalidArgumentError(absl::StrCat(path, ": ", raw.status().message()));
+    data = std::move(*raw);
+  }
+  pp::Profile p;
+  if (!p.ParseFromString(data)) {
+    return absl::InvalidArgumentError(absl::StrCat(path, ": not a pprof profile"));
+  }
+  return p;
+}
+
+}  // namespace goerrprof::profiler

@@ -1,0 +1,58 @@
+// Writes an ErrorProfile as a gzipped pprof profile (pprof's profile.proto)
+// that `go tool pprof` reads: sample type errors/count, one location per
+// distinct PC with its inlined frames, and on every sample the labels
+// error.type, error.message, error.chain (strings) and goroutine (numeric;
+// 0 when the goroutine id was not captured).
+//
+// Location addresses are file virtual addresses of the target executable
+// (not runtime addresses); each executable PT_LOAD segment gets a Mapping
+// at its file vaddr range, so the addresses stay consistent for pprof's own
+// symbolization (-symbolize=force). Mapping.build_id is the GNU build ID in
+// hex (what pprof checks files against), or the Go build ID when the binary
+// has no GNU one.
+#ifndef GOERRPROF_PROFILER_PPROF_WRITER_H_
+#define GOERRPROF_PROFILER_PPROF_WRITER_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "github.com/google/pprof/proto/profile.pb.h"
+#include "profiler/error_profile.h"
+#include "symbolizer/go_binary.h"
+
+namespace goerrprof::profiler {
+
+struct PprofInfo {
+  std::string binary_path;     // Mapping filename; empty: the binary's own path
+  int64_t time_nanos = 0;      // wall-clock start of the recording
+  int64_t duration_nanos = 0;
+  size_t probes_attached = 0;
+};
+
+// Label keys on every sample.
+inline constexpr char kLabelType[] = "error.type";
+inline constexpr char kLabelMessage[] = "error.message";
+inline constexpr char kLabelChain[] = "error.chain";
+inline constexpr char kLabelGoroutine[] = "goroutine";
+
+// The profile in memory. Stack entries after the first are return
+// addresses: their lines are those of pc-1 (the call), their address pc.
+// PCs outside every function get a location without lines.
+absl::StatusOr<perftools::profiles::Profile> BuildPprof(const ErrorProfile& profile,
+                                                       const symbolizer::GoBinary& binary,
+                                                       const PprofInfo& info);
+
+// BuildPprof, gzipped, written to a temporary file beside `path` and renamed
+// over it, so readers never see a partial profile.
+absl::Status WritePprof(const ErrorProfile& profile, const symbolizer::GoBinary& binary,
+                        const PprofInfo& info, const std::string& path);
+
+// Reads a pprof profile, gzipped or not.
+absl::StatusOr<perftools::profiles::Profile> ReadProfile(const std::string& path);
+
+}  // namespace goerrprof::profiler
+
+#endif  // GOERRPROF_PROFILER_PPROF_WRITER_H_
