@@ -509,14 +509,26 @@ int gep_on_error(struct pt_regs *ctx) {
   __u32 off = sizeof(struct gep_event);
   __u16 n_stack = 0;
   if (capture_stack) {
-    long n = bpf_get_stack(ctx, &s->buf[sizeof(struct gep_event)], GEP_MAX_STACK * 8,
-                           BPF_F_USER_STACK);
+    bool frameless = tloc & GEP_LOC_F_FRAMELESS;
+    __u64 *slots = (__u64 *)&s->buf[sizeof(struct gep_event)];
+    /* Frameless: walk into slots[1..], then slots[0] = ip, slots[1] = [rsp]. */
+    long n = bpf_get_stack(ctx, frameless ? (void *)&slots[1] : (void *)slots,
+                           (GEP_MAX_STACK - 1) * 8, BPF_F_USER_STACK);
+    __u64 ret = 0;
+    if (n >= 8 && frameless && bpf_probe_read_user(&ret, sizeof(ret), (void *)regs[GEP_RSP])) {
+      n = -1;
+    }
     if (n < 0) {
       ev_flags |= GEP_EV_STACK_FAILED;
       bump(GEP_CTR_STACK_FAILED);
     } else {
       n_stack = (__u16)((__u64)n / 8);
-      if (n_stack > GEP_MAX_STACK) n_stack = GEP_MAX_STACK;
+      if (n_stack > GEP_MAX_STACK - 1) n_stack = GEP_MAX_STACK - 1;
+      if (frameless && n_stack > 0) {
+        slots[0] = slots[1];
+        slots[1] = ret;
+        n_stack++;
+      }
       off += n_stack * 8;
     }
   }

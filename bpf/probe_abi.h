@@ -42,6 +42,11 @@ enum gep_loc_kind { GEP_LOC_NONE = 0, GEP_LOC_REG = 1, GEP_LOC_MEM = 2, GEP_LOC_
 /* Flag in a cookie's tab location: the word there is the concrete type
  * descriptor itself (an `any` holding an error value), not an itab. */
 #define GEP_LOC_F_TYPE 0x40u
+/* Flag in a cookie's tab location: the probed instruction runs after the
+ * frame was torn down (a RET): the frame pointer is already the caller's,
+ * so a frame-pointer walk would skip the caller; its return address is at
+ * [rsp] and is spliced in after the ip. */
+#define GEP_LOC_F_FRAMELESS 0x80u
 
 /* A creation probe's cookie: where the itab word is (low 32 bits) and where
  * the data word is (high 32 bits) at the probed instruction. GEP_LOC_CONST
