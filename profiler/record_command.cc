@@ -28,6 +28,8 @@ ABSL_FLAG(absl::Duration, duration, absl::ZeroDuration(),
           "record: stop after this long (0: until Ctrl-C or the target exits)");
 ABSL_FLAG(std::string, o, "errors.pb.gz", "record: the profile to write");
 ABSL_FLAG(int32_t, max_chain, 8, "record: how deep to follow Unwrap chains");
+ABSL_FLAG(int64_t, ringbuf_bytes, 8 << 20,
+          "record: kernel ring buffer size; events that do not fit are dropped and counted");
 
 namespace goerrprof::profiler {
 namespace {
@@ -87,6 +89,7 @@ absl::StatusOr<Plan> MakePlan(pid_t pid) {
     c.probes.push_back(spec);
   }
   c.max_chain = static_cast<uint32_t>(absl::GetFlag(FLAGS_max_chain));
+  c.ringbuf_bytes = static_cast<uint32_t>(absl::GetFlag(FLAGS_ringbuf_bytes));
   c.g_source = g->g_in_r14 ? GSource::kR14 : GSource::kTls;
   c.tls_g_offset = g->tls_g_offset;
   c.goid_offset = g->goid;

@@ -1,20 +1,46 @@
 #!/usr/bin/env bash
 # The main job on the bundled demo target: installs dependencies, builds
-# goerrprof and the demo Go program, then runs goerrprof on it.
-# Usage: scripts/demo.sh [--pid PID]   (with a PID: that process instead)
+# goerrprof and the demo Go program, records the demo's errors for a few
+# seconds and shows the profile with `go tool pprof`.
+# Usage: scripts/demo.sh [--pid PID] [--duration 5s]   (--pid: your process)
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$repo"
+pid="" duration="5s"
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --pid) pid="$2"; shift 2 ;;
+    --duration) duration="$2"; shift 2 ;;
+    *) echo "usage: $0 [--pid PID] [--duration D]" >&2; exit 2 ;;
+  esac
+done
 
 bash scripts/setup.sh >/dev/null
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build build >/dev/null
+export GOTOOLCHAIN=local
+out="$repo/.cache/demo/errors.pb.gz"
+mkdir -p "$(dirname "$out")"
 
-if [ "${1:-}" = "--pid" ]; then
-  exec build/goerrprof inspect --pid "$2"
+demo_pid=""
+cleanup() { if [ -n "$demo_pid" ]; then kill "$demo_pid" 2>/dev/null || true; fi; }
+trap cleanup EXIT
+if [ -z "$pid" ]; then
+  demo="$repo/.cache/demo/demo"
+  (cd testdata/go_binaries && go build -o "$demo" ./demo)
+  exec 3< <("$demo")          # prints "ready <pid>", then keeps creating errors
+  read -r ready pid <&3
+  demo_pid="$pid"
+  echo "demo target started: $ready $pid"
 fi
 
-demo="$repo/.cache/demo/demo"
-mkdir -p "$(dirname "$demo")"
-(cd testdata/go_binaries && go build -o "$demo" ./demo)
-build/goerrprof inspect "$demo"
+build/goerrprof inspect --pid "$pid" | sed -n '1,2p;/^functions/p;/^error types/p'
+build/goerrprof record --pid "$pid" --duration "$duration" -o "$out"
+echo
+echo "== go tool pprof -top $out"
+go tool pprof -top -nodecount=15 "$out" 2>/dev/null
+echo
+echo "== errors by type (go tool pprof -tags)"
+go tool pprof -tags -tagignore=goroutine "$out" 2>/dev/null | sed -n '/error.type/,/^$/p'
+echo "== only *fs.PathError (go tool pprof -traces -tagfocus='error.type=^\\*fs\\.PathError\$')"
+go tool pprof -traces -tagfocus='error.type=^\*fs\.PathError$' "$out" 2>/dev/null | sed -n '/-----/,$p' | head -20
