@@ -1,3 +1,8 @@
+// Creation-probe planner. Per function holding a reference: decode with
+// Capstone, index branch sources, then follow each reference with a small
+// symbolic simulation (values in registers and [base+disp] slots) along
+// every path to the instruction that pairs it with a data word; place the
+// probe where only that reference's path passes.
 #include "profiler/probe_plan.h"
 
 #include <capstone/capstone.h>
@@ -5,8 +10,6 @@
 #include <algorithm>
 #include <array>
 #include <cstring>
-#include <cstdio>
-#include <cstdlib>
 #include <memory>
 #include <optional>
 #include <utility>
@@ -35,10 +38,13 @@ constexpr int kNumRegs = 16;
 constexpr std::array<int, 9> kAbiRegs = {GEP_RAX, GEP_RBX, GEP_RCX, GEP_RDI, GEP_RSI,
                                          GEP_R8,  GEP_R9,  GEP_R10, GEP_R11};
 
-// Longest stretch simulated before a reference, and followed after it.
+// Longest straight run simulated before a reference.
 constexpr int kMaxBackward = 64;
-constexpr int kMaxForward = 400;
 constexpr int kMaxSide = 16;  // instructions on one side of a write barrier
+// Stack ABI: runtime helpers take an itab or type in their first three
+// argument words, and calls clobber at least that much of the frame bottom.
+constexpr int64_t kStackArgBytes = 24;
+constexpr uint32_t kAnyGen = ~0u;
 
 // Capstone register (any width) to the probe ABI's numbering.
 int GepReg(unsigned r) {
@@ -321,6 +327,13 @@ class Function {
   bool UnknownEntry(int i) const { return unknown_entry_[i]; }
 
   void Analyze(Binary& binary);
+  // The prologue sets up a frame (PUSHQ BP or SUBQ $n, SP); leaf functions
+  // without one keep the caller's frame pointer throughout.
+  bool has_frame() const { return has_frame_; }
+  // Integer result registers the function evidently uses: one past the
+  // highest ABI result register written in the block before any RET.
+  // Registers past it hold stale values at a RET.
+  int result_regs() const { return result_regs_; }
 
  private:
   void AddSource(uint64_t target, int from) {
@@ -334,10 +347,19 @@ class Function {
   std::vector<bool> falls_through_;
   std::vector<bool> unknown_entry_;
   absl::flat_hash_map<int, std::vector<int>> sources_;
+  bool has_frame_ = false;
+  int result_regs_ = 0;
 };
 
 void Function::Analyze(Binary& binary) {
   size_t n = insns_.size();
+  for (size_t i = 0; i < n && i < 8; ++i) {
+    const Insn& in = insns_[i];
+    if ((in.id == X86_INS_PUSH && in.ops[0].type == Operand::kReg && in.ops[0].reg == GEP_RBP) ||
+        (in.id == X86_INS_SUB && in.ops[0].type == Operand::kReg && in.ops[0].reg == GEP_RSP)) {
+      has_frame_ = true;
+    }
+  }
   falls_through_.assign(n, true);
   unknown_entry_.assign(n, false);
   for (size_t i = 0; i < n; ++i) {
@@ -363,6 +385,20 @@ void Function::Analyze(Binary& binary) {
         break;
       case Flow::kNext:
         break;
+    }
+  }
+  for (size_t i = 0; i < n; ++i) {
+    if (insns_[i].flow != Flow::kRet) continue;
+    for (size_t j = i; j > 0 && i - j < 16; --j) {
+      for (int k = 0; k < static_cast<int>(kAbiRegs.size()); ++k) {
+        if (insns_[j - 1].regs_written & (1u << kAbiRegs[k])) {
+          result_regs_ = std::max(result_regs_, k + 1);
+        }
+      }
+      if (!falls_through_[j - 1] || sources_.contains(static_cast<int>(j - 1)) ||
+          insns_[j - 1].flow != Flow::kNext) {
+        break;
+      }
     }
   }
   // An instruction no branch reaches and nothing falls into is entered by the
@@ -535,10 +571,11 @@ class Values {
 using Key = std::pair<uint32_t, int64_t>;
 
 struct Position {
-  int idx;         // instruction about to execute
-  State state;     // before it
-  int step;        // simulation step count before it
-  bool exclusive;  // reachable, since the LEA, only along this path
+  int idx;          // instruction about to execute
+  State state;      // before it
+  int step;         // simulation step count before it
+  bool exclusive;   // reachable, since the LEA, only along this path
+  bool frame_gone;  // the epilogue has popped the frame: [rsp] is the return address
 };
 
 // A call that received the reference in a register while the reference was
@@ -563,6 +600,7 @@ struct Path {
   int cur = 0;
   int forced_next = -1;
   int last_fork = -1;  // positions up to here are shared with sibling paths
+  int64_t min_rsp = 0;  // lowest stack pointer offset seen since the walk start
 };
 
 struct PathEnd {
@@ -585,8 +623,10 @@ struct WalkResult {
   std::string skip_reason;  // set when some or all creations got no probe
 };
 
+// Bounds on following one reference: paths forked at branches, and
+// instructions walked over all of them.
 constexpr int kMaxPaths = 12;
-constexpr int kMaxBudget = 3000;  // instructions walked over all paths
+constexpr int kMaxBudget = 3000;
 
 class RefWalker {
  public:
@@ -619,6 +659,7 @@ class RefWalker {
   std::optional<std::string> ClassifyUse(const State& st, const Insn& in) const;
   bool Spilled(const State& st) const;
   bool ComparesStoredPair(const Path& p) const;
+  void PushPosition(Path& p, int idx, bool exclusive);
   bool PairComplete(const State& st, const Key& key, int store_step) const;
   std::optional<int> PairPosition(const Path& p, const Key& key, int store_step) const;
   PathEnd AtCall(Path& p, int pos, absl::string_view callee, bool* handled);
@@ -670,6 +711,7 @@ class RefWalker {
   Values values_;
   uint32_t rsp_root_ = 0;
   uint32_t ref_ = 0;  // the walked LEA's value, distinct from other LEAs of the same target
+  uint32_t first_walk_vid_ = 0;  // values below it were held before the walk
   int step_ = 0;
   int budget_ = 0;
   int paths_ = 1;
@@ -695,8 +737,11 @@ uint32_t RefWalker::ReadOperand(State& st, const Operand& op) {
       auto key = MemKey(st, op);
       if (!key || op.size != 8) return values_.Fresh();
       if (const Slot* s = st.FindSlot(key->first, key->second)) return s->vid;
+      // Frame slots above the outgoing argument words outlive calls.
       bool stack = key->first == rsp_root_;
-      uint32_t vid = values_.Load(key->first, key->second, stack ? st.stack_gen : st.heap_gen);
+      bool low = stack && key->second - values_.Key(st.regs[GEP_RSP]).second < kStackArgBytes;
+      uint32_t gen = !stack ? st.heap_gen : low ? st.stack_gen : kAnyGen;
+      uint32_t vid = values_.Load(key->first, key->second, gen);
       st.slots.push_back({key->first, key->second, vid, -1, false});
       return vid;
     }
@@ -752,9 +797,15 @@ void RefWalker::SimulateCall(State& st, const Insn& in) {
                    st.slots.end());
     ++st.heap_gen;
   } else {
-    // Stack ABI: the callee writes its results (and may write its arguments)
-    // in the caller's frame.
-    st.slots.clear();
+    // Stack ABI: the callee writes its arguments and results at the bottom
+    // of the caller's frame; spills and locals above survive.
+    int64_t rsp_off = values_.Key(st.regs[GEP_RSP]).second;
+    st.slots.erase(std::remove_if(st.slots.begin(), st.slots.end(),
+                                  [&](const Slot& s) {
+                                    return s.root != rsp_root_ ||
+                                           s.off - rsp_off < kStackArgBytes;
+                                  }),
+                   st.slots.end());
     ++st.heap_gen;
     ++st.stack_gen;
     if (name == "runtime.newobject") {
@@ -920,7 +971,9 @@ std::vector<int> RefWalker::Trace(int start) const {
 // (a barrier call on one side), so stripped binaries work too.
 std::optional<Diamond> RefWalker::DiamondAt(int jcc) const {
   if (jcc == 0 || insns_[jcc].flow != Flow::kCondJump) return std::nullopt;
-  const Insn& cmp = insns_[jcc - 1];
+  int c = jcc - 1;
+  while (c > 0 && insns_[c].id == X86_INS_NOP) --c;  // alignment padding (Go 1.27)
+  const Insn& cmp = insns_[c];
   if (cmp.id != X86_INS_CMP || cmp.ops[0].type != Operand::kMem || cmp.ops[0].base != kRipReg ||
       cmp.ops[1].type != Operand::kImm || cmp.ops[1].value != 0) {
     return std::nullopt;
@@ -1041,6 +1094,7 @@ bool RefWalker::ComparesStoredPair(const Path& p) const {
 }
 
 std::optional<std::string> RefWalker::ClassifyUse(const State& st, const Insn& in) const {
+  if (in.id == X86_INS_NOP) return std::nullopt;  // multi-byte NOPs name registers
   for (int i = 0; i < in.nops; ++i) {
     const Operand& op = in.ops[i];
     if (op.type != Operand::kMem) continue;
@@ -1132,7 +1186,9 @@ std::optional<uint32_t> RefWalker::Locate(const State& st, uint32_t vid) const {
     uint32_t root = values_.LoadRoot(vid);
     int64_t off = static_cast<int64_t>(v.aux);
     uint32_t gen = root == rsp_root_ ? st.stack_gen : st.heap_gen;
-    if (gen == v.gen && !st.FindSlot(root, off)) return MemLoc(st, root, off);
+    if ((v.gen == kAnyGen || gen == v.gen) && !st.FindSlot(root, off)) {
+      return MemLoc(st, root, off);
+    }
   }
   return std::nullopt;
 }
@@ -1144,7 +1200,8 @@ uint64_t RefWalker::SiteOf(uint32_t data_vid) const {
   int call = fn_.IndexOf(v.aux);
   if (call < 0) return ref_addr;
   absl::string_view callee = binary_.FuncAt(insns_[call].target);
-  if (callee == "runtime.newobject" || callee == "runtime.mallocgc" ||
+  // newobject, mallocgc and its size-specialized forms (1.26+), convT*.
+  if (callee == "runtime.newobject" || absl::StartsWith(callee, "runtime.mallocgc") ||
       absl::StartsWith(callee, "runtime.convT")) {
     return v.aux;
   }
@@ -1164,6 +1221,8 @@ PathEnd RefWalker::Emit(const Path& p, int pos, uint32_t tab_loc, uint32_t data_
   probe.kind = eface_ ? CreationProbe::kEface : CreationProbe::kIface;
   probe.via = via;
   probe.site = SiteOf(data_vid);
+  probe.frameless =
+      via == CreationProbe::kReturn || p.positions[pos].frame_gone || !fn_.has_frame();
   PathEnd e;
   e.probe = probe;
   e.probe_pos = pos;
@@ -1179,6 +1238,8 @@ PathEnd RefWalker::Place(const Path& p, int pos, std::optional<uint32_t> tab_loc
   for (int i = pos; i >= 0; --i) {
     if (!p.positions[i].exclusive) continue;
     if (i == pos && tab_loc && data_loc) return Emit(p, pos, *tab_loc, *data_loc, data_vid, via);
+    // Keep earlier probes out of epilogues, where stack walks misread frames.
+    if (p.positions[i].frame_gone) continue;
     const State& st = p.positions[i].state;
     std::optional<uint32_t> tab = Locate(st, ref_);
     // Before the LEA has run, the itab is only known statically.
@@ -1227,29 +1288,32 @@ PathEnd RefWalker::AfterCall(Path& p, int pos, uint32_t tab_loc, uint32_t data_l
       !AllPredsVisited(p, after)) {
     return Unplaced(absl::StrCat(callee, " result at a merge point"));
   }
-  p.positions.push_back({after, p.positions[pos].state, step_, true});
+  p.positions.push_back({after, p.positions[pos].state, step_, true,
+                         p.positions[pos].frame_gone});
   return Emit(p, static_cast<int>(p.positions.size()) - 1, tab_loc, data_loc, 0,
               CreationProbe::kCallResult);
 }
 
 // Stack ABI (Go 1.16): interfaces travel to calls and from returns as slot
-// pairs in the frame's argument area.
+// pairs in the frame. A pair in the first argument words of a runtime call
+// is judged by the callee; any other complete pair is an interface value.
 PathEnd RefWalker::AtStackConsumer(Path& p, int pos, absl::string_view callee, bool* handled) {
   *handled = false;
   const State& st = p.positions[pos].state;
   bool is_call = insns_[p.positions[pos].idx].flow == Flow::kCall;
+  int64_t rsp_off = values_.Key(st.regs[GEP_RSP]).second;
   for (const auto& [key, store_step] : p.stack_refs) {
     const Slot* tab = st.FindSlot(key.first, key.second);
     if (!tab || tab->vid != ref_) continue;
-    *handled = true;
-    int64_t rsp_off = values_.Key(st.regs[GEP_RSP]).second;
     int64_t disp = key.second - rsp_off;
     std::string reason;
-    if (is_call) {
+    if (is_call && disp >= 0 && disp < kStackArgBytes) {
       switch (ClassifyCallee(callee, eface_, static_cast<int>(disp / 8), &reason)) {
         case CalleeClass::kNotCreation:
+          *handled = true;
           return Use(reason);
         case CalleeClass::kPairResult:
+          *handled = true;
           p.visited.insert(p.positions[pos].idx);
           return AfterCall(p, pos, GEP_LOC(GEP_LOC_MEM, GEP_RSP, disp + 16),
                            GEP_LOC(GEP_LOC_MEM, GEP_RSP, disp + 24), callee);
@@ -1257,10 +1321,8 @@ PathEnd RefWalker::AtStackConsumer(Path& p, int pos, absl::string_view callee, b
           break;
       }
     }
-    if (!PairComplete(st, key, store_step)) {
-      return Unplaced(absl::StrCat("data word not stored next to the ", Noun(), " (",
-                                   is_call ? "argument" : "result", ")"));
-    }
+    if (!PairComplete(st, key, store_step)) continue;
+    *handled = true;
     std::optional<int> at = PairPosition(p, key, store_step);
     return PlacePair(p, at ? *at : pos, key);
   }
@@ -1306,6 +1368,12 @@ PathEnd RefWalker::AtCall(Path& p, int pos, absl::string_view callee, bool* hand
     return Unplaced(absl::StrCat(Noun(), " in the last argument register"));
   }
   uint32_t data = st.regs[kAbiRegs[k + 1]];
+  // Past a branch or merge the register may be a leftover phi input: the
+  // data word must at least have been set during the walk.
+  if ((p.last_fork >= 0 || !p.positions[pos].exclusive) && data < first_walk_vid_) {
+    *handled = false;
+    return Lost("");
+  }
   if (p.tentative) return Resolve(p, PlaceAtRegs(p, pos, k, CreationProbe::kCall), data);
   if (spilled) {
     p.tentative = Tentative{pos, k, data};
@@ -1324,9 +1392,17 @@ PathEnd RefWalker::AtReturn(Path& p, int pos) {
     return End(p, "returned without the " + Noun());
   }
   for (int i = 0; i + 1 < static_cast<int>(kAbiRegs.size()); ++i) {
-    if (st.regs[kAbiRegs[i]] == ref_) {
-      return Resolve(p, PlaceAtRegs(p, pos, i, CreationProbe::kReturn), st.regs[kAbiRegs[i + 1]]);
+    if (st.regs[kAbiRegs[i]] != ref_) continue;
+    // Straight from the LEA the value cannot be dead, so it is a result.
+    // Past a branch or merge it may be a leftover phi input, unless the data
+    // word was set during the walk or the function's returns use that many
+    // result registers.
+    bool straight = p.last_fork < 0 && p.positions[pos].exclusive;
+    bool data_set = st.regs[kAbiRegs[i + 1]] >= first_walk_vid_;
+    if (!straight && !data_set && i + 1 >= fn_.result_regs()) {
+      return End(p, "stale register at return");
     }
+    return Resolve(p, PlaceAtRegs(p, pos, i, CreationProbe::kReturn), st.regs[kAbiRegs[i + 1]]);
   }
   return End(p, "returned without the " + Noun());
 }
@@ -1361,6 +1437,18 @@ PathEnd RefWalker::End(Path& p, const std::string& reason) {
   return Lost(reason);
 }
 
+// Go moves the stack pointer only in prologues and epilogues, so once it
+// rises above its lowest point the frame is being torn down.
+void RefWalker::PushPosition(Path& p, int idx, bool exclusive) {
+  auto [root, off] = values_.Key(p.st.regs[GEP_RSP]);
+  bool gone = false;
+  if (root == rsp_root_) {
+    p.min_rsp = std::min(p.min_rsp, off);
+    gone = off > p.min_rsp;
+  }
+  p.positions.push_back({idx, p.st, step_, exclusive, gone});
+}
+
 void RefWalker::Walk(Path p) {
   for (;;) {
     if (++budget_ > kMaxBudget) {
@@ -1389,7 +1477,7 @@ void RefWalker::Walk(Path p) {
     }
     if (p.exclusive && !AllPredsVisited(p, next)) p.exclusive = false;
     p.visited.insert(next);
-    p.positions.push_back({next, p.st, step_, p.exclusive});
+    PushPosition(p, next, p.exclusive);
     int pos = static_cast<int>(p.positions.size()) - 1;
     const Insn& in = insns_[next];
     p.cur = next;
@@ -1509,6 +1597,7 @@ WalkResult RefWalker::Run() {
   for (int r = 0; r < kNumRegs; ++r) p.st.regs[r] = values_.Fresh(Value::kRoot);
   rsp_root_ = p.st.regs[GEP_RSP];
   ref_ = values_.Fresh(Value::kRoot);
+  first_walk_vid_ = ref_ + 1;
   for (int i = start; i < lea_;) {
     if (insns_[i].flow == Flow::kCondJump) {
       std::optional<Diamond> d = DiamondAt(i);
@@ -1519,21 +1608,16 @@ WalkResult RefWalker::Run() {
       }
     }
     Simulate(p.st, insns_[i]);
+    p.min_rsp = std::min(p.min_rsp, values_.Key(p.st.regs[GEP_RSP]).second);
     ++i;
   }
-  p.positions.push_back({lea_, p.st, step_, true});
+  PushPosition(p, lea_, true);
   p.visited.insert(lea_);
   Simulate(p.st, insns_[lea_]);
   p.cur = lea_;
   Walk(std::move(p));
 
   WalkResult out;
-  if (const char* dbg = getenv("GEP_PLAN_DEBUG"); dbg && strtoull(dbg, nullptr, 16) == insns_[lea_].addr) {
-    for (const PathEnd& e : ends_) {
-      fprintf(stderr, "end: at=%lx probe=%lx pos=%d fork=%d use=%d creation=%d reason=%s\n",
-              e.at, e.probe ? e.probe->addr : 0, e.probe_pos, e.last_fork, e.use, e.creation, e.reason.c_str());
-    }
-  }
   bool all_same = !ends_.empty();
   for (const PathEnd& e : ends_) {
     const CreationProbe* first = ends_[0].probe ? &*ends_[0].probe : nullptr;

@@ -44,6 +44,10 @@ struct CreationProbe {
   // The pc whose frames best name the creation: the allocation call of the
   // data word when it is traced (inside an inlined errors.New), else ref_addr.
   uint64_t site = 0;
+  // At `addr` the function has no frame of its own (a RET, an epilogue, a
+  // frameless leaf): the caller's return address is at [rsp] and the frame
+  // pointer is already the caller's.
+  bool frameless = false;
 };
 
 struct SkippedRef {
