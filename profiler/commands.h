@@ -15,6 +15,9 @@ int RunInspect(const std::vector<std::string>& args);
 int RunSymbolize(const std::vector<std::string>& args);
 int RunRecord(const std::vector<std::string>& args);
 
+// --pid as a number: 0 when not given; InvalidArgument for anything else
+// that is not a positive process id.
+absl::StatusOr<int64_t> PidFlag();
 // The executable to read: /proc/PID/exe with --pid, else the first argument.
 absl::StatusOr<std::string> TargetPath(const std::vector<std::string>& args);
 // Prints "goerrprof: <message>" on stderr and returns the exit code for it.

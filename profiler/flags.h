@@ -8,6 +8,6 @@
 #include "absl/flags/declare.h"
 
 ABSL_DECLARE_FLAG(bool, json);
-ABSL_DECLARE_FLAG(int64_t, pid);
+ABSL_DECLARE_FLAG(std::string, pid);
 
 #endif  // GOERRPROF_PROFILER_FLAGS_H_

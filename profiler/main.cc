@@ -1,6 +1,7 @@
 // goerrprof: where Go errors are born, read from outside the process.
 #include <unistd.h>
 
+#include <climits>
 #include <cstdio>
 #include <string>
 #include <vector>
@@ -9,12 +10,14 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/status/status.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "profiler/commands.h"
 #include "profiler/flags.h"
 
 ABSL_FLAG(bool, json, false, "print machine-readable JSON");
-ABSL_FLAG(int64_t, pid, 0, "target process (its /proc/PID/exe is read)");
+// A string, so a bad value gets goerrprof's own one-line error.
+ABSL_FLAG(std::string, pid, "", "target process (its /proc/PID/exe is read)");
 
 namespace goerrprof::profiler {
 namespace {
@@ -27,10 +30,21 @@ constexpr char kUsage[] =
 
 }  // namespace
 
+absl::StatusOr<int64_t> PidFlag() {
+  std::string text = absl::GetFlag(FLAGS_pid);
+  if (text.empty()) return 0;
+  int64_t pid = 0;
+  if (!absl::SimpleAtoi(text, &pid) || pid <= 0 || pid > INT32_MAX) {
+    return absl::InvalidArgumentError(absl::StrCat("invalid pid \"", text, "\""));
+  }
+  return pid;
+}
+
 absl::StatusOr<std::string> TargetPath(const std::vector<std::string>& args) {
-  int64_t pid = absl::GetFlag(FLAGS_pid);
+  auto flag = PidFlag();
+  if (!flag.ok()) return flag.status();
+  int64_t pid = *flag;
   if (pid != 0) {
-    if (pid < 0) return absl::InvalidArgumentError(absl::StrCat("invalid pid ", pid));
     std::string proc = absl::StrCat("/proc/", pid);
     if (access(proc.c_str(), F_OK) != 0) {
       return absl::NotFoundError(absl::StrCat("no process with pid ", pid));

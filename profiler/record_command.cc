@@ -2,9 +2,11 @@
 // creation until Ctrl-C, SIGTERM, --duration or the target's exit, then
 // write a pprof profile. One lifecycle: plan → start session → poll →
 // write; the session's destructor detaches every probe on every path.
+#include <limits.h>
 #include <signal.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <string>
@@ -57,7 +59,15 @@ absl::StatusOr<Plan> MakePlan(pid_t pid) {
   Plan plan;
   std::string exe = absl::StrCat("/proc/", pid, "/exe");
   auto bin = symbolizer::GoBinary::Open(exe);
-  if (!bin.ok()) return bin.status();
+  if (!bin.ok()) {
+    // An exited but unreaped process keeps /proc/PID without an exe.
+    char target[PATH_MAX];
+    if (readlink(exe.c_str(), target, sizeof(target)) < 0 && errno == ENOENT) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("process ", pid, " has exited; nothing to record"));
+    }
+    return bin.status();
+  }
   plan.binary = std::move(*bin);
   auto reader = plan.binary->types();
   if (!reader.ok()) return reader.status();
@@ -106,8 +116,10 @@ void PrintStatus(const SessionCounters& c, absl::Duration elapsed) {
 }  // namespace
 
 int RunRecord(const std::vector<std::string>& args) {
-  int64_t pid = absl::GetFlag(FLAGS_pid);
-  if (pid <= 0) return Fail(absl::InvalidArgumentError("record needs --pid PID"));
+  auto pid_flag = PidFlag();
+  if (!pid_flag.ok()) return Fail(pid_flag.status());
+  int64_t pid = *pid_flag;
+  if (pid == 0) return Fail(absl::InvalidArgumentError("record needs --pid PID"));
   if (auto path = TargetPath(args); !path.ok()) return Fail(path.status());
   auto plan = MakePlan(static_cast<pid_t>(pid));
   if (!plan.ok()) return Fail(plan.status());

@@ -20,7 +20,7 @@ using symbolizer::GoBinary;
 int RunSymbolize(const std::vector<std::string>& args) {
   auto path = TargetPath(args);
   if (!path.ok()) return Fail(path.status());
-  std::vector<std::string> addrs(args.begin() + (absl::GetFlag(FLAGS_pid) ? 0 : 1), args.end());
+  std::vector<std::string> addrs(args.begin() + (absl::GetFlag(FLAGS_pid).empty() ? 1 : 0), args.end());
   if (addrs.empty()) return Fail(absl::InvalidArgumentError("no addresses given"));
   std::vector<uint64_t> pcs;
   for (const std::string& a : addrs) {
