@@ -2,6 +2,7 @@
 #include <unistd.h>
 
 #include <climits>
+#include <algorithm>
 #include <cstdio>
 #include <string>
 #include <vector>
@@ -26,7 +27,8 @@ constexpr char kUsage[] =
     "goerrprof: where Go errors are born.\n"
     "  goerrprof inspect [--json] (BINARY | --pid PID)\n"
     "  goerrprof symbolize [--json] BINARY ADDR...\n"
-    "  goerrprof record --pid PID [--duration D] [-o errors.pb.gz] [--max_chain N]\n";
+    "  goerrprof record --pid PID [--duration D] [-o errors.pb.gz] [--max-chain N]\n"
+    "                 [--ringbuf-bytes N]\n";
 
 }  // namespace
 
@@ -64,7 +66,20 @@ int Fail(const absl::Status& status) {
 
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(goerrprof::profiler::kUsage);
-  std::vector<char*> positional = absl::ParseCommandLine(argc, argv);
+  // Accept --max-chain as well as --max_chain: flag names are identifiers.
+  // Nothing after a bare "--" is ours to respell.
+  std::vector<std::string> spelled(argv, argv + argc);
+  std::vector<char*> respelled;
+  bool ours = true;
+  for (std::string& a : spelled) {
+    if (a == "--") ours = false;
+    if (ours && a.rfind("--", 0) == 0) {
+      size_t end = std::min(a.find('='), a.size());
+      std::replace(a.begin() + 2, a.begin() + end, '-', '_');
+    }
+    respelled.push_back(a.data());
+  }
+  std::vector<char*> positional = absl::ParseCommandLine(argc, respelled.data());
   if (positional.size() < 2) {
     std::fputs(goerrprof::profiler::kUsage, stderr);
     return 2;

@@ -9,7 +9,7 @@ packages=(
   libelf-dev libdw-dev libunwind-dev zlib1g-dev
   protobuf-compiler libprotobuf-dev golang-github-google-pprof-dev
   libabsl-dev libgtest-dev libgmock-dev libcapstone-dev
-  golang-1.19-go jq
+  golang-1.19-go jq curl
 )
 # npm (for the esbuild corpus) comes with the machine's Node.js; Debian's npm
 # package conflicts with it, so only install it where no npm exists.

@@ -2,7 +2,10 @@
 // the same whether recorded or not, a real third-party program (esbuild)
 // can be recorded, drops are reported, bad input fails with one clear line,
 // every way of stopping writes a profile, and nothing stays attached.
+#include <arpa/inet.h>
 #include <dirent.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -693,6 +696,61 @@ void StopAndCheck(const std::string& out, int stop, const std::string& want_reas
 TEST_F(RecordCliTest, DurationElapses) { StopAndCheck(OutPath("p"), 0, "duration elapsed"); }
 TEST_F(RecordCliTest, Sigterm) { StopAndCheck(OutPath("p"), SIGTERM, "terminated"); }
 TEST_F(RecordCliTest, Sigint) { StopAndCheck(OutPath("p"), SIGINT, "interrupted"); }
+
+}  // namespace
+}  // namespace goerrprof::testing
+
+namespace goerrprof::testing {
+namespace {
+
+// A loopback port free at the time of asking (pprof -http cannot report
+// the port it chose for :0).
+int FreeLoopbackPort() {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a = {};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof(a);
+  int port = -1;
+  if (bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0 &&
+      getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) == 0) {
+    port = ntohs(a.sin_port);
+  }
+  close(fd);
+  return port;
+}
+
+// go tool pprof's web UI serves a recorded profile: its top view names the
+// creating sites.
+TEST_F(RecordCliTest, PprofWebUiServesTheProfile) {
+  CorpusBinary eg = NewestErrgen();
+  std::string ready;
+  auto errgen = StartErrgen(eg.path, 1, &ready);
+  ASSERT_NE(errgen, nullptr);
+  std::string out = OutPath("http");
+  auto rec = StartRecord(errgen->pid(), out);
+  ASSERT_NE(rec, nullptr);
+  ASSERT_TRUE(errgen->Write("go\n").ok());
+  ASSERT_TRUE(errgen->Finish(kTimeout).ok());
+  auto recorded = rec->Finish(kTimeout);
+  ASSERT_TRUE(recorded.ok() && recorded->exit_code == 0) << recorded->err;
+
+  int port = FreeLoopbackPort();
+  ASSERT_GT(port, 0);
+  std::string addr = absl::StrCat("127.0.0.1:", port);
+  auto pprof = Child::Spawn({"env", "GOTOOLCHAIN=local", "/usr/local/go/bin/go", "tool", "pprof",
+                             "-no_browser", absl::StrCat("-http=", addr), out});
+  ASSERT_TRUE(pprof.ok()) << pprof.status();
+  auto line = (*pprof)->ReadLine(true, kTimeout);  // "Serving web UI on http://…"
+  ASSERT_TRUE(line.ok()) << line.status();
+  ASSERT_TRUE(absl::StrContains(*line, addr)) << *line;
+  CommandResult top = RunCommand({"curl", "-sS", "--max-time", "30", "-o", "-", "-w",
+                                  "\nHTTP %{http_code}", absl::StrCat("http://", addr, "/ui/top")});
+  EXPECT_EQ(top.exit_code, 0) << top.err;
+  EXPECT_TRUE(absl::EndsWith(top.out, "HTTP 200")) << top.out.substr(0, 300);
+  EXPECT_TRUE(absl::StrContains(top.out, "main.siteQueryPtr")) << "top view lacks errgen's sites";
+  // The Child destructor stops the server.
+}
 
 }  // namespace
 }  // namespace goerrprof::testing
