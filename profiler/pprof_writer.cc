@@ -46,15 +46,18 @@ class LocationTable {
   LocationTable(pp::Profile* p, StringTable* strings, const symbolizer::GoBinary& binary)
       : p_(p), strings_(strings), binary_(binary) {}
 
-  // `ret`: pc is a return address, described by the call before it.
+  // `ret`: pc is a return address, described by the call before it. The
+  // location then gets pc-1, inside the call instruction, as pprof's spec
+  // allows for non-leaf frames, so re-symbolizing tools land on the call.
   uint64_t Id(uint64_t pc, bool ret) {
     auto [it, inserted] = ids_.try_emplace(std::make_pair(pc, ret), 0);
     if (!inserted) return it->second;
+    uint64_t addr = ret && pc > 0 ? pc - 1 : pc;
     pp::Location* loc = p_->add_location();
     loc->set_id(p_->location_size());
-    loc->set_address(pc);
-    loc->set_mapping_id(MappingOf(pc));
-    auto frames = binary_.Symbolize(ret && pc > 0 ? pc - 1 : pc);
+    loc->set_address(addr);
+    loc->set_mapping_id(MappingOf(addr));
+    auto frames = binary_.Symbolize(addr);
     if (frames.ok()) {
       // Innermost first, which is pprof's order for inlined calls.
       for (const symbolizer::SourceFrame& f : *frames) {

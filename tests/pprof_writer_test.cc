@@ -795,7 +795,7 @@ TEST_P(PprofTest, ReadBack) {
   std::vector<ReadSample> samples = Samples(p);
   ASSERT_EQ(samples.size(), 4u);
   EXPECT_EQ(samples[0].count, 4);
-  EXPECT_EQ(samples[0].addresses, (std::vector<uint64_t>{wrap_pc_, ret_pc_}));
+  EXPECT_EQ(samples[0].addresses, (std::vector<uint64_t>{wrap_pc_, ret_pc_ - 1}));
   EXPECT_EQ(samples[0].str_labels,
             (std::map<std::string, std::string>{
                 {"error.type", "*fmt.wrapError"},
@@ -808,7 +808,7 @@ TEST_P(PprofTest, ReadBack) {
   EXPECT_EQ(samples[1].str_labels.at("error.message"), "errgen: errors.New inlined");
   EXPECT_EQ(samples[2].count, 2);
   EXPECT_EQ(samples[2].num_labels.at("goroutine"), 2);
-  EXPECT_EQ(samples[2].addresses, (std::vector<uint64_t>{inl_pc_, ret_pc_}));
+  EXPECT_EQ(samples[2].addresses, (std::vector<uint64_t>{inl_pc_, ret_pc_ - 1}));
   EXPECT_EQ(samples[3].count, 1);
   EXPECT_EQ(samples[3].num_labels.at("goroutine"), 0);
   EXPECT_EQ(samples[3].str_labels.at("error.message"),
