@@ -7,8 +7,6 @@
 #include <bpf/bpf.h>
 #include <capstone/capstone.h>
 #include <errno.h>
-#include <fcntl.h>
-#include <poll.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -17,6 +15,7 @@
 #include <cctype>
 #include <chrono>
 #include <fstream>
+#include <future>
 #include <map>
 #include <optional>
 #include <sstream>
@@ -52,106 +51,26 @@ const char* const kSites[] = {
     "main.siteTwoW",        "main.siteJoin",
 };
 
-// ---- Child process with piped stdin/stdout/stderr ----
+// ---- errgen as a child process ----
 
-class Child {
- public:
-  static std::unique_ptr<Child> Spawn(const std::vector<std::string>& argv) {
-    int in[2], out[2], err[2];
-    if (pipe2(in, O_CLOEXEC) || pipe2(out, O_CLOEXEC) || pipe2(err, O_CLOEXEC)) return nullptr;
-    pid_t pid = fork();
-    if (pid == 0) {
-      dup2(in[0], 0);
-      dup2(out[1], 1);
-      dup2(err[1], 2);
-      std::vector<char*> args;
-      for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-      args.push_back(nullptr);
-      execv(args[0], args.data());
-      _exit(127);
-    }
-    close(in[0]);
-    close(out[1]);
-    close(err[1]);
-    auto c = std::unique_ptr<Child>(new Child());
-    c->pid_ = pid;
-    c->in_ = in[1];
-    c->out_ = out[0];
-    c->err_ = err[0];
-    return c;
-  }
-  ~Child() {
-    if (pid_ > 0 && !reaped_) {
-      kill(pid_, SIGKILL);
-      Wait();
-    }
-    if (reader_.joinable()) reader_.join();
-    for (int fd : {in_, out_, err_}) {
-      if (fd >= 0) close(fd);
-    }
-  }
-  pid_t pid() const { return pid_; }
+std::unique_ptr<Child> SpawnOrNull(const std::vector<std::string>& argv) {
+  auto c = Child::Spawn(argv);
+  EXPECT_TRUE(c.ok()) << c.status();
+  return c.ok() ? std::move(*c) : nullptr;
+}
 
-  // Reads stdout up to the first newline (errgen's "ready <pid>").
-  std::string ReadLine(int timeout_ms) {
-    std::string line;
-    auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
-    while (std::chrono::steady_clock::now() < deadline) {
-      pollfd p = {out_, POLLIN, 0};
-      if (poll(&p, 1, 100) <= 0) continue;
-      char ch;
-      if (read(out_, &ch, 1) != 1) break;
-      if (ch == '\n') return line;
-      line += ch;
-    }
-    return line;
-  }
-  // Releases errgen and collects the rest of its output in the background.
-  void Go() {
-    (void)!write(in_, "\n", 1);
-    close(in_);
-    in_ = -1;
-    reader_ = std::thread([this] {
-      pollfd fds[2] = {{out_, POLLIN, 0}, {err_, POLLIN, 0}};
-      std::string* sinks[2] = {&out_text_, &err_text_};
-      int open = 2;
-      char buf[65536];
-      while (open > 0 && poll(fds, 2, -1) > 0) {
-        for (int i = 0; i < 2; ++i) {
-          if (fds[i].fd < 0 || !(fds[i].revents & (POLLIN | POLLHUP))) continue;
-          ssize_t n = read(fds[i].fd, buf, sizeof(buf));
-          if (n > 0) {
-            sinks[i]->append(buf, n);
-          } else {
-            fds[i].fd = -1;
-            --open;
-          }
-        }
-      }
-    });
-  }
-  int Wait() {
-    int status = 0;
-    if (!reaped_) {
-      waitpid(pid_, &status, 0);
-      reaped_ = true;
-      exit_code_ = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-    }
-    if (reader_.joinable()) reader_.join();
-    return exit_code_;
-  }
-  const std::string& out() const { return out_text_; }
-  const std::string& err() const { return err_text_; }
+// The first stdout line (errgen's "ready <pid>"), or why there is none.
+std::string FirstLine(Child& c) {
+  auto line = c.ReadLine(/*from_stderr=*/false, 20);
+  return line.ok() ? *line : line.status().ToString();
+}
 
- private:
-  Child() = default;
-  pid_t pid_ = -1;
-  int in_ = -1, out_ = -1, err_ = -1;
-  bool reaped_ = false;
-  int exit_code_ = -1;
-  std::thread reader_;
-  std::string out_text_, err_text_;
-};
+// Releases errgen and collects its output in the background while the test
+// polls the session: its JSON could otherwise fill the pipe and stall it.
+std::future<absl::StatusOr<CommandResult>> Release(Child& c) {
+  (void)c.Write("\n");
+  return std::async(std::launch::async, [&c] { return c.Finish(); });
+}
 
 // ---- Probe points ----
 
@@ -424,9 +343,9 @@ void CheckErrgenWith(const std::string& path, const std::string& label, bool mul
   ASSERT_NO_FATAL_FAILURE(Prepare(path, &t));
   t.config.uprobe_multi = multi;
   constexpr int kN = 2;
-  auto child = Child::Spawn({path, "-wait", "-n", std::to_string(kN)});
+  auto child = SpawnOrNull({path, "-wait", "-n", std::to_string(kN)});
   ASSERT_NE(child, nullptr);
-  std::string ready = child->ReadLine(20000);
+  std::string ready = FirstLine(*child);
   ASSERT_EQ(ready, absl::StrCat("ready ", child->pid()));
 
   t.config.pid = child->pid();
@@ -442,10 +361,12 @@ void CheckErrgenWith(const std::string& path, const std::string& label, bool mul
             << std::hex << (*session)->load_bias() << std::dec << "\n";
   EXPECT_EQ(st.fields_dropped, 0u);
 
-  child->Go();
+  auto finished = Release(*child);
   std::vector<CapturedError> events;
   ASSERT_NO_FATAL_FAILURE(Drain(**session, &events));
-  ASSERT_EQ(child->Wait(), 0) << child->err();
+  auto run = finished.get();
+  ASSERT_TRUE(run.ok()) << run.status();
+  ASSERT_EQ(run->exit_code, 0) << run->err;
   profiler::SessionCounters c = (*session)->Counters();
   std::vector<std::string> named;
   for (auto& [k, v] : c.Named()) named.push_back(absl::StrCat(k, "=", v));
@@ -458,8 +379,8 @@ void CheckErrgenWith(const std::string& path, const std::string& label, bool mul
   EXPECT_EQ(c[GEP_CTR_EVENTS], events.size());
   EXPECT_EQ(c[GEP_CTR_HITS], events.size());
 
-  auto truth = ParseJson(child->out());
-  ASSERT_TRUE(truth.ok()) << truth.status() << "\n" << child->out();
+  auto truth = ParseJson(run->out);
+  ASSERT_TRUE(truth.ok()) << truth.status() << "\n" << run->out;
 
   // Ours, per site function: count, and per root message (or type chain
   // when a type cannot be rendered) the count.
@@ -574,8 +495,9 @@ TEST(BpfSession, DetachLeavesTargetIntact) {
   ASSERT_FALSE(path.empty()) << "no errgen in the corpus";
   Target t;
   ASSERT_NO_FATAL_FAILURE(Prepare(path, &t));
-  auto child = Child::Spawn({path, "-wait"});
-  ASSERT_EQ(child->ReadLine(20000), absl::StrCat("ready ", child->pid()));
+  auto child = SpawnOrNull({path, "-wait"});
+  ASSERT_NE(child, nullptr);
+  ASSERT_EQ(FirstLine(*child), absl::StrCat("ready ", child->pid()));
   t.config.pid = child->pid();
   std::vector<uint32_t> ids;
   {
@@ -584,9 +506,10 @@ TEST(BpfSession, DetachLeavesTargetIntact) {
     ids = (*session)->prog_ids();
   }
   ExpectNothingLeft(ids, path);
-  child->Go();
-  EXPECT_EQ(child->Wait(), 0) << child->err();
-  EXPECT_NE(child->out().find("\"scenarios\""), std::string::npos);
+  auto run = Release(*child).get();
+  ASSERT_TRUE(run.ok()) << run.status();
+  EXPECT_EQ(run->exit_code, 0) << run->err;
+  EXPECT_NE(run->out.find("\"scenarios\""), std::string::npos);
 }
 
 // A ring buffer too small to hold everything: losses are counted, and
@@ -598,13 +521,15 @@ TEST(BpfSession, RingBufferOverflowIsCounted) {
   Target t;
   ASSERT_NO_FATAL_FAILURE(Prepare(path, &t));
   t.config.ringbuf_bytes = 4096;
-  auto child = Child::Spawn({path, "-wait", "-n", "50"});
-  ASSERT_EQ(child->ReadLine(20000), absl::StrCat("ready ", child->pid()));
+  auto child = SpawnOrNull({path, "-wait", "-n", "50"});
+  ASSERT_NE(child, nullptr);
+  ASSERT_EQ(FirstLine(*child), absl::StrCat("ready ", child->pid()));
   t.config.pid = child->pid();
   auto session = BpfSession::Start(t.config);
   ASSERT_TRUE(session.ok()) << session.status();
-  child->Go();
-  ASSERT_EQ(child->Wait(), 0);  // no polling while it runs: the ring fills
+  auto run = Release(*child).get();  // no polling while it runs: the ring fills
+  ASSERT_TRUE(run.ok()) << run.status();
+  ASSERT_EQ(run->exit_code, 0);
   std::vector<CapturedError> events;
   ASSERT_NO_FATAL_FAILURE(Drain(**session, &events));
   profiler::SessionCounters c = (*session)->Counters();
@@ -622,15 +547,18 @@ TEST(BpfSession, MaxChainCutIsCounted) {
   Target t;
   ASSERT_NO_FATAL_FAILURE(Prepare(path, &t));
   t.config.max_chain = 2;
-  auto child = Child::Spawn({path, "-wait"});
-  ASSERT_EQ(child->ReadLine(20000), absl::StrCat("ready ", child->pid()));
+  auto child = SpawnOrNull({path, "-wait"});
+  ASSERT_NE(child, nullptr);
+  ASSERT_EQ(FirstLine(*child), absl::StrCat("ready ", child->pid()));
   t.config.pid = child->pid();
   auto session = BpfSession::Start(t.config);
   ASSERT_TRUE(session.ok()) << session.status();
-  child->Go();
+  auto finished = Release(*child);
   std::vector<CapturedError> events;
   ASSERT_NO_FATAL_FAILURE(Drain(**session, &events));
-  ASSERT_EQ(child->Wait(), 0);
+  auto run = finished.get();
+  ASSERT_TRUE(run.ok()) << run.status();
+  ASSERT_EQ(run->exit_code, 0);
   int wrap = 0;
   for (const CapturedError& e : events) {
     if (t.probe_func[e.ip] != "main.siteWrapChain") continue;
@@ -651,15 +579,18 @@ TEST(BpfSession, GoroutineIdFromTls) {
   Target t;
   ASSERT_NO_FATAL_FAILURE(Prepare(path, &t));
   t.config.g_source = profiler::GSource::kTls;
-  auto child = Child::Spawn({path, "-wait"});
-  ASSERT_EQ(child->ReadLine(20000), absl::StrCat("ready ", child->pid()));
+  auto child = SpawnOrNull({path, "-wait"});
+  ASSERT_NE(child, nullptr);
+  ASSERT_EQ(FirstLine(*child), absl::StrCat("ready ", child->pid()));
   t.config.pid = child->pid();
   auto session = BpfSession::Start(t.config);
   ASSERT_TRUE(session.ok()) << session.status();
-  child->Go();
+  auto finished = Release(*child);
   std::vector<CapturedError> events;
   ASSERT_NO_FATAL_FAILURE(Drain(**session, &events));
-  ASSERT_EQ(child->Wait(), 0);
+  auto run = finished.get();
+  ASSERT_TRUE(run.ok()) << run.status();
+  ASSERT_EQ(run->exit_code, 0);
   ASSERT_FALSE(events.empty());
   for (const CapturedError& e : events) EXPECT_EQ(e.goid, 1u);
   EXPECT_EQ((*session)->Counters()[GEP_CTR_GOID_READ], 0u);
@@ -673,17 +604,19 @@ TEST(BpfSession, ClearErrors) {
   ASSERT_NO_FATAL_FAILURE(Prepare(path, &t));
 
   // A pid that no longer exists.
-  auto gone = Child::Spawn({"/bin/true"});
+  auto gone = SpawnOrNull({"/bin/true"});
+  ASSERT_NE(gone, nullptr);
   pid_t dead = gone->pid();
-  gone->Wait();
+  (void)gone->Finish();
   t.config.pid = dead;
   auto s = BpfSession::Start(t.config);
   ASSERT_FALSE(s.ok());
   EXPECT_EQ(s.status().code(), absl::StatusCode::kNotFound) << s.status();
   EXPECT_NE(s.status().message().find("no process"), std::string::npos) << s.status();
 
-  auto child = Child::Spawn({path, "-wait"});
-  ASSERT_EQ(child->ReadLine(20000), absl::StrCat("ready ", child->pid()));
+  auto child = SpawnOrNull({path, "-wait"});
+  ASSERT_NE(child, nullptr);
+  ASSERT_EQ(FirstLine(*child), absl::StrCat("ready ", child->pid()));
   t.config.pid = child->pid();
 
   // Not the binary the process runs.
@@ -717,8 +650,9 @@ TEST(BpfSession, UnprivilegedIsPermissionDenied) {
   ASSERT_FALSE(path.empty()) << "no errgen in the corpus";
   Target t;
   ASSERT_NO_FATAL_FAILURE(Prepare(path, &t));
-  auto root_child = Child::Spawn({path, "-wait"});
-  ASSERT_EQ(root_child->ReadLine(20000), absl::StrCat("ready ", root_child->pid()));
+  auto root_child = SpawnOrNull({path, "-wait"});
+  ASSERT_NE(root_child, nullptr);
+  ASSERT_EQ(FirstLine(*root_child), absl::StrCat("ready ", root_child->pid()));
   int p[2];
   ASSERT_EQ(pipe(p), 0);
   pid_t pid = fork();
@@ -730,8 +664,8 @@ TEST(BpfSession, UnprivilegedIsPermissionDenied) {
     c.pid = root_child->pid();
     auto r1 = BpfSession::Start(c);
     auto own = Child::Spawn({path, "-wait"});
-    std::string ready = own ? own->ReadLine(20000) : "";
-    c.pid = own ? own->pid() : -1;
+    std::string ready = own.ok() ? FirstLine(**own) : "";
+    c.pid = own.ok() ? (*own)->pid() : -1;
     auto r2 = BpfSession::Start(c);
     for (const auto* r : {&r1, &r2}) {
       absl::StrAppend(&report, absl::StatusCodeToString(r->status().code()), "\t",
@@ -788,8 +722,9 @@ TEST(BpfSession, TargetExitingDuringAttach) {
   for (int i = 0; i < 20; ++i) many.insert(many.end(), t.config.probes.begin(), t.config.probes.end());
   t.config.probes = many;
   t.config.uprobe_multi = false;
-  auto child = Child::Spawn({path, "-wait"});
-  ASSERT_EQ(child->ReadLine(20000), absl::StrCat("ready ", child->pid()));
+  auto child = SpawnOrNull({path, "-wait"});
+  ASSERT_NE(child, nullptr);
+  ASSERT_EQ(FirstLine(*child), absl::StrCat("ready ", child->pid()));
   t.config.pid = child->pid();
   std::atomic<bool> stop{false};
   std::thread killer([&] {
@@ -809,7 +744,7 @@ TEST(BpfSession, TargetExitingDuringAttach) {
   EXPECT_EQ(s.status().code(), absl::StatusCode::kUnavailable) << s.status();
   EXPECT_NE(s.status().message().find("exited during attach"), std::string::npos) << s.status();
   std::cout << s.status() << "\n";
-  child->Wait();
+  (void)child->Finish();
   ExpectNothingLeft(ids, path);
 }
 
