@@ -90,9 +90,9 @@ absl::StatusOr<Plan> MakePlan(pid_t pid) {
     ProbeSpec spec;
     spec.vaddr = p.addr;
     spec.cookie = p.cookie;
-    // At a RET the frame is gone: the stack walk must take the caller's
-    // return address from [rsp].
-    if (p.via == CreationProbe::kReturn) spec.cookie |= GEP_LOC_F_FRAMELESS;
+    // Where the frame is gone (or never made) the frame-pointer walk would
+    // skip the caller: its return address is taken from [rsp].
+    if (p.frameless) spec.cookie |= GEP_LOC_F_FRAMELESS;
     spec.eface = p.kind == CreationProbe::kEface;
     // A statically known word (GEP_LOC_CONST) is given by the plan.
     if (GEP_LOC_KIND(p.tab_loc) == GEP_LOC_CONST) spec.const_type = p.type;
