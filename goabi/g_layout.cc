@@ -45,84 +45,8 @@ constexpr std::string_view kWaitReasons116[] = {
     "debug call",  // 26
 };
 
-// 1.20-1.21.
-constexpr std::string_view kWaitReasons120[] = {
-    "",  // 0
-    "GC assist marking",  // 1
-    "IO wait",  // 2
-    "chan receive (nil chan)",  // 3
-    "chan send (nil chan)",  // 4
-    "dumping heap",  // 5
-    "garbage collection",  // 6
-    "garbage collection scan",  // 7
-    "panicwait",  // 8
-    "select",  // 9
-    "select (no cases)",  // 10
-    "GC assist wait",  // 11
-    "GC sweep wait",  // 12
-    "GC scavenge wait",  // 13
-    "chan receive",  // 14
-    "chan send",  // 15
-    "finalizer wait",  // 16
-    "force gc (idle)",  // 17
-    "semacquire",  // 18
-    "sleep",  // 19
-    "sync.Cond.Wait",  // 20
-    "sync.Mutex.Lock",  // 21
-    "sync.RWMutex.RLock",  // 22
-    "sync.RWMutex.Lock",  // 23
-    "trace reader (blocked)",  // 24
-    "wait for GC cycle",  // 25
-    "GC worker (idle)",  // 26
-    "GC worker (active)",  // 27
-    "preempted",  // 28
-    "debug call",  // 29
-    "GC mark termination",  // 30
-    "stopping the world",  // 31
-};
-
-// 1.22.
-constexpr std::string_view kWaitReasons122[] = {
-    "",  // 0
-    "GC assist marking",  // 1
-    "IO wait",  // 2
-    "chan receive (nil chan)",  // 3
-    "chan send (nil chan)",  // 4
-    "dumping heap",  // 5
-    "garbage collection",  // 6
-    "garbage collection scan",  // 7
-    "panicwait",  // 8
-    "select",  // 9
-    "select (no cases)",  // 10
-    "GC assist wait",  // 11
-    "GC sweep wait",  // 12
-    "GC scavenge wait",  // 13
-    "chan receive",  // 14
-    "chan send",  // 15
-    "finalizer wait",  // 16
-    "force gc (idle)",  // 17
-    "semacquire",  // 18
-    "sleep",  // 19
-    "sync.Cond.Wait",  // 20
-    "sync.Mutex.Lock",  // 21
-    "sync.RWMutex.RLock",  // 22
-    "sync.RWMutex.Lock",  // 23
-    "trace reader (blocked)",  // 24
-    "wait for GC cycle",  // 25
-    "GC worker (idle)",  // 26
-    "GC worker (active)",  // 27
-    "preempted",  // 28
-    "debug call",  // 29
-    "GC mark termination",  // 30
-    "stopping the world",  // 31
-    "flushing proc caches",  // 32
-    "trace goroutine status",  // 33
-    "trace proc status",  // 34
-    "page trace flush",  // 35
-    "coroutine",  // 36
-};
-
-// 1.23.
+// 1.20-1.23. 1.22 and 1.23 only appended, so 1.20-1.21 read the first
+// kWaitReasons120Len entries and 1.22 the first kWaitReasons122Len.
 constexpr std::string_view kWaitReasons123[] = {
     "",  // 0
     "GC assist marking",  // 1
@@ -163,6 +87,9 @@ constexpr std::string_view kWaitReasons123[] = {
     "coroutine",  // 36
     "GC weak to strong wait",  // 37
 };
+
+constexpr size_t kWaitReasons120Len = 32;
+constexpr size_t kWaitReasons122Len = 37;
 
 // 1.24.
 constexpr std::string_view kWaitReasons124[] = {
@@ -427,8 +354,8 @@ absl::Span<const std::string_view> WaitReasonsFor(const GoVersion& v) {
   if (v.AtLeast(1, 25)) return kWaitReasons125;
   if (v.AtLeast(1, 24)) return kWaitReasons124;
   if (v.AtLeast(1, 23)) return kWaitReasons123;
-  if (v.AtLeast(1, 22)) return kWaitReasons122;
-  if (v.AtLeast(1, 20)) return kWaitReasons120;
+  if (v.AtLeast(1, 22)) return absl::MakeConstSpan(kWaitReasons123, kWaitReasons122Len);
+  if (v.AtLeast(1, 20)) return absl::MakeConstSpan(kWaitReasons123, kWaitReasons120Len);
   return kWaitReasons116;
 }
 
