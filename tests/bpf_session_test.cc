@@ -338,6 +338,24 @@ std::string NewestCorpusBinary(const std::string& program) {
   return path;
 }
 
+// Runs `path -wait` under a session with t's config until it exits 0,
+// collecting every event; the session stays open for its counters.
+void CaptureErrgen(const std::string& path, Target* t, std::unique_ptr<BpfSession>* session,
+                   std::vector<CapturedError>* events) {
+  auto child = SpawnOrNull({path, "-wait"});
+  ASSERT_NE(child, nullptr);
+  ASSERT_EQ(FirstLine(*child), absl::StrCat("ready ", child->pid()));
+  t->config.pid = child->pid();
+  auto started = BpfSession::Start(t->config);
+  ASSERT_TRUE(started.ok()) << started.status();
+  *session = std::move(*started);
+  auto finished = Release(*child);
+  ASSERT_NO_FATAL_FAILURE(Drain(**session, events));
+  auto run = finished.get();
+  ASSERT_TRUE(run.ok()) << run.status();
+  ASSERT_EQ(run->exit_code, 0);
+}
+
 void CheckErrgenWith(const std::string& path, const std::string& label, bool multi) {
   Target t;
   ASSERT_NO_FATAL_FAILURE(Prepare(path, &t));
@@ -547,18 +565,9 @@ TEST(BpfSession, MaxChainCutIsCounted) {
   Target t;
   ASSERT_NO_FATAL_FAILURE(Prepare(path, &t));
   t.config.max_chain = 2;
-  auto child = SpawnOrNull({path, "-wait"});
-  ASSERT_NE(child, nullptr);
-  ASSERT_EQ(FirstLine(*child), absl::StrCat("ready ", child->pid()));
-  t.config.pid = child->pid();
-  auto session = BpfSession::Start(t.config);
-  ASSERT_TRUE(session.ok()) << session.status();
-  auto finished = Release(*child);
+  std::unique_ptr<BpfSession> session;
   std::vector<CapturedError> events;
-  ASSERT_NO_FATAL_FAILURE(Drain(**session, &events));
-  auto run = finished.get();
-  ASSERT_TRUE(run.ok()) << run.status();
-  ASSERT_EQ(run->exit_code, 0);
+  ASSERT_NO_FATAL_FAILURE(CaptureErrgen(path, &t, &session, &events));
   int wrap = 0;
   for (const CapturedError& e : events) {
     if (t.probe_func[e.ip] != "main.siteWrapChain") continue;
@@ -568,7 +577,7 @@ TEST(BpfSession, MaxChainCutIsCounted) {
     EXPECT_FALSE(e.complete());
   }
   EXPECT_EQ(wrap, 4);
-  EXPECT_GE((*session)->Counters()[GEP_CTR_CHAIN_DEPTH], 4u);
+  EXPECT_GE(session->Counters()[GEP_CTR_CHAIN_DEPTH], 4u);
 }
 
 // The TLS slot gives the same goroutine as R14 (internally linked binary).
@@ -579,21 +588,12 @@ TEST(BpfSession, GoroutineIdFromTls) {
   Target t;
   ASSERT_NO_FATAL_FAILURE(Prepare(path, &t));
   t.config.g_source = profiler::GSource::kTls;
-  auto child = SpawnOrNull({path, "-wait"});
-  ASSERT_NE(child, nullptr);
-  ASSERT_EQ(FirstLine(*child), absl::StrCat("ready ", child->pid()));
-  t.config.pid = child->pid();
-  auto session = BpfSession::Start(t.config);
-  ASSERT_TRUE(session.ok()) << session.status();
-  auto finished = Release(*child);
+  std::unique_ptr<BpfSession> session;
   std::vector<CapturedError> events;
-  ASSERT_NO_FATAL_FAILURE(Drain(**session, &events));
-  auto run = finished.get();
-  ASSERT_TRUE(run.ok()) << run.status();
-  ASSERT_EQ(run->exit_code, 0);
+  ASSERT_NO_FATAL_FAILURE(CaptureErrgen(path, &t, &session, &events));
   ASSERT_FALSE(events.empty());
   for (const CapturedError& e : events) EXPECT_EQ(e.goid, 1u);
-  EXPECT_EQ((*session)->Counters()[GEP_CTR_GOID_READ], 0u);
+  EXPECT_EQ(session->Counters()[GEP_CTR_GOID_READ], 0u);
 }
 
 TEST(BpfSession, ClearErrors) {
