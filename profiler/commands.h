@@ -14,6 +14,8 @@ namespace goerrprof::profiler {
 int RunInspect(const std::vector<std::string>& args);
 int RunSymbolize(const std::vector<std::string>& args);
 int RunRecord(const std::vector<std::string>& args);
+int RunGoroutines(const std::vector<std::string>& args);
+int RunDiff(const std::vector<std::string>& args);
 
 // --pid as a number: 0 when not given; InvalidArgument for anything else
 // that is not a positive process id.

@@ -28,7 +28,9 @@ constexpr char kUsage[] =
     "  goerrprof inspect [--json] (BINARY | --pid PID)\n"
     "  goerrprof symbolize [--json] BINARY ADDR...\n"
     "  goerrprof record --pid PID [--duration D] [-o errors.pb.gz] [--max-chain N]\n"
-    "                 [--ringbuf-bytes N]\n";
+    "                 [--ringbuf-bytes N]\n"
+    "  goerrprof goroutines --pid PID [-o goroutines.pb.gz] [--text] [--leaks [--min-wait D]]\n"
+    "  goerrprof diff BASE NEW [--threshold PCT] [--json | --markdown]\n";
 
 }  // namespace
 
@@ -89,6 +91,8 @@ int main(int argc, char** argv) {
   if (command == "inspect") return goerrprof::profiler::RunInspect(args);
   if (command == "symbolize") return goerrprof::profiler::RunSymbolize(args);
   if (command == "record") return goerrprof::profiler::RunRecord(args);
+  if (command == "goroutines") return goerrprof::profiler::RunGoroutines(args);
+  if (command == "diff") return goerrprof::profiler::RunDiff(args);
   std::fprintf(stderr, "goerrprof: unknown command \"%s\"\n%s", command.c_str(),
                goerrprof::profiler::kUsage);
   return 2;

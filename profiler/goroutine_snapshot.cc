@@ -1,0 +1,1 @@
+#include "profiler/goroutine_snapshot.h"

@@ -1,0 +1,1 @@
+#include "profiler/park_session.h"

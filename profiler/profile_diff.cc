@@ -1,0 +1,1 @@
+#include "profiler/profile_diff.h"
