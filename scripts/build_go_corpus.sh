@@ -17,7 +17,7 @@ oracle_go=/usr/local/go/bin/go
 
 all_versions=$(grep -v '^#' "$src/versions.txt" | tr -s ' \n' ' ')
 versions=$all_versions
-programs="errgen inlframes demo"
+programs="errgen inlframes demo parked"
 while [ $# -gt 0 ]; do
   case $1 in
     --versions) versions=${2//go/}; shift 2 ;;

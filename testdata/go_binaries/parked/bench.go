@@ -1,0 +1,84 @@
+package main
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+	"runtime/pprof"
+	"sync/atomic"
+	"time"
+)
+
+// ticker wakes every millisecond and records the largest lateness seen
+// since the last reset: a pause of the process (stop-the-world, a stopped
+// thread) shows up as lateness.
+type ticker struct{ maxLate int64 }
+
+func startTicker() *ticker {
+	t := &ticker{}
+	go func() {
+		const period = time.Millisecond
+		tk := time.NewTicker(period)
+		last := time.Now()
+		for now := range tk.C {
+			late := int64(now.Sub(last) - period)
+			for {
+				old := atomic.LoadInt64(&t.maxLate)
+				if late <= old || atomic.CompareAndSwapInt64(&t.maxLate, old, late) {
+					break
+				}
+			}
+			last = now
+		}
+	}()
+	return t
+}
+
+// serve answers one command per line on stdin:
+//
+//	mark      reset the ticker's maximum lateness; replies "marked"
+//	delay     replies "delay <max lateness ns since mark>"
+//	selfdump  times runtime.Stack(all) and the debug=2 goroutine profile;
+//	          replies "selfdump <stack ns> <profile ns> <bytes> <max lateness ns>"
+//
+// Any other line, or EOF, ends the program.
+func serve(t *ticker) {
+	in := bufio.NewScanner(os.Stdin)
+	for in.Scan() {
+		switch in.Text() {
+		case "mark":
+			if t != nil {
+				atomic.StoreInt64(&t.maxLate, 0)
+			}
+			fmt.Println("marked")
+		case "delay":
+			var late int64
+			if t != nil {
+				late = atomic.LoadInt64(&t.maxLate)
+			}
+			fmt.Println("delay", late)
+		case "selfdump":
+			if t != nil {
+				atomic.StoreInt64(&t.maxLate, 0)
+			}
+			buf := make([]byte, 64<<20)
+			start := time.Now()
+			n := runtime.Stack(buf, true)
+			stack := time.Since(start)
+			start = time.Now()
+			pprof.Lookup("goroutine").WriteTo(io.Discard, 2)
+			prof := time.Since(start)
+			// Let the ticker observe the pause before reporting it.
+			time.Sleep(5 * time.Millisecond)
+			var late int64
+			if t != nil {
+				late = atomic.LoadInt64(&t.maxLate)
+			}
+			fmt.Println("selfdump", stack.Nanoseconds(), prof.Nanoseconds(), n, late)
+		default:
+			return
+		}
+	}
+}
