@@ -116,10 +116,21 @@ counts="$built built, $cached up to date" # binaries only, not the oracle
 build "$oracle" "v$SCRIPT_VERSION $("$oracle_go" env GOVERSION) $(tree_hash "$repo/tests/oracle" .)" \
   "$repo/tests/oracle" . "$oracle_go" local 0 || true
 
+# Rows of programs/releases not built in this run stay (a --programs or
+# --versions run adds to the manifest); rebuilt ones are replaced.
 {
   printf 'go_version\tprogram\tflavour\tpath\n'
+  if [ -f "$corpus/manifest.tsv" ]; then
+    declare -A rebuilt
+    for line in "${manifest[@]}"; do rebuilt[$(cut -f1,2 <<<"$line")]=1; done
+    tail -n +2 "$corpus/manifest.tsv" | while IFS=$'\t' read -r gv pr fl pa; do
+      [ -n "${rebuilt[$gv	$pr]:-}" ] && continue
+      [ -x "$pa" ] && printf '%s\t%s\t%s\t%s\n' "$gv" "$pr" "$fl" "$pa"
+    done
+  fi
   for line in "${manifest[@]}"; do printf '%s\n' "$line"; done
-} >"$corpus/manifest.tsv"
+} >"$corpus/manifest.tsv.tmp"
+mv "$corpus/manifest.tsv.tmp" "$corpus/manifest.tsv"
 
 echo "build_go_corpus: ${#manifest[@]} binaries ($counts, ${#failures[@]} failed) for" \
   "$(echo $versions | wc -w) Go releases + gosym-oracle in $((SECONDS - start))s -> $corpus/manifest.tsv"
