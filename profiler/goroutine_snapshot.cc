@@ -1,1 +1,435 @@
 #include "profiler/goroutine_snapshot.h"
+
+#include <time.h>
+
+#include <algorithm>
+#include <cstring>
+#include <optional>
+
+#include "absl/status/status.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "goabi/g_layout.h"
+#include "profiler/goroutine_labels.h"
+#include "profiler/goroutine_locate.h"
+#include "profiler/goroutine_memory.h"
+
+namespace goerrprof::profiler {
+namespace {
+
+namespace gabi = goabi;
+
+constexpr uint64_t kMaxGoroutines = uint64_t{1} << 26;
+constexpr uint64_t kMaxGoid = uint64_t{1} << 48;
+constexpr uint64_t kMaxStackBytes = uint64_t{1} << 30;  // the runtime's own limit (amd64)
+constexpr uint64_t kStackRead = 16 << 10;  // first read of a stack: its used top
+constexpr size_t kMaxFrames = 1024;
+// Without syscallbp (before 1.23) the syscall caller's frame pointer is
+// searched for this far above syscallsp.
+constexpr uint64_t kSyscallScan = 1024;
+
+int64_t MonotonicNow() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);  // the clock of the runtime's nanotime
+  return ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+int64_t WallNow() {
+  timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+template <typename T>
+T At(const std::vector<uint8_t>& b, int32_t off) {
+  T v{};
+  if (off >= 0 && static_cast<size_t>(off) + sizeof(T) <= b.size()) std::memcpy(&v, &b[off], sizeof(T));
+  return v;
+}
+
+enum class Walk { kComplete, kTruncated, kNeedMore, kBad };
+
+// One g being read: its bytes, what its stack walk needs, and its result.
+struct Pending {
+  uint64_t gaddr = 0;
+  std::vector<uint8_t> g;
+  std::vector<uint8_t> recheck;
+  uint64_t pc = 0, sp = 0, bp = 0, lo = 0, hi = 0;
+  bool has_bp = true;
+  std::vector<uint8_t> stack;  // [sp, sp + stack.size())
+  Goroutine out;
+  Walk walk = Walk::kBad;
+  bool done = false;
+  bool accepted = false;
+};
+
+class Reader {
+ public:
+  Reader(pid_t pid, const symbolizer::GoBinary& bin, const gabi::GLayout& layout, uint64_t bias)
+      : mem_(pid), bin_(bin), layout_(layout), bias_(bias) {
+    const symbolizer::Pclntab& tab = bin.pclntab();
+    for (size_t i = 0; i < tab.num_functions(); ++i) {
+      absl::string_view name = tab.FuncName(i);
+      if (name == "runtime.goexit") goexit_ = i;
+    }
+    g_size_ = 0;
+    for (int32_t off : {layout.stack_hi, layout.sched_sp, layout.sched_pc, layout.sched_bp,
+                        layout.syscallsp, layout.syscallpc, layout.syscallbp, layout.atomicstatus,
+                        layout.goid, layout.waitsince, layout.waitreason, layout.parent_goid,
+                        layout.gopc, layout.startpc, layout.labels}) {
+      g_size_ = std::max<int32_t>(g_size_, off + 8);
+    }
+    recheck_lo_ = layout.sched_sp;
+    recheck_hi_ = layout.goid + 8;
+  }
+
+  ProcessMemory& mem() { return mem_; }
+
+  std::optional<size_t> Func(uint64_t runtime_pc) const {
+    if (runtime_pc < bias_) return std::nullopt;
+    return bin_.pclntab().FindFunc(runtime_pc - bias_);
+  }
+
+  // Parses the g; false when it does not look like a g (torn or garbage).
+  bool Parse(Pending& p, int64_t now) {
+    const std::vector<uint8_t>& g = p.g;
+    uint32_t raw = At<uint32_t>(g, layout_.atomicstatus);
+    uint32_t status = raw & ~gabi::kGscan;
+    Goroutine& o = p.out;
+    o = Goroutine{};
+    o.status = status;
+    o.scan = (raw & gabi::kGscan) != 0;
+    if (raw & ~(gabi::kGscan | 0xff)) return false;
+    if (status == gabi::kGidle || status == gabi::kGdead || status == gabi::kGdeadextra) {
+      p.done = true;  // a free g: nothing to show
+      return true;
+    }
+    if (status == gabi::kGmoribundUnused || status == gabi::kGenqueueUnused ||
+        status > gabi::kGdeadextra) {
+      return false;
+    }
+    o.id = At<uint64_t>(g, layout_.goid);
+    if (o.id == 0 || o.id >= kMaxGoid) return false;
+    if (layout_.parent_goid != gabi::GLayout::kAbsent) {
+      o.parent_id = At<uint64_t>(g, layout_.parent_goid);
+      if (o.parent_id >= kMaxGoid) return false;
+    }
+    p.lo = At<uint64_t>(g, layout_.stack_lo);
+    p.hi = At<uint64_t>(g, layout_.stack_hi);
+    if (p.lo == 0 || p.hi <= p.lo || p.hi - p.lo > kMaxStackBytes) return false;
+    uint64_t gopc = At<uint64_t>(g, layout_.gopc), startpc = At<uint64_t>(g, layout_.startpc);
+    if (gopc != 0 && !Func(gopc)) return false;
+    auto start = Func(startpc);
+    if (!start) return false;
+    o.gopc = gopc == 0 ? 0 : gopc - bias_;
+    o.startpc = startpc - bias_;
+    absl::string_view start_name = bin_.pclntab().FuncName(*start);
+    o.system = absl::StartsWith(start_name, "runtime.") && start_name != "runtime.main" &&
+               start_name != "runtime.corostart";
+    o.state = std::string(layout_.StatusName(status));
+    if (o.state.empty()) return false;
+    if (status == gabi::kGwaiting) {
+      uint8_t reason = At<uint8_t>(g, layout_.waitreason);
+      if (reason != 0) {
+        o.wait_reason = std::string(layout_.WaitReason(reason));
+        if (o.wait_reason.empty()) return false;
+        o.state = o.wait_reason;
+      }
+    }
+    if (status == gabi::kGwaiting || status == gabi::kGsyscall) {
+      int64_t since = At<int64_t>(g, layout_.waitsince);
+      if (since > 0 && since <= now) {
+        o.wait_kind = WaitKnowledge::kLowerBound;
+        o.wait_ns = now - since;
+      } else {
+        o.wait_kind = WaitKnowledge::kUnknown;
+      }
+    }
+    if (status == gabi::kGrunning) {
+      o.stack_kind = StackKind::kNone;
+      return true;
+    }
+    if (status == gabi::kGsyscall && layout_.syscallsp != gabi::GLayout::kAbsent) {
+      p.pc = At<uint64_t>(g, layout_.syscallpc);
+      p.sp = At<uint64_t>(g, layout_.syscallsp);
+      p.has_bp = layout_.syscallbp != gabi::GLayout::kAbsent;
+      p.bp = p.has_bp ? At<uint64_t>(g, layout_.syscallbp) : 0;
+    } else {
+      p.pc = At<uint64_t>(g, layout_.sched_pc);
+      p.sp = At<uint64_t>(g, layout_.sched_sp);
+      p.bp = At<uint64_t>(g, layout_.sched_bp);
+    }
+    if (p.sp < p.lo || p.sp > p.hi || !Func(p.pc)) return false;
+    return true;
+  }
+
+  // Walks the saved frame pointers from (pc, bp) in the stack bytes read.
+  Walk WalkFrom(const Pending& p, uint64_t bp, std::vector<uint64_t>* out) const {
+    out->clear();
+    out->push_back(p.pc - bias_);
+    uint64_t lower = p.sp, end = p.sp + p.stack.size();
+    while (out->size() < kMaxFrames) {
+      if (bp == 0) return Walk::kTruncated;
+      if (bp < lower || bp + 16 > p.hi || bp % 8 != 0) return Walk::kBad;
+      if (bp + 16 > end) return Walk::kNeedMore;
+      uint64_t next, ret;
+      std::memcpy(&next, &p.stack[bp - p.sp], 8);
+      std::memcpy(&ret, &p.stack[bp - p.sp + 8], 8);
+      auto f = Func(ret);
+      if (!f) return Walk::kBad;
+      if (goexit_ && *f == *goexit_) return Walk::kComplete;
+      out->push_back(ret - bias_);
+      lower = bp + 16;
+      bp = next;
+    }
+    return Walk::kTruncated;
+  }
+
+  Walk WalkStack(Pending& p) const {
+    if (p.has_bp) return WalkFrom(p, p.bp, &p.out.stack);
+    // No saved frame pointer (syscall before 1.23): the caller's frame
+    // pointer slot is the first one above syscallsp whose chain reaches
+    // goexit.
+    std::vector<uint64_t> frames;
+    for (uint64_t s = p.sp; s + 16 <= p.sp + std::min<uint64_t>(p.stack.size(), kSyscallScan);
+         s += 8) {
+      if (WalkFrom(p, s, &frames) == Walk::kComplete) {
+        p.out.stack = frames;
+        return Walk::kComplete;
+      }
+    }
+    p.out.stack = {p.pc - bias_};
+    return Walk::kTruncated;
+  }
+
+  absl::Status ReadGs(std::vector<Pending*>& ps) {
+    std::vector<ReadRange> r;
+    r.reserve(ps.size());
+    for (Pending* p : ps) {
+      p->g.assign(g_size_, 0);
+      r.push_back({p->gaddr, static_cast<uint64_t>(g_size_), p->g.data()});
+    }
+    absl::Status s = mem_.ReadBatch(r);
+    if (!s.ok()) return s;
+    for (size_t i = 0; i < ps.size(); ++i) {
+      if (!r[i].ok) ps[i]->g.clear();
+    }
+    return absl::OkStatus();
+  }
+
+  absl::Status ReadStacks(std::vector<Pending*>& ps, bool more) {
+    std::vector<ReadRange> r;
+    for (Pending* p : ps) {
+      uint64_t want = std::min<uint64_t>(p->hi - p->sp, more ? kMaxStackBytes : kStackRead);
+      p->stack.assign(want, 0);
+      r.push_back({p->sp, want, p->stack.data()});
+    }
+    absl::Status s = mem_.ReadBatch(r);
+    if (!s.ok()) return s;
+    for (size_t i = 0; i < ps.size(); ++i) {
+      if (!r[i].ok) ps[i]->stack.clear();
+    }
+    return absl::OkStatus();
+  }
+
+  // Re-reads what the walk relied on; a g that changed ran meanwhile.
+  absl::Status Recheck(std::vector<Pending*>& ps) {
+    std::vector<ReadRange> r;
+    uint64_t n = recheck_hi_ - recheck_lo_;
+    for (Pending* p : ps) {
+      p->recheck.assign(n, 0);
+      r.push_back({p->gaddr + recheck_lo_, n, p->recheck.data()});
+    }
+    absl::Status s = mem_.ReadBatch(r);
+    if (!s.ok()) return s;
+    for (size_t i = 0; i < ps.size(); ++i) {
+      Pending& p = *ps[i];
+      std::vector<uint8_t> before(p.g.begin() + recheck_lo_, p.g.begin() + recheck_hi_);
+      // The GC's scan bit comes and goes without the goroutine running.
+      int32_t st = layout_.atomicstatus - recheck_lo_;
+      before[st + 1] &= ~0x10;
+      p.recheck[st + 1] &= ~0x10;
+      if (!r[i].ok || before != p.recheck) p.recheck.clear();
+    }
+    return absl::OkStatus();
+  }
+
+ private:
+  ProcessMemory mem_;
+  const symbolizer::GoBinary& bin_;
+  const gabi::GLayout& layout_;
+  uint64_t bias_;
+  std::optional<size_t> goexit_;
+  int32_t g_size_ = 0, recheck_lo_ = 0, recheck_hi_ = 0;
+};
+
+}  // namespace
+
+absl::StatusOr<CreationSite> CreatedBy(const symbolizer::GoBinary& binary, uint64_t gopc) {
+  const symbolizer::Pclntab& tab = binary.pclntab();
+  auto f = tab.FindFunc(gopc);
+  if (!f) return absl::NotFoundError(absl::StrFormat("pc 0x%x is in no function", gopc));
+  uint64_t entry = tab.FuncEntry(*f);
+  // Back up into the call instruction, as the runtime does for file:line.
+  uint64_t tracepc = gopc > entry ? gopc - 1 : gopc;
+  auto frames = binary.Symbolize(tracepc);
+  if (!frames.ok()) return frames.status();
+  if (frames->empty()) return absl::NotFoundError("no frames");
+  CreationSite site;
+  site.function = std::string(tab.FuncName(*f));
+  site.file = std::string(frames->front().file);
+  site.line = frames->front().line;
+  site.offset = gopc - entry;
+  return site;
+}
+
+absl::StatusOr<Snapshot> TakeSnapshot(pid_t pid, const symbolizer::GoBinary& binary,
+                                      const SnapshotOptions& options) {
+  auto layout = gabi::GLayoutFor(binary.version());
+  if (!layout.ok()) return layout.status();
+  auto allgs = FindAllgs(binary);
+  if (!allgs.ok()) return allgs.status();
+  auto bias = LoadBias(pid, binary.elf());
+  if (!bias.ok()) return bias.status();
+
+  Snapshot snap;
+  snap.pid = pid;
+  snap.time_nanos = WallNow();
+  int64_t start = MonotonicNow();
+  Reader reader(pid, binary, *layout, *bias);
+
+  // The slice header; allgadd may be appending, so read until two reads
+  // agree.
+  uint64_t hdr[3] = {0, 0, 0};
+  for (int attempt = 0;; ++attempt) {
+    uint64_t again[3];
+    absl::Status s = reader.mem().Read(*allgs + *bias, hdr, sizeof(hdr));
+    if (s.ok()) s = reader.mem().Read(*allgs + *bias, again, sizeof(again));
+    if (absl::IsUnavailable(s)) {
+      return absl::FailedPreconditionError(
+          absl::StrFormat("pid %d: runtime.allgs at 0x%x is unreadable (is it this binary?)", pid,
+                          *allgs + *bias));
+    }
+    if (!s.ok()) return s;
+    if (std::memcmp(hdr, again, sizeof(hdr)) == 0) break;
+    if (attempt + 1 >= options.max_attempts) {
+      return absl::UnavailableError("runtime.allgs kept changing while being read");
+    }
+  }
+  uint64_t len = hdr[1];
+  if (hdr[0] == 0 || len > hdr[2] || len > kMaxGoroutines) {
+    return absl::FailedPreconditionError(absl::StrFormat(
+        "pid %d: runtime.allgs does not look like a slice (len %d, cap %d)", pid, len, hdr[2]));
+  }
+  std::vector<uint64_t> gptrs(len);
+  absl::Status s = reader.mem().Read(hdr[0], gptrs.data(), len * 8);
+  if (!s.ok()) return absl::UnavailableError(absl::StrCat("cannot read the goroutine list: ", s.message()));
+  snap.stats.allgs = len;
+
+  std::vector<Pending> all(len);
+  for (uint64_t i = 0; i < len; ++i) all[i].gaddr = gptrs[i];
+  std::vector<Pending*> todo;
+  for (Pending& p : all) {
+    if (p.gaddr == 0) {
+      p.done = true;
+      ++snap.stats.dead;
+    } else {
+      todo.push_back(&p);
+    }
+  }
+  for (int attempt = 0; attempt < options.max_attempts && !todo.empty(); ++attempt) {
+    if (attempt > 0) snap.stats.retried += todo.size();
+    bool last = attempt + 1 == options.max_attempts;
+    int64_t now = MonotonicNow();
+    if (s = reader.ReadGs(todo); !s.ok()) return s;
+    std::vector<Pending*> walk, retry;
+    for (Pending* p : todo) {
+      if (p->g.empty() || !reader.Parse(*p, now)) {
+        retry.push_back(p);
+      } else if (p->done) {
+        ++snap.stats.dead;
+      } else {
+        walk.push_back(p);  // running ones have nothing to walk, but are rechecked
+      }
+    }
+    std::vector<Pending*> stacks;
+    for (Pending* p : walk) {
+      if (p->out.status != gabi::kGrunning) stacks.push_back(p);
+    }
+    if (s = reader.ReadStacks(stacks, false); !s.ok()) return s;
+    std::vector<Pending*> more;
+    for (Pending* p : stacks) {
+      if (p->stack.empty()) continue;
+      p->walk = reader.WalkStack(*p);
+      if (p->walk == Walk::kNeedMore) more.push_back(p);
+    }
+    if (!more.empty()) {
+      if (s = reader.ReadStacks(more, true); !s.ok()) return s;
+      for (Pending* p : more) {
+        p->walk = p->stack.empty() ? Walk::kBad : reader.WalkStack(*p);
+      }
+    }
+    if (s = reader.Recheck(walk); !s.ok()) return s;
+    for (Pending* p : walk) {
+      bool stack_ok = true;
+      if (p->out.status != gabi::kGrunning) {
+        if (p->stack.empty()) {
+          stack_ok = false;
+        } else {
+          Walk w = p->walk;
+          p->out.stack_kind = w == Walk::kComplete ? StackKind::kComplete : StackKind::kTruncated;
+          stack_ok = w == Walk::kComplete;
+        }
+      }
+      if (p->recheck.empty() || (!stack_ok && !last)) {
+        retry.push_back(p);
+        continue;
+      }
+      if (!stack_ok) {
+        p->out.stack_kind = StackKind::kTruncated;
+        if (p->stack.empty()) p->out.stack = {p->pc - *bias};
+        ++snap.stats.stacks_truncated;
+      }
+      p->accepted = true;
+    }
+    todo = std::move(retry);
+  }
+  snap.stats.skipped = todo.size();
+
+  // Labels: few goroutines have them; read one by one.
+  for (Pending& p : all) {
+    if (!p.accepted) continue;
+    uint64_t labels = At<uint64_t>(p.g, layout->labels);
+    if (labels == 0) continue;
+    absl::StatusOr<LabelList> l = absl::UnavailableError("");
+    for (int a = 0; a < options.max_attempts && !l.ok(); ++a) {
+      l = ReadLabels(reader.mem(), labels, layout->label_storage);
+      if (!l.ok() && !absl::IsUnavailable(l.status()) && !absl::IsDataLoss(l.status())) {
+        return l.status();
+      }
+    }
+    if (l.ok()) {
+      p.out.labels = std::move(*l);
+    } else {
+      p.out.labels_unreadable = true;
+      ++snap.stats.labels_unreadable;
+    }
+  }
+  snap.stats.syscalls = reader.mem().syscalls();
+  snap.stats.elapsed_ns = MonotonicNow() - start;
+
+  for (Pending& p : all) {
+    if (!p.accepted) continue;
+    if (p.out.system && !options.include_system) {
+      ++snap.stats.system_hidden;
+      continue;
+    }
+    snap.goroutines.push_back(std::move(p.out));
+  }
+  std::sort(snap.goroutines.begin(), snap.goroutines.end(),
+            [](const Goroutine& a, const Goroutine& b) { return a.id < b.id; });
+  return snap;
+}
+
+}  // namespace goerrprof::profiler

@@ -1,0 +1,43 @@
+// Reads another process's memory without stopping it: batched
+// process_vm_readv (up to IOV_MAX ranges per system call) with per-range
+// failure, so one unmapped range does not lose the others.
+#ifndef GOERRPROF_PROFILER_GOROUTINE_MEMORY_H_
+#define GOERRPROF_PROFILER_GOROUTINE_MEMORY_H_
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <vector>
+
+#include "absl/status/statusor.h"
+
+namespace goerrprof::profiler {
+
+struct ReadRange {
+  uint64_t addr = 0;
+  uint64_t len = 0;
+  uint8_t* out = nullptr;  // len bytes
+  bool ok = false;         // set by ReadBatch: all len bytes were read
+};
+
+class ProcessMemory {
+ public:
+  explicit ProcessMemory(pid_t pid) : pid_(pid) {}
+
+  // Fills every range it can; ranges that fault keep ok == false. Fails
+  // only when the process cannot be read at all (gone, no permission).
+  absl::Status ReadBatch(std::vector<ReadRange>& ranges);
+  // One range; Unavailable when it faults.
+  absl::Status Read(uint64_t addr, void* out, uint64_t len);
+  absl::StatusOr<uint64_t> ReadU64(uint64_t addr);
+
+  uint64_t syscalls() const { return syscalls_; }
+
+ private:
+  pid_t pid_;
+  uint64_t syscalls_ = 0;
+};
+
+}  // namespace goerrprof::profiler
+
+#endif  // GOERRPROF_PROFILER_GOROUTINE_MEMORY_H_

@@ -1,0 +1,53 @@
+#include "profiler/goroutine_pprof.h"
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "goabi/g_layout.h"
+#include "profiler/pprof_builder.h"
+
+namespace goerrprof::profiler {
+
+absl::StatusOr<perftools::profiles::Profile> GoroutineProfile(
+    const Snapshot& snap, const symbolizer::GoBinary& binary) {
+  PprofBuilder b;
+  b.AddSampleType("goroutines", "count");
+  b.AddSampleType("wait", "nanoseconds");
+  b.profile().set_time_nanos(snap.time_nanos);
+  auto bin = b.AddBinary(binary, absl::StrCat("/proc/", snap.pid, "/exe"));
+  if (!bin.ok()) return bin.status();
+  for (const Goroutine& g : snap.goroutines) {
+    perftools::profiles::Sample* s = b.AddSample(*bin, g.stack);
+    s->add_value(1);
+    s->add_value(g.wait_kind == WaitKnowledge::kLowerBound ? g.wait_ns : 0);
+    b.NumLabel(s, kLabelGoroutineId, static_cast<int64_t>(g.id));
+    if (g.parent_id != 0) b.NumLabel(s, kLabelParent, static_cast<int64_t>(g.parent_id));
+    b.Label(s, kLabelState, g.state);
+    if (!g.wait_reason.empty()) b.Label(s, kLabelWaitReason, g.wait_reason);
+    if (g.wait_kind != WaitKnowledge::kNotWaiting) {
+      b.Label(s, kLabelWait, g.wait_kind == WaitKnowledge::kLowerBound ? "lower bound" : "unknown");
+    }
+    if (g.gopc != 0) {
+      auto site = CreatedBy(binary, g.gopc);
+      if (site.ok()) {
+        b.Label(s, kLabelCreatedBy, site->function);
+        b.Label(s, kLabelCreatedAt, absl::StrCat(site->file, ":", site->line));
+      }
+    }
+    for (const auto& [k, v] : g.labels) b.Label(s, k, v);
+  }
+  std::string go_version = binary.build_info().go_version;
+  if (go_version.empty()) go_version = binary.version().ToString();
+  const SnapshotStats& st = snap.stats;
+  b.AddComment(absl::StrCat("goerrprof: goroutine snapshot of pid ", snap.pid));
+  b.AddComment(absl::StrCat("go version: ", go_version));
+  b.AddComment("wait: a lower bound (g.waitsince is stamped by the GC after parking); 0 when "
+               "unknown (goroutine.wait=unknown)");
+  b.AddComment(absl::StrFormat(
+      "counts: goroutines=%d allgs=%d dead=%d system_hidden=%d retried=%d skipped=%d "
+      "stacks_truncated=%d labels_unreadable=%d read_ns=%d",
+      snap.goroutines.size(), st.allgs, st.dead, st.system_hidden, st.retried, st.skipped,
+      st.stacks_truncated, st.labels_unreadable, st.elapsed_ns));
+  return b.Release();
+}
+
+}  // namespace goerrprof::profiler
