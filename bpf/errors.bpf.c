@@ -25,6 +25,11 @@ const volatile __s32 goid_offset = -1;
 const volatile __s32 tls_g_offset = -8;
 const volatile __u32 itab_type_offset = 8;
 const volatile __u32 capture_stack = 1;
+/* Goroutine context: g.gopc and g.labels offsets (-1: not read) and how the
+ * labels are stored (gep_label_storage). */
+const volatile __s32 gopc_offset = -1;
+const volatile __s32 labels_offset = -1;
+const volatile __u32 label_storage = GEP_LABELS_NONE;
 /* 0: wake the reader for every record. Else only once this many bytes wait:
  * a wakeup (irq_work + context switch) cost ~4 us per hit when measured,
  * more than this program, and the reader polls with a timeout anyway. */
@@ -80,7 +85,16 @@ struct gep_scratch {
   __u32 n_links;
   __u32 sp; /* entries in pending */
   __u32 ev_flags;
-  __u32 pad;
+  __u32 n_labels;
+  /* Label walk (bpf_loop state): the slice's array, or the map's buckets
+   * and old buckets (during growth, entries not yet moved live there). */
+  __u64 lab_base;
+  __u64 lab_old;
+  __u32 lab_count; /* slice elements, or buckets */
+  __u32 lab_old_count;
+  __u64 lab_cur;    /* map: the bucket being visited */
+  __u32 lab_bucket; /* map: its index among new then old buckets */
+  __u32 lab_slot;   /* map: next slot in lab_cur */
   struct gep_pending pending[GEP_PENDING_CAP];
   __u64 elems[GEP_MAX_SLICE_ELEMS * 2];
   __u8 buf[GEP_EVENT_MAX + GEP_SLACK];
@@ -295,6 +309,119 @@ __noinline long gep_put_addr(__u32 off, __u64 src, __u32 field) {
   return off;
 }
 
+/* Appends the label whose key and value string headers are at key and
+ * val. Returns 1 to stop the walk. */
+static __always_inline long put_label(struct gep_scratch *s, __u64 key, __u64 val) {
+  if (s->n_labels >= GEP_MAX_LABELS) {
+    s->ev_flags |= GEP_EV_LABELS_CUT;
+    bump(GEP_CTR_LABELS_CUT);
+    return 1;
+  }
+  __u32 off = s->off;
+  /* Both strings or neither: a key without its value would misalign. */
+  if (off > GEP_EVENT_MAX - 2 * (sizeof(struct gep_str) + GEP_MAX_STR)) {
+    s->ev_flags |= GEP_EV_TRUNCATED;
+    bump(GEP_CTR_EVENT_TRUNC);
+    return 1;
+  }
+  int rk = put_str(s, &off, key, (__u8)s->n_labels);
+  int rv = put_str(s, &off, val, (__u8)s->n_labels);
+  if (rk > 0 || rv > 0) {
+    s->ev_flags |= GEP_EV_LABELS_FAILED;
+    bump(GEP_CTR_LABELS_READ);
+  }
+  s->off = off;
+  s->n_labels++;
+  return 0;
+}
+
+static __always_inline void labels_failed(struct gep_scratch *s) {
+  s->ev_flags |= GEP_EV_LABELS_FAILED;
+  bump(GEP_CTR_LABELS_READ);
+}
+
+/* bpf_loop body: appends label `i` of a slice, or visits the next slot of
+ * a map: slots of the current bucket, then its overflow buckets, then the
+ * next bucket (new ones, then old ones). Returns 1 to stop. */
+static long label_one(__u32 i, void *unused) {
+  struct gep_scratch *s = my_scratch();
+  if (!s) return 1;
+  if (label_storage == GEP_LABELS_SLICE) {
+    if (i >= s->lab_count) return 1;
+    __u64 key = s->lab_base + (__u64)i * 32;
+    return put_label(s, key, key + 16);
+  }
+  if (s->lab_slot >= 8) {
+    __u64 next = 0;
+    if (rd(&next, 8, s->lab_cur + GEP_MAP_BUCKET_BYTES - 8)) {
+      labels_failed(s);
+      next = 0;
+    }
+    if (!next) {
+      __u32 b = ++s->lab_bucket;
+      if (b < s->lab_count)
+        next = s->lab_base + (__u64)b * GEP_MAP_BUCKET_BYTES;
+      else if (b - s->lab_count < s->lab_old_count)
+        next = s->lab_old + (__u64)(b - s->lab_count) * GEP_MAP_BUCKET_BYTES;
+      else
+        return 1;
+    }
+    s->lab_cur = next;
+    s->lab_slot = 0;
+  }
+  __u32 slot = s->lab_slot++ & 7;
+  __u8 top = 0;
+  if (rd(&top, 1, s->lab_cur + slot)) {
+    labels_failed(s);
+    return 0;
+  }
+  if (top < GEP_MAP_MIN_TOPHASH) return 0;
+  return put_label(s, s->lab_cur + GEP_MAP_KEYS_OFF + slot * 16,
+                   s->lab_cur + GEP_MAP_ELEMS_OFF + slot * 16);
+}
+
+/* Sets up the label walk for the goroutine's g.labels value and returns
+ * how many bpf_loop iterations it needs. */
+static __always_inline __u32 labels_setup(struct gep_scratch *s, __u64 labels) {
+  s->lab_base = s->lab_old = s->lab_cur = 0;
+  s->lab_count = s->lab_old_count = s->lab_bucket = s->lab_slot = 0;
+  if (!labels) return 0;
+  if (label_storage == GEP_LABELS_SLICE) {
+    __u64 sh[2] = {0, 0}; /* []label: ptr, len */
+    if (rd(sh, sizeof(sh), labels)) goto failed;
+    s->lab_base = sh[0];
+    __u64 n = sh[1];
+    if (n > GEP_MAX_LABELS) {
+      n = GEP_MAX_LABELS + 1; /* one more, to flag the cut */
+    }
+    s->lab_count = (__u32)n;
+    return (__u32)n;
+  }
+  __u64 h = 0;
+  if (rd(&h, 8, labels)) goto failed;
+  if (!h) return 0;
+  __u64 hm[4] = {0, 0, 0, 0}; /* count; flags, B, noverflow, hash0; buckets; oldbuckets */
+  if (rd(hm, sizeof(hm), h)) goto failed;
+  if (!hm[0]) return 0;
+  __u32 B = (hm[1] >> 8) & 0xff;
+  if (B > GEP_MAP_MAX_B) {
+    s->ev_flags |= GEP_EV_LABELS_CUT;
+    bump(GEP_CTR_LABELS_CUT);
+    B = GEP_MAP_MAX_B;
+  }
+  s->lab_base = s->lab_cur = hm[2];
+  s->lab_count = 1u << B;
+  if (hm[3]) { /* growing: old buckets are half as many unless same-size */
+    s->lab_old = hm[3];
+    s->lab_old_count = (hm[1] & 8) || B == 0 ? (1u << B) : (1u << (B - 1));
+  }
+  /* Overflow buckets add slots: allow as many again, then stop. */
+  return (s->lab_count + s->lab_old_count) * 16;
+failed:
+  labels_failed(s);
+  return 0;
+}
+
 /* bpf_loop body: pops one pending error and appends its link. State lives
  * in the scratch map so the verifier checks this once. */
 static long walk_one(__u32 index, void *unused) {
@@ -480,7 +607,7 @@ int gep_on_error(struct pt_regs *ctx) {
   }
 
   __u32 ev_flags = 0;
-  __u64 goid = 0;
+  __u64 goid = 0, gopc = 0, labels = 0;
   if (g_source != GEP_G_NONE && goid_offset >= 0) {
     __u64 g = 0;
     if (g_source == GEP_G_R14) {
@@ -494,6 +621,14 @@ int gep_on_error(struct pt_regs *ctx) {
       goid = 0;
       ev_flags |= GEP_EV_GOID_FAILED;
       bump(GEP_CTR_GOID_READ);
+    } else {
+      if (gopc_offset >= 0 && rd(&gopc, 8, g + gopc_offset)) gopc = 0;
+      if (labels_offset >= 0 && label_storage != GEP_LABELS_NONE &&
+          rd(&labels, 8, g + labels_offset)) {
+        labels = 0;
+        ev_flags |= GEP_EV_LABELS_FAILED;
+        bump(GEP_CTR_LABELS_READ);
+      }
     }
   }
 
@@ -505,6 +640,9 @@ int gep_on_error(struct pt_regs *ctx) {
   ev->pid = pid_tgid >> 32;
   ev->tid = (__u32)pid_tgid;
   ev->version = GEP_EVENT_VERSION;
+  ev->gopc = gopc;
+  ev->pad16 = 0;
+  ev->pad32 = 0;
 
   __u32 off = sizeof(struct gep_event);
   __u16 n_stack = 0;
@@ -533,6 +671,14 @@ int gep_on_error(struct pt_regs *ctx) {
     }
   }
 
+  s->off = off;
+  s->ev_flags = ev_flags;
+  s->n_labels = 0;
+  __u32 label_iters = labels_setup(s, labels);
+  if (label_iters) bpf_loop(label_iters, label_one, NULL, 0);
+  off = s->off;
+  ev_flags = s->ev_flags;
+
   s->pending[0].tab = tab;
   s->pending[0].type = type;
   s->pending[0].data = data;
@@ -554,6 +700,7 @@ int gep_on_error(struct pt_regs *ctx) {
   ev->flags = s->ev_flags;
   ev->n_stack = n_stack;
   ev->n_links = s->n_links;
+  ev->n_labels = (__u16)s->n_labels;
   __u64 rb_flags = 0;
   if (wakeup_bytes)
     rb_flags = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) + size >= wakeup_bytes

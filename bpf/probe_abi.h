@@ -125,18 +125,34 @@ struct gep_addr_layout {
 /* g pointer source (rodata g_source). */
 enum gep_g_source { GEP_G_NONE = 0, GEP_G_R14 = 1, GEP_G_TLS = 2 };
 
+/* How g.labels holds the goroutine's pprof labels (rodata label_storage):
+ * Go <= 1.23 points at a map[string]string variable (so at an *hmap),
+ * Go 1.24+ at a struct holding one []struct{key, value string}. */
+enum gep_label_storage { GEP_LABELS_NONE = 0, GEP_LABELS_MAP = 1, GEP_LABELS_SLICE = 2 };
+#define GEP_MAX_LABELS 16 /* label pairs copied per event */
+/* The classic map[string]string bucket: tophash[8], keys[8], elems[8],
+ * overflow pointer. A tophash below 5 marks an empty or evacuated slot. */
+#define GEP_MAP_BUCKET_BYTES 272
+#define GEP_MAP_KEYS_OFF 8
+#define GEP_MAP_ELEMS_OFF 136
+#define GEP_MAP_MIN_TOPHASH 5
+#define GEP_MAP_MAX_B 3 /* 8 buckets (64 labels): more is cut */
+
 /* One ring buffer record: this header, n_stack u64 PCs (user stack,
  * innermost first; [0] is the probe's ip, the rest return addresses), then
- * n_links links in depth-first pre-order, each a gep_link followed by its
+ * (version 2) n_labels label pairs, each a key gep_str and a value gep_str
+ * (field = the pair's index) with their bytes, then n_links links in depth-first pre-order, each a gep_link followed by its
  * n_str gep_str records, each followed by `copied` bytes padded to 8, then
  * (version 1) its n_addr gep_addr records, each followed by its n_str
  * gep_str records. All addresses are runtime addresses in the target.
  * Readers reject records of another version. */
-#define GEP_EVENT_VERSION 1u /* 0: before addresses (the field was padding) */
+#define GEP_EVENT_VERSION 2u /* 1: before goroutine context; 0: before addresses */
 #define GEP_EV_STACK_FAILED 1u
 #define GEP_EV_GOID_FAILED 2u
 #define GEP_EV_TRUNCATED 4u    /* record hit GEP_EVENT_MAX: links missing */
 #define GEP_EV_LINKS_CUT 8u    /* wrapped errors left over at GEP_MAX_LINKS */
+#define GEP_EV_LABELS_FAILED 16u /* label storage or a label unreadable */
+#define GEP_EV_LABELS_CUT 32u    /* more labels than GEP_MAX_LABELS / map too big */
 struct gep_event {
   gep_u64 ts_ns; /* CLOCK_MONOTONIC */
   gep_u64 ip;
@@ -149,6 +165,10 @@ struct gep_event {
   gep_u16 n_stack;
   gep_u16 n_links;
   gep_u32 version; /* GEP_EVENT_VERSION */
+  gep_u64 gopc;    /* the goroutine's g.gopc (its go statement); 0 unknown */
+  gep_u16 n_labels;
+  gep_u16 pad16;
+  gep_u32 pad32;
 };
 
 #define GEP_LINK_UNKNOWN_TYPE 1u  /* type not in the layout map: no fields */
@@ -224,6 +244,8 @@ enum gep_counter {
   GEP_CTR_EVENT_TRUNC,     /* record full: rest of the chain dropped */
   GEP_CTR_ADDR_READ,       /* address interface, itab, IP, Port or string header unreadable */
   GEP_CTR_ADDR_UNKNOWN,    /* address of a type not in the address map */
+  GEP_CTR_LABELS_READ,     /* goroutine label storage or a label unreadable */
+  GEP_CTR_LABELS_CUT,      /* labels beyond GEP_MAX_LABELS (or a map too big) */
   GEP_CTR__COUNT,
 };
 

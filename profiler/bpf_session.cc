@@ -228,6 +228,8 @@ absl::string_view CounterName(gep_counter c) {
     case GEP_CTR_EVENT_TRUNC: return "event_truncated";
     case GEP_CTR_ADDR_READ: return "addr_read_failed";
     case GEP_CTR_ADDR_UNKNOWN: return "addr_unknown_type";
+    case GEP_CTR_LABELS_READ: return "labels_read_failed";
+    case GEP_CTR_LABELS_CUT: return "labels_cut";
     case GEP_CTR__COUNT: break;
   }
   return "unknown";
@@ -635,6 +637,12 @@ absl::Status BpfSession::Load(const SessionConfig& config, size_t n_sites, bool 
                             : config.g_source == GSource::kTls ? GEP_G_TLS
                                                                : GEP_G_NONE;
   skel_->rodata->capture_stack = config.capture_stack ? 1 : 0;
+  skel_->rodata->gopc_offset = config.gopc_offset;
+  skel_->rodata->labels_offset = config.labels_offset;
+  skel_->rodata->label_storage = config.labels_offset < 0 ? GEP_LABELS_NONE
+                                 : config.label_storage == goabi::LabelStorage::kMapPointer
+                                     ? GEP_LABELS_MAP
+                                     : GEP_LABELS_SLICE;
   int ncpus = libbpf_num_possible_cpus();
   if (ncpus <= 0) return absl::InternalError("cannot count possible CPUs");
   const uint64_t page = static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
@@ -809,6 +817,8 @@ bool BpfSession::Decode(const uint8_t* data, size_t size, CapturedError* out) co
   out->tid = h.tid;
   out->flags = h.flags;
   out->load_bias = bias_;
+  // A go statement's pc is in the text: outside it the read was torn.
+  out->gopc = h.gopc > bias_ ? h.gopc - bias_ : 0;
   if (h.n_stack > GEP_MAX_STACK || pos + h.n_stack * 8ull > end) return false;
   out->stack.resize(h.n_stack);
   for (uint16_t i = 0; i < h.n_stack; ++i) {
@@ -816,6 +826,19 @@ bool BpfSession::Decode(const uint8_t* data, size_t size, CapturedError* out) co
     std::memcpy(&pc, data + pos, 8);
     out->stack[i] = pc - bias_;
     pos += 8;
+  }
+  if (h.n_labels > GEP_MAX_LABELS) return false;
+  out->labels.resize(h.n_labels);
+  for (uint16_t i = 0; i < h.n_labels; ++i) {
+    CapturedString key, value;
+    if (!DecodeString(data, end, &pos, nullptr, &key) ||
+        !DecodeString(data, end, &pos, nullptr, &value)) {
+      return false;
+    }
+    if (key.read_failed || value.read_failed || key.truncated() || value.truncated()) {
+      out->flags |= GEP_EV_LABELS_FAILED;
+    }
+    out->labels[i] = {std::move(key.value), std::move(value.value)};
   }
   if (h.n_links > GEP_MAX_LINKS) return false;
   out->links.resize(h.n_links);

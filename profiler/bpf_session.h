@@ -22,6 +22,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "bpf/probe_abi.h"
+#include "goabi/g_layout.h"
 #include "profiler/captured_error.h"
 #include "symbolizer/error_types.h"
 
@@ -110,6 +111,11 @@ struct SessionConfig {
   GSource g_source = GSource::kR14;
   int32_t tls_g_offset = -8;
   int32_t goid_offset = -1;
+  // Goroutine context (needs goid_offset): GLayout::gopc, GLayout::labels
+  // and label_storage; -1 reads nothing.
+  int32_t gopc_offset = -1;
+  int32_t labels_offset = -1;
+  goabi::LabelStorage label_storage = goabi::LabelStorage::kSortedSlice;
   uint32_t ringbuf_bytes = 8u << 20;  // rounded up to a power of two
   // Wake a waiting Poll only when this fraction of the ring is filled (0:
   // after every event). Batching makes a hit several times cheaper; events

@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "bpf/probe_abi.h"
@@ -84,6 +85,11 @@ struct CapturedError {
   uint64_t ip = 0;            // the probed instruction
   uint64_t cookie = 0;        // the probe's GEP_COOKIE
   uint64_t goid = 0;          // 0 when unknown
+  // The goroutine's go statement (g.gopc) as a file vaddr; 0 when unknown.
+  uint64_t gopc = 0;
+  // The goroutine's pprof labels, as stored (sorted by key from Go 1.24;
+  // in map order before). GEP_EV_LABELS_FAILED/CUT in flags say if partial.
+  std::vector<std::pair<std::string, std::string>> labels;
   uint32_t pid = 0;
   uint32_t tid = 0;
   uint32_t flags = 0;         // GEP_EV_*
@@ -102,7 +108,9 @@ struct CapturedError {
     return out;
   }
   bool complete() const {
-    if (flags & (GEP_EV_TRUNCATED | GEP_EV_LINKS_CUT)) return false;
+    if (flags & (GEP_EV_TRUNCATED | GEP_EV_LINKS_CUT | GEP_EV_LABELS_FAILED | GEP_EV_LABELS_CUT)) {
+      return false;
+    }
     for (const CapturedLink& l : links) {
       if (l.flags & ~static_cast<uint32_t>(GEP_LINK_UNKNOWN_TYPE)) return false;
       for (const CapturedString& s : l.strings) {

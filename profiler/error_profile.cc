@@ -11,13 +11,18 @@ uint64_t ProfileCounters::dropped() const {
   return n;
 }
 
-void ErrorProfile::Add(const CapturedError& e) {
+void ErrorProfile::Add(const CapturedError& e, uint32_t process) {
   SampleKey key;
   key.stack = e.stack.empty() ? std::vector<uint64_t>{e.ip} : e.stack;
   key.type = e.links.empty() ? LinkTypeName(CapturedLink{}) : LinkTypeName(e.links[0]);
   key.message = RenderMessage(e, 0, options_.render);
   key.chain = RenderChain(e);
   key.goroutine = e.goid;
+  // Go names no creator for goroutine 1 either (runtime.main's is assembly).
+  key.created_by = e.goid == 1 ? 0 : e.gopc;
+  key.labels = e.labels;
+  std::sort(key.labels.begin(), key.labels.end());
+  key.process = process;
   Add(std::move(key), 1, e.complete() ? 0 : 1);
 }
 
@@ -53,8 +58,7 @@ std::vector<ErrorProfile::Sample> ErrorProfile::Samples() const {
   for (const auto& [key, count] : samples_) out.push_back({&key, count});
   std::sort(out.begin(), out.end(), [](const Sample& a, const Sample& b) {
     if (a.count != b.count) return a.count > b.count;
-    return std::tie(a.key->stack, a.key->type, a.key->message, a.key->chain, a.key->goroutine) <
-           std::tie(b.key->stack, b.key->type, b.key->message, b.key->chain, b.key->goroutine);
+    return a.key->Tie() < b.key->Tie();
   });
   return out;
 }

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <map>
 #include <string>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -29,11 +30,21 @@ struct SampleKey {
   std::string message;          // error.message
   std::string chain;            // error.chain
   uint64_t goroutine = 0;       // 0 when unknown
+  // The goroutine's go statement (file vaddr of g.gopc); 0 when unknown or
+  // for the main goroutine, which no go statement made.
+  uint64_t created_by = 0;
+  // The goroutine's pprof labels, sorted by key.
+  std::vector<std::pair<std::string, std::string>> labels;
+  // Which process (the writer's list of processes) the stack belongs to.
+  uint32_t process = 0;
 
-  bool operator==(const SampleKey&) const = default;
+  auto Tie() const {
+    return std::tie(process, stack, type, message, chain, goroutine, created_by, labels);
+  }
+  bool operator==(const SampleKey& o) const { return Tie() == o.Tie(); }
   template <typename H>
   friend H AbslHashValue(H h, const SampleKey& k) {
-    return H::combine(std::move(h), k.stack, k.type, k.message, k.chain, k.goroutine);
+    return H::combine(std::move(h), k.Tie());
   }
 };
 
@@ -58,8 +69,9 @@ class ErrorProfile {
   ErrorProfile() : ErrorProfile(Options{}) {}
   explicit ErrorProfile(Options options) : options_(std::move(options)) {}
 
-  // Renders and counts one event. An event without a stack is placed at its ip.
-  void Add(const CapturedError& e);
+  // Renders and counts one event of process number `process`. An event
+  // without a stack is placed at its ip.
+  void Add(const CapturedError& e, uint32_t process = 0);
   // Counts `count` events with labels already rendered. key.stack must not be
   // empty. `partial`: how many of them were captured incompletely.
   void Add(SampleKey key, uint64_t count = 1, uint64_t partial = 0);

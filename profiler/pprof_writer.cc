@@ -40,24 +40,60 @@ class StringTable {
   absl::flat_hash_map<std::string, int64_t> index_;
 };
 
-// Builds locations and functions on first use of each PC.
+// Builds mappings per executable, and locations and functions on first use
+// of each PC of each executable.
 class LocationTable {
  public:
-  LocationTable(pp::Profile* p, StringTable* strings, const symbolizer::GoBinary& binary)
-      : p_(p), strings_(strings), binary_(binary) {}
+  LocationTable(pp::Profile* p, StringTable* strings) : p_(p), strings_(strings) {}
+
+  // Adds the executable's mappings once per file; returns its number.
+  absl::StatusOr<size_t> AddBinary(const symbolizer::GoBinary& binary, const std::string& path) {
+    for (size_t i = 0; i < binaries_.size(); ++i) {
+      if (binaries_[i].binary == &binary || binaries_[i].path == path) return i;
+    }
+    const symbolizer::ElfFile& elf = binary.elf();
+    // pprof compares a mapping's build_id with the file's GNU build ID (hex)
+    // and will not symbolize from a file that differs, so the GNU one goes
+    // first; the Go build ID serves binaries without one.
+    const std::string& build_id =
+        elf.gnu_build_id().empty() ? elf.go_build_id() : elf.gnu_build_id();
+    Binary b{&binary, path, {}};
+    for (const symbolizer::ElfSegment& seg : elf.loads()) {
+      if (!(seg.flags & PF_X)) continue;
+      pp::Mapping* m = p_->add_mapping();
+      m->set_id(p_->mapping_size());
+      m->set_memory_start(seg.vaddr);
+      m->set_memory_limit(seg.vaddr + seg.memsz);
+      m->set_file_offset(seg.offset);
+      m->set_filename(strings_->Index(path));
+      m->set_build_id(strings_->Index(build_id));
+      // Locations carry symbols already: pprof need not look for the binary.
+      m->set_has_functions(true);
+      m->set_has_filenames(true);
+      m->set_has_line_numbers(true);
+      m->set_has_inline_frames(true);
+      b.mappings.push_back(m->id());
+    }
+    if (b.mappings.empty()) {
+      return absl::FailedPreconditionError(
+          absl::StrCat(elf.path(), ": no executable PT_LOAD segment"));
+    }
+    binaries_.push_back(std::move(b));
+    return binaries_.size() - 1;
+  }
 
   // `ret`: pc is a return address, described by the call before it. The
   // location then gets pc-1, inside the call instruction, as pprof's spec
   // allows for non-leaf frames, so re-symbolizing tools land on the call.
-  uint64_t Id(uint64_t pc, bool ret) {
-    auto [it, inserted] = ids_.try_emplace(std::make_pair(pc, ret), 0);
+  uint64_t Id(size_t binary, uint64_t pc, bool ret) {
+    auto [it, inserted] = ids_.try_emplace(std::make_tuple(binary, pc, ret), 0);
     if (!inserted) return it->second;
     uint64_t addr = ret && pc > 0 ? pc - 1 : pc;
     pp::Location* loc = p_->add_location();
     loc->set_id(p_->location_size());
     loc->set_address(addr);
-    loc->set_mapping_id(MappingOf(addr));
-    auto frames = binary_.Symbolize(addr);
+    loc->set_mapping_id(MappingOf(binary, addr));
+    auto frames = binaries_[binary].binary->Symbolize(addr);
     if (frames.ok()) {
       // Innermost first, which is pprof's order for inlined calls.
       for (const symbolizer::SourceFrame& f : *frames) {
@@ -71,8 +107,15 @@ class LocationTable {
   }
 
  private:
-  uint64_t MappingOf(uint64_t pc) const {
-    for (const pp::Mapping& m : p_->mapping()) {
+  struct Binary {
+    const symbolizer::GoBinary* binary;
+    std::string path;
+    std::vector<uint64_t> mappings;
+  };
+
+  uint64_t MappingOf(size_t binary, uint64_t pc) const {
+    for (uint64_t id : binaries_[binary].mappings) {
+      const pp::Mapping& m = p_->mapping(static_cast<int>(id - 1));
       if (pc >= m.memory_start() && pc < m.memory_limit()) return m.id();
     }
     return 0;
@@ -92,11 +135,23 @@ class LocationTable {
 
   pp::Profile* p_;
   StringTable* strings_;
-  const symbolizer::GoBinary& binary_;
-  absl::flat_hash_map<std::pair<uint64_t, bool>, uint64_t> ids_;
-  // Views into the ELF mapping, which outlives the table.
+  std::vector<Binary> binaries_;
+  absl::flat_hash_map<std::tuple<size_t, uint64_t, bool>, uint64_t> ids_;
+  // Views into the ELF mappings, which outlive the table.
   absl::flat_hash_map<std::pair<absl::string_view, absl::string_view>, uint64_t> functions_;
 };
+
+// Go's "created by" line for a go statement's pc: the physical function
+// holding it, and the file:line of the call (pc is a return address).
+struct Creator {
+  std::string function, position;
+};
+Creator CreatorOf(const symbolizer::GoBinary& binary, uint64_t gopc) {
+  auto frames = binary.Symbolize(gopc - 1);
+  if (!frames.ok() || frames->empty()) return {};
+  return {std::string(frames->back().function),
+          absl::StrCat(frames->front().file, ":", frames->front().line)};
+}
 
 std::string DropsLine(const ProfileCounters& c) {
   if (c.drops.empty()) return "drops: none";
@@ -151,8 +206,9 @@ absl::StatusOr<std::string> Gunzip(const std::string& in) {
 }  // namespace
 
 absl::StatusOr<pp::Profile> BuildPprof(const ErrorProfile& profile,
-                                       const symbolizer::GoBinary& binary,
+                                       const std::vector<ProfiledProcess>& processes,
                                        const PprofInfo& info) {
+  if (processes.empty()) return absl::InvalidArgumentError("no process to write a profile for");
   pp::Profile p;
   StringTable strings(&p);
   const int64_t errors = strings.Index("errors");
@@ -166,42 +222,35 @@ absl::StatusOr<pp::Profile> BuildPprof(const ErrorProfile& profile,
   p.set_time_nanos(info.time_nanos);
   p.set_duration_nanos(info.duration_nanos);
 
-  const symbolizer::ElfFile& elf = binary.elf();
-  const std::string& path = info.binary_path.empty() ? elf.path() : info.binary_path;
-  // pprof compares a mapping's build_id with the file's GNU build ID (hex)
-  // and will not symbolize from a file that differs, so the GNU one goes
-  // first; the Go build ID serves binaries without one.
-  const std::string& build_id =
-      elf.gnu_build_id().empty() ? elf.go_build_id() : elf.gnu_build_id();
-  for (const symbolizer::ElfSegment& seg : elf.loads()) {
-    if (!(seg.flags & PF_X)) continue;
-    pp::Mapping* m = p.add_mapping();
-    m->set_id(p.mapping_size());
-    m->set_memory_start(seg.vaddr);
-    m->set_memory_limit(seg.vaddr + seg.memsz);
-    m->set_file_offset(seg.offset);
-    m->set_filename(strings.Index(path));
-    m->set_build_id(strings.Index(build_id));
-    // Locations carry symbols already: pprof need not look for the binary.
-    m->set_has_functions(true);
-    m->set_has_filenames(true);
-    m->set_has_line_numbers(true);
-    m->set_has_inline_frames(true);
-  }
-  if (p.mapping_size() == 0) {
-    return absl::FailedPreconditionError(
-        absl::StrCat(elf.path(), ": no executable PT_LOAD segment"));
+  LocationTable locations(&p, &strings);
+  std::vector<size_t> binary_of;  // process -> LocationTable binary
+  std::vector<std::string> paths, names;
+  for (const ProfiledProcess& proc : processes) {
+    const std::string& path = proc.path.empty() ? proc.binary->elf().path() : proc.path;
+    auto b = locations.AddBinary(*proc.binary, path);
+    if (!b.ok()) return b.status();
+    binary_of.push_back(*b);
+    paths.push_back(path);
+    names.push_back(path.substr(path.rfind('/') + 1));
   }
 
-  LocationTable locations(&p, &strings, binary);
   const int64_t k_type = strings.Index(kLabelType);
   const int64_t k_message = strings.Index(kLabelMessage);
   const int64_t k_chain = strings.Index(kLabelChain);
   const int64_t k_goroutine = strings.Index(kLabelGoroutine);
+  const int64_t k_created_by = strings.Index(kLabelCreatedBy);
+  const int64_t k_created_at = strings.Index(kLabelCreatedAt);
+  const int64_t k_binary = strings.Index(kLabelBinary);
+  const int64_t k_pid = strings.Index(kLabelPid);
+  absl::flat_hash_map<std::pair<uint32_t, uint64_t>, Creator> creators;
   for (const ErrorProfile::Sample& s : profile.Samples()) {
+    const uint32_t proc = s.key->process;
+    if (proc >= processes.size()) {
+      return absl::InvalidArgumentError(absl::StrCat("sample of unknown process ", proc));
+    }
     pp::Sample* out = p.add_sample();
     for (size_t i = 0; i < s.key->stack.size(); ++i) {
-      out->add_location_id(locations.Id(s.key->stack[i], i > 0));
+      out->add_location_id(locations.Id(binary_of[proc], s.key->stack[i], i > 0));
     }
     out->add_value(static_cast<int64_t>(s.count));
     auto add_str = [&](int64_t key, absl::string_view value) {
@@ -209,38 +258,76 @@ absl::StatusOr<pp::Profile> BuildPprof(const ErrorProfile& profile,
       l->set_key(key);
       l->set_str(strings.Index(value));
     };
+    auto add_num = [&](int64_t key, int64_t value) {
+      pp::Label* l = out->add_label();
+      l->set_key(key);
+      l->set_num(value);
+    };
     add_str(k_type, s.key->type);
     add_str(k_message, s.key->message);
     add_str(k_chain, s.key->chain);
-    pp::Label* g = out->add_label();
-    g->set_key(k_goroutine);
-    g->set_num(static_cast<int64_t>(s.key->goroutine));
+    add_num(k_goroutine, static_cast<int64_t>(s.key->goroutine));
+    if (s.key->created_by != 0) {
+      auto [it, inserted] = creators.try_emplace(std::make_pair(proc, s.key->created_by));
+      if (inserted) it->second = CreatorOf(*processes[proc].binary, s.key->created_by);
+      if (!it->second.function.empty()) {
+        add_str(k_created_by, it->second.function);
+        add_str(k_created_at, it->second.position);
+      }
+    }
+    for (const auto& [key, value] : s.key->labels) add_str(strings.Index(key), value);
+    if (info.label_processes) {
+      add_str(k_binary, names[proc]);
+      add_num(k_pid, processes[proc].pid);
+    }
   }
 
   const ProfileCounters& c = profile.counters();
-  std::string go_version = binary.build_info().go_version;
-  if (go_version.empty()) go_version = binary.version().ToString();
-  const std::vector<std::string> comments = {
-      absl::StrCat("goerrprof: error creations in ", path),
-      absl::StrCat("go version: ", go_version),
-      absl::StrCat("duration: ", absl::FormatDuration(absl::Nanoseconds(info.duration_nanos))),
-      absl::StrCat("probes attached: ", info.probes_attached),
-      DropsLine(c),
-      absl::StrFormat("counts: events=%d samples=%d sites=%d partial=%d other_messages=%d "
-                      "dropped=%d",
-                      c.events, profile.num_samples(), profile.sites().size(), c.partial,
-                      c.other_messages, c.dropped()),
-  };
+  std::vector<std::string> comments;
+  for (size_t i = 0; i < processes.size(); ++i) {
+    const symbolizer::GoBinary& binary = *processes[i].binary;
+    std::string go_version = binary.build_info().go_version;
+    if (go_version.empty()) go_version = binary.version().ToString();
+    if (processes.size() == 1 && !info.label_processes) {
+      comments.push_back(absl::StrCat("goerrprof: error creations in ", paths[i]));
+      comments.push_back(absl::StrCat("go version: ", go_version));
+    } else {
+      comments.push_back(absl::StrCat("goerrprof: error creations in pid ", processes[i].pid,
+                                      ": ", paths[i], " (", go_version, ")"));
+    }
+  }
+  comments.push_back(
+      absl::StrCat("duration: ", absl::FormatDuration(absl::Nanoseconds(info.duration_nanos))));
+  comments.push_back(absl::StrCat("probes attached: ", info.probes_attached));
+  comments.push_back(DropsLine(c));
+  comments.push_back(absl::StrFormat(
+      "counts: events=%d samples=%d sites=%d partial=%d other_messages=%d dropped=%d", c.events,
+      profile.num_samples(), profile.sites().size(), c.partial, c.other_messages, c.dropped()));
   for (const std::string& line : comments) p.add_comment(strings.Index(line));
   return p;
 }
 
+absl::StatusOr<pp::Profile> BuildPprof(const ErrorProfile& profile,
+                                       const symbolizer::GoBinary& binary,
+                                       const PprofInfo& info) {
+  return BuildPprof(profile, {ProfiledProcess{&binary, info.binary_path, 0}}, info);
+}
+
 absl::Status WritePprof(const ErrorProfile& profile, const symbolizer::GoBinary& binary,
                         const PprofInfo& info, const std::string& path) {
-  absl::StatusOr<pp::Profile> p = BuildPprof(profile, binary, info);
+  return WritePprof(profile, {ProfiledProcess{&binary, info.binary_path, 0}}, info, path);
+}
+
+absl::Status WritePprof(const ErrorProfile& profile, const std::vector<ProfiledProcess>& processes,
+                        const PprofInfo& info, const std::string& path) {
+  absl::StatusOr<pp::Profile> p = BuildPprof(profile, processes, info);
   if (!p.ok()) return p.status();
+  return WriteProfileFile(*p, path);
+}
+
+absl::Status WriteProfileFile(const pp::Profile& p, const std::string& path) {
   std::string raw;
-  if (!p->SerializeToString(&raw)) return absl::InternalError("cannot serialize the profile");
+  if (!p.SerializeToString(&raw)) return absl::InternalError("cannot serialize the profile");
   absl::StatusOr<std::string> gz = Gzip(raw);
   if (!gz.ok()) return gz.status();
 

@@ -103,6 +103,9 @@ absl::StatusOr<Plan> MakePlan(pid_t pid) {
   c.g_source = g->g_in_r14 ? GSource::kR14 : GSource::kTls;
   c.tls_g_offset = g->tls_g_offset;
   c.goid_offset = g->goid;
+  c.gopc_offset = g->gopc;
+  c.labels_offset = g->labels;
+  c.label_storage = g->label_storage;
   return plan;
 }
 

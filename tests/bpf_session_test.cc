@@ -17,6 +17,7 @@
 #include <fstream>
 #include <future>
 #include <map>
+#include <set>
 #include <optional>
 #include <sstream>
 #include <string>
@@ -37,6 +38,10 @@
 namespace goerrprof::testing {
 namespace {
 
+// errgen's scenarios that create their errors on a goroutine of their own
+// (testdata/go_binaries/errgen/goroutines.go).
+const std::set<std::string> kGoroutineSites = {"main.siteLabelled", "main.siteManyLabels"};
+
 using profiler::BpfSession;
 using profiler::CapturedAddr;
 using profiler::CapturedError;
@@ -48,7 +53,7 @@ const char* const kSites[] = {
     "main.siteNewCall",     "main.siteNewInline", "main.siteErrorfPlain", "main.siteWrapChain",
     "main.siteOpenMissing", "main.siteDialRefused", "main.siteCodeValue", "main.siteQueryPtr",
     "main.siteMulti",       "main.siteAtoi",      "main.siteJSON",        "main.sitePanic",
-    "main.siteTwoW",        "main.siteJoin",
+    "main.siteTwoW",        "main.siteJoin",      "main.siteLabelled",    "main.siteManyLabels",
 };
 
 // ---- errgen as a child process ----
@@ -254,6 +259,9 @@ void Prepare(const std::string& path, Target* t) {
   auto g = goabi::GLayoutFor(t->bin->version());
   ASSERT_TRUE(g.ok()) << g.status();
   t->config.goid_offset = g->goid;
+  t->config.gopc_offset = g->gopc;
+  t->config.labels_offset = g->labels;
+  t->config.label_storage = g->label_storage;
   t->config.g_source = g->g_in_r14 ? profiler::GSource::kR14 : profiler::GSource::kTls;
   t->config.tls_g_offset = g->tls_g_offset;
   t->config.executable = path;
@@ -412,10 +420,19 @@ void CheckErrgenWith(const std::string& path, const std::string& label, bool mul
     const std::string& fn = it->second;
     ++got_count[fn];
     by_func[fn].push_back(&e);
-    // Goroutine: errgen creates everything on its main goroutine.
+    // Goroutine: errgen creates everything on its main goroutine, except
+    // its goroutine scenarios (goroutines.go), each on a goroutine of its own.
+    const bool own_goroutine = kGoroutineSites.contains(fn);
     EXPECT_GT(e.goid, 0u);
-    if (goid == 0) goid = e.goid;
-    EXPECT_EQ(e.goid, goid);
+    if (own_goroutine) {
+      EXPECT_GT(e.goid, 1u) << fn;
+      EXPECT_FALSE(e.labels.empty()) << fn;
+      EXPECT_NE(e.gopc, 0u) << fn;
+    } else {
+      if (goid == 0) goid = e.goid;
+      EXPECT_EQ(e.goid, goid);
+      EXPECT_TRUE(e.labels.empty()) << fn;
+    }
     EXPECT_EQ(e.pid, static_cast<uint32_t>(t.config.pid));
     EXPECT_TRUE(e.complete()) << fn << " flags " << e.flags;
     // Stack: the site function, then its caller main.main.
@@ -427,7 +444,9 @@ void CheckErrgenWith(const std::string& path, const std::string& label, bool mul
     bool saw_main = false;
     for (size_t k = 1; k < e.stack.size(); ++k) {
       auto f = t.bin->Symbolize(e.stack[k] - 1);
-      if (f.ok() && f->back().function == "main.main") saw_main = true;
+      if (f.ok() && f->back().function == (own_goroutine ? "main.labelledWorker" : "main.main")) {
+        saw_main = true;
+      }
     }
     // Before Go 1.21 recover() left RBP pointing at itself (the frame
     // pointer was not restored), so the walk loops in sitePanic.
@@ -445,10 +464,19 @@ void CheckErrgenWith(const std::string& path, const std::string& label, bool mul
 
   int scenarios = 0, compared = 0, dial_checked = 0;
   std::map<std::string, int> want_count;
+  // Goroutine scenarios list one message once per label set: compare
+  // messages with their total.
+  std::map<std::pair<std::string, std::string>, int> message_count;
+  for (const auto& sc : Get(*truth, "scenarios").list_value().values()) {
+    message_count[{GetString(sc, "function"), GetString(sc, "message")}] += GetInt(sc, "count");
+  }
   for (const auto& sc : Get(*truth, "scenarios").list_value().values()) {
     std::string fn = GetString(sc, "function");
-    int count = static_cast<int>(GetInt(sc, "count"));
-    want_count[fn] += count;
+    want_count[fn] += static_cast<int>(GetInt(sc, "count"));
+    auto total = message_count.find({fn, GetString(sc, "message")});
+    if (total == message_count.end()) continue;  // compared already
+    int count = total->second;
+    message_count.erase(total);
     ++scenarios;
     const auto& chain = Get(sc, "chain").list_value().values();
     std::vector<std::string> want_types;
@@ -554,7 +582,7 @@ TEST(BpfSession, RingBufferOverflowIsCounted) {
   EXPECT_GT(c[GEP_CTR_DROP_RINGBUF], 0u);
   EXPECT_EQ(c[GEP_CTR_EVENTS], events.size());
   EXPECT_EQ(c[GEP_CTR_EVENTS] + c[GEP_CTR_DROP_RINGBUF], c[GEP_CTR_HITS]);
-  EXPECT_EQ(c[GEP_CTR_HITS], 50u * (1 + 2 + 3 + 4 + 5 + 6 + 7 + 8 + 9 + 10 + 11 + 12 + 13 + 14));
+  EXPECT_EQ(c[GEP_CTR_HITS], 50u * (1 + 2 + 3 + 4 + 5 + 6 + 7 + 8 + 9 + 10 + 11 + 12 + 13 + 14 + 15 + 16));
 }
 
 // --max-chain cuts deep chains visibly.
@@ -592,7 +620,14 @@ TEST(BpfSession, GoroutineIdFromTls) {
   std::vector<CapturedError> events;
   ASSERT_NO_FATAL_FAILURE(CaptureErrgen(path, &t, &session, &events));
   ASSERT_FALSE(events.empty());
-  for (const CapturedError& e : events) EXPECT_EQ(e.goid, 1u);
+  for (const CapturedError& e : events) {
+    // Only errgen's goroutine scenarios run under labels, off goroutine 1.
+    if (e.labels.empty()) {
+      EXPECT_EQ(e.goid, 1u);
+    } else {
+      EXPECT_GT(e.goid, 1u);
+    }
+  }
   EXPECT_EQ(session->Counters()[GEP_CTR_GOID_READ], 0u);
 }
 

@@ -20,13 +20,22 @@ namespace {
 using perftools::profiles::Profile;
 
 struct Sample {
-  // The scenario function errgen's main.main called: the last main.* frame
-  // before main.main, walking from the leaf.
+  // The scenario function errgen called: the outermost main.site* frame
+  // (errgen's scenario functions are named so; the helpers they call not).
   std::string site;
   std::string type, message, chain;
   int64_t goroutine = 0;
   int64_t count = 0;
+  // The creating goroutine: its go statement's function and own labels.
+  std::string created_by, created_at;
+  std::map<std::string, std::string> labels;
 };
+
+std::string LabelText(const std::map<std::string, std::string>& labels) {
+  std::string out;
+  for (const auto& [k, v] : labels) absl::StrAppend(&out, k, "=", v, ";");
+  return out;
+}
 
 std::vector<Sample> Samples(const Profile& p) {
   auto str = [&](int64_t i) { return p.string_table(static_cast<int>(i)); };
@@ -38,21 +47,31 @@ std::vector<Sample> Samples(const Profile& p) {
   for (const auto& s : p.sample()) {
     Sample x;
     x.count = s.value(0);
-    std::string last_main;
     for (uint64_t id : s.location_id()) {
       for (const auto& line : locs[id]->line()) {
         const std::string& fn = funcs[line.function_id()];
-        if (fn == "main.main" && x.site.empty()) x.site = last_main;
-        if (absl::StartsWith(fn, "main.")) last_main = fn;
+        if (absl::StartsWith(fn, "main.site")) x.site = fn;
       }
     }
-    if (x.site.empty()) x.site = "(no main.main frame: " + last_main + ")";
+    if (x.site.empty()) x.site = "(no main.site* frame)";
     for (const auto& l : s.label()) {
       std::string key = str(l.key());
-      if (key == profiler::kLabelType) x.type = str(l.str());
-      if (key == profiler::kLabelMessage) x.message = str(l.str());
-      if (key == profiler::kLabelChain) x.chain = str(l.str());
-      if (key == profiler::kLabelGoroutine) x.goroutine = l.num();
+      if (key == profiler::kLabelType) {
+        x.type = str(l.str());
+      } else if (key == profiler::kLabelMessage) {
+        x.message = str(l.str());
+      } else if (key == profiler::kLabelChain) {
+        x.chain = str(l.str());
+      } else if (key == profiler::kLabelGoroutine) {
+        x.goroutine = l.num();
+      } else if (key == profiler::kLabelCreatedBy) {
+        x.created_by = str(l.str());
+      } else if (key == profiler::kLabelCreatedAt) {
+        x.created_at = str(l.str());
+      } else {
+        EXPECT_FALSE(x.labels.contains(key)) << "label " << key << " twice";
+        x.labels[key] = str(l.str());
+      }
     }
     out.push_back(x);
   }
@@ -96,20 +115,26 @@ void RecordErrgen(const CorpusBinary& b) {
   // or a library-internal transient listed below with the reason.
   std::map<std::string, std::map<std::string, int64_t>> want, got;
   std::map<std::string, std::set<std::string>> links;  // site -> "type | message"
-  auto key = [](const std::string& type, const std::string& msg, const std::string& chain) {
-    return absl::StrCat(type, " | ", msg, " | ", chain);
+  auto key = [](const std::string& type, const std::string& msg, const std::string& chain,
+                const std::map<std::string, std::string>& labels, const std::string& created_by) {
+    return absl::StrCat(type, " | ", msg, " | ", chain, " | labels ", LabelText(labels),
+                        " | created by ", created_by);
   };
   for (const auto& sc : Get(*truth, "scenarios").list_value().values()) {
+    std::map<std::string, std::string> labels;
+    for (const auto& [k, v] : Get(sc, "labels").struct_value().fields()) labels[k] = v.string_value();
     std::vector<std::string> chain;
     for (const auto& link : Get(sc, "chain").list_value().values()) {
       chain.push_back(GetString(link, "type"));
       links[GetString(sc, "function")].insert(
-          absl::StrCat(GetString(link, "type"), " | ", GetString(link, "profile_message")));
+          absl::StrCat(GetString(link, "type"), " | ", GetString(link, "profile_message"),
+                       " | ", LabelText(labels), " | ", GetString(sc, "created_by")));
     }
     // profile_message: Error() for standard types, the documented
     // fields-and-wrapped rendering for errgen's own (their Error() cannot run).
     want[GetString(sc, "function")][key(GetString(sc, "type"), GetString(sc, "profile_message"),
-                                        absl::StrJoin(chain, " > "))] += GetInt(sc, "count");
+                                        absl::StrJoin(chain, " > "), labels,
+                                        GetString(sc, "created_by"))] += GetInt(sc, "count");
   }
   // Errors the standard library creates on the way and drops or converts, so
   // errgen never sees them: true creations, allowed by (site, type) only.
@@ -127,12 +152,18 @@ void RecordErrgen(const CorpusBinary& b) {
   for (const Sample& s : samples) {
     total += s.count;
     EXPECT_GT(s.goroutine, 0) << s.site << " " << s.type;
-    std::string k = key(s.type, s.message, s.chain);
+    // The go statement in runLabelled (goroutines.go) is errgen's only one.
+    if (!s.created_by.empty()) {
+      EXPECT_TRUE(absl::EndsWith(s.created_at, "errgen/goroutines.go:45")) << s.created_at;
+    }
+    std::string k = key(s.type, s.message, s.chain, s.labels, s.created_by);
     if (!want.contains(s.site)) {
       ADD_FAILURE() << "invented: " << s.count << "x " << k << " at " << s.site;
     } else if (want[s.site].contains(k)) {
       got[s.site][k] += s.count;
-    } else if (!links[s.site].contains(absl::StrCat(s.type, " | ", s.message)) &&
+    } else if (!links[s.site].contains(
+                   absl::StrCat(s.type, " | ", s.message, " | ", LabelText(s.labels), " | ",
+                                s.created_by)) &&
                !transients.contains(absl::StrCat(s.site, ": ", s.type))) {
       ADD_FAILURE() << s.site << " created " << s.count << "x " << k
                     << ", which is not in its truth chain";

@@ -28,6 +28,10 @@ type result struct {
 	// What an out-of-process profiler shows: see profileMessage.
 	ProfileMessage string `json:"profile_message"`
 	Chain          []link `json:"chain"`
+	// The creating goroutine: its pprof labels, and the function whose go
+	// statement started it ("" for the main goroutine).
+	Labels    map[string]string `json:"labels"`
+	CreatedBy string            `json:"created_by"`
 }
 
 // chain walks the Unwrap tree depth-first, the error itself first.
@@ -89,21 +93,36 @@ func main() {
 	}
 
 	results := []result{}
-	for _, s := range append(baseScenarios, go120Scenarios...) {
+	scenarios := append(append(baseScenarios, go120Scenarios...), goroutineScenarios...)
+	goroutine := map[string]bool{}
+	for _, s := range goroutineScenarios {
+		goroutine[s.name] = true
+	}
+	creator := runtime.FuncForPC(reflect.ValueOf(runLabelled).Pointer()).Name()
+	for _, s := range scenarios {
 		fn := runtime.FuncForPC(reflect.ValueOf(s.fn).Pointer()).Name()
-		index := map[string]int{} // message -> position in results
+		index := map[string]int{} // message and labels -> position in results
 		for i := 0; i < s.count**n; i++ {
-			e := s.fn(i)
+			var e error
+			labels, createdBy := []string{}, ""
+			if goroutine[s.name] {
+				labels, createdBy = labelsFor(s.name, i), creator
+				e = runLabelled(s.fn, i, labels)
+			} else {
+				e = s.fn(i)
+			}
 			if e == nil {
 				fail("scenario %s returned nil", s.name)
 			}
 			msg := e.Error()
-			if k, ok := index[msg]; ok {
+			key := msg + "\x00" + labelKey(labels)
+			if k, ok := index[key]; ok {
 				results[k].Count++
 				continue
 			}
-			index[msg] = len(results)
-			results = append(results, result{s.name, fn, 1, fmt.Sprintf("%T", e), msg, profileMessage(e), chain(e, nil)})
+			index[key] = len(results)
+			results = append(results, result{s.name, fn, 1, fmt.Sprintf("%T", e), msg,
+				profileMessage(e), chain(e, nil), labelMap(labels), createdBy})
 		}
 	}
 	emit(map[string]interface{}{"go_version": runtime.Version(), "pid": os.Getpid(), "scenarios": results})
