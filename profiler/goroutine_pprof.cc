@@ -13,6 +13,8 @@ absl::StatusOr<perftools::profiles::Profile> GoroutineProfile(
   b.AddSampleType("goroutines", "count");
   b.AddSampleType("wait", "nanoseconds");
   b.profile().set_time_nanos(snap.time_nanos);
+  // pprof shows the last sample type unless told: counts are the default.
+  b.profile().set_default_sample_type(b.String("goroutines"));
   auto bin = b.AddBinary(binary, absl::StrCat("/proc/", snap.pid, "/exe"));
   if (!bin.ok()) return bin.status();
   for (const Goroutine& g : snap.goroutines) {
@@ -26,7 +28,7 @@ absl::StatusOr<perftools::profiles::Profile> GoroutineProfile(
     if (g.wait_kind != WaitKnowledge::kNotWaiting) {
       b.Label(s, kLabelWait, g.wait_kind == WaitKnowledge::kLowerBound ? "lower bound" : "unknown");
     }
-    if (g.gopc != 0) {
+    if (g.gopc != 0 && g.id != 1) {  // Go names no creator for the main goroutine
       auto site = CreatedBy(binary, g.gopc);
       if (site.ok()) {
         b.Label(s, kLabelCreatedBy, site->function);

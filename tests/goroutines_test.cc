@@ -1,3 +1,435 @@
-#include <gtest/gtest.h>
+// `goerrprof goroutines` against ground truth: the parked program's own
+// debug=2 goroutine dump and its label JSON, on every Go release of the
+// corpus (default, stripped, PIE). Ids, states, stacks (functions,
+// file:line, +0x offsets, inlined frames), creation sites and parent ids
+// must be equal; labels equal the JSON; the pprof output carries the same
+// and opens in go tool pprof. Also: runtime.allgs found from code equals
+// the symbol, and bad input gets one line and a non-zero exit.
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
-TEST(Placeholder, Empty) { GTEST_SKIP() << "not written yet"; }
+#include <cstdio>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+#include "gtest/gtest.h"
+#include "profiler/goroutine_locate.h"
+#include "profiler/pprof_writer.h"
+#include "symbolizer/go_binary.h"
+#include "tests/test_support.h"
+
+namespace goerrprof::testing {
+namespace {
+
+namespace pp = perftools::profiles;
+
+constexpr int kTimeout = 120;
+const std::vector<std::string> kPprof = {"env", "GOTOOLCHAIN=local", "/usr/local/go/bin/go",
+                                         "tool", "pprof"};
+
+struct Frame {
+  std::string function, file;
+  int64_t line = 0;
+  int64_t offset = -1;  // -1: none printed
+  bool operator==(const Frame&) const = default;
+};
+
+struct Dumped {
+  uint64_t id = 0;
+  std::string state;
+  std::vector<Frame> frames;
+  std::optional<Frame> creator;
+  uint64_t parent = 0;
+};
+
+std::string Describe(const Frame& f) {
+  return absl::StrCat(f.function, " ", f.file, ":", f.line, f.offset >= 0 ? " +" : "",
+                      f.offset >= 0 ? absl::StrCat(f.offset) : "");
+}
+
+// "\t/path/file.go:12 +0x1d"
+bool ParseFileLine(absl::string_view s, Frame* f) {
+  if (!absl::ConsumePrefix(&s, "\t")) return false;
+  size_t sp = s.find(" +0x");
+  absl::string_view loc = s.substr(0, sp);
+  if (sp != absl::string_view::npos) {
+    uint64_t off;
+    if (!absl::SimpleHexAtoi(s.substr(sp + 4), &off)) return false;
+    f->offset = static_cast<int64_t>(off);
+  }
+  size_t colon = loc.rfind(':');
+  if (colon == absl::string_view::npos) return false;
+  f->file = std::string(loc.substr(0, colon));
+  return absl::SimpleAtoi(loc.substr(colon + 1), &f->line);
+}
+
+// "pkg.(*T).m(0x1, {0x2, 0x3})" -> "pkg.(*T).m": drop the final
+// parenthesised group.
+std::string FunctionOf(absl::string_view s) {
+  if (!absl::EndsWith(s, ")")) return std::string(s);
+  int depth = 0;
+  for (size_t i = s.size(); i-- > 0;) {
+    if (s[i] == ')') ++depth;
+    if (s[i] == '(' && --depth == 0) return std::string(s.substr(0, i));
+  }
+  return std::string(s);
+}
+
+// Parses Go's debug=2 dump, or ours (same shape, plus "# ..." lines).
+std::map<uint64_t, Dumped> ParseDump(const std::string& text) {
+  std::map<uint64_t, Dumped> out;
+  for (absl::string_view block : absl::StrSplit(text, "\n\n", absl::SkipWhitespace())) {
+    std::vector<absl::string_view> lines = absl::StrSplit(block, '\n', absl::SkipEmpty());
+    if (lines.empty()) continue;
+    Dumped d;
+    absl::string_view h = lines[0];
+    EXPECT_TRUE(absl::ConsumePrefix(&h, "goroutine ")) << block;
+    size_t sp = h.find(' ');
+    EXPECT_TRUE(absl::SimpleAtoi(h.substr(0, sp), &d.id)) << block;
+    size_t open = h.find('['), close = h.rfind(']');
+    absl::string_view state = h.substr(open + 1, close - open - 1);
+    state = state.substr(0, state.find(','));
+    d.state = std::string(absl::StripSuffix(state, " (scan)"));
+    for (size_t i = 1; i < lines.size(); ++i) {
+      absl::string_view l = lines[i];
+      if (absl::StartsWith(l, "#") || absl::StartsWith(l, "\tgoroutine running")) continue;
+      Frame f;
+      bool creator = absl::ConsumePrefix(&l, "created by ");
+      if (creator) {
+        size_t in = l.find(" in goroutine ");
+        if (in != absl::string_view::npos) {
+          EXPECT_TRUE(absl::SimpleAtoi(l.substr(in + 14), &d.parent)) << l;
+          l = l.substr(0, in);
+        }
+        f.function = std::string(l);
+      } else {
+        f.function = FunctionOf(l);
+      }
+      EXPECT_LT(i + 1, lines.size()) << block;
+      if (i + 1 >= lines.size()) break;
+      EXPECT_TRUE(ParseFileLine(lines[++i], &f)) << lines[i];
+      if (creator) {
+        d.creator = f;
+      } else {
+        d.frames.push_back(f);
+      }
+    }
+    out[d.id] = d;
+  }
+  return out;
+}
+
+using Labels = std::map<std::string, std::string>;
+
+struct Truth {
+  std::map<uint64_t, Dumped> dump;
+  std::map<uint64_t, Labels> labels;
+  uint64_t dumper = 0;  // running at dump time
+};
+
+// Starts parked and reads its truth; the child stays blocked on stdin.
+std::unique_ptr<Child> StartParked(const std::string& path, Truth* truth) {
+  auto child = Child::Spawn({path});
+  EXPECT_TRUE(child.ok()) << child.status();
+  if (!child.ok()) return nullptr;
+  auto ready = (*child)->ReadLine(false, kTimeout);
+  EXPECT_TRUE(ready.ok() && absl::StartsWith(*ready, "ready ")) << ready.status();
+  if (!ready.ok()) return nullptr;
+  std::string dump;
+  for (;;) {
+    auto line = (*child)->ReadLine(false, kTimeout);
+    EXPECT_TRUE(line.ok()) << line.status();
+    if (!line.ok()) return nullptr;
+    if (absl::StartsWith(*line, "{\"labels\"")) {
+      auto js = ParseJson(*line);
+      EXPECT_TRUE(js.ok()) << js.status();
+      if (!js.ok()) return nullptr;
+      for (const auto& [id, kv] : Get(*js, "labels").struct_value().fields()) {
+        Labels& l = truth->labels[std::stoull(id)];
+        for (const auto& [k, v] : kv.struct_value().fields()) l[k] = v.string_value();
+      }
+      break;
+    }
+    absl::StrAppend(&dump, *line, "\n");
+  }
+  truth->dump = ParseDump(dump);
+  for (const auto& [id, d] : truth->dump) {
+    if (d.state == "running") truth->dumper = id;
+  }
+  EXPECT_NE(truth->dumper, 0u) << "no running goroutine in the truth dump";
+  return std::move(*child);
+}
+
+void CompareText(const Truth& truth, const std::map<uint64_t, Dumped>& ours,
+                 const std::string& text) {
+  size_t compared = 0;
+  for (const auto& [id, want] : truth.dump) {
+    if (id == truth.dumper) continue;
+    auto it = ours.find(id);
+    if (it == ours.end()) {
+      ADD_FAILURE() << "goroutine " << id << " [" << want.state << "] missing";
+      continue;
+    }
+    const Dumped& got = it->second;
+    EXPECT_EQ(got.state, want.state) << "goroutine " << id;
+    EXPECT_EQ(got.parent, want.parent) << "goroutine " << id;
+    ASSERT_EQ(got.frames.size(), want.frames.size()) << "goroutine " << id << "\n" << text;
+    for (size_t i = 0; i < want.frames.size(); ++i) {
+      EXPECT_EQ(got.frames[i], want.frames[i])
+          << "goroutine " << id << " frame " << i << ": " << Describe(got.frames[i])
+          << " != " << Describe(want.frames[i]);
+    }
+    ASSERT_EQ(got.creator.has_value(), want.creator.has_value()) << "goroutine " << id;
+    if (want.creator) {
+      EXPECT_EQ(*got.creator, *want.creator) << "goroutine " << id << ": "
+                                             << Describe(*got.creator)
+                                             << " != " << Describe(*want.creator);
+    }
+    ++compared;
+  }
+  for (const auto& [id, got] : ours) {
+    if (id != truth.dumper && !truth.dump.contains(id)) {
+      ADD_FAILURE() << "goroutine " << id << " [" << got.state << "] invented";
+    }
+  }
+  EXPECT_GE(compared, 20u);
+}
+
+// "# labels: {"k":"v", ...}" lines of our dump, by goroutine.
+std::map<uint64_t, Labels> TextLabels(const std::string& text) {
+  std::map<uint64_t, Labels> out;
+  uint64_t id = 0;
+  for (absl::string_view l : absl::StrSplit(text, '\n')) {
+    if (absl::ConsumePrefix(&l, "goroutine ")) {
+      EXPECT_TRUE(absl::SimpleAtoi(l.substr(0, l.find(' ')), &id));
+    } else if (absl::ConsumePrefix(&l, "# labels: ")) {
+      auto js = ParseJson(std::string(l));
+      EXPECT_TRUE(js.ok()) << l;
+      if (!js.ok()) continue;
+      for (const auto& [k, v] : js->struct_value().fields()) out[id][k] = v.string_value();
+    }
+  }
+  return out;
+}
+
+void ComparePprof(const Truth& truth, const std::string& path) {
+  auto p = profiler::ReadProfile(path);
+  ASSERT_TRUE(p.ok()) << p.status();
+  auto str = [&](int64_t i) { return p->string_table(i); };
+  ASSERT_EQ(p->sample_type_size(), 2);
+  EXPECT_EQ(str(p->sample_type(0).type()), "goroutines");
+  EXPECT_EQ(str(p->sample_type(1).type()), "wait");
+  EXPECT_EQ(str(p->sample_type(1).unit()), "nanoseconds");
+  std::map<uint64_t, const pp::Location*> locs;
+  std::map<uint64_t, const pp::Function*> funcs;
+  for (const pp::Location& l : p->location()) locs[l.id()] = &l;
+  for (const pp::Function& f : p->function()) funcs[f.id()] = &f;
+  size_t seen = 0;
+  for (const pp::Sample& s : p->sample()) {
+    int64_t id = -1;
+    Labels strs, user;
+    for (const pp::Label& l : s.label()) {
+      std::string k = str(l.key());
+      if (k == "goroutine") id = l.num();
+      if (l.str() == 0) continue;
+      if (absl::StartsWith(k, "goroutine.")) {
+        strs[k] = str(l.str());
+      } else {
+        user[k] = str(l.str());
+      }
+    }
+    ASSERT_GT(id, 0);
+    EXPECT_EQ(s.value(0), 1);
+    if (static_cast<uint64_t>(id) == truth.dumper) continue;
+    auto it = truth.dump.find(id);
+    if (it == truth.dump.end()) {
+      ADD_FAILURE() << "pprof: goroutine " << id << " invented";
+      continue;
+    }
+    ++seen;
+    const Dumped& want = it->second;
+    EXPECT_EQ(strs["goroutine.state"], want.state) << id;
+    ASSERT_TRUE(want.creator.has_value());
+    EXPECT_EQ(strs["goroutine.created_by"], want.creator->function) << id;
+    EXPECT_EQ(strs["goroutine.created_at"], absl::StrCat(want.creator->file, ":", want.creator->line))
+        << id;
+    auto lt = truth.labels.find(id);
+    EXPECT_EQ(user, lt == truth.labels.end() ? Labels{} : lt->second) << "labels of " << id;
+    // The stack holds every shown frame, in order (runtime frames too).
+    std::vector<std::string> fns;
+    for (uint64_t lid : s.location_id()) {
+      for (const pp::Line& line : locs.at(lid)->line()) {
+        fns.push_back(str(funcs.at(line.function_id())->name()));
+      }
+    }
+    size_t k = 0;
+    for (const Frame& f : want.frames) {
+      while (k < fns.size() && fns[k] != f.function) ++k;
+      EXPECT_LT(k, fns.size()) << "pprof stack of " << id << " lacks " << f.function;
+    }
+  }
+  EXPECT_EQ(seen, truth.dump.size() - 1);
+}
+
+void CheckParked(const CorpusBinary& b) {
+  Truth truth;
+  auto child = StartParked(b.path, &truth);
+  ASSERT_NE(child, nullptr);
+  std::string pid = absl::StrCat("--pid=", child->pid());
+
+  CommandResult text = RunCommand({GoerrprofPath(), "goroutines", pid, "--text"}, kTimeout);
+  ASSERT_EQ(text.exit_code, 0) << text.err;
+  EXPECT_TRUE(absl::StrContains(text.err, "0 skipped as torn")) << text.err;
+  std::map<uint64_t, Dumped> ours = ParseDump(text.out);
+  CompareText(truth, ours, text.out);
+  // The dumping goroutine is in a syscall (reading stdin) now.
+  ASSERT_TRUE(ours.contains(truth.dumper));
+  EXPECT_EQ(ours[truth.dumper].state, "syscall");
+
+  std::map<uint64_t, Labels> labels = TextLabels(text.out);
+  EXPECT_EQ(labels, truth.labels);
+  EXPECT_GE(truth.labels.size(), 5u);
+
+  char dir[] = "/tmp/goroutines_test.XXXXXX";
+  ASSERT_NE(mkdtemp(dir), nullptr);
+  std::string out = absl::StrCat(dir, "/g.pb.gz");
+  CommandResult prof = RunCommand({GoerrprofPath(), "goroutines", pid, "-o", out}, kTimeout);
+  ASSERT_EQ(prof.exit_code, 0) << prof.err;
+  ComparePprof(truth, out);
+
+  // Leaks with no minimum: every waiting goroutine, grouped.
+  CommandResult leaks =
+      RunCommand({GoerrprofPath(), "goroutines", pid, "--leaks", "--min-wait=0"}, kTimeout);
+  ASSERT_EQ(leaks.exit_code, 0) << leaks.err;
+  size_t waiting = truth.dump.size() - 1;
+  EXPECT_TRUE(absl::StartsWith(leaks.out, absl::StrCat(waiting, " goroutines in ")))
+      << leaks.out;
+  EXPECT_TRUE(absl::StrContains(leaks.out, "\n5 goroutines [chan receive, waiting ≥"))
+      << leaks.out;
+
+  // go tool pprof reads it: counts, tags and traces.
+  auto run = [&](const std::string& flag) {
+    std::vector<std::string> argv = kPprof;
+    argv.push_back(flag);
+    argv.push_back(out);
+    CommandResult r = RunCommand(argv, 300);
+    EXPECT_EQ(r.exit_code, 0) << flag << ": " << r.err;
+    return r.out;
+  };
+  std::string top = run("-top");
+  EXPECT_TRUE(absl::StrContains(top, "Type: goroutines")) << top;
+  EXPECT_TRUE(absl::StrContains(top, absl::StrCat("of ", truth.dump.size(), " total"))) << top;
+  std::string tags = run("-tags");
+  EXPECT_TRUE(absl::StrContains(tags, "goroutine.created_by")) << tags;
+  EXPECT_TRUE(absl::StrContains(tags, "main.spawnLockers")) << tags;
+  EXPECT_TRUE(absl::StrContains(tags, "worker")) << tags;
+  std::string traces = run("-traces");
+  EXPECT_TRUE(absl::StrContains(traces, "main.selectWaiter")) << traces;
+  std::remove(out.c_str());
+  rmdir(dir);
+
+  ASSERT_TRUE(child->Write("quit\n").ok());
+  auto done = child->Finish(kTimeout);
+  ASSERT_TRUE(done.ok()) << done.status();
+  EXPECT_EQ(done->exit_code, 0) << done->err;
+}
+
+// The allgs address found from allgadd's code is the symbol's.
+void CheckAllgs(const CorpusBinary& b) {
+  auto bin = symbolizer::GoBinary::Open(b.path);
+  ASSERT_TRUE(bin.ok()) << bin.status();
+  auto found = profiler::FindAllgs(**bin);
+  ASSERT_TRUE(found.ok()) << found.status();
+  auto sym = (*bin)->elf().LookupSymbol("runtime.allgs");
+  ASSERT_TRUE(sym.has_value()) << "no runtime.allgs symbol in " << b.path;
+  EXPECT_EQ(*found, *sym);
+}
+
+void ExpectOneLineError(const CommandResult& r, const std::vector<std::string>& any_of) {
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_TRUE(absl::StartsWith(r.err, "goerrprof: ")) << r.err;
+  EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+  bool matched = false;
+  for (const std::string& s : any_of) matched |= absl::StrContains(r.err, s);
+  EXPECT_TRUE(matched) << r.err;
+  EXPECT_EQ(r.out, "");
+}
+
+CorpusBinary NewestParked() {
+  auto corpus = LoadCorpus(false);
+  CorpusBinary best;
+  if (!corpus.ok()) return best;
+  for (const CorpusBinary& b : *corpus) {
+    if (b.program == "parked" && b.flavour == "default") best = b;  // manifest is oldest first
+  }
+  return best;
+}
+
+TEST(GoroutinesCli, DeadPid) {
+  // A pid that existed and is gone: our own reaped child.
+  pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) _exit(0);
+  ASSERT_EQ(waitpid(pid, nullptr, 0), pid);
+  ExpectOneLineError(
+      RunCommand({GoerrprofPath(), "goroutines", absl::StrCat("--pid=", pid), "--text"}, kTimeout),
+      {"no process"});
+}
+
+TEST(GoroutinesCli, NotAGoProcess) {
+  auto sleeper = Child::Spawn({"/bin/cat"});  // blocks on its stdin
+  ASSERT_TRUE(sleeper.ok()) << sleeper.status();
+  ExpectOneLineError(RunCommand({GoerrprofPath(), "goroutines",
+                                 absl::StrCat("--pid=", (*sleeper)->pid()), "--text"},
+                                kTimeout),
+                     {"not a Go binary", "Go"});
+}
+
+TEST(GoroutinesCli, BadFlags) {
+  ExpectOneLineError(RunCommand({GoerrprofPath(), "goroutines", "--text"}, kTimeout),
+                     {"needs --pid"});
+  ExpectOneLineError(RunCommand({GoerrprofPath(), "goroutines", "--pid=abc"}, kTimeout),
+                     {"invalid pid"});
+}
+
+TEST(GoroutinesCli, WithoutPrivileges) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root to start a target another user cannot read";
+  CorpusBinary b = NewestParked();
+  ASSERT_FALSE(b.path.empty()) << "no parked binary in the corpus";
+  Truth truth;
+  auto child = StartParked(b.path, &truth);  // root's
+  ASSERT_NE(child, nullptr);
+  CommandResult r = RunCommand({"setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                                GoerrprofPath(), "goroutines",
+                                absl::StrCat("--pid=", child->pid()), "--text"},
+                               kTimeout);
+  ExpectOneLineError(r, {"Permission denied", "permission", "not allowed"});
+  ASSERT_TRUE(child->Write("quit\n").ok());
+  auto done = child->Finish(kTimeout);
+  ASSERT_TRUE(done.ok()) << done.status();
+  EXPECT_EQ(done->exit_code, 0) << done->err;
+}
+
+}  // namespace
+}  // namespace goerrprof::testing
+
+int main(int argc, char** argv) {
+  ::testing::InitGoogleTest(&argc, argv);
+  for (const char* flavour : {"parked-default", "parked-stripped", "parked-pie"}) {
+    goerrprof::testing::RegisterCorpusTests("Goroutines", flavour, false,
+                                            goerrprof::testing::CheckParked);
+  }
+  for (const char* flavour : {"parked-default", "parked-pie", "parked-cgo"}) {
+    goerrprof::testing::RegisterCorpusTests("AllgsSymbol", flavour, false,
+                                            goerrprof::testing::CheckAllgs);
+  }
+  return RUN_ALL_TESTS();
+}
