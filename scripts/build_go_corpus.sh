@@ -17,7 +17,7 @@ oracle_go=/usr/local/go/bin/go
 
 all_versions=$(grep -v '^#' "$src/versions.txt" | tr -s ' \n' ' ')
 versions=$all_versions
-programs="errgen inlframes demo parked"
+programs="errgen inlframes demo parked parktrace"
 while [ $# -gt 0 ]; do
   case $1 in
     --versions) versions=${2//go/}; shift 2 ;;
@@ -30,6 +30,7 @@ for v in $versions; do
 done
 
 flavours_of() { # demo only needs the plain build
+  [ "$1" = parktrace ] && { echo default stripped pie; return; } # no cgo flavour
   if [ "$1" = demo ]; then echo default; else echo default stripped pie cgo; fi
 }
 
