@@ -120,7 +120,7 @@ bool ProgGone(uint32_t id) {
   return false;
 }
 
-void CheckParkTrace(const CorpusBinary& b) {
+void CheckParkTrace(const CorpusBinary& b, const profiler::ParkOptions& options) {
   if (geteuid() != 0) GTEST_SKIP() << "park tracing needs root (BPF uprobes)";
   const std::string path = BinaryPath(b);
   auto binary = symbolizer::GoBinary::Open(path);
@@ -132,11 +132,12 @@ void CheckParkTrace(const CorpusBinary& b) {
   ASSERT_TRUE(ready.ok()) << ready.status();
   ASSERT_TRUE(absl::StartsWith(*ready, "ready ")) << *ready;
 
-  auto tracer = ParkTracer::Start((*child)->pid(), **binary, {});
+  auto tracer = ParkTracer::Start((*child)->pid(), **binary, options);
   ASSERT_TRUE(tracer.ok()) << tracer.status();
   ParkTracer& t = **tracer;
   std::vector<uint32_t> ids = t.prog_ids();
   ASSERT_EQ(ids.size(), 1u);
+  EXPECT_EQ(t.uprobe_multi(), options.uprobe_multi);
 
   ASSERT_TRUE((*child)->Write("\n").ok());
   // The truth line arrives while we keep draining the ring.
@@ -219,6 +220,17 @@ void CheckParkTrace(const CorpusBinary& b) {
   EXPECT_EQ(f.wakers, std::set<std::string>{"(none)"});
   EXPECT_GT(f.blocked, 0);
 
+  // Parked before we attached, woken after: counted from the start, with
+  // the stack and reason read at its resume, and its waker.
+  const auto& early = Get(*truth, "early");
+  Sums e = ParkSums(p, GetString(early, "function"), GetString(early, "wait_reason"));
+  EXPECT_EQ(e.parks, 1);
+  EXPECT_EQ(e.states, std::set<std::string>{"parked_before_start"});
+  EXPECT_EQ(e.wakers, std::set<std::string>{GetString(early, "waker")});
+  EXPECT_GT(e.blocked, 0);
+  EXPECT_GE(c[GPK_CTR_UNTRACKED], 1u);
+  EXPECT_EQ(c.totals.resumed_before_start, c[GPK_CTR_UNTRACKED]);
+
   // The written profile opens with go tool pprof.
   if (b.flavour != "default") return;
   std::string out = absl::StrCat(::testing::TempDir(), "/park-", b.Label(), ".pb.gz");
@@ -267,7 +279,15 @@ void CheckProbes(const CorpusBinary& b) {
 }
 
 [[maybe_unused]] const bool registered = [] {
-  RegisterCorpusTests("ParkTrace", "parktrace", false, CheckParkTrace);
+  RegisterCorpusTests("ParkTrace", "parktrace", false,
+                      [](const CorpusBinary& b) { CheckParkTrace(b, {}); });
+  // Kernels before 6.6 get one perf uprobe per probe instead of the link.
+  RegisterCorpusTests("ParkTracePerfUprobes", "parktrace-default", false,
+                      [](const CorpusBinary& b) {
+                        profiler::ParkOptions o;
+                        o.uprobe_multi = false;
+                        CheckParkTrace(b, o);
+                      });
   RegisterCorpusTests("ParkProbes", "*", false, CheckProbes);
   return true;
 }();

@@ -7,10 +7,11 @@
 // wait reason the runtime printed, and prints one JSON line:
 //
 //	{"go":..., "patterns":[{"name","function","wait_reason","waker","count",
-//	  "total_ns","max_ns","min_ns"}...], "forever":{"function","wait_reason"}}
+//	  "total_ns","max_ns","min_ns","held_ns"}...], "forever":{...}, "early":{...}}
 //
-// One goroutine (main.parkedForever) stays parked until exit. It then
-// waits for another stdin line and exits.
+// One goroutine (main.parkedForever) stays parked until exit; another
+// (main.parkedEarly) parked before "ready" and is woken first thing after
+// the stdin line. parktrace then waits for another stdin line and exits.
 //
 // With -pingpong N it instead runs N round trips of an unbuffered channel
 // ping-pong (after the stdin line) and prints "pingpong <n> ns <elapsed>".
@@ -318,17 +319,39 @@ func pingpong(n int) {
 	fmt.Printf("pingpong %d ns %d\n", n, time.Since(start).Nanoseconds())
 }
 
+// ---- parked before the tracer came, woken by wakeEarly after.
+
+//go:noinline
+func parkedEarly(early <-chan int, id chan<- uint64, done chan<- struct{}) {
+	id <- goid()
+	<-early
+	done <- struct{}{}
+}
+
+//go:noinline
+func wakeEarly(early chan<- int) { early <- 1 }
+
 func main() {
 	pp := flag.Int("pingpong", 0, "run this many channel round trips instead")
 	flag.Parse()
 	in := bufio.NewReader(os.Stdin)
-	fmt.Printf("ready %d\n", os.Getpid())
-	in.ReadString('\n')
 	if *pp > 0 {
+		fmt.Printf("ready %d\n", os.Getpid())
+		in.ReadString('\n')
 		pingpong(*pp)
 		in.ReadString('\n')
 		return
 	}
+
+	early := make(chan int)
+	eid := make(chan uint64, 1)
+	edone := make(chan struct{}, 1)
+	go parkedEarly(early, eid, edone)
+	earlyReason := waitParked(<-eid)
+	fmt.Printf("ready %d\n", os.Getpid())
+	in.ReadString('\n')
+	wakeEarly(early)
+	<-edone
 
 	never := make(chan int)
 	fid := make(chan uint64, 1)
@@ -339,7 +362,10 @@ func main() {
 		Go       string   `json:"go"`
 		Patterns []result `json:"patterns"`
 		Forever  result   `json:"forever"`
+		Early    result   `json:"early"`
 	}{Go: runtime.Version()}
+	out.Early = result{Name: "early", Function: "main.parkedEarly", WaitReason: earlyReason,
+		Waker: "main.wakeEarly", Count: 1}
 	out.Patterns = append(out.Patterns, runChan(40))
 	out.Patterns = append(out.Patterns, runMutex(25))
 	out.Patterns = append(out.Patterns, runSelect(25))
