@@ -6,6 +6,9 @@
 
 #include <algorithm>
 #include <fstream>
+#include <functional>
+#include <iterator>
+#include <limits>
 #include <memory>
 #include <optional>
 #include <regex>
@@ -17,6 +20,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "goabi/go_version.h"
+#include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "profiler/error_profile.h"
 #include "profiler/pprof_writer.h"
@@ -576,6 +580,14 @@ TEST_F(DiffTest, BadInputExitsTwo) {
   std::string broken_path = dir_ + "/broken.pb.gz";
   ASSERT_TRUE(profiler::WriteProfileFile(*broken, broken_path).ok());
 
+  // A gzipped profile cut short.
+  std::string truncated = dir_ + "/truncated.pb.gz";
+  {
+    std::ifstream in(good, std::ios::binary);
+    std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    std::ofstream(truncated, std::ios::binary) << bytes.substr(0, bytes.size() / 2);
+  }
+
   struct Case {
     std::vector<std::string> argv;
     std::string message;
@@ -584,6 +596,7 @@ TEST_F(DiffTest, BadInputExitsTwo) {
   std::vector<Case> cases = {
       {{good, missing}, "cannot open " + missing},
       {{text, good}, text + ": not a pprof profile"},
+      {{truncated, good}, truncated + ": corrupt or truncated gzip data"},
       {{good, cpu_path},
        cpu_path + ": not an error profile (no errors/count sample type; has cpu/nanoseconds)"},
       {{good, broken_path}, broken_path + ": malformed profile: index outside the string table"},
@@ -606,6 +619,70 @@ TEST_F(DiffTest, BadInputExitsTwo) {
     EXPECT_TRUE(absl::StrContains(r.err, c.message)) << r.err;
     EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
   }
+}
+
+// Broken references inside a profile are errors, never a crash (this runs
+// in-process, under the sanitizers in CI).
+TEST_F(DiffTest, MalformedProfilesAreErrors) {
+  auto good = profiler::ReadProfile(Write("good", Base()));
+  ASSERT_TRUE(good.ok());
+  auto sites = profiler::SummarizeProfile(*good);
+  ASSERT_TRUE(sites.ok()) << sites.status();
+  EXPECT_EQ(sites->total, 111);
+  EXPECT_EQ(sites->sites.size(), 3u);
+
+  struct Case {
+    std::function<void(pp::Profile*)> mutate;
+    std::string message;
+  };
+  const std::vector<Case> cases = {
+      {[](pp::Profile* p) { p->mutable_sample(0)->set_location_id(0, 999); },
+       "malformed profile: sample names a missing location"},
+      {[](pp::Profile* p) { p->mutable_location(0)->mutable_line(0)->set_function_id(999); },
+       "malformed profile: location names a missing function"},
+      {[](pp::Profile* p) { p->mutable_function(0)->set_name(-3); },
+       "malformed profile: index outside the string table"},
+      {[](pp::Profile* p) { p->mutable_sample_type(0)->set_unit(1 << 30); },
+       "malformed profile: sample type outside the string table"},
+      {[](pp::Profile* p) { p->mutable_sample(1)->clear_value(); },
+       "malformed profile: sample without an errors/count value"},
+      {[](pp::Profile* p) { p->mutable_sample(1)->set_value(0, -4); },
+       "malformed profile: negative error count (a diff, not a recording?)"},
+      {[](pp::Profile* p) {
+         p->mutable_sample(0)->set_value(0, std::numeric_limits<int64_t>::max());
+       },
+       "malformed profile: error counts overflow"},
+  };
+  for (const Case& c : cases) {
+    pp::Profile p = *good;
+    c.mutate(&p);
+    auto r = profiler::SummarizeProfile(p);
+    ASSERT_FALSE(r.ok()) << c.message;
+    EXPECT_EQ(r.status().message(), c.message);
+  }
+  // A sample without a stack, or whose innermost location has no lines,
+  // still counts (it is a profile of errors, however poor).
+  pp::Profile p = *good;
+  p.mutable_sample(0)->clear_location_id();
+  uint64_t unsymbolized = 0;
+  for (pp::Location& l : *p.mutable_location()) {
+    if (l.id() == p.sample(1).location_id(0)) {
+      l.clear_line();
+      unsymbolized = l.address();
+    }
+  }
+  ASSERT_NE(unsymbolized, 0u);
+  auto poor = profiler::SummarizeProfile(p);
+  ASSERT_TRUE(poor.ok()) << poor.status();
+  EXPECT_EQ(poor->total, 111);
+  std::vector<std::string> functions;
+  for (const auto& [key, stats] : poor->sites) {
+    functions.push_back(absl::StrCat(key.function, "|", key.origin));
+  }
+  // Unsymbolized: named by address, its origin found further out.
+  EXPECT_THAT(functions, ::testing::IsSupersetOf(
+                             {std::string("<no stack>|"),
+                              absl::StrCat("0x", absl::Hex(unsymbolized), "|main.main")}));
 }
 
 // The profiles stay pprof profiles: `go tool pprof -diff_base` shows the
