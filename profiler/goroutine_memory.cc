@@ -6,6 +6,7 @@
 #include <sys/uio.h>
 
 #include <algorithm>
+#include <cstring>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
@@ -26,7 +27,7 @@ absl::Status ErrnoError(pid_t pid, int err) {
 
 }  // namespace
 
-absl::Status ProcessMemory::ReadBatch(std::vector<ReadRange>& ranges) {
+absl::Status ProcessMemory::ReadEach(std::vector<ReadRange>& ranges) {
   constexpr size_t kMaxIov = IOV_MAX;
   std::vector<iovec> local, remote;
   local.reserve(kMaxIov);
@@ -57,6 +58,77 @@ absl::Status ProcessMemory::ReadBatch(std::vector<ReadRange>& ranges) {
       ++k;
     }
     if (k < i) i = k + 1;  // range k faulted (or was cut short): resume after it
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ProcessMemory::ReadBatch(std::vector<ReadRange>& ranges, uint64_t merge_gap) {
+  if (merge_gap == 0 || ranges.size() < 2) return ReadEach(ranges);
+  constexpr uint64_t kMaxSpan = 4 << 20;
+  std::vector<size_t> order(ranges.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::sort(order.begin(), order.end(),
+            [&](size_t a, size_t b) { return ranges[a].addr < ranges[b].addr; });
+  // Spans of ranges (indexes into `order`), each read into its own buffer.
+  struct Span {
+    size_t first, last;  // [first, last) in order
+    uint64_t addr, end;
+  };
+  std::vector<Span> spans;
+  for (size_t k = 0; k < order.size(); ++k) {
+    const ReadRange& r = ranges[order[k]];
+    if (!spans.empty()) {
+      Span& s = spans.back();
+      if (r.addr <= s.end + merge_gap && std::max(s.end, r.addr + r.len) - s.addr <= kMaxSpan) {
+        s.end = std::max(s.end, r.addr + r.len);
+        s.last = k + 1;
+        continue;
+      }
+    }
+    spans.push_back({k, k + 1, r.addr, r.addr + r.len});
+  }
+  // Spans are read in groups through one reused scratch buffer: faulting
+  // in fresh pages for every group would cost as much as the reads.
+  constexpr uint64_t kMaxScratch = 8 << 20;
+  size_t g = 0;
+  while (g < spans.size()) {
+    size_t h = g;
+    uint64_t bytes = 0;
+    while (h < spans.size() && (h == g || bytes + (spans[h].end - spans[h].addr) <= kMaxScratch)) {
+      bytes += spans[h].end - spans[h].addr;
+      ++h;
+    }
+    if (scratch_size_ < bytes) {
+      scratch_.reset(new uint8_t[bytes]);  // uninitialized: the kernel fills it
+      scratch_size_ = bytes;
+    }
+    std::vector<ReadRange> reads;
+    uint64_t off = 0;
+    for (size_t i = g; i < h; ++i) {
+      reads.push_back({spans[i].addr, spans[i].end - spans[i].addr, scratch_.get() + off});
+      off += spans[i].end - spans[i].addr;
+    }
+    absl::Status s = ReadEach(reads);
+    if (!s.ok()) return s;
+    for (size_t i = g; i < h; ++i) {
+      const ReadRange& got = reads[i - g];
+      if (got.ok) {
+        for (size_t k = spans[i].first; k < spans[i].last; ++k) {
+          ReadRange& r = ranges[order[k]];
+          std::memcpy(r.out, got.out + (r.addr - spans[i].addr), r.len);
+          r.ok = true;
+        }
+      } else {
+        std::vector<ReadRange> each;
+        for (size_t k = spans[i].first; k < spans[i].last; ++k) each.push_back(ranges[order[k]]);
+        s = ReadEach(each);
+        if (!s.ok()) return s;
+        for (size_t k = spans[i].first; k < spans[i].last; ++k) {
+          ranges[order[k]].ok = each[k - spans[i].first].ok;
+        }
+      }
+    }
+    g = h;
   }
   return absl::OkStatus();
 }

@@ -7,6 +7,7 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -26,7 +27,10 @@ class ProcessMemory {
 
   // Fills every range it can; ranges that fault keep ok == false. Fails
   // only when the process cannot be read at all (gone, no permission).
-  absl::Status ReadBatch(std::vector<ReadRange>& ranges);
+  // The kernel's cost is mostly per range (pinning, VMA lookup), so ranges
+  // closer than `merge_gap` bytes are read as one span and copied out; a
+  // span that faults is read again range by range.
+  absl::Status ReadBatch(std::vector<ReadRange>& ranges, uint64_t merge_gap = 0);
   // One range; Unavailable when it faults.
   absl::Status Read(uint64_t addr, void* out, uint64_t len);
   absl::StatusOr<uint64_t> ReadU64(uint64_t addr);
@@ -34,8 +38,12 @@ class ProcessMemory {
   uint64_t syscalls() const { return syscalls_; }
 
  private:
+  absl::Status ReadEach(std::vector<ReadRange>& ranges);
+
   pid_t pid_;
   uint64_t syscalls_ = 0;
+  std::unique_ptr<uint8_t[]> scratch_;
+  uint64_t scratch_size_ = 0;
 };
 
 }  // namespace goerrprof::profiler

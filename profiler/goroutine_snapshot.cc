@@ -24,6 +24,9 @@ constexpr uint64_t kMaxGoroutines = uint64_t{1} << 26;
 constexpr uint64_t kMaxGoid = uint64_t{1} << 48;
 constexpr uint64_t kMaxStackBytes = uint64_t{1} << 30;  // the runtime's own limit (amd64)
 constexpr uint64_t kStackRead = 16 << 10;  // first read of a stack: its used top
+// gs lie back to back in heap spans and small stacks in stack spans; the
+// kernel's cost is per range, so neighbours are read as one span.
+constexpr uint64_t kMergeG = 4096, kMergeStack = 2048;
 constexpr size_t kMaxFrames = 1024;
 // Without syscallbp (before 1.23) the syscall caller's frame pointer is
 // searched for this far above syscallsp.
@@ -207,10 +210,10 @@ class Reader {
     std::vector<ReadRange> r;
     r.reserve(ps.size());
     for (Pending* p : ps) {
-      p->g.assign(g_size_, 0);
+      p->g.resize(g_size_);
       r.push_back({p->gaddr, static_cast<uint64_t>(g_size_), p->g.data()});
     }
-    absl::Status s = mem_.ReadBatch(r);
+    absl::Status s = mem_.ReadBatch(r, kMergeG);
     if (!s.ok()) return s;
     for (size_t i = 0; i < ps.size(); ++i) {
       if (!r[i].ok) ps[i]->g.clear();
@@ -222,10 +225,10 @@ class Reader {
     std::vector<ReadRange> r;
     for (Pending* p : ps) {
       uint64_t want = std::min<uint64_t>(p->hi - p->sp, more ? kMaxStackBytes : kStackRead);
-      p->stack.assign(want, 0);
+      p->stack.resize(want);
       r.push_back({p->sp, want, p->stack.data()});
     }
-    absl::Status s = mem_.ReadBatch(r);
+    absl::Status s = mem_.ReadBatch(r, more ? 0 : kMergeStack);
     if (!s.ok()) return s;
     for (size_t i = 0; i < ps.size(); ++i) {
       if (!r[i].ok) ps[i]->stack.clear();
@@ -238,10 +241,10 @@ class Reader {
     std::vector<ReadRange> r;
     uint64_t n = recheck_hi_ - recheck_lo_;
     for (Pending* p : ps) {
-      p->recheck.assign(n, 0);
+      p->recheck.resize(n);
       r.push_back({p->gaddr + recheck_lo_, n, p->recheck.data()});
     }
-    absl::Status s = mem_.ReadBatch(r);
+    absl::Status s = mem_.ReadBatch(r, kMergeG);
     if (!s.ok()) return s;
     for (size_t i = 0; i < ps.size(); ++i) {
       Pending& p = *ps[i];

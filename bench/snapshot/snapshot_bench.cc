@@ -1,0 +1,198 @@
+// bench/snapshot driver: `goerrprof goroutines` snapshot time for N parked
+// goroutines, side by side in one run with the target's own cost of
+// producing the same information (runtime.Stack(all) and the pprof
+// debug=2 goroutine profile, which stop the world), and the largest
+// scheduling delay a 1 ms ticker inside the target saw during each.
+//
+// usage: snapshot_bench PARKED_BINARY [N...]   (default 1000 10000 100000)
+#include <poll.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "profiler/goroutine_frames.h"
+#include "profiler/goroutine_pprof.h"
+#include "profiler/goroutine_snapshot.h"
+#include "profiler/goroutine_text.h"
+#include "symbolizer/go_binary.h"
+
+namespace gp = goerrprof::profiler;
+
+namespace {
+
+int64_t Now() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+[[noreturn]] void Die(const std::string& msg) {
+  std::fprintf(stderr, "snapshot_bench: %s\n", msg.c_str());
+  std::exit(1);
+}
+
+// The target, talked to by lines over pipes; it dies with us.
+class Target {
+ public:
+  Target(const std::string& path, int n) {
+    int in[2], out[2];
+    if (pipe(in) != 0 || pipe(out) != 0) Die("pipe");
+    pid_ = fork();
+    if (pid_ < 0) Die("fork");
+    if (pid_ == 0) {
+      prctl(PR_SET_PDEATHSIG, SIGKILL);
+      dup2(in[0], 0);
+      dup2(out[1], 1);
+      close(in[1]);
+      close(out[0]);
+      std::string ns = std::to_string(n);
+      execl(path.c_str(), path.c_str(), "-bench", "-n", ns.c_str(), nullptr);
+      _exit(127);
+    }
+    close(in[0]);
+    close(out[1]);
+    in_ = in[1];
+    out_ = out[0];
+  }
+  ~Target() {
+    close(in_);
+    kill(pid_, SIGKILL);
+    waitpid(pid_, nullptr, 0);
+    close(out_);
+  }
+  pid_t pid() const { return pid_; }
+
+  std::string Line(int timeout_ms = 300000) {
+    for (;;) {
+      size_t nl = buf_.find('\n');
+      if (nl != std::string::npos) {
+        std::string line = buf_.substr(0, nl);
+        buf_.erase(0, nl + 1);
+        return line;
+      }
+      pollfd p = {out_, POLLIN, 0};
+      if (poll(&p, 1, timeout_ms) <= 0) Die("target did not answer in time");
+      char b[4096];
+      ssize_t r = read(out_, b, sizeof(b));
+      if (r <= 0) Die("target exited");
+      buf_.append(b, r);
+    }
+  }
+  std::string Ask(const std::string& cmd) {
+    std::string line = cmd + "\n";
+    if (write(in_, line.data(), line.size()) != static_cast<ssize_t>(line.size())) Die("write");
+    return Line();
+  }
+
+ private:
+  pid_t pid_ = -1;
+  int in_ = -1, out_ = -1;
+  std::string buf_;
+};
+
+std::vector<int64_t> Words(const std::string& line) {
+  std::vector<int64_t> out;
+  std::istringstream in(line);
+  std::string w;
+  in >> w;
+  int64_t v;
+  while (in >> v) out.push_back(v);
+  return out;
+}
+
+int64_t Median(std::vector<int64_t> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+double Ms(int64_t ns) { return ns / 1e6; }
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2) Die("usage: snapshot_bench PARKED_BINARY [N...]");
+  std::vector<int> sizes;
+  for (int i = 2; i < argc; ++i) sizes.push_back(std::atoi(argv[i]));
+  if (sizes.empty()) sizes = {1000, 10000, 100000};
+  constexpr int kReps = 5;
+
+  std::printf("%8s %8s | %9s %9s %9s | %10s %10s | %7s | %8s %8s %8s\n", "N", "read", "snap ms",
+              "+text ms", "+pprof ms", "Stack ms", "debug2 ms", "ratio", "late/idle", "late/ours",
+              "late/self");
+  for (int n : sizes) {
+    Target t(argv[1], n);
+    std::string ready = t.Line();
+    if (ready.rfind("ready ", 0) != 0) Die("unexpected: " + ready);
+    auto bin = goerrprof::symbolizer::GoBinary::Open(absl::StrCat("/proc/", t.pid(), "/exe"));
+    if (!bin.ok()) Die(std::string(bin.status().message()));
+    gp::GoFrames frames(**bin);
+
+    std::vector<int64_t> snap_ns, text_ns, pprof_ns, late_ours, late_idle, stack_ns, prof_ns,
+        late_self;
+    size_t count = 0;
+    for (int r = 0; r < kReps; ++r) {
+      // Idle: the ticker's own jitter over a comparable window.
+      t.Ask("mark");
+      int64_t t0 = Now();
+      while (Now() - t0 < 20000000) {
+      }
+      late_idle.push_back(Words(t.Ask("delay"))[0]);
+
+      t.Ask("mark");
+      t0 = Now();
+      auto snap = gp::TakeSnapshot(t.pid(), **bin, gp::SnapshotOptions{});
+      int64_t t1 = Now();
+      if (!snap.ok()) Die(std::string(snap.status().message()));
+      std::string text = gp::FormatDump(*snap, frames);
+      int64_t t2 = Now();
+      auto prof = gp::GoroutineProfile(*snap, **bin);
+      int64_t t3 = Now();
+      if (!prof.ok()) Die(std::string(prof.status().message()));
+      // Give the ticker a tick to report a stall that ended just now.
+      while (Now() - t3 < 5000000) {
+      }
+      late_ours.push_back(Words(t.Ask("delay"))[0]);
+      snap_ns.push_back(t1 - t0);
+      text_ns.push_back(t2 - t0);
+      pprof_ns.push_back(t3 - t2 + (t1 - t0));
+      count = snap->goroutines.size();
+      if (snap->stats.skipped != 0) {
+        std::fprintf(stderr, "note: %lu goroutines skipped as torn\n",
+                     static_cast<unsigned long>(snap->stats.skipped));
+      }
+
+      std::vector<int64_t> self = Words(t.Ask("selfdump"));
+      if (self.size() != 4) Die("bad selfdump reply");
+      stack_ns.push_back(self[0]);
+      prof_ns.push_back(self[1]);
+      late_self.push_back(self[3]);
+    }
+    std::printf("%8d %8zu | %9.2f %9.2f %9.2f | %10.2f %10.2f | %6.1fx | %8.2f %8.2f %8.2f\n", n,
+                count, Ms(Median(snap_ns)), Ms(Median(text_ns)), Ms(Median(pprof_ns)),
+                Ms(Median(stack_ns)), Ms(Median(prof_ns)),
+                static_cast<double>(Median(stack_ns)) / Median(snap_ns), Ms(Median(late_idle)),
+                Ms(Median(late_ours)), Ms(Median(late_self)));
+    std::fflush(stdout);
+  }
+  std::printf(
+      "\nsnap: goerrprof reading every g and stack from outside (median of %d); +text / +pprof:\n"
+      "with symbolization into the debug=2-style text / the pprof profile (not written).\n"
+      "Stack / debug2: the target timing runtime.Stack(all) / its debug=2 goroutine profile\n"
+      "(both stop the world). ratio: Stack / snap. late/*: the largest lateness (ms) of a 1 ms\n"
+      "ticker in the target during an idle 20 ms window, during our snapshot, and during its\n"
+      "own dump: what the target's goroutines felt.\n",
+      kReps);
+  return 0;
+}
