@@ -64,12 +64,22 @@ absl::Status ProcessMemory::ReadEach(std::vector<ReadRange>& ranges) {
 
 absl::Status ProcessMemory::ReadBatch(std::vector<ReadRange>& ranges, uint64_t merge_gap) {
   if (merge_gap == 0 || ranges.size() < 2) return ReadEach(ranges);
+  return Visit(ranges, merge_gap, [&](size_t i, const uint8_t* bytes) {
+    ranges[i].ok = bytes != nullptr;
+    if (bytes != nullptr && ranges[i].len > 0) std::memcpy(ranges[i].out, bytes, ranges[i].len);
+  });
+}
+
+absl::Status ProcessMemory::Visit(const std::vector<ReadRange>& ranges, uint64_t merge_gap,
+                                  absl::FunctionRef<void(size_t, const uint8_t*)> visit) {
   constexpr uint64_t kMaxSpan = 4 << 20;
+  // Spans are read in groups through one reused scratch buffer: faulting
+  // in fresh pages for every group would cost as much as the reads.
+  constexpr uint64_t kMaxScratch = 8 << 20;
   std::vector<size_t> order(ranges.size());
   for (size_t i = 0; i < order.size(); ++i) order[i] = i;
   std::sort(order.begin(), order.end(),
             [&](size_t a, size_t b) { return ranges[a].addr < ranges[b].addr; });
-  // Spans of ranges (indexes into `order`), each read into its own buffer.
   struct Span {
     size_t first, last;  // [first, last) in order
     uint64_t addr, end;
@@ -79,17 +89,16 @@ absl::Status ProcessMemory::ReadBatch(std::vector<ReadRange>& ranges, uint64_t m
     const ReadRange& r = ranges[order[k]];
     if (!spans.empty()) {
       Span& s = spans.back();
-      if (r.addr <= s.end + merge_gap && std::max(s.end, r.addr + r.len) - s.addr <= kMaxSpan) {
-        s.end = std::max(s.end, r.addr + r.len);
+      uint64_t end = std::max(s.end, r.addr + r.len);
+      if (r.addr <= s.end + merge_gap && end - s.addr <= kMaxSpan) {
+        s.end = end;
         s.last = k + 1;
         continue;
       }
     }
     spans.push_back({k, k + 1, r.addr, r.addr + r.len});
   }
-  // Spans are read in groups through one reused scratch buffer: faulting
-  // in fresh pages for every group would cost as much as the reads.
-  constexpr uint64_t kMaxScratch = 8 << 20;
+  std::vector<uint8_t> single;
   size_t g = 0;
   while (g < spans.size()) {
     size_t h = g;
@@ -112,20 +121,19 @@ absl::Status ProcessMemory::ReadBatch(std::vector<ReadRange>& ranges, uint64_t m
     if (!s.ok()) return s;
     for (size_t i = g; i < h; ++i) {
       const ReadRange& got = reads[i - g];
-      if (got.ok) {
-        for (size_t k = spans[i].first; k < spans[i].last; ++k) {
-          ReadRange& r = ranges[order[k]];
-          std::memcpy(r.out, got.out + (r.addr - spans[i].addr), r.len);
-          r.ok = true;
+      for (size_t k = spans[i].first; k < spans[i].last; ++k) {
+        size_t idx = order[k];
+        const ReadRange& r = ranges[idx];
+        if (got.ok) {
+          visit(idx, got.out + (r.addr - spans[i].addr));
+          continue;
         }
-      } else {
-        std::vector<ReadRange> each;
-        for (size_t k = spans[i].first; k < spans[i].last; ++k) each.push_back(ranges[order[k]]);
-        s = ReadEach(each);
+        // Some part of the span faults: this range on its own.
+        single.resize(r.len);
+        std::vector<ReadRange> one = {{r.addr, r.len, single.data()}};
+        s = ReadEach(one);
         if (!s.ok()) return s;
-        for (size_t k = spans[i].first; k < spans[i].last; ++k) {
-          ranges[order[k]].ok = each[k - spans[i].first].ok;
-        }
+        visit(idx, one[0].ok ? single.data() : nullptr);
       }
     }
     g = h;

@@ -10,6 +10,7 @@
 #include <memory>
 #include <vector>
 
+#include "absl/functional/function_ref.h"
 #include "absl/status/statusor.h"
 
 namespace goerrprof::profiler {
@@ -31,6 +32,13 @@ class ProcessMemory {
   // closer than `merge_gap` bytes are read as one span and copied out; a
   // span that faults is read again range by range.
   absl::Status ReadBatch(std::vector<ReadRange>& ranges, uint64_t merge_gap = 0);
+  // Reads `ranges` ({addr, len}; `out` and `ok` unused) merged like
+  // ReadBatch, through one reused scratch buffer, and calls visit(i, bytes)
+  // for every range i with its bytes, or with nullptr when it is
+  // unreadable. The bytes are valid only during the call.
+  absl::Status Visit(const std::vector<ReadRange>& ranges, uint64_t merge_gap,
+                     absl::FunctionRef<void(size_t, const uint8_t*)> visit);
+
   // One range; Unavailable when it faults.
   absl::Status Read(uint64_t addr, void* out, uint64_t len);
   absl::StatusOr<uint64_t> ReadU64(uint64_t addr);

@@ -3,6 +3,7 @@
 #include <time.h>
 
 #include <algorithm>
+#include <array>
 #include <cstring>
 #include <optional>
 
@@ -45,22 +46,25 @@ int64_t WallNow() {
 }
 
 template <typename T>
-T At(const std::vector<uint8_t>& b, int32_t off) {
+T At(const uint8_t* b, int32_t off) {
   T v{};
-  if (off >= 0 && static_cast<size_t>(off) + sizeof(T) <= b.size()) std::memcpy(&v, &b[off], sizeof(T));
+  if (off >= 0) std::memcpy(&v, b + off, sizeof(T));
   return v;
 }
 
 enum class Walk { kComplete, kTruncated, kNeedMore, kBad };
 
-// One g being read: its bytes, what its stack walk needs, and its result.
+constexpr size_t kWindow = 160;
+
+// One g being read: what its stack walk needs, and its result. The g's
+// bytes are seen only while its span is in the scratch buffer.
 struct Pending {
   uint64_t gaddr = 0;
-  std::vector<uint8_t> g;
-  std::vector<uint8_t> recheck;
-  uint64_t pc = 0, sp = 0, bp = 0, lo = 0, hi = 0;
+  uint64_t pc = 0, sp = 0, bp = 0, lo = 0, hi = 0, labels = 0;
   bool has_bp = true;
-  std::vector<uint8_t> stack;  // [sp, sp + stack.size())
+  bool parsed = false;     // the g looked like a g
+  bool unchanged = false;  // the recheck saw the same g
+  std::array<uint8_t, kWindow> window{};  // the bytes the recheck compares
   Goroutine out;
   Walk walk = Walk::kBad;
   bool done = false;
@@ -73,8 +77,7 @@ class Reader {
       : mem_(pid), bin_(bin), layout_(layout), bias_(bias) {
     const symbolizer::Pclntab& tab = bin.pclntab();
     for (size_t i = 0; i < tab.num_functions(); ++i) {
-      absl::string_view name = tab.FuncName(i);
-      if (name == "runtime.goexit") goexit_ = i;
+      if (tab.FuncName(i) == "runtime.goexit") goexit_ = i;
     }
     g_size_ = 0;
     for (int32_t off : {layout.stack_hi, layout.sched_sp, layout.sched_pc, layout.sched_bp,
@@ -83,8 +86,9 @@ class Reader {
                         layout.gopc, layout.startpc, layout.labels}) {
       g_size_ = std::max<int32_t>(g_size_, off + 8);
     }
+    // The scheduling state, status and goid: what changes when it runs.
     recheck_lo_ = layout.sched_sp;
-    recheck_hi_ = layout.goid + 8;
+    recheck_hi_ = std::min<int32_t>(layout.goid + 8, recheck_lo_ + kWindow);
   }
 
   ProcessMemory& mem() { return mem_; }
@@ -95,8 +99,7 @@ class Reader {
   }
 
   // Parses the g; false when it does not look like a g (torn or garbage).
-  bool Parse(Pending& p, int64_t now) {
-    const std::vector<uint8_t>& g = p.g;
+  bool Parse(const uint8_t* g, Pending& p, int64_t now) {
     uint32_t raw = At<uint32_t>(g, layout_.atomicstatus);
     uint32_t status = raw & ~gabi::kGscan;
     Goroutine& o = p.out;
@@ -149,6 +152,8 @@ class Reader {
         o.wait_kind = WaitKnowledge::kUnknown;
       }
     }
+    p.labels = At<uint64_t>(g, layout_.labels);
+    std::memcpy(p.window.data(), g + recheck_lo_, recheck_hi_ - recheck_lo_);
     if (status == gabi::kGrunning) {
       o.stack_kind = StackKind::kNone;
       return true;
@@ -167,18 +172,20 @@ class Reader {
     return true;
   }
 
-  // Walks the saved frame pointers from (pc, bp) in the stack bytes read.
-  Walk WalkFrom(const Pending& p, uint64_t bp, std::vector<uint64_t>* out) const {
+  // Walks the saved frame pointers from (pc, bp) through the stack bytes
+  // [sp, sp + len).
+  Walk WalkFrom(const Pending& p, const uint8_t* stack, uint64_t len, uint64_t bp,
+                std::vector<uint64_t>* out) const {
     out->clear();
     out->push_back(p.pc - bias_);
-    uint64_t lower = p.sp, end = p.sp + p.stack.size();
+    uint64_t lower = p.sp, end = p.sp + len;
     while (out->size() < kMaxFrames) {
       if (bp == 0) return Walk::kTruncated;
       if (bp < lower || bp + 16 > p.hi || bp % 8 != 0) return Walk::kBad;
       if (bp + 16 > end) return Walk::kNeedMore;
       uint64_t next, ret;
-      std::memcpy(&next, &p.stack[bp - p.sp], 8);
-      std::memcpy(&ret, &p.stack[bp - p.sp + 8], 8);
+      std::memcpy(&next, stack + (bp - p.sp), 8);
+      std::memcpy(&ret, stack + (bp - p.sp) + 8, 8);
       auto f = Func(ret);
       if (!f) return Walk::kBad;
       if (goexit_ && *f == *goexit_) return Walk::kComplete;
@@ -189,49 +196,53 @@ class Reader {
     return Walk::kTruncated;
   }
 
-  Walk WalkStack(Pending& p) const {
-    if (p.has_bp) return WalkFrom(p, p.bp, &p.out.stack);
+  Walk WalkStack(Pending& p, const uint8_t* stack, uint64_t len) const {
+    if (p.has_bp) return WalkFrom(p, stack, len, p.bp, &p.out.stack);
     // No saved frame pointer (syscall before 1.23): the caller's frame
     // pointer slot is the first one above syscallsp whose chain reaches
     // goexit.
     std::vector<uint64_t> frames;
-    for (uint64_t s = p.sp; s + 16 <= p.sp + std::min<uint64_t>(p.stack.size(), kSyscallScan);
-         s += 8) {
-      if (WalkFrom(p, s, &frames) == Walk::kComplete) {
+    for (uint64_t s = p.sp; s + 16 <= p.sp + std::min<uint64_t>(len, kSyscallScan); s += 8) {
+      Walk w = WalkFrom(p, stack, len, s, &frames);
+      if (w == Walk::kComplete) {
         p.out.stack = frames;
         return Walk::kComplete;
       }
     }
     p.out.stack = {p.pc - bias_};
-    return Walk::kTruncated;
+    return len < std::min<uint64_t>(p.hi - p.sp, kSyscallScan + 16) ? Walk::kNeedMore
+                                                                    : Walk::kTruncated;
   }
 
-  absl::Status ReadGs(std::vector<Pending*>& ps) {
+  absl::Status ReadGs(std::vector<Pending*>& ps, int64_t now) {
     std::vector<ReadRange> r;
     r.reserve(ps.size());
-    for (Pending* p : ps) {
-      p->g.resize(g_size_);
-      r.push_back({p->gaddr, static_cast<uint64_t>(g_size_), p->g.data()});
-    }
-    absl::Status s = mem_.ReadBatch(r, kMergeG);
-    if (!s.ok()) return s;
-    for (size_t i = 0; i < ps.size(); ++i) {
-      if (!r[i].ok) ps[i]->g.clear();
-    }
-    return absl::OkStatus();
+    for (Pending* p : ps) r.push_back({p->gaddr, static_cast<uint64_t>(g_size_)});
+    return mem_.Visit(r, kMergeG, [&](size_t i, const uint8_t* g) {
+      Pending& p = *ps[i];
+      p.parsed = g != nullptr && Parse(g, p, now);
+    });
   }
 
-  absl::Status ReadStacks(std::vector<Pending*>& ps, bool more) {
-    std::vector<ReadRange> r;
-    for (Pending* p : ps) {
-      uint64_t want = std::min<uint64_t>(p->hi - p->sp, more ? kMaxStackBytes : kStackRead);
-      p->stack.resize(want);
-      r.push_back({p->sp, want, p->stack.data()});
-    }
-    absl::Status s = mem_.ReadBatch(r, more ? 0 : kMergeStack);
-    if (!s.ok()) return s;
-    for (size_t i = 0; i < ps.size(); ++i) {
-      if (!r[i].ok) ps[i]->stack.clear();
+  // Reads the used top of each stack and walks it; a chain that leaves
+  // what was read is read again up to the stack's top.
+  absl::Status WalkStacks(std::vector<Pending*>& ps) {
+    for (bool more : {false, true}) {
+      std::vector<ReadRange> r;
+      std::vector<Pending*> who;
+      for (Pending* p : ps) {
+        if (more && p->walk != Walk::kNeedMore) continue;
+        uint64_t want = std::min<uint64_t>(p->hi - p->sp, more ? kMaxStackBytes : kStackRead);
+        r.push_back({p->sp, want});
+        who.push_back(p);
+      }
+      if (r.empty()) break;
+      absl::Status s = mem_.Visit(r, more ? 0 : kMergeStack, [&](size_t i, const uint8_t* st) {
+        Pending& p = *who[i];
+        p.walk = st == nullptr ? Walk::kBad : WalkStack(p, st, r[i].len);
+        if (more && p.walk == Walk::kNeedMore) p.walk = Walk::kBad;
+      });
+      if (!s.ok()) return s;
     }
     return absl::OkStatus();
   }
@@ -240,22 +251,19 @@ class Reader {
   absl::Status Recheck(std::vector<Pending*>& ps) {
     std::vector<ReadRange> r;
     uint64_t n = recheck_hi_ - recheck_lo_;
-    for (Pending* p : ps) {
-      p->recheck.resize(n);
-      r.push_back({p->gaddr + recheck_lo_, n, p->recheck.data()});
-    }
-    absl::Status s = mem_.ReadBatch(r, kMergeG);
-    if (!s.ok()) return s;
-    for (size_t i = 0; i < ps.size(); ++i) {
+    for (Pending* p : ps) r.push_back({p->gaddr + recheck_lo_, n});
+    // The GC's scan bit comes and goes without the goroutine running.
+    size_t st = layout_.atomicstatus - recheck_lo_ + 1;
+    return mem_.Visit(r, kMergeG, [&](size_t i, const uint8_t* now) {
       Pending& p = *ps[i];
-      std::vector<uint8_t> before(p.g.begin() + recheck_lo_, p.g.begin() + recheck_hi_);
-      // The GC's scan bit comes and goes without the goroutine running.
-      int32_t st = layout_.atomicstatus - recheck_lo_;
-      before[st + 1] &= ~0x10;
-      p.recheck[st + 1] &= ~0x10;
-      if (!r[i].ok || before != p.recheck) p.recheck.clear();
-    }
-    return absl::OkStatus();
+      p.unchanged = false;
+      if (now == nullptr) return;
+      std::array<uint8_t, kWindow> again{};
+      std::memcpy(again.data(), now, n);
+      again[st] &= ~0x10;
+      p.window[st] &= ~0x10;
+      p.unchanged = std::memcmp(again.data(), p.window.data(), n) == 0;
+    });
   }
 
  private:
@@ -344,54 +352,34 @@ absl::StatusOr<Snapshot> TakeSnapshot(pid_t pid, const symbolizer::GoBinary& bin
   for (int attempt = 0; attempt < options.max_attempts && !todo.empty(); ++attempt) {
     if (attempt > 0) snap.stats.retried += todo.size();
     bool last = attempt + 1 == options.max_attempts;
-    int64_t now = MonotonicNow();
-    if (s = reader.ReadGs(todo); !s.ok()) return s;
-    std::vector<Pending*> walk, retry;
+    if (s = reader.ReadGs(todo, MonotonicNow()); !s.ok()) return s;
+    std::vector<Pending*> live, stacks, retry;
     for (Pending* p : todo) {
-      if (p->g.empty() || !reader.Parse(*p, now)) {
+      if (!p->parsed) {
         retry.push_back(p);
       } else if (p->done) {
         ++snap.stats.dead;
       } else {
-        walk.push_back(p);  // running ones have nothing to walk, but are rechecked
+        live.push_back(p);  // running ones have no stack, but are rechecked
+        if (p->out.status != gabi::kGrunning) stacks.push_back(p);
       }
     }
-    std::vector<Pending*> stacks;
-    for (Pending* p : walk) {
-      if (p->out.status != gabi::kGrunning) stacks.push_back(p);
-    }
-    if (s = reader.ReadStacks(stacks, false); !s.ok()) return s;
-    std::vector<Pending*> more;
-    for (Pending* p : stacks) {
-      if (p->stack.empty()) continue;
-      p->walk = reader.WalkStack(*p);
-      if (p->walk == Walk::kNeedMore) more.push_back(p);
-    }
-    if (!more.empty()) {
-      if (s = reader.ReadStacks(more, true); !s.ok()) return s;
-      for (Pending* p : more) {
-        p->walk = p->stack.empty() ? Walk::kBad : reader.WalkStack(*p);
-      }
-    }
-    if (s = reader.Recheck(walk); !s.ok()) return s;
-    for (Pending* p : walk) {
-      bool stack_ok = true;
-      if (p->out.status != gabi::kGrunning) {
-        if (p->stack.empty()) {
-          stack_ok = false;
-        } else {
-          Walk w = p->walk;
-          p->out.stack_kind = w == Walk::kComplete ? StackKind::kComplete : StackKind::kTruncated;
-          stack_ok = w == Walk::kComplete;
-        }
-      }
-      if (p->recheck.empty() || (!stack_ok && !last)) {
+    if (s = reader.WalkStacks(stacks); !s.ok()) return s;
+    if (s = reader.Recheck(live); !s.ok()) return s;
+    for (Pending* p : live) {
+      bool running = p->out.status == gabi::kGrunning;
+      bool stack_ok = running || p->walk == Walk::kComplete;
+      if (!p->unchanged || (!stack_ok && !last)) {
         retry.push_back(p);
         continue;
       }
-      if (!stack_ok) {
+      if (running) {
+        p->out.stack_kind = StackKind::kNone;
+      } else if (stack_ok) {
+        p->out.stack_kind = StackKind::kComplete;
+      } else {
         p->out.stack_kind = StackKind::kTruncated;
-        if (p->stack.empty()) p->out.stack = {p->pc - *bias};
+        if (p->out.stack.empty()) p->out.stack = {p->pc - *bias};
         ++snap.stats.stacks_truncated;
       }
       p->accepted = true;
@@ -403,7 +391,7 @@ absl::StatusOr<Snapshot> TakeSnapshot(pid_t pid, const symbolizer::GoBinary& bin
   // Labels: few goroutines have them; read one by one.
   for (Pending& p : all) {
     if (!p.accepted) continue;
-    uint64_t labels = At<uint64_t>(p.g, layout->labels);
+    uint64_t labels = p.labels;
     if (labels == 0) continue;
     absl::StatusOr<LabelList> l = absl::UnavailableError("");
     for (int a = 0; a < options.max_attempts && !l.ok(); ++a) {
