@@ -54,20 +54,21 @@ const std::vector<std::string>& ParkAggregator::FunctionsAt(uint64_t pc, bool re
   return it->second;
 }
 
-std::string ParkAggregator::UserFunction(const std::vector<uint64_t>& stack) {
+std::string ParkAggregator::UserFunction(const std::vector<uint64_t>& stack, bool all_returns) {
   for (size_t i = 0; i < stack.size(); ++i) {
-    for (const std::string& fn : FunctionsAt(stack[i], i > 0)) {
+    for (const std::string& fn : FunctionsAt(stack[i], i > 0 || all_returns)) {
       if (!IsPlumbing(fn)) return fn;
     }
   }
   return "";
 }
 
-std::string ParkAggregator::WakerFunction(const std::vector<uint64_t>& stack) {
-  std::string user = UserFunction(stack);
+std::string ParkAggregator::WakerFunction(const std::vector<uint64_t>& stack,
+                                          bool all_returns) {
+  std::string user = UserFunction(stack, all_returns);
   if (!user.empty()) return user;
   for (size_t i = 0; i < stack.size(); ++i) {
-    for (const std::string& fn : FunctionsAt(stack[i], i > 0)) {
+    for (const std::string& fn : FunctionsAt(stack[i], i > 0 || all_returns)) {
       if (!IsWakeMachinery(fn)) return fn;
     }
   }
@@ -77,7 +78,7 @@ std::string ParkAggregator::WakerFunction(const std::vector<uint64_t>& stack) {
 void ParkAggregator::Finish(std::vector<uint64_t> stack, uint8_t reason, uint64_t blocked,
                             ParkState state, const Waker* waker) {
   if (waker) {
-    WakeKey wk{waker->stack, reason, UserFunction(stack)};
+    WakeKey wk{waker->stack, waker->all_returns, reason, UserFunction(stack)};
     if (wk.woken.empty()) wk.woken = "(unknown)";
     ++wakeups_[wk];
   }
@@ -107,7 +108,7 @@ void ParkAggregator::Add(const ParkRecord& r) {
     }
     case ParkRecord::kReady: {
       ++totals_.wakeups;
-      Waker w{r.stack, WakerFunction(r.stack)};
+      Waker w{r.stack, r.all_returns, WakerFunction(r.stack, r.all_returns)};
       auto it = open_.find(r.goid);
       if (it != open_.end()) {
         it->second.woken = true;
@@ -190,7 +191,10 @@ absl::StatusOr<pp::Profile> BuildParkProfile(const ParkAggregator& agg,
     b.Label(s, kLabelParkState, ParkStateName(key.state));
   }
   for (const auto& [key, n] : agg.wakeups()) {
-    pp::Sample* s = b.AddSample(*bin, key.stack);
+    pp::Sample* s = b.AddSample(*bin, {});
+    for (size_t i = 0; i < key.stack.size(); ++i) {
+      s->add_location_id(b.Location(*bin, key.stack[i], i > 0 || key.all_returns));
+    }
     s->add_value(0);
     s->add_value(0);
     s->add_value(static_cast<int64_t>(n));

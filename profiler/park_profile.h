@@ -58,6 +58,9 @@ struct ParkRecord {
   uint64_t other = 0;
   uint8_t wait_reason = 0;
   bool untracked = false;  // kResume without a remembered park
+  // Every PC is a return address, the first too (a waker's stack taken
+  // from curg.sched.bp); else the first is where execution is.
+  bool all_returns = false;
   std::vector<uint64_t> stack;
 };
 
@@ -101,11 +104,12 @@ class ParkAggregator {
   };
   struct WakeKey {
     std::vector<uint64_t> stack;
+    bool all_returns = false;  // see ParkRecord
     uint8_t wait_reason = 0;
     std::string woken;
     template <typename H>
     friend H AbslHashValue(H h, const WakeKey& k) {
-      return H::combine(std::move(h), k.stack, k.wait_reason, k.woken);
+      return H::combine(std::move(h), k.stack, k.all_returns, k.wait_reason, k.woken);
     }
     bool operator==(const WakeKey&) const = default;
   };
@@ -117,14 +121,15 @@ class ParkAggregator {
   std::string_view WaitReason(uint8_t r) const { return layout_.WaitReason(r); }
 
   // The first frame outside runtime, sync and internal/* ("" if none).
-  std::string UserFunction(const std::vector<uint64_t>& stack);
+  std::string UserFunction(const std::vector<uint64_t>& stack, bool all_returns = false);
   // UserFunction, else the first runtime frame past the wakeup plumbing
   // (runtime.goroutineReady for timers), else "(unknown)".
-  std::string WakerFunction(const std::vector<uint64_t>& stack);
+  std::string WakerFunction(const std::vector<uint64_t>& stack, bool all_returns);
 
  private:
   struct Waker {
     std::vector<uint64_t> stack;
+    bool all_returns = false;
     std::string function;
   };
   struct Open {

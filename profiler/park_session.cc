@@ -324,6 +324,8 @@ int ParkTracer::OnSample(void* ctx, void* data, size_t size) {
   r.other = h.other;
   r.wait_reason = h.wait_reason;
   r.untracked = (h.flags & GPK_F_UNTRACKED) != 0;
+  r.all_returns =
+      r.kind == ParkRecord::kReady && !(h.flags & (GPK_F_WAKER_SELF | GPK_F_WAKER_SCHED));
   r.stack.resize(h.n_stack);
   const uint8_t* p = static_cast<const uint8_t*>(data) + sizeof(h);
   for (uint16_t i = 0; i < h.n_stack; ++i) {
