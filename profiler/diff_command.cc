@@ -1,6 +1,7 @@
 // `goerrprof diff BASE NEW`: what changed between two error profiles, as a
 // table, Markdown (for a CI job summary) or JSON. Exit 0: nothing regressed;
 // 1: something did; 2: bad input. The rules are in profile_diff.h.
+#include <algorithm>
 #include <cstdio>
 #include <string>
 #include <vector>
