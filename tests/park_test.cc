@@ -22,6 +22,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "goabi/go_version.h"
 #include "gtest/gtest.h"
 #include "profiler/park_probes.h"
 #include "profiler/park_session.h"
@@ -291,6 +292,87 @@ void CheckProbes(const CorpusBinary& b) {
   RegisterCorpusTests("ParkProbes", "*", false, CheckProbes);
   return true;
 }();
+
+// The newest default parktrace of the corpus, or "" (the corpus test says why).
+std::string NewestParktrace() {
+  auto corpus = LoadCorpus(false);
+  if (!corpus.ok()) return "";
+  std::string best, path;
+  for (const CorpusBinary& b : *corpus) {
+    if (b.program != "parktrace" || b.flavour != "default") continue;
+    auto v = goabi::GoVersion::Parse(b.go_version);
+    auto bv = goabi::GoVersion::Parse(best);
+    if (v && (!bv || *bv < *v)) {
+      best = b.go_version;
+      path = BinaryPath(b);
+    }
+  }
+  return path;
+}
+
+// A ring too small for the records, drained only at the end: the lost
+// records are counted, reported in the profile, and pairing stays sane.
+TEST(ParkTracerDrops, TinyRingCountsDrops) {
+  if (geteuid() != 0) GTEST_SKIP() << "park tracing needs root (BPF uprobes)";
+  const std::string path = NewestParktrace();
+  ASSERT_FALSE(path.empty()) << "no parktrace in the corpus";
+  auto binary = symbolizer::GoBinary::Open(path);
+  ASSERT_TRUE(binary.ok()) << binary.status();
+  auto child = Child::Spawn({path});
+  ASSERT_TRUE(child.ok()) << child.status();
+  auto ready = (*child)->ReadLine(false, 30);
+  ASSERT_TRUE(ready.ok()) << ready.status();
+  profiler::ParkOptions o;
+  o.ringbuf_bytes = 4096;  // one page: a few dozen records
+  auto tracer = ParkTracer::Start((*child)->pid(), **binary, o);
+  ASSERT_TRUE(tracer.ok()) << tracer.status();
+  ASSERT_TRUE((*child)->Write("\n").ok());
+  auto line = (*child)->ReadLine(false, 90);  // no draining meanwhile
+  ASSERT_TRUE(line.ok()) << line.status();
+  (*tracer)->Stop();
+  ASSERT_TRUE((*child)->Write("\n").ok());
+  auto done = (*child)->Finish(60);
+  ASSERT_TRUE(done.ok()) << done.status();
+
+  profiler::ParkCounters c = (*tracer)->counters();
+  EXPECT_GT(c[GPK_CTR_DROP_RINGBUF], 0u);
+  EXPECT_EQ(c.dropped(), c[GPK_CTR_DROP_RINGBUF] + c[GPK_CTR_DROP_BUSY] + c.decode_errors);
+  // Every probe hit became a record or a counted drop.
+  EXPECT_EQ(c[GPK_CTR_EVENTS] + c[GPK_CTR_DROP_RINGBUF] + c[GPK_CTR_DROP_BUSY],
+            c[GPK_CTR_PARK_HITS] + c[GPK_CTR_RESUME_HITS] + c[GPK_CTR_READY_HITS]);
+  EXPECT_EQ(c.records + c.decode_errors, c[GPK_CTR_EVENTS]);
+  EXPECT_LT(c.totals.parks, c[GPK_CTR_PARK_HITS]);
+  auto p = (*tracer)->BuildProfile();
+  ASSERT_TRUE(p.ok()) << p.status();
+  std::string comments;
+  for (int64_t i : p->comment()) absl::StrAppend(&comments, p->string_table(i), "\n");
+  EXPECT_NE(comments.find(absl::StrCat("drop_ringbuf=", c[GPK_CTR_DROP_RINGBUF])),
+            std::string::npos)
+      << comments;
+}
+
+// A pid running another executable than the binary given.
+TEST(ParkTracerStart, WrongBinary) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root to read /proc/PID/exe of any process";
+  const std::string path = NewestParktrace();
+  ASSERT_FALSE(path.empty()) << "no parktrace in the corpus";
+  auto corpus = LoadCorpus(false);
+  ASSERT_TRUE(corpus.ok());
+  std::string other;
+  for (const CorpusBinary& b : *corpus) {
+    if (b.program == "errgen" && b.flavour == "default") other = BinaryPath(b);
+  }
+  ASSERT_FALSE(other.empty());
+  auto binary = symbolizer::GoBinary::Open(other);
+  ASSERT_TRUE(binary.ok()) << binary.status();
+  auto child = Child::Spawn({path});
+  ASSERT_TRUE(child.ok()) << child.status();
+  ASSERT_TRUE((*child)->ReadLine(false, 30).ok());
+  auto t = ParkTracer::Start((*child)->pid(), **binary, {});
+  ASSERT_FALSE(t.ok());
+  EXPECT_TRUE(absl::IsInvalidArgument(t.status())) << t.status();
+  EXPECT_NE(t.status().message().find("does not run"), std::string::npos) << t.status();
+}
 
 TEST(ParkCorpus, HasParktrace) {
   auto corpus = LoadCorpus(false);
