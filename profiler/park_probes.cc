@@ -4,6 +4,7 @@
 
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
@@ -51,14 +52,19 @@ absl::StatusOr<ParkProbes> FindParkProbes(const symbolizer::GoBinary& binary) {
   size_t left = code->size();
   uint64_t pc = gopark->entry;
   int calls = 0;
+  std::vector<uint64_t> jump_targets;
   ParkProbes out;
   out.gopark = gopark->entry;
   out.mcall = mcall->entry;
   out.ready = ready->entry;
   // Linear decoding is exact here: Go emits no data inside functions.
   while (left > 0 && cs_disasm_iter(handle, &p, &left, &pc, insn)) {
-    if (insn->id != X86_INS_CALL) continue;
     const cs_x86& x = insn->detail->x86;
+    if (cs_insn_group(handle, insn, CS_GRP_JUMP) && x.op_count == 1 &&
+        x.operands[0].type == X86_OP_IMM) {
+      jump_targets.push_back(static_cast<uint64_t>(x.operands[0].imm));
+    }
+    if (insn->id != X86_INS_CALL) continue;
     if (x.op_count == 1 && x.operands[0].type == X86_OP_IMM &&
         static_cast<uint64_t>(x.operands[0].imm) == mcall->entry) {
       ++calls;
@@ -75,6 +81,14 @@ absl::StatusOr<ParkProbes> FindParkProbes(const symbolizer::GoBinary& binary) {
   }
   if (out.resume >= gopark->end) {
     return absl::NotFoundError("runtime.gopark ends at its CALL runtime.mcall");
+  }
+  // The resume probe must run only when a parked goroutine continues: no
+  // other path of gopark may reach it (a shared epilogue would).
+  for (uint64_t t : jump_targets) {
+    if (t == out.resume) {
+      return absl::NotFoundError(absl::StrFormat(
+          "runtime.gopark jumps to 0x%x, the instruction after its CALL runtime.mcall", t));
+    }
   }
   return out;
 }
