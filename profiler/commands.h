@@ -13,7 +13,8 @@ namespace goerrprof::profiler {
 
 int RunInspect(const std::vector<std::string>& args);
 int RunSymbolize(const std::vector<std::string>& args);
-int RunRecord(const std::vector<std::string>& args);
+// `command`: what followed a bare "--" (record -- COMMAND ARGS...).
+int RunRecord(const std::vector<std::string>& args, const std::vector<std::string>& command);
 int RunGoroutines(const std::vector<std::string>& args);
 int RunDiff(const std::vector<std::string>& args);
 

@@ -12,10 +12,14 @@ uint64_t ProfileCounters::dropped() const {
 }
 
 void ErrorProfile::Add(const CapturedError& e, uint32_t process) {
+  Add(e, process, options_.render);
+}
+
+void ErrorProfile::Add(const CapturedError& e, uint32_t process, const RenderOptions& render) {
   SampleKey key;
   key.stack = e.stack.empty() ? std::vector<uint64_t>{e.ip} : e.stack;
   key.type = e.links.empty() ? LinkTypeName(CapturedLink{}) : LinkTypeName(e.links[0]);
-  key.message = RenderMessage(e, 0, options_.render);
+  key.message = RenderMessage(e, 0, render);
   key.chain = RenderChain(e);
   key.goroutine = e.goid;
   // Go names no creator for goroutine 1 either (runtime.main's is assembly).

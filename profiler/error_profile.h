@@ -72,6 +72,9 @@ class ErrorProfile {
   // Renders and counts one event of process number `process`. An event
   // without a stack is placed at its ip.
   void Add(const CapturedError& e, uint32_t process = 0);
+  // Likewise, rendering with `render` instead of the profile's options (a
+  // recording of several processes built by different Go releases).
+  void Add(const CapturedError& e, uint32_t process, const RenderOptions& render);
   // Counts `count` events with labels already rendered. key.stack must not be
   // empty. `partial`: how many of them were captured incompletely.
   void Add(SampleKey key, uint64_t count = 1, uint64_t partial = 0);

@@ -8,6 +8,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "profiler/commands.h"
+#include "profiler/probe_plan.h"
 #include "profiler/flags.h"
 #include "profiler/json_writer.h"
 #include "symbolizer/go_binary.h"
@@ -141,7 +142,10 @@ int RunInspect(const std::vector<std::string>& args) {
   absl::Status types_status;
   auto reader = (*bin)->types();
   if (reader.ok()) {
-    auto found = symbolizer::FindErrorTypes(**reader);
+    // Types the code refers to count too: one only boxed into `any` has no itab.
+    auto refs = TypeDescriptorRefs(**bin);
+    auto found = symbolizer::FindErrorTypes(
+        **reader, refs.ok() ? absl::Span<const uint64_t>(*refs) : absl::Span<const uint64_t>());
     if (found.ok()) {
       types = std::move(*found);
     } else {

@@ -28,7 +28,8 @@ constexpr char kUsage[] =
     "  goerrprof inspect [--json] (BINARY | --pid PID)\n"
     "  goerrprof symbolize [--json] BINARY ADDR...\n"
     "  goerrprof record --pid PID [--duration D] [-o errors.pb.gz] [--max-chain N]\n"
-    "                 [--ringbuf-bytes N]\n"
+    "                 [--ringbuf-bytes N] [--goroutines]\n"
+    "  goerrprof record [-o errors.pb.gz] [--toolchain] [--goroutines] -- COMMAND ARGS...\n"
     "  goerrprof goroutines --pid PID [-o goroutines.pb.gz] [--text] [--leaks [--min-wait D]]\n"
     "  goerrprof diff BASE NEW [--threshold PCT] [--json | --markdown]\n";
 
@@ -88,9 +89,20 @@ int main(int argc, char** argv) {
   }
   std::string command = positional[1];
   std::vector<std::string> args(positional.begin() + 2, positional.end());
+  // What follows a bare "--" is a command to run (record -- COMMAND).
+  std::vector<std::string> after_dashes;
+  for (int i = 1; i < argc; ++i) {
+    if (std::string(argv[i]) == "--") {
+      after_dashes.assign(argv + i + 1, argv + argc);
+      break;
+    }
+  }
+  if (after_dashes.size() <= args.size()) {
+    args.resize(args.size() - after_dashes.size());
+  }
   if (command == "inspect") return goerrprof::profiler::RunInspect(args);
   if (command == "symbolize") return goerrprof::profiler::RunSymbolize(args);
-  if (command == "record") return goerrprof::profiler::RunRecord(args);
+  if (command == "record") return goerrprof::profiler::RunRecord(args, after_dashes);
   if (command == "goroutines") return goerrprof::profiler::RunGoroutines(args);
   if (command == "diff") return goerrprof::profiler::RunDiff(args);
   std::fprintf(stderr, "goerrprof: unknown command \"%s\"\n%s", command.c_str(),

@@ -98,7 +98,12 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "%s\n", std::string(reader.status().message()).c_str());
     return 1;
   }
-  auto types = goerrprof::symbolizer::FindErrorTypes(**reader);
+  auto refs = goerrprof::profiler::TypeDescriptorRefs(**bin);
+  if (!refs.ok()) {
+    std::fprintf(stderr, "%s\n", std::string(refs.status().message()).c_str());
+    return 1;
+  }
+  auto types = goerrprof::symbolizer::FindErrorTypes(**reader, *refs);
   if (!types.ok()) {
     std::fprintf(stderr, "%s\n", std::string(types.status().message()).c_str());
     return 1;

@@ -32,7 +32,27 @@ void AddFields(const TypeReader& types, const GoType& st, ErrorType* out) {
 
 }  // namespace
 
-absl::StatusOr<std::vector<ErrorType>> FindErrorTypes(const TypeReader& types) {
+// An ErrorType for the descriptor at addr, with its field layout.
+absl::StatusOr<ErrorType> Describe(const TypeReader& types, uint64_t addr) {
+  ASSIGN_OR_RETURN(GoType t, types.Read(addr));
+  ErrorType et;
+  et.name = t.name;
+  et.type_addr = t.addr;
+  et.kind = t.kind;
+  et.size = t.size;
+  if (t.kind == GoKind::kStruct) AddFields(types, t, &et);
+  if (t.kind == GoKind::kPointer) {
+    auto elem = types.Read(t.elem);
+    if (elem.ok()) {
+      et.elem_size = elem->size;
+      if (elem->kind == GoKind::kStruct) AddFields(types, *elem, &et);
+    }
+  }
+  return et;
+}
+
+absl::StatusOr<std::vector<ErrorType>> FindErrorTypes(const TypeReader& types,
+                                                      absl::Span<const uint64_t> candidates) {
   ASSIGN_OR_RETURN(std::vector<GoItab> itabs, types.Itabs());
   absl::flat_hash_map<uint64_t, bool> is_error_iface;
   absl::flat_hash_map<uint64_t, size_t> index;  // concrete type -> position in out
@@ -49,29 +69,26 @@ absl::StatusOr<std::vector<ErrorType>> FindErrorTypes(const TypeReader& types) {
     auto iface_name = types.Name(itab.inter);
     auto [pos, added] = index.try_emplace(itab.type, out.size());
     if (added) {
-      auto t = types.Read(itab.type);
-      if (!t.ok()) {
+      auto et = Describe(types, itab.type);
+      if (!et.ok()) {
         index.erase(itab.type);
         continue;
       }
-      ErrorType et;
-      et.name = t->name;
-      et.type_addr = t->addr;
-      et.kind = t->kind;
-      et.size = t->size;
-      if (t->kind == GoKind::kStruct) AddFields(types, *t, &et);
-      if (t->kind == GoKind::kPointer) {
-        auto elem = types.Read(t->elem);
-        if (elem.ok()) {
-          et.elem_size = elem->size;
-          if (elem->kind == GoKind::kStruct) AddFields(types, *elem, &et);
-        }
-      }
-      out.push_back(std::move(et));
+      out.push_back(std::move(*et));
     }
     ErrorType& et = out[pos->second];
     et.itabs.push_back(itab.addr);
     if (iface_name.ok()) et.interfaces.push_back(*iface_name);
+  }
+  for (uint64_t addr : candidates) {
+    if (index.contains(addr) || !types.InTypes(addr)) continue;
+    index.emplace(addr, out.size());
+    auto methods = types.ExportedMethods(addr);
+    if (!methods.ok() || std::find(methods->begin(), methods->end(), "Error") == methods->end()) {
+      continue;
+    }
+    auto et = Describe(types, addr);
+    if (et.ok()) out.push_back(std::move(*et));
   }
   std::sort(out.begin(), out.end(),
             [](const ErrorType& a, const ErrorType& b) { return a.name < b.name; });

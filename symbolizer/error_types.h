@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/types/span.h"
 #include "symbolizer/go_types.h"
 
 namespace goerrprof::symbolizer {
@@ -33,7 +34,11 @@ struct ErrorType {
 };
 
 // Sorted by name. Types whose descriptors cannot be read are skipped.
-absl::StatusOr<std::vector<ErrorType>> FindErrorTypes(const TypeReader& types);
+// `candidates`: more type descriptors to test for an Error method (those
+// the code refers to): a type only ever boxed into `any` (an argument of
+// fmt.Errorf's %w) has no itab to be found by.
+absl::StatusOr<std::vector<ErrorType>> FindErrorTypes(const TypeReader& types,
+                                                      absl::Span<const uint64_t> candidates = {});
 
 }  // namespace goerrprof::symbolizer
 

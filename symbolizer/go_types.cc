@@ -109,6 +109,45 @@ absl::StatusOr<GoType> TypeReader::Read(uint64_t addr) const {
   return t;
 }
 
+absl::StatusOr<std::vector<std::string>> TypeReader::ExportedMethods(uint64_t addr) const {
+  constexpr uint8_t kTflagUncommon = 1 << 0;
+  std::vector<std::string> out;
+  ASSIGN_OR_RETURN(absl::Span<const uint8_t> tflag, elf_.ReadVirtual(addr + layout_.tflag, 1));
+  if (!(tflag[0] & kTflagUncommon)) return out;
+  ASSIGN_OR_RETURN(GoKind kind, Kind(addr));
+  // The uncommon record follows the kind-specific one (internal/abi).
+  uint64_t extra = 0;
+  switch (kind) {
+    case GoKind::kPointer:
+    case GoKind::kSlice: extra = 8; break;                  // Elem
+    case GoKind::kChan: extra = 16; break;                  // Elem, Dir
+    case GoKind::kArray: extra = 24; break;                 // Elem, Slice, Len
+    case GoKind::kStruct:
+    case GoKind::kInterface: extra = 32; break;             // PkgPath, []fields/methods
+    case GoKind::kFunc:
+    case GoKind::kMap: return out;
+    default: break;  // the basic kinds have no kind-specific part
+  }
+  uint64_t u = addr + layout_.header_size + extra;
+  ASSIGN_OR_RETURN(absl::Span<const uint8_t> rec, elf_.ReadVirtual(u, 12));
+  uint16_t mcount, xcount;
+  uint32_t moff;
+  std::memcpy(&mcount, rec.data() + 4, 2);
+  std::memcpy(&xcount, rec.data() + 6, 2);
+  std::memcpy(&moff, rec.data() + 8, 4);
+  if (xcount > mcount || mcount > kMaxFields) {
+    return absl::OutOfRangeError("implausible method count");
+  }
+  // Each method: name nameOff, mtyp typeOff, ifn and tfn textOffs; the
+  // exported ones come first.
+  for (uint16_t i = 0; i < xcount; ++i) {
+    ASSIGN_OR_RETURN(uint32_t name, elf_.ReadU32(u + moff + 16ull * i));
+    ASSIGN_OR_RETURN(std::string m, NameOff(static_cast<int32_t>(name)));
+    out.push_back(std::move(m));
+  }
+  return out;
+}
+
 absl::StatusOr<std::vector<GoItab>> TypeReader::Itabs() const {
   std::vector<GoItab> out;
   if (md_.itab_bytes > 0) {

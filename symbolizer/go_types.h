@@ -56,6 +56,12 @@ class TypeReader {
   absl::StatusOr<GoKind> Kind(uint64_t addr) const;
   // Every itab the linker laid out (moduledata.itablinks).
   absl::StatusOr<std::vector<GoItab>> Itabs() const;
+  // Names of the type's exported methods (its uncommon type's method table;
+  // for *T, the methods of T and *T). Empty for types without methods and
+  // for func and map types, whose records this reader does not size.
+  absl::StatusOr<std::vector<std::string>> ExportedMethods(uint64_t addr) const;
+  // Whether addr lies among the type descriptors.
+  bool InTypes(uint64_t addr) const { return addr >= md_.types && addr < md_.etypes; }
 
  private:
   // A runtime `name` at addr: flag byte, length, bytes.

@@ -75,3 +75,10 @@ func labelKey(kv []string) string {
 	}
 	return out
 }
+
+// initErr is made while package main initializes, before main runs: only a
+// profiler that starts with the process sees it.
+var initErr = makeInitError()
+
+//go:noinline
+func makeInitError() error { return fmt.Errorf("errgen: created during %s", "init") }

@@ -1,0 +1,95 @@
+/* Follows a command's process tree for `goerrprof record -- COMMAND`:
+ * forks of followed processes join the followed set, and every exec of a
+ * followed process is stopped with SIGSTOP before its first user
+ * instruction and reported, so user space can attach the error probes of
+ * the new executable and continue it without missing its early errors.
+ * Only BTF tracepoints: no kprobes, nothing written to any process. */
+#include "vmlinux.h"
+
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+
+#include "bpf/follow_abi.h"
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+#define GEF_SIGSTOP 19
+
+/* 0: report execs without stopping them (user space cannot keep up). */
+const volatile __u32 stop_on_exec = 1;
+
+struct {
+  __uint(type, BPF_MAP_TYPE_HASH);
+  __uint(max_entries, 65536);
+  __type(key, __u32); /* tgid */
+  __type(value, __u32);
+} followed SEC(".maps");
+
+struct {
+  __uint(type, BPF_MAP_TYPE_RINGBUF);
+  __uint(max_entries, 1 << 16);
+} follow_events SEC(".maps");
+
+struct {
+  __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+  __uint(max_entries, GEF_CTR__COUNT);
+  __type(key, __u32);
+  __type(value, __u64);
+} follow_counters SEC(".maps");
+
+static __always_inline void bump(__u32 c) {
+  __u64 *v = bpf_map_lookup_elem(&follow_counters, &c);
+  if (v) *v += 1;
+}
+
+SEC("tp_btf/sched_process_fork")
+int BPF_PROG(gef_fork, struct task_struct *parent, struct task_struct *child) {
+  __u32 ptgid = BPF_CORE_READ(parent, tgid);
+  __u32 ctgid = BPF_CORE_READ(child, tgid);
+  if (ctgid == ptgid) return 0; /* a new thread */
+  if (!bpf_map_lookup_elem(&followed, &ptgid)) return 0;
+  __u32 one = 1;
+  if (bpf_map_update_elem(&followed, &ctgid, &one, BPF_NOEXIST) == 0)
+    bump(GEF_CTR_FORKS);
+  else
+    bump(GEF_CTR_DROP_FULL);
+  return 0;
+}
+
+SEC("tp_btf/sched_process_exec")
+int BPF_PROG(gef_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm) {
+  __u32 tgid = bpf_get_current_pid_tgid() >> 32;
+  if (!bpf_map_lookup_elem(&followed, &tgid)) return 0;
+  bump(GEF_CTR_EXECS);
+  /* Reserve first: a process stopped without a report would never be
+   * continued. */
+  struct gef_exec_event *ev = bpf_ringbuf_reserve(&follow_events, sizeof(*ev), 0);
+  if (!ev) {
+    bump(GEF_CTR_DROP_RINGBUF);
+    return 0;
+  }
+  ev->ts_ns = bpf_ktime_get_ns();
+  ev->pid = tgid;
+  ev->ppid = BPF_CORE_READ(p, real_parent, tgid);
+  ev->stopped = 0;
+  ev->pad = 0;
+  if (stop_on_exec) {
+    /* Delivered on the way back to user space: before the first instruction. */
+    if (bpf_send_signal(GEF_SIGSTOP) == 0)
+      ev->stopped = 1;
+    else
+      bump(GEF_CTR_SIGNAL_FAILED);
+  }
+  bpf_ringbuf_submit(ev, 0);
+  return 0;
+}
+
+SEC("tp_btf/sched_process_exit")
+int BPF_PROG(gef_exit, struct task_struct *p) {
+  /* The group leader's exit ends the process: its tgid may be reused. */
+  if (BPF_CORE_READ(p, pid) != BPF_CORE_READ(p, tgid)) return 0;
+  __u32 tgid = BPF_CORE_READ(p, tgid);
+  bpf_map_delete_elem(&followed, &tgid);
+  return 0;
+}

@@ -1,0 +1,3 @@
+module goerrprof.test/cimodule
+
+go 1.21

@@ -1,0 +1,31 @@
+package parse
+
+import (
+	"fmt"
+	"os"
+	"testing"
+
+	cimodule "goerrprof.test/cimodule"
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if err := cimodule.WriteTruth("parse"); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		code = 1
+	}
+	os.Exit(code)
+}
+
+func TestBadInputs(t *testing.T) {
+	bad := []string{"nohost", "h:x", "h:", "other", "h:99999999999999999999", "h:70000"}
+	for _, s := range bad {
+		if _, _, err := HostPort(s); err == nil {
+			t.Fatalf("%q parsed", s)
+		}
+	}
+	cimodule.Created(HostPort, len(bad))
+	if _, p, err := HostPort("localhost:8080"); err != nil || p != 8080 {
+		t.Fatalf("got %d, %v", p, err)
+	}
+}

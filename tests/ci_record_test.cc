@@ -1,0 +1,288 @@
+// `goerrprof record -- COMMAND` and `goerrprof diff` as a CI job uses them,
+// with real BPF: `go test ./...` on testdata/ci_module is recorded as is,
+// again, and with GOERRPROF_REGRESS=1 (a new error site, another doubled);
+// counts per site equal what the test binaries wrote about themselves;
+// diff passes the first pair and fails the second naming the sites; exit
+// codes, stdin/stdout and signals pass through the recorder.
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <set>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/strip.h"
+#include "absl/strings/str_cat.h"
+#include "gtest/gtest.h"
+#include "profiler/pprof_writer.h"
+#include "tests/test_support.h"
+
+namespace goerrprof::testing {
+namespace {
+
+using perftools::profiles::Profile;
+
+constexpr char kModulePrefix[] = "goerrprof.test/cimodule/";
+
+bool IsRoot() { return geteuid() == 0; }
+
+std::string ModuleDir() { return std::string(GOERRPROF_SOURCE_DIR) + "/testdata/ci_module"; }
+
+// The go command the corpus is built with (scripts/build_go_corpus.sh).
+std::string GoCommand() {
+  if (access("/usr/local/go/bin/go", X_OK) == 0) return "/usr/local/go/bin/go";
+  return "go";
+}
+
+std::string NewDir(const std::string& name) {
+  std::string dir = absl::StrCat(::testing::TempDir(), "/ci_", name, "_", getpid());
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  return dir;
+}
+
+// `goerrprof record -o out -- env VARS go test -count=1 ./...` on the module.
+CommandResult RecordGoTest(const std::string& out, const std::string& truth_dir,
+                           const std::vector<std::string>& vars) {
+  std::vector<std::string> argv = {GoerrprofPath(), "record", "-o", out, "--", "env",
+                                   "GOTOOLCHAIN=local", "GOFLAGS=-mod=mod",
+                                   absl::StrCat("GOERRPROF_TRUTH_DIR=", truth_dir)};
+  argv.insert(argv.end(), vars.begin(), vars.end());
+  for (const std::string& a : {GoCommand(), std::string("-C"), ModuleDir(), std::string("test"),
+                               std::string("-count=1"), std::string("./...")}) {
+    argv.push_back(a);
+  }
+  return RunCommand(argv, 600);
+}
+
+struct Sample {
+  std::string site;  // first frame from the leaf inside the module
+  // Made while writing the truth file (epoll refuses regular files: EPERM),
+  // which the truth cannot count.
+  bool truth_writer = false;
+  std::string type, binary;
+  int64_t pid = 0, count = 0;
+};
+
+std::vector<Sample> Samples(const Profile& p) {
+  auto str = [&](int64_t i) { return p.string_table(static_cast<int>(i)); };
+  std::map<uint64_t, const perftools::profiles::Location*> locs;
+  for (const auto& l : p.location()) locs[l.id()] = &l;
+  std::map<uint64_t, std::string> funcs;
+  for (const auto& f : p.function()) funcs[f.id()] = str(f.name());
+  std::vector<Sample> out;
+  for (const auto& s : p.sample()) {
+    Sample x;
+    x.count = s.value(0);
+    for (uint64_t id : s.location_id()) {
+      for (const auto& line : locs[id]->line()) {
+        const std::string& fn = funcs[line.function_id()];
+        if (x.site.empty() && absl::StartsWith(fn, kModulePrefix)) x.site = fn;
+        if (fn == "goerrprof.test/cimodule.WriteTruth") x.truth_writer = true;
+      }
+    }
+    for (const auto& l : s.label()) {
+      std::string key = str(l.key());
+      if (key == profiler::kLabelType) x.type = str(l.str());
+      if (key == profiler::kLabelBinary) x.binary = str(l.str());
+      if (key == profiler::kLabelPid) x.pid = l.num();
+    }
+    out.push_back(x);
+  }
+  return out;
+}
+
+// Each test binary's truth file: {"pid": N, "sites": {"pkg.Func": count}}.
+struct Truth {
+  std::map<std::string, int64_t> sites;
+  std::map<std::string, int64_t> pids;  // test binary name -> pid
+};
+
+Truth ReadTruth(const std::string& dir) {
+  Truth t;
+  for (const auto& entry : std::filesystem::directory_iterator(dir)) {
+    std::ifstream in(entry.path());
+    std::stringstream text;
+    text << in.rdbuf();
+    auto v = ParseJson(text.str());
+    EXPECT_TRUE(v.ok()) << entry.path() << ": " << v.status();
+    if (!v.ok()) continue;
+    t.pids[entry.path().stem().string() + ".test"] = GetInt(*v, "pid");
+    for (const auto& [fn, n] : Get(*v, "sites").struct_value().fields()) {
+      t.sites[fn] += static_cast<int64_t>(n.number_value());
+    }
+  }
+  return t;
+}
+
+// Records one `go test` run and checks the profile against its truth.
+void RecordAndCheck(const std::string& name, const std::vector<std::string>& vars,
+                    std::string* profile_path) {
+  std::string dir = NewDir(name);
+  std::string truth_dir = dir + "/truth";
+  std::filesystem::create_directories(truth_dir);
+  *profile_path = dir + "/errors.pb.gz";
+  CommandResult r = RecordGoTest(*profile_path, truth_dir, vars);
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  // go test's own output passes through untouched.
+  EXPECT_TRUE(absl::StrContains(r.out, "ok  \tgoerrprof.test/cimodule/store")) << r.out;
+  EXPECT_TRUE(absl::StrContains(r.err, "command exited with 0")) << r.err;
+  EXPECT_TRUE(absl::StrContains(r.err, ", 0 dropped")) << r.err;
+  Truth truth = ReadTruth(truth_dir);
+  ASSERT_EQ(truth.pids.size(), 2u) << "truth files in " << truth_dir;
+
+  auto profile = profiler::ReadProfile(*profile_path);
+  ASSERT_TRUE(profile.ok()) << profile.status();
+  std::map<std::string, int64_t> got;
+  std::set<std::string> binaries;
+  for (const Sample& s : Samples(*profile)) {
+    binaries.insert(s.binary);
+    // Each test binary is labelled with its own name and pid.
+    ASSERT_TRUE(truth.pids.contains(s.binary)) << "sample of " << s.binary;
+    EXPECT_EQ(s.pid, truth.pids[s.binary]) << s.binary;
+    if (!s.site.empty() && !s.truth_writer) got[s.site] += s.count;
+  }
+  EXPECT_EQ(got, truth.sites);
+  EXPECT_EQ(binaries, (std::set<std::string>{"parse.test", "store.test"}));
+}
+
+CommandResult Diff(const std::string& base, const std::string& now) {
+  return RunCommand({GoerrprofPath(), "diff", base, now});
+}
+
+TEST(CiRecord, GoTestAgainstTruthAndDiff) {
+  if (!IsRoot()) GTEST_SKIP() << "needs root for BPF";
+  std::string base, again, regressed;
+  ASSERT_NO_FATAL_FAILURE(RecordAndCheck("base", {}, &base));
+  ASSERT_NO_FATAL_FAILURE(RecordAndCheck("again", {}, &again));
+  ASSERT_NO_FATAL_FAILURE(RecordAndCheck("regressed", {"GOERRPROF_REGRESS=1"}, &regressed));
+
+  CommandResult same = Diff(base, again);
+  EXPECT_EQ(same.exit_code, 0) << same.out << same.err;
+
+  CommandResult worse = Diff(base, regressed);
+  EXPECT_EQ(worse.exit_code, 1) << worse.out << worse.err;
+  // The new site and the doubled one are named.
+  EXPECT_TRUE(absl::StrContains(worse.out, "cimodule/store.(*Store).Put")) << worse.out;
+  EXPECT_TRUE(absl::StrContains(worse.out, "cimodule/store.(*Store).Get")) << worse.out;
+  EXPECT_FALSE(absl::StrContains(worse.out, "cimodule/parse.HostPort")) << worse.out;
+
+  // The profiles stay usable with pprof's own comparison.
+  CommandResult pprof = RunCommand(
+      {GoCommand(), "tool", "pprof", "-top", "-diff_base", base, regressed}, 120);
+  EXPECT_EQ(pprof.exit_code, 0) << pprof.err;
+  EXPECT_TRUE(absl::StrContains(pprof.out, "(*Store).Put")) << pprof.out;
+}
+
+TEST(CiRecord, FailingTestExitCodePassesThrough) {
+  if (!IsRoot()) GTEST_SKIP() << "needs root for BPF";
+  std::string dir = NewDir("failing");
+  CommandResult r = RecordGoTest(dir + "/errors.pb.gz", dir, {"GOERRPROF_FAIL=1"});
+  EXPECT_EQ(r.exit_code, 1) << r.out << r.err;
+  EXPECT_TRUE(absl::StrContains(r.out, "failing on purpose")) << r.out;
+  EXPECT_TRUE(absl::StrContains(r.err, "command exited with 1")) << r.err;
+  auto profile = profiler::ReadProfile(dir + "/errors.pb.gz");
+  ASSERT_TRUE(profile.ok()) << profile.status();
+  EXPECT_GT(profile->sample_size(), 0);
+}
+
+// The first instructions of a recorded command are seen: errgen's
+// package-level errors.New runs in main's init, before main. Stdin and
+// stdout go straight to the command.
+TEST(CiRecord, CommandErrorsFromItsFirstInstruction) {
+  if (!IsRoot()) GTEST_SKIP() << "needs root for BPF";
+  auto corpus = LoadCorpus(false);
+  ASSERT_TRUE(corpus.ok()) << corpus.status();
+  std::string errgen;
+  for (const CorpusBinary& b : *corpus) {
+    if (b.program == "errgen" && b.flavour == "stripped") errgen = b.path;
+  }
+  ASSERT_FALSE(errgen.empty());
+  std::string out = NewDir("first") + "/errors.pb.gz";
+  auto rec = Child::Spawn({GoerrprofPath(), "record", "-o", out, "--", errgen, "-wait"});
+  ASSERT_TRUE(rec.ok()) << rec.status();
+  auto ready = (*rec)->ReadLine(false);  // errgen's own stdout, through goerrprof
+  ASSERT_TRUE(ready.ok()) << ready.status();
+  ASSERT_TRUE(absl::StartsWith(*ready, "ready ")) << *ready;
+  ASSERT_TRUE((*rec)->Write("go\n").ok());  // errgen's stdin, through goerrprof
+  auto run = (*rec)->Finish();
+  ASSERT_TRUE(run.ok()) << run.status();
+  ASSERT_EQ(run->exit_code, 0) << run->err;
+  auto truth = ParseJson(run->out);
+  ASSERT_TRUE(truth.ok()) << truth.status() << run->out;
+  const std::string pid(absl::StripPrefix(*ready, "ready "));
+  EXPECT_EQ(absl::StrCat(GetInt(*truth, "pid")), pid);
+
+  auto profile = profiler::ReadProfile(out);
+  ASSERT_TRUE(profile.ok()) << profile.status();
+  auto str = [&](int64_t i) { return profile->string_table(static_cast<int>(i)); };
+  int64_t init_errors = 0, total = 0;
+  for (const auto& s : profile->sample()) {
+    total += s.value(0);
+    std::string message, label_pid;
+    for (const auto& l : s.label()) {
+      if (str(l.key()) == profiler::kLabelMessage) message = str(l.str());
+      if (str(l.key()) == profiler::kLabelPid) label_pid = absl::StrCat(l.num());
+    }
+    EXPECT_EQ(label_pid, pid);
+    if (message == "errgen: created during init") init_errors += s.value(0);
+  }
+  EXPECT_EQ(init_errors, 1);
+  int64_t want = 0;
+  for (const auto& sc : Get(*truth, "scenarios").list_value().values()) want += GetInt(sc, "count");
+  EXPECT_GE(total, want + 1);
+}
+
+// A signal sent to goerrprof (a CI runner's timeout) reaches the command,
+// whose death by it is the exit status (128 + signal), and the profile of
+// what ran is still written.
+TEST(CiRecord, SignalsAreForwarded) {
+  if (!IsRoot()) GTEST_SKIP() << "needs root for BPF";
+  auto corpus = LoadCorpus(false);
+  ASSERT_TRUE(corpus.ok()) << corpus.status();
+  std::string errgen;
+  for (const CorpusBinary& b : *corpus) {
+    if (b.program == "errgen" && b.flavour == "default") errgen = b.path;
+  }
+  std::string out = NewDir("signal") + "/errors.pb.gz";
+  auto rec = Child::Spawn({GoerrprofPath(), "record", "-o", out, "--", errgen, "-wait"});
+  ASSERT_TRUE(rec.ok()) << rec.status();
+  auto ready = (*rec)->ReadLine(false);
+  ASSERT_TRUE(ready.ok()) << ready.status();
+  ASSERT_EQ(kill((*rec)->pid(), SIGTERM), 0);
+  auto run = (*rec)->Finish();
+  ASSERT_TRUE(run.ok()) << run.status();
+  EXPECT_EQ(run->exit_code, 128 + SIGTERM) << run->err;
+  EXPECT_TRUE(absl::StrContains(run->err, "command exited with 143")) << run->err;
+  auto profile = profiler::ReadProfile(out);
+  EXPECT_TRUE(profile.ok()) << profile.status();
+}
+
+TEST(CiRecord, NonGoAndMissingCommands) {
+  if (!IsRoot()) GTEST_SKIP() << "needs root for BPF";
+  std::string dir = NewDir("nongo");
+  CommandResult r = RunCommand({GoerrprofPath(), "record", "-o", dir + "/a.pb.gz", "--", "sh",
+                                "-c", "echo hello; exit 7"});
+  EXPECT_EQ(r.exit_code, 7) << r.err;
+  EXPECT_EQ(r.out, "hello\n");
+  auto empty = profiler::ReadProfile(dir + "/a.pb.gz");
+  ASSERT_TRUE(empty.ok()) << empty.status();
+  EXPECT_EQ(empty->sample_size(), 0);
+
+  r = RunCommand({GoerrprofPath(), "record", "-o", dir + "/b.pb.gz", "--", "/nonexistent/cmd"});
+  EXPECT_EQ(r.exit_code, 127) << r.err;
+  EXPECT_TRUE(absl::StrContains(r.err, "cannot run /nonexistent/cmd")) << r.err;
+
+  r = RunCommand({GoerrprofPath(), "record", "--pid=1", "--", "true"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_TRUE(absl::StrContains(r.err, "not both")) << r.err;
+}
+
+}  // namespace
+}  // namespace goerrprof::testing
