@@ -1,5 +1,7 @@
 #include "profiler/park_profile.h"
 
+#include <algorithm>
+
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -76,7 +78,7 @@ std::string ParkAggregator::WakerFunction(const std::vector<uint64_t>& stack,
 }
 
 void ParkAggregator::Finish(std::vector<uint64_t> stack, uint8_t reason, uint64_t blocked,
-                            ParkState state, const Waker* waker) {
+                            uint64_t runnable, ParkState state, const Waker* waker) {
   if (waker) {
     WakeKey wk{waker->stack, waker->all_returns, reason, UserFunction(stack)};
     if (wk.woken.empty()) wk.woken = "(unknown)";
@@ -86,6 +88,7 @@ void ParkAggregator::Finish(std::vector<uint64_t> stack, uint8_t reason, uint64_
   ParkValue& v = parks_[key];
   ++v.parks;
   v.blocked_ns += blocked;
+  v.runnable_ns += std::min(runnable, blocked);
 }
 
 void ParkAggregator::Add(const ParkRecord& r) {
@@ -108,7 +111,7 @@ void ParkAggregator::Add(const ParkRecord& r) {
     }
     case ParkRecord::kReady: {
       ++totals_.wakeups;
-      Waker w{r.stack, r.all_returns, WakerFunction(r.stack, r.all_returns)};
+      Waker w{r.stack, r.all_returns, WakerFunction(r.stack, r.all_returns), r.ts_ns};
       auto it = open_.find(r.goid);
       if (it != open_.end()) {
         it->second.woken = true;
@@ -125,7 +128,8 @@ void ParkAggregator::Add(const ParkRecord& r) {
         Open o = std::move(it->second);
         open_.erase(it);
         uint64_t blocked = r.ts_ns > o.ts_ns ? r.ts_ns - o.ts_ns : 0;
-        Finish(std::move(o.stack), o.wait_reason, blocked, ParkState::kResumed,
+        uint64_t runnable = o.woken && r.ts_ns > o.waker.ts_ns ? r.ts_ns - o.waker.ts_ns : 0;
+        Finish(std::move(o.stack), o.wait_reason, blocked, runnable, ParkState::kResumed,
                o.woken ? &o.waker : nullptr);
         break;
       }
@@ -141,7 +145,8 @@ void ParkAggregator::Add(const ParkRecord& r) {
       }
       ++totals_.resumed_before_start;
       uint64_t blocked = r.ts_ns > start_ns_ ? r.ts_ns - start_ns_ : 0;
-      Finish(r.stack, r.wait_reason, blocked, ParkState::kParkedBeforeStart,
+      uint64_t runnable = waker && r.ts_ns > waker->ts_ns ? r.ts_ns - waker->ts_ns : 0;
+      Finish(r.stack, r.wait_reason, blocked, runnable, ParkState::kParkedBeforeStart,
              waker ? &*waker : nullptr);
       break;
     }
@@ -155,7 +160,8 @@ void ParkAggregator::Close(uint64_t stop_ns) {
     ++totals_.still_parked;
     uint64_t blocked = stop_ns > o.ts_ns ? stop_ns - o.ts_ns : 0;
     // Woken but not yet running at the stop: still counted as parked.
-    Finish(std::move(o.stack), o.wait_reason, blocked, ParkState::kStillParked,
+    uint64_t runnable = o.woken && stop_ns > o.waker.ts_ns ? stop_ns - o.waker.ts_ns : 0;
+    Finish(std::move(o.stack), o.wait_reason, blocked, runnable, ParkState::kStillParked,
            o.woken ? &o.waker : nullptr);
   }
   open_.clear();
@@ -169,6 +175,7 @@ absl::StatusOr<pp::Profile> BuildParkProfile(const ParkAggregator& agg,
   PprofBuilder b;
   b.AddSampleType("parks", "count");
   b.AddSampleType("blocked", "nanoseconds");
+  b.AddSampleType("runnable", "nanoseconds");
   b.AddSampleType("wakeups", "count");
   pp::Profile& p = b.profile();
   p.set_default_sample_type(b.String("blocked"));
@@ -185,6 +192,7 @@ absl::StatusOr<pp::Profile> BuildParkProfile(const ParkAggregator& agg,
     pp::Sample* s = b.AddSample(*bin, key.stack);
     s->add_value(static_cast<int64_t>(v.parks));
     s->add_value(static_cast<int64_t>(v.blocked_ns));
+    s->add_value(static_cast<int64_t>(v.runnable_ns));
     s->add_value(0);
     b.Label(s, kLabelWaitReason, reason_of(key.wait_reason));
     b.Label(s, kLabelWaker, key.waker);
@@ -195,6 +203,7 @@ absl::StatusOr<pp::Profile> BuildParkProfile(const ParkAggregator& agg,
     for (size_t i = 0; i < key.stack.size(); ++i) {
       s->add_location_id(b.Location(*bin, key.stack[i], i > 0 || key.all_returns));
     }
+    s->add_value(0);
     s->add_value(0);
     s->add_value(0);
     s->add_value(static_cast<int64_t>(n));

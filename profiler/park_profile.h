@@ -5,9 +5,10 @@
 // virtual addresses, so it is testable on its own.
 //
 // The profile (gzipped profile.proto, opens with `go tool pprof`):
-//   sample types  parks/count, blocked/nanoseconds (default), wakeups/count
+//   sample types  parks/count, blocked/nanoseconds (default),
+//                 runnable/nanoseconds, wakeups/count
 //   park samples  stack = where the goroutine parked (gopark first), values
-//                 [parks, blocked, 0], labels
+//                 [parks, blocked, runnable, 0], labels
 //                   goroutine.wait_reason  the runtime's words ("chan receive")
 //                   goroutine.waker        function that woke it: the first
 //                                          frame of the waker's stack outside
@@ -18,7 +19,9 @@
 //                                          tracing stopped: counted until the
 //                                          stop) | parked_before_start (resumed,
 //                                          counted from the start)
-//   wakeup samples stack = the waker's stack, values [0, 0, wakeups], labels
+//   runnable is the part of blocked after the wakeup (runtime.ready) until
+//   the goroutine ran again: the scheduler's delay.
+//   wakeup samples stack = the waker's stack, values [0, 0, 0, wakeups], labels
 //                   goroutine.wait_reason of the woken park, goroutine.woken
 //                   (the woken park's first frame outside runtime/sync/internal)
 // Non-leaf PCs are return addresses: their locations are at pc-1.
@@ -101,6 +104,7 @@ class ParkAggregator {
   struct ParkValue {
     uint64_t parks = 0;
     uint64_t blocked_ns = 0;
+    uint64_t runnable_ns = 0;  // from the wakeup to the resume
   };
   struct WakeKey {
     std::vector<uint64_t> stack;
@@ -131,6 +135,7 @@ class ParkAggregator {
     std::vector<uint64_t> stack;
     bool all_returns = false;
     std::string function;
+    uint64_t ts_ns = 0;
   };
   struct Open {
     uint64_t ts_ns = 0;
@@ -139,8 +144,8 @@ class ParkAggregator {
     bool woken = false;
     Waker waker;
   };
-  void Finish(std::vector<uint64_t> stack, uint8_t reason, uint64_t blocked, ParkState state,
-              const Waker* waker);
+  void Finish(std::vector<uint64_t> stack, uint8_t reason, uint64_t blocked, uint64_t runnable,
+              ParkState state, const Waker* waker);
   // Function names at pc (innermost first); non-leaf PCs at pc-1.
   const std::vector<std::string>& FunctionsAt(uint64_t pc, bool ret);
 

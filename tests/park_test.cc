@@ -76,8 +76,11 @@ std::string Label(const pp::Profile& p, const pp::Sample& s, absl::string_view k
   return "";
 }
 
+// Sample value indexes: parks, blocked, runnable, wakeups.
+constexpr int kParks = 0, kBlocked = 1, kRunnable = 2, kWakeups = 3;
+
 struct Sums {
-  int64_t parks = 0, blocked = 0, wakeups = 0;
+  int64_t parks = 0, blocked = 0, runnable = 0, wakeups = 0;
   std::set<std::string> wakers, states, reasons;
 };
 
@@ -85,12 +88,13 @@ struct Sums {
 Sums ParkSums(const pp::Profile& p, const std::string& fn, const std::string& reason) {
   Sums s;
   for (const pp::Sample& smp : p.sample()) {
-    if (smp.value(0) == 0 || !FunctionsOf(p, smp).contains(fn)) continue;
+    if (smp.value(kParks) == 0 || !FunctionsOf(p, smp).contains(fn)) continue;
     std::string r = Label(p, smp, profiler::kLabelWaitReason);
     s.reasons.insert(r);
     if (r != reason) continue;
-    s.parks += smp.value(0);
-    s.blocked += smp.value(1);
+    s.parks += smp.value(kParks);
+    s.blocked += smp.value(kBlocked);
+    s.runnable += smp.value(kRunnable);
     s.wakers.insert(Label(p, smp, profiler::kLabelWaker));
     s.states.insert(Label(p, smp, profiler::kLabelParkState));
   }
@@ -101,8 +105,8 @@ Sums ParkSums(const pp::Profile& p, const std::string& fn, const std::string& re
 Sums WakeSums(const pp::Profile& p, const std::string& fn, const std::string& waker) {
   Sums s;
   for (const pp::Sample& smp : p.sample()) {
-    if (smp.value(2) == 0 || Label(p, smp, profiler::kLabelWoken) != fn) continue;
-    s.wakeups += smp.value(2);
+    if (smp.value(kWakeups) == 0 || Label(p, smp, profiler::kLabelWoken) != fn) continue;
+    s.wakeups += smp.value(kWakeups);
     if (FunctionsOf(p, smp).contains(waker)) s.wakers.insert(waker);
     s.reasons.insert(Label(p, smp, profiler::kLabelWaitReason));
   }
@@ -193,12 +197,17 @@ void CheckParkTrace(const CorpusBinary& b, const profiler::ParkOptions& options)
     EXPECT_EQ(s.states, std::set<std::string>{"resumed"});
     EXPECT_LE(s.blocked, total);
     EXPECT_GE(s.blocked, held);
+    // The wakeup came after the hold, so the runnable part fits in what
+    // the hold leaves of the blocked time.
+    EXPECT_GT(s.runnable, 0);
+    EXPECT_LE(s.runnable, s.blocked - held);
     std::printf("park_test: %s %-9s parks=%lld held=%lld ours=%lld theirs=%lld "
-                "theirs-ours/park=%.1fus ours-held/park=%.1fus\n",
+                "theirs-ours/park=%.1fus ours-held/park=%.1fus runnable/park=%.1fus\n",
                 b.Label().c_str(), name.c_str(), static_cast<long long>(s.parks),
                 static_cast<long long>(held), static_cast<long long>(s.blocked),
                 static_cast<long long>(total), count ? (total - s.blocked) / 1e3 / count : 0.0,
-                count ? (s.blocked - held) / 1e3 / count : 0.0);
+                count ? (s.blocked - held) / 1e3 / count : 0.0,
+                count ? s.runnable / 1e3 / count : 0.0);
     if (waker.empty()) {  // woken by the runtime (timers): no main.* waker
       for (const std::string& w : s.wakers) {
         EXPECT_FALSE(absl::StartsWith(w, "main.")) << w;
