@@ -9,6 +9,7 @@
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
+#include "absl/flags/reflection.h"
 #include "absl/flags/usage.h"
 #include "absl/status/status.h"
 #include "absl/strings/numbers.h"
@@ -81,6 +82,24 @@ int main(int argc, char** argv) {
       std::replace(a.begin() + 2, a.begin() + end, '-', '_');
     }
     respelled.push_back(a.data());
+  }
+  // absl exits 1 on an unknown flag, which `diff` means as "regressed":
+  // refuse it first with our own one-line error and exit code 2.
+  for (const std::string& a : spelled) {
+    if (a == "--") break;
+    if (a.size() < 2 || a[0] != '-' || a == "-") continue;
+    std::string name = a.substr(a.find_first_not_of('-'));
+    name = name.substr(0, name.find('='));
+    static const char* const kAbslOwn[] = {"help",     "helpfull", "helpshort",  "helppackage",
+                                           "helpon",   "helpmatch", "version",   "only_check_args",
+                                           "flagfile", "fromenv",  "tryfromenv", "undefok"};
+    bool known = absl::FindCommandLineFlag(name) != nullptr ||
+                 std::find(std::begin(kAbslOwn), std::end(kAbslOwn), name) != std::end(kAbslOwn) ||
+                 (name.rfind("no", 0) == 0 && absl::FindCommandLineFlag(name.substr(2)) != nullptr);
+    if (!known) {
+      std::fprintf(stderr, "goerrprof: unknown flag %s\n", a.c_str());
+      return 2;
+    }
   }
   std::vector<char*> positional = absl::ParseCommandLine(argc, respelled.data());
   if (positional.size() < 2) {
