@@ -173,6 +173,22 @@ TEST(CiRecord, GoTestAgainstTruthAndDiff) {
   EXPECT_TRUE(absl::StrContains(worse.out, "cimodule/store.(*Store).Get")) << worse.out;
   EXPECT_FALSE(absl::StrContains(worse.out, "cimodule/parse.HostPort")) << worse.out;
 
+  // The README's CI step: a Markdown summary for the job page.
+  CommandResult md = RunCommand({GoerrprofPath(), "diff", "--markdown", base, regressed});
+  EXPECT_EQ(md.exit_code, 1) << md.err;
+  EXPECT_TRUE(absl::StartsWith(md.out, "### goerrprof diff: 3 regressions")) << md.out;
+  // Put's two new errors: the *ReadOnlyError given to fmt.Errorf's %w and
+  // the wrapper fmt.Errorf makes of it (both inside inlined fmt code).
+  for (const char* type : {"*store.ReadOnlyError", "*fmt.wrapError"}) {
+    EXPECT_TRUE(absl::StrContains(
+        md.out, absl::StrCat("goerrprof.test/cimodule/store.(*Store).Put` | `",
+                             ModuleDir(), "/store/store.go:39` | `", type, "` | 0 | 3 | new |")))
+        << type << "\n" << md.out;
+  }
+  EXPECT_TRUE(absl::StrContains(md.out, "| **FAIL** | growth | "
+                                        "`goerrprof.test/cimodule/store.(*Store).Get`"))
+      << md.out;
+
   // The profiles stay usable with pprof's own comparison.
   CommandResult pprof = RunCommand(
       {GoCommand(), "tool", "pprof", "-top", "-diff_base", base, regressed}, 120);
@@ -282,6 +298,35 @@ TEST(CiRecord, NonGoAndMissingCommands) {
   r = RunCommand({GoerrprofPath(), "record", "--pid=1", "--", "true"});
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_TRUE(absl::StrContains(r.err, "not both")) << r.err;
+}
+
+// The Go toolchain's own processes are left alone unless --toolchain.
+TEST(CiRecord, ToolchainOnlyWhenAsked) {
+  if (!IsRoot()) GTEST_SKIP() << "needs root for BPF";
+  std::string dir = NewDir("toolchain");
+  CommandResult skipped =
+      RunCommand({GoerrprofPath(), "record", "-o", dir + "/a.pb.gz", "--", GoCommand(), "env",
+                  "GOROOT"});
+  EXPECT_EQ(skipped.exit_code, 0) << skipped.err;
+  EXPECT_TRUE(absl::StrContains(skipped.err, "in 0 Go processes (1 toolchain,")) << skipped.err;
+  CommandResult recorded =
+      RunCommand({GoerrprofPath(), "record", "--toolchain", "-o", dir + "/b.pb.gz", "--",
+                  GoCommand(), "env", "GOROOT"});
+  EXPECT_EQ(recorded.exit_code, 0) << recorded.err;
+  EXPECT_EQ(recorded.out, skipped.out);
+  EXPECT_TRUE(absl::StrContains(recorded.err, "in 1 Go processes (0 toolchain,")) << recorded.err;
+  auto profile = profiler::ReadProfile(dir + "/b.pb.gz");
+  ASSERT_TRUE(profile.ok()) << profile.status();
+  bool go_labelled = false;
+  for (const auto& s : profile->sample()) {
+    for (const auto& l : s.label()) {
+      if (profile->string_table(static_cast<int>(l.key())) == profiler::kLabelBinary &&
+          profile->string_table(static_cast<int>(l.str())) == "go") {
+        go_labelled = true;
+      }
+    }
+  }
+  EXPECT_TRUE(go_labelled) << "no sample labelled process.binary=go";
 }
 
 }  // namespace
