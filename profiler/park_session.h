@@ -99,10 +99,10 @@ class ParkTracer {
   // What `record --goroutines` prints: the tracing costs every blocking
   // operation about `per_park_us` microseconds (bench/park measures it).
   static std::string OverheadWarning(double per_park_us = kMeasuredPerParkMicros);
-  // bench/park on the 2-CPU reference VM (Go 1.27 channel ping-pong): 43 us
-  // per park, where one raw uprobe trap costs 22 us there (three traps per
-  // park: park, resume, wakeup; some are emulated, not single-stepped).
-  static constexpr double kMeasuredPerParkMicros = 43;
+  // bench/park on the 2-CPU reference VM (Go 1.27 channel ping-pong): 38-43
+  // us per park over two runs, 2-3x one raw uprobe trap there (13-22 us);
+  // bare traps at the three sites alone cost 34-41 us of it.
+  static constexpr double kMeasuredPerParkMicros = 40;
 
  private:
   ParkTracer(const symbolizer::GoBinary& binary) : binary_(binary) {}
