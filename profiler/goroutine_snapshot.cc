@@ -6,6 +6,7 @@
 #include <array>
 #include <cstring>
 #include <optional>
+#include <thread>
 
 #include "absl/status/status.h"
 #include "absl/strings/match.h"
@@ -29,6 +30,8 @@ constexpr uint64_t kStackRead = 16 << 10;  // first read of a stack: its used to
 // kernel's cost is per range, so neighbours are read as one span.
 constexpr uint64_t kMergeG = 4096, kMergeStack = 2048;
 constexpr size_t kMaxFrames = 1024;
+// Below this many gs a second reader thread costs more than it saves.
+constexpr size_t kGsPerThread = 20000;
 // Without syscallbp (before 1.23) the syscall caller's frame pointer is
 // searched for this far above syscallsp.
 constexpr uint64_t kSyscallScan = 1024;
@@ -54,7 +57,6 @@ T At(const uint8_t* b, int32_t off) {
 
 enum class Walk { kComplete, kTruncated, kNeedMore, kBad };
 
-constexpr size_t kWindow = 160;
 
 // One g being read: what its stack walk needs, and its result. The g's
 // bytes are seen only while its span is in the scratch buffer.
@@ -64,7 +66,7 @@ struct Pending {
   bool has_bp = true;
   bool parsed = false;     // the g looked like a g
   bool unchanged = false;  // the recheck saw the same g
-  std::array<uint8_t, kWindow> window{};  // the bytes the recheck compares
+  std::array<uint64_t, 8> key{};  // what the recheck compares
   Goroutine out;
   Walk walk = Walk::kBad;
   bool done = false;
@@ -86,16 +88,35 @@ class Reader {
                         layout.gopc, layout.startpc, layout.labels}) {
       g_size_ = std::max<int32_t>(g_size_, off + 8);
     }
-    // The scheduling state, status and goid: what changes when it runs.
+    // The span of Key's fields.
     recheck_lo_ = layout.sched_sp;
-    recheck_hi_ = std::min<int32_t>(layout.goid + 8, recheck_lo_ + kWindow);
+    recheck_hi_ = std::max(layout.goid, layout.atomicstatus) + 8;
   }
 
   ProcessMemory& mem() { return mem_; }
 
-  std::optional<size_t> Func(uint64_t runtime_pc) const {
+  // The fields that change when a goroutine runs: its scheduling state,
+  // syscall state, status (without the GC's scan bit) and goid. Offsets
+  // are relative to the g; `g` may start at recheck_lo_ instead (base).
+  std::array<uint64_t, 8> Key(const uint8_t* g, int32_t base = 0) const {
+    auto at = [&](int32_t off) {
+      return off == gabi::GLayout::kAbsent ? 0 : At<uint64_t>(g, off - base);
+    };
+    return {at(layout_.sched_sp), at(layout_.sched_pc), at(layout_.sched_bp),
+            at(layout_.syscallsp), at(layout_.syscallpc), at(layout_.syscallbp),
+            At<uint32_t>(g, layout_.atomicstatus - base) & ~uint64_t{gabi::kGscan},
+            at(layout_.goid)};
+  }
+
+  // FindFunc through a small direct-mapped cache: goroutines share most
+  // of their PCs.
+  std::optional<size_t> Func(uint64_t runtime_pc) {
     if (runtime_pc < bias_) return std::nullopt;
-    return bin_.pclntab().FindFunc(runtime_pc - bias_);
+    FuncCacheEntry& e = func_cache_[(runtime_pc ^ (runtime_pc >> 12)) % func_cache_.size()];
+    if (e.pc == runtime_pc && e.pc != 0) return e.func;
+    std::optional<size_t> f = bin_.pclntab().FindFunc(runtime_pc - bias_);
+    e = {runtime_pc, f};
+    return f;
   }
 
   // Parses the g; false when it does not look like a g (torn or garbage).
@@ -133,12 +154,14 @@ class Reader {
     absl::string_view start_name = bin_.pclntab().FuncName(*start);
     o.system = absl::StartsWith(start_name, "runtime.") && start_name != "runtime.main" &&
                start_name != "runtime.corostart";
-    o.state = std::string(layout_.StatusName(status));
+    std::string_view name = layout_.StatusName(status);
+    o.state = absl::string_view(name.data(), name.size());
     if (o.state.empty()) return false;
     if (status == gabi::kGwaiting) {
       uint8_t reason = At<uint8_t>(g, layout_.waitreason);
       if (reason != 0) {
-        o.wait_reason = std::string(layout_.WaitReason(reason));
+        std::string_view why = layout_.WaitReason(reason);
+        o.wait_reason = absl::string_view(why.data(), why.size());
         if (o.wait_reason.empty()) return false;
         o.state = o.wait_reason;
       }
@@ -153,7 +176,7 @@ class Reader {
       }
     }
     p.labels = At<uint64_t>(g, layout_.labels);
-    std::memcpy(p.window.data(), g + recheck_lo_, recheck_hi_ - recheck_lo_);
+    p.key = Key(g);
     if (status == gabi::kGrunning) {
       o.stack_kind = StackKind::kNone;
       return true;
@@ -175,7 +198,7 @@ class Reader {
   // Walks the saved frame pointers from (pc, bp) through the stack bytes
   // [sp, sp + len).
   Walk WalkFrom(const Pending& p, const uint8_t* stack, uint64_t len, uint64_t bp,
-                std::vector<uint64_t>* out) const {
+                std::vector<uint64_t>* out) {
     out->clear();
     out->push_back(p.pc - bias_);
     uint64_t lower = p.sp, end = p.sp + len;
@@ -196,7 +219,7 @@ class Reader {
     return Walk::kTruncated;
   }
 
-  Walk WalkStack(Pending& p, const uint8_t* stack, uint64_t len) const {
+  Walk WalkStack(Pending& p, const uint8_t* stack, uint64_t len) {
     if (p.has_bp) return WalkFrom(p, stack, len, p.bp, &p.out.stack);
     // No saved frame pointer (syscall before 1.23): the caller's frame
     // pointer slot is the first one above syscallsp whose chain reaches
@@ -252,17 +275,9 @@ class Reader {
     std::vector<ReadRange> r;
     uint64_t n = recheck_hi_ - recheck_lo_;
     for (Pending* p : ps) r.push_back({p->gaddr + recheck_lo_, n});
-    // The GC's scan bit comes and goes without the goroutine running.
-    size_t st = layout_.atomicstatus - recheck_lo_ + 1;
     return mem_.Visit(r, kMergeG, [&](size_t i, const uint8_t* now) {
       Pending& p = *ps[i];
-      p.unchanged = false;
-      if (now == nullptr) return;
-      std::array<uint8_t, kWindow> again{};
-      std::memcpy(again.data(), now, n);
-      again[st] &= ~0x10;
-      p.window[st] &= ~0x10;
-      p.unchanged = std::memcmp(again.data(), p.window.data(), n) == 0;
+      p.unchanged = now != nullptr && Key(now, recheck_lo_) == p.key;
     });
   }
 
@@ -273,7 +288,60 @@ class Reader {
   uint64_t bias_;
   std::optional<size_t> goexit_;
   int32_t g_size_ = 0, recheck_lo_ = 0, recheck_hi_ = 0;
+  struct FuncCacheEntry {
+    uint64_t pc = 0;
+    std::optional<size_t> func;
+  };
+  std::array<FuncCacheEntry, 4096> func_cache_{};
 };
+
+// Reads, walks and rechecks `todo` until every g is accepted or out of
+// attempts.
+absl::Status ReadShare(Reader& reader, std::vector<Pending*> todo, const SnapshotOptions& options,
+                       uint64_t bias, SnapshotStats* stats) {
+  absl::Status s;
+  for (int attempt = 0; attempt < options.max_attempts && !todo.empty(); ++attempt) {
+    if (attempt > 0) stats->retried += todo.size();
+    bool last = attempt + 1 == options.max_attempts;
+    if (s = reader.ReadGs(todo, MonotonicNow()); !s.ok()) return s;
+    std::vector<Pending*> live, stacks, retry;
+    for (Pending* p : todo) {
+      if (!p->parsed) {
+        retry.push_back(p);
+      } else if (p->done) {
+        ++stats->dead;
+      } else {
+        live.push_back(p);  // running ones have no stack, but are rechecked
+        if (p->out.status != gabi::kGrunning) stacks.push_back(p);
+      }
+    }
+    if (s = reader.WalkStacks(stacks); !s.ok()) return s;
+    if (s = reader.Recheck(live); !s.ok()) return s;
+    for (Pending* p : live) {
+      bool running = p->out.status == gabi::kGrunning;
+      bool stack_ok = running || p->walk == Walk::kComplete;
+      if (!p->unchanged || (!stack_ok && !last)) {
+        retry.push_back(p);
+        continue;
+      }
+      if (running) {
+        p->out.stack_kind = StackKind::kNone;
+      } else if (stack_ok) {
+        p->out.stack_kind = StackKind::kComplete;
+      } else {
+        p->out.stack_kind = StackKind::kTruncated;
+        if (p->out.stack.empty()) p->out.stack = {p->pc - bias};
+        ++stats->stacks_truncated;
+      }
+      p->accepted = true;
+    }
+    todo = std::move(retry);
+  }
+  stats->skipped = todo.size();
+
+  stats->skipped = todo.size();
+  return absl::OkStatus();
+}
 
 }  // namespace
 
@@ -349,44 +417,38 @@ absl::StatusOr<Snapshot> TakeSnapshot(pid_t pid, const symbolizer::GoBinary& bin
       todo.push_back(&p);
     }
   }
-  for (int attempt = 0; attempt < options.max_attempts && !todo.empty(); ++attempt) {
-    if (attempt > 0) snap.stats.retried += todo.size();
-    bool last = attempt + 1 == options.max_attempts;
-    if (s = reader.ReadGs(todo, MonotonicNow()); !s.ok()) return s;
-    std::vector<Pending*> live, stacks, retry;
-    for (Pending* p : todo) {
-      if (!p->parsed) {
-        retry.push_back(p);
-      } else if (p->done) {
-        ++snap.stats.dead;
-      } else {
-        live.push_back(p);  // running ones have no stack, but are rechecked
-        if (p->out.status != gabi::kGrunning) stacks.push_back(p);
-      }
+  // Large snapshots are read by two threads, each its share of the gs
+  // (each with its own scratch buffer); the kernel copies dominate.
+  int threads = options.threads > 0 ? options.threads
+                                    : static_cast<int>(std::min(
+                                          2u, std::max(1u, std::thread::hardware_concurrency())));
+  if (todo.size() < kGsPerThread) threads = 1;
+  std::vector<SnapshotStats> stats(threads);
+  std::vector<absl::Status> statuses(threads);
+  std::vector<std::thread> workers;
+  for (int t = 0; t < threads; ++t) {
+    size_t from = todo.size() * t / threads, to = todo.size() * (t + 1) / threads;
+    std::vector<Pending*> share(todo.begin() + from, todo.begin() + to);
+    auto run = [&, t, share = std::move(share)]() mutable {
+      Reader own(pid, binary, *layout, *bias);
+      statuses[t] = ReadShare(own, std::move(share), options, *bias, &stats[t]);
+      stats[t].syscalls = own.mem().syscalls();
+    };
+    if (t + 1 == threads) {
+      run();
+    } else {
+      workers.emplace_back(std::move(run));
     }
-    if (s = reader.WalkStacks(stacks); !s.ok()) return s;
-    if (s = reader.Recheck(live); !s.ok()) return s;
-    for (Pending* p : live) {
-      bool running = p->out.status == gabi::kGrunning;
-      bool stack_ok = running || p->walk == Walk::kComplete;
-      if (!p->unchanged || (!stack_ok && !last)) {
-        retry.push_back(p);
-        continue;
-      }
-      if (running) {
-        p->out.stack_kind = StackKind::kNone;
-      } else if (stack_ok) {
-        p->out.stack_kind = StackKind::kComplete;
-      } else {
-        p->out.stack_kind = StackKind::kTruncated;
-        if (p->out.stack.empty()) p->out.stack = {p->pc - *bias};
-        ++snap.stats.stacks_truncated;
-      }
-      p->accepted = true;
-    }
-    todo = std::move(retry);
   }
-  snap.stats.skipped = todo.size();
+  for (std::thread& w : workers) w.join();
+  for (int t = 0; t < threads; ++t) {
+    if (!statuses[t].ok()) return statuses[t];
+    snap.stats.dead += stats[t].dead;
+    snap.stats.retried += stats[t].retried;
+    snap.stats.skipped += stats[t].skipped;
+    snap.stats.stacks_truncated += stats[t].stacks_truncated;
+    snap.stats.syscalls += stats[t].syscalls;
+  }
 
   // Labels: few goroutines have them; read one by one.
   for (Pending& p : all) {
@@ -407,19 +469,27 @@ absl::StatusOr<Snapshot> TakeSnapshot(pid_t pid, const symbolizer::GoBinary& bin
       ++snap.stats.labels_unreadable;
     }
   }
-  snap.stats.syscalls = reader.mem().syscalls();
+  snap.stats.syscalls += reader.mem().syscalls();
   snap.stats.elapsed_ns = MonotonicNow() - start;
 
+  // By id; allgs is mostly in id order already, and moving goroutines is
+  // dearer than moving pointers.
+  std::vector<Pending*> shown;
+  shown.reserve(all.size());
   for (Pending& p : all) {
     if (!p.accepted) continue;
     if (p.out.system && !options.include_system) {
       ++snap.stats.system_hidden;
       continue;
     }
-    snap.goroutines.push_back(std::move(p.out));
+    shown.push_back(&p);
   }
-  std::sort(snap.goroutines.begin(), snap.goroutines.end(),
-            [](const Goroutine& a, const Goroutine& b) { return a.id < b.id; });
+  auto by_id = [](const Pending* a, const Pending* b) { return a->out.id < b->out.id; };
+  if (!std::is_sorted(shown.begin(), shown.end(), by_id)) {
+    std::sort(shown.begin(), shown.end(), by_id);
+  }
+  snap.goroutines.reserve(shown.size());
+  for (Pending* p : shown) snap.goroutines.push_back(std::move(p->out));
   return snap;
 }
 

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "symbolizer/go_binary.h"
 
 namespace goerrprof::profiler {
@@ -52,8 +53,10 @@ struct Goroutine {
   uint64_t parent_id = 0;  // the creator's id (Go 1.21+); 0 when unknown
   uint32_t status = 0;     // g.atomicstatus without the scan bit
   bool scan = false;       // the GC was scanning its stack
-  std::string state;        // what Go's dump shows: the wait reason, else the status name
-  std::string wait_reason;  // "" unless waiting
+  // What Go's dump shows: the wait reason, else the status name. Both
+  // views point into goabi's static tables.
+  absl::string_view state;
+  absl::string_view wait_reason;  // "" unless waiting
   WaitKnowledge wait_kind = WaitKnowledge::kNotWaiting;
   int64_t wait_ns = 0;  // lower bound when kLowerBound
   uint64_t gopc = 0;     // file virtual addresses
@@ -89,6 +92,9 @@ struct Snapshot {
 struct SnapshotOptions {
   bool include_system = false;  // like GOTRACEBACK=system
   int max_attempts = 4;         // reads of one g before it is skipped
+  // Reader threads for large snapshots (each reads its share of the gs);
+  // 0: up to two, as the machine allows.
+  int threads = 0;
 };
 
 // Fails with one line when the process is gone, not readable, or its

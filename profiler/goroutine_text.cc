@@ -52,7 +52,7 @@ void AppendCreator(const Goroutine& g, GoFrames& frames, std::string* out) {
 }  // namespace
 
 std::string StateWithWait(const Goroutine& g) {
-  std::string s = g.state;
+  std::string s(g.state);
   if (g.scan) s += " (scan)";
   if (g.wait_kind == WaitKnowledge::kLowerBound) absl::StrAppend(&s, ", ≥", Duration(g.wait_ns));
   if (g.wait_kind == WaitKnowledge::kUnknown) s += ", wait unknown";
@@ -103,7 +103,7 @@ std::string FormatLeaks(const Snapshot& snap, GoFrames& frames, int64_t min_wait
     std::string creator, stack;
     AppendCreator(g, frames, &creator);
     AppendFrames(frames.Frames(g.stack), &stack);
-    Group& grp = groups[{g.state, creator, stack}];
+    Group& grp = groups[{std::string(g.state), creator, stack}];
     grp.members.push_back(&g);
     grp.min_wait = std::min(grp.min_wait, wait);
     grp.max_wait = std::max(grp.max_wait, wait);
