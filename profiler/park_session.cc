@@ -183,15 +183,16 @@ absl::Status ParkTracer::Init(pid_t pid, const ParkOptions& options) {
     offsets.push_back(off);
   }
 
-  absl::Status loaded = Load(options, layout, options.uprobe_multi);
-  if (loaded.ok()) {
+  auto load_and_attach = [&](bool multi) {
+    absl::Status st = Load(options, layout, multi);
+    if (!st.ok()) return st;
     start_mono_ns_ = MonotonicNs();
-    loaded = Attach(offsets);
-    if (!loaded.ok() && multi_ && absl::IsUnimplemented(loaded)) {
-      Detach();  // kernel without uprobe_multi: one perf uprobe each
-      loaded = Load(options, layout, false);
-      if (loaded.ok()) loaded = Attach(offsets);
-    }
+    return Attach(offsets);
+  };
+  absl::Status loaded = load_and_attach(options.uprobe_multi);
+  if (!loaded.ok() && options.uprobe_multi && absl::IsUnimplemented(loaded)) {
+    Detach();  // kernel without uprobe_multi: one perf uprobe each
+    loaded = load_and_attach(false);
   }
   RETURN_IF_ERROR(loaded);
   start_wall_ns_ = WallNs();
