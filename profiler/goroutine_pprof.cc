@@ -20,13 +20,16 @@ absl::StatusOr<perftools::profiles::Profile> GoroutineProfile(
   for (const Goroutine& g : snap.goroutines) {
     perftools::profiles::Sample* s = b.AddSample(*bin, g.stack);
     s->add_value(1);
-    s->add_value(g.wait_kind == WaitKnowledge::kLowerBound ? g.wait_ns : 0);
+    bool known = g.wait_kind == WaitKnowledge::kLowerBound || g.wait_kind == WaitKnowledge::kExact;
+    s->add_value(known ? g.wait_ns : 0);
     b.NumLabel(s, kLabelGoroutineId, static_cast<int64_t>(g.id));
     if (g.parent_id != 0) b.NumLabel(s, kLabelParent, static_cast<int64_t>(g.parent_id));
     b.Label(s, kLabelState, g.state);
     if (!g.wait_reason.empty()) b.Label(s, kLabelWaitReason, g.wait_reason);
     if (g.wait_kind != WaitKnowledge::kNotWaiting) {
-      b.Label(s, kLabelWait, g.wait_kind == WaitKnowledge::kLowerBound ? "lower bound" : "unknown");
+      b.Label(s, kLabelWait, g.wait_kind == WaitKnowledge::kExact        ? "exact"
+                             : g.wait_kind == WaitKnowledge::kLowerBound ? "lower bound"
+                                                                         : "unknown");
     }
     if (g.gopc != 0 && g.id != 1) {  // Go names no creator for the main goroutine
       auto site = CreatedBy(binary, g.gopc);
@@ -42,8 +45,8 @@ absl::StatusOr<perftools::profiles::Profile> GoroutineProfile(
   const SnapshotStats& st = snap.stats;
   b.AddComment(absl::StrCat("goerrprof: goroutine snapshot of pid ", snap.pid));
   b.AddComment(absl::StrCat("go version: ", go_version));
-  b.AddComment("wait: a lower bound (g.waitsince is stamped by the GC after parking); 0 when "
-               "unknown (goroutine.wait=unknown)");
+  b.AddComment("wait: goroutine.wait=lower bound (g.waitsince, stamped by the GC after parking), "
+               "exact (sampled sync.Mutex/RWMutex parks, g.trackingStamp), unknown (value 0)");
   b.AddComment(absl::StrFormat(
       "counts: goroutines=%d allgs=%d dead=%d system_hidden=%d retried=%d skipped=%d "
       "stacks_truncated=%d labels_unreadable=%d read_ns=%d",

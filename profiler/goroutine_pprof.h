@@ -1,10 +1,11 @@
 // A goroutine snapshot as a pprof profile: one sample per goroutine with
-// values goroutines/count (1) and wait/nanoseconds (the lower bound; 0 when
-// unknown or not waiting), its full stack (runtime frames included, like
+// values goroutines/count (1) and wait/nanoseconds (see goroutine.wait; 0
+// when unknown or not waiting), its full stack (runtime frames included, like
 // Go's own goroutine profile), and labels:
 //   goroutine (numeric id), goroutine.parent (numeric, Go 1.21+),
 //   goroutine.state, goroutine.wait_reason (waiting ones),
-//   goroutine.wait ("lower bound" | "unknown", waiting and syscall ones),
+//   goroutine.wait ("exact" | "lower bound" | "unknown"; waiting and
+//   syscall ones),
 //   goroutine.created_by (function), goroutine.created_at (file:line),
 //   and the goroutine's own pprof labels under their own keys.
 #ifndef GOERRPROF_PROFILER_GOROUTINE_PPROF_H_

@@ -57,6 +57,31 @@ T At(const uint8_t* b, int32_t off) {
 
 enum class Walk { kComplete, kTruncated, kNeedMore, kBad };
 
+// g.tracking (bool) and g.trackingStamp (int64 nanotime) from Go 1.20,
+// when casgstatus began stamping sampled mutex parks; from the DWARF of
+// each release's runtime.g. -1 where absent.
+void TrackingOffsets(const gabi::GoVersion& v, int32_t* tracking, int32_t* stamp) {
+  *tracking = *stamp = -1;
+  if (!v.AtLeast(1, 20)) return;
+  if (v.AtLeast(1, 25)) {
+    *tracking = 190, *stamp = 192;
+  } else if (v.AtLeast(1, 23)) {
+    *tracking = 198, *stamp = 200;
+  } else if (v.AtLeast(1, 22)) {
+    *tracking = 190, *stamp = 192;
+  } else if (v.AtLeast(1, 21)) {
+    *tracking = 187, *stamp = 192;
+  } else {
+    *tracking = 188, *stamp = 192;
+  }
+}
+
+// waitReason.isMutexWait: the parks casgstatus stamps.
+bool IsMutexWait(absl::string_view reason) {
+  return reason == "sync.Mutex.Lock" || reason == "sync.RWMutex.RLock" ||
+         reason == "sync.RWMutex.Lock";
+}
+
 
 // One g being read: what its stack walk needs, and its result. The g's
 // bytes are seen only while its span is in the scratch buffer.
@@ -88,6 +113,7 @@ class Reader {
                         layout.gopc, layout.startpc, layout.labels}) {
       g_size_ = std::max<int32_t>(g_size_, off + 8);
     }
+    TrackingOffsets(bin.version(), &tracking_, &tracking_stamp_);
     // The span of Key's fields.
     recheck_lo_ = layout.sched_sp;
     recheck_hi_ = std::max(layout.goid, layout.atomicstatus) + 8;
@@ -168,7 +194,14 @@ class Reader {
     }
     if (status == gabi::kGwaiting || status == gabi::kGsyscall) {
       int64_t since = At<int64_t>(g, layout_.waitsince);
-      if (since > 0 && since <= now) {
+      int64_t parked = 0;
+      if (tracking_ >= 0 && IsMutexWait(o.wait_reason) && At<uint8_t>(g, tracking_) != 0) {
+        parked = At<int64_t>(g, tracking_stamp_);
+      }
+      if (parked > 0 && parked <= now) {
+        o.wait_kind = WaitKnowledge::kExact;
+        o.wait_ns = now - parked;
+      } else if (since > 0 && since <= now) {
         o.wait_kind = WaitKnowledge::kLowerBound;
         o.wait_ns = now - since;
       } else {
@@ -288,6 +321,7 @@ class Reader {
   uint64_t bias_;
   std::optional<size_t> goexit_;
   int32_t g_size_ = 0, recheck_lo_ = 0, recheck_hi_ = 0;
+  int32_t tracking_ = -1, tracking_stamp_ = -1;
   struct FuncCacheEntry {
     uint64_t pc = 0;
     std::optional<size_t> func;

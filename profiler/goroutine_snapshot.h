@@ -39,8 +39,10 @@ absl::StatusOr<CreationSite> CreatedBy(const symbolizer::GoBinary& binary, uint6
 // How well the wait duration is known. The runtime stamps g.waitsince only
 // when a GC cycle finds the goroutine blocked, so it is later than the
 // moment it parked: now - waitsince is a lower bound. 0 means no GC has
-// seen it blocked yet: unknown.
-enum class WaitKnowledge { kNotWaiting, kUnknown, kLowerBound };
+// seen it blocked yet: unknown. Exact: from Go 1.20 the runtime samples
+// one in eight parks on sync.Mutex / sync.RWMutex (g.tracking) and stamps
+// g.trackingStamp with the moment it parked, for its mutex wait metric.
+enum class WaitKnowledge { kNotWaiting, kUnknown, kLowerBound, kExact };
 
 enum class StackKind {
   kNone,       // running on a thread: no stack can be read
@@ -58,7 +60,7 @@ struct Goroutine {
   absl::string_view state;
   absl::string_view wait_reason;  // "" unless waiting
   WaitKnowledge wait_kind = WaitKnowledge::kNotWaiting;
-  int64_t wait_ns = 0;  // lower bound when kLowerBound
+  int64_t wait_ns = 0;  // a lower bound when kLowerBound
   uint64_t gopc = 0;     // file virtual addresses
   uint64_t startpc = 0;
   bool system = false;  // started at a runtime.* function other than runtime.main

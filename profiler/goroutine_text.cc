@@ -55,6 +55,7 @@ std::string StateWithWait(const Goroutine& g) {
   std::string s(g.state);
   if (g.scan) s += " (scan)";
   if (g.wait_kind == WaitKnowledge::kLowerBound) absl::StrAppend(&s, ", ≥", Duration(g.wait_ns));
+  if (g.wait_kind == WaitKnowledge::kExact) absl::StrAppend(&s, ", ", Duration(g.wait_ns));
   if (g.wait_kind == WaitKnowledge::kUnknown) s += ", wait unknown";
   return s;
 }
@@ -94,11 +95,12 @@ std::string FormatLeaks(const Snapshot& snap, GoFrames& frames, int64_t min_wait
   for (const Goroutine& g : snap.goroutines) {
     if (g.status != goabi::kGwaiting) continue;
     ++waiting;
-    if (g.wait_kind != WaitKnowledge::kLowerBound && min_wait_ns > 0) {
+    bool known = g.wait_kind == WaitKnowledge::kLowerBound || g.wait_kind == WaitKnowledge::kExact;
+    if (!known && min_wait_ns > 0) {
       ++unknown;
       continue;
     }
-    int64_t wait = g.wait_kind == WaitKnowledge::kLowerBound ? g.wait_ns : 0;
+    int64_t wait = known ? g.wait_ns : 0;
     if (wait < min_wait_ns) continue;
     std::string creator, stack;
     AppendCreator(g, frames, &creator);

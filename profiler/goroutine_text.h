@@ -13,7 +13,8 @@
 namespace goerrprof::profiler {
 
 // "chan receive, ≥1m30s": the state, then the wait. "≥" marks a lower
-// bound (g.waitsince is stamped by the GC after the goroutine parked);
+// bound (g.waitsince is stamped by the GC after the goroutine parked); a
+// plain duration is exact (a sampled mutex park, see WaitKnowledge);
 // "wait unknown" means no GC has seen it blocked yet. Go prints whole
 // minutes only from one minute on; this always prints what is known.
 std::string StateWithWait(const Goroutine& g);

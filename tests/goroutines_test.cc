@@ -6,6 +6,7 @@
 // and opens in go tool pprof. Also: runtime.allgs found from code equals
 // the symbol, and bad input gets one line and a non-zero exit.
 #include <signal.h>
+#include <time.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -20,6 +21,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "absl/time/time.h"
 #include "gtest/gtest.h"
 #include "profiler/goroutine_locate.h"
 #include "profiler/pprof_writer.h"
@@ -45,6 +47,7 @@ struct Frame {
 struct Dumped {
   uint64_t id = 0;
   std::string state;
+  std::string wait;  // what follows the state in the header, if anything
   std::vector<Frame> frames;
   std::optional<Frame> creator;
   uint64_t parent = 0;
@@ -96,6 +99,9 @@ std::map<uint64_t, Dumped> ParseDump(const std::string& text) {
     EXPECT_TRUE(absl::SimpleAtoi(h.substr(0, sp), &d.id)) << block;
     size_t open = h.find('['), close = h.rfind(']');
     absl::string_view state = h.substr(open + 1, close - open - 1);
+    if (size_t comma = state.find(", "); comma != absl::string_view::npos) {
+      d.wait = std::string(state.substr(comma + 2));
+    }
     state = state.substr(0, state.find(','));
     d.state = std::string(absl::StripSuffix(state, " (scan)"));
     for (size_t i = 1; i < lines.size(); ++i) {
@@ -279,8 +285,35 @@ void ComparePprof(const Truth& truth, const std::string& path) {
   EXPECT_EQ(seen, truth.dump.size() - 1);
 }
 
+int64_t MonotonicNs() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+// Waits we print: "≥D" (lower bound), "D" (exact, sampled mutex parks
+// only), "wait unknown". None can exceed the target's lifetime.
+void CheckWaits(const std::map<uint64_t, Dumped>& ours, int64_t lifetime_ns) {
+  for (const auto& [id, g] : ours) {
+    if (g.wait.empty() || g.wait == "wait unknown") continue;
+    absl::string_view w = g.wait;
+    bool bound = absl::ConsumePrefix(&w, "≥");
+    if (!bound) {
+      EXPECT_TRUE(g.state == "sync.Mutex.Lock" || g.state == "sync.RWMutex.Lock" ||
+                  g.state == "sync.RWMutex.RLock")
+          << "exact wait for goroutine " << id << " [" << g.state << "]";
+    }
+    absl::Duration d;
+    ASSERT_TRUE(absl::ParseDuration(w, &d)) << g.wait;
+    EXPECT_GE(d, absl::ZeroDuration()) << id;
+    EXPECT_LE(absl::ToInt64Nanoseconds(d), lifetime_ns) << "goroutine " << id << " waited "
+                                                        << g.wait;
+  }
+}
+
 void CheckParked(const CorpusBinary& b) {
   Truth truth;
+  int64_t spawned = MonotonicNs();
   auto child = StartParked(b.path, &truth);
   ASSERT_NE(child, nullptr);
   std::string pid = absl::StrCat("--pid=", child->pid());
@@ -290,6 +323,7 @@ void CheckParked(const CorpusBinary& b) {
   EXPECT_TRUE(absl::StrContains(text.err, "0 skipped as torn")) << text.err;
   std::map<uint64_t, Dumped> ours = ParseDump(text.out);
   CompareText(truth, ours, text.out);
+  CheckWaits(ours, MonotonicNs() - spawned);
   // The dumping goroutine is in a syscall (reading stdin) now.
   ASSERT_TRUE(ours.contains(truth.dumper));
   EXPECT_EQ(ours[truth.dumper].state, "syscall");
@@ -314,6 +348,14 @@ void CheckParked(const CorpusBinary& b) {
       << leaks.out;
   EXPECT_TRUE(absl::StrContains(leaks.out, "\n5 goroutines [chan receive, waiting ≥"))
       << leaks.out;
+
+  // Nothing here has waited an hour: no group, and those whose wait is
+  // unknown are counted, not guessed.
+  CommandResult none =
+      RunCommand({GoerrprofPath(), "goroutines", pid, "--leaks", "--min-wait=1h"}, kTimeout);
+  ASSERT_EQ(none.exit_code, 0) << none.err;
+  EXPECT_TRUE(absl::StartsWith(none.out, "0 goroutines in 0 groups waiting at least 1h"))
+      << none.out;
 
   // go tool pprof reads it: counts, tags and traces.
   auto run = [&](const std::string& flag) {
