@@ -383,6 +383,75 @@ TEST(ParkTracerStart, WrongBinary) {
   EXPECT_NE(t.status().message().find("does not run"), std::string::npos) << t.status();
 }
 
+// Pairing on its own, from made-up records: every way a record can be
+// missing is counted, and each park lands in the right state.
+TEST(ParkAggregator, PairsAndCountsLosses) {
+  const std::string path = NewestParktrace();
+  ASSERT_FALSE(path.empty()) << "no parktrace in the corpus";
+  auto binary = symbolizer::GoBinary::Open(path);
+  ASSERT_TRUE(binary.ok()) << binary.status();
+  auto probes = profiler::FindParkProbes(**binary);
+  ASSERT_TRUE(probes.ok()) << probes.status();
+  auto layout = goabi::GLayoutFor((*binary)->version());
+  ASSERT_TRUE(layout.ok());
+  uint64_t chan_receive = 0;
+  for (size_t i = 0; i < layout->wait_reasons.size(); ++i) {
+    if (layout->wait_reasons[i] == "chan receive") chan_receive = i;
+  }
+  ASSERT_NE(chan_receive, 0u);
+  using R = profiler::ParkRecord;
+  auto rec = [&](R::Kind k, uint64_t ts, uint64_t goid, uint64_t other, bool untracked = false) {
+    R r;
+    r.kind = k;
+    r.ts_ns = ts;
+    r.goid = goid;
+    r.other = other;
+    r.untracked = untracked;
+    r.wait_reason = static_cast<uint8_t>(chan_receive);
+    r.stack = {probes->park_call};
+    return r;
+  };
+  profiler::ParkAggregator agg(**binary, *layout, /*start_ns=*/1000);
+  agg.Add(rec(R::kPark, 2000, 7, 0));
+  agg.Add(rec(R::kReady, 2500, 7, 9));
+  agg.Add(rec(R::kResume, 3000, 7, 2000));                 // paired: 1000 ns, woken
+  agg.Add(rec(R::kResume, 4000, 8, 3500));                 // its park record was lost
+  agg.Add(rec(R::kReady, 4500, 10, 9));                    // parked before start ...
+  agg.Add(rec(R::kResume, 5000, 10, 0, /*untracked=*/true));  // ... 4000 ns since start
+  agg.Add(rec(R::kPark, 6000, 11, 0));
+  agg.Add(rec(R::kPark, 6500, 11, 0));                     // the resume between was lost
+  agg.Add(rec(R::kReady, 6600, 12, 9));                    // woke something never resumed
+  agg.Add(rec(R::kPark, 7000, 0, 0));                      // goid unreadable
+  agg.Close(/*stop_ns=*/9000);                             // 11 still parked: 2500 ns
+  agg.Add(rec(R::kPark, 9500, 13, 0));                     // after Close: ignored
+
+  const profiler::ParkTotals& t = agg.totals();
+  EXPECT_EQ(t.parks, 3u);
+  EXPECT_EQ(t.resumes, 1u);
+  EXPECT_EQ(t.wakeups, 3u);
+  EXPECT_EQ(t.lost_parks, 1u);
+  EXPECT_EQ(t.lost_resumes, 1u);
+  EXPECT_EQ(t.resumed_before_start, 1u);
+  EXPECT_EQ(t.orphan_wakeups, 1u);
+  EXPECT_EQ(t.unknown_goid, 1u);
+  EXPECT_EQ(t.still_parked, 1u);
+  std::map<profiler::ParkState, std::pair<uint64_t, uint64_t>> by_state;  // parks, blocked
+  uint64_t runnable = 0;
+  for (const auto& [k, v] : agg.parks()) {
+    by_state[k.state].first += v.parks;
+    by_state[k.state].second += v.blocked_ns;
+    runnable += v.runnable_ns;
+  }
+  using S = profiler::ParkState;
+  EXPECT_EQ(by_state[S::kResumed], std::make_pair(uint64_t{1}, uint64_t{1000}));
+  EXPECT_EQ(by_state[S::kParkedBeforeStart], std::make_pair(uint64_t{1}, uint64_t{4000}));
+  EXPECT_EQ(by_state[S::kStillParked], std::make_pair(uint64_t{1}, uint64_t{2500}));
+  EXPECT_EQ(runnable, 500u + 500u);  // ready -> resume of goroutines 7 and 10
+  uint64_t wakeups = 0;
+  for (const auto& [k, n] : agg.wakeups()) wakeups += n;
+  EXPECT_EQ(wakeups, 2u);  // the two wakeups whose goroutine resumed
+}
+
 TEST(ParkCorpus, HasParktrace) {
   auto corpus = LoadCorpus(false);
   ASSERT_TRUE(corpus.ok()) << corpus.status();
