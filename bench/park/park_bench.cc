@@ -176,6 +176,7 @@ struct PingResult {
   double ns = 0;       // parktrace's own time for the round trips
   uint64_t parks = 0;  // counted by the tracer (kTraced only)
   uint64_t drops = 0;
+  uint64_t unpaired = 0;  // lost parks/resumes, orphan wakeups
 };
 
 PingResult PingPong(const std::string& bin, const goerrprof::symbolizer::GoBinary& binary,
@@ -206,6 +207,7 @@ PingResult PingPong(const std::string& bin, const goerrprof::symbolizer::GoBinar
     auto cnt = tracer->counters();
     r.parks = cnt.totals.parks;
     r.drops = cnt.dropped();
+    r.unpaired = cnt.totals.lost_parks + cnt.totals.lost_resumes + cnt.totals.orphan_wakeups;
   }
   c.Finish();
   return r;
@@ -270,7 +272,7 @@ int main(int argc, char** argv) {
   if (!probe_target || !trap_off.ok()) Die("no main.probeTarget in %s", target.c_str());
 
   std::vector<double> alone, empty, traced, traced_parks, trap_base, trap_probe;
-  uint64_t drops = 0;
+  uint64_t drops = 0, unpaired = 0;
   for (int r = 0; r < reps; ++r) {
     alone.push_back(PingPong(parktrace, **binary, park_offsets, n, Mode::kAlone).ns);
     empty.push_back(PingPong(parktrace, **binary, park_offsets, n, Mode::kEmpty).ns);
@@ -278,6 +280,7 @@ int main(int argc, char** argv) {
     traced.push_back(t.ns);
     traced_parks.push_back(static_cast<double>(t.parks));
     drops += t.drops;
+    unpaired += t.unpaired;
     trap_base.push_back(TrapRun(target, m, {}));
     trap_probe.push_back(TrapRun(target, m, {*trap_off}));
   }
@@ -288,8 +291,10 @@ int main(int argc, char** argv) {
   const double empty_per_park_ns = parks > 0 ? (e - a) / parks : 0;
   std::printf("park_bench: %s, %ld round trips x %d reps (medians), %ld CPUs\n",
               (*binary)->version().ToString().c_str(), n, reps, sysconf(_SC_NPROCESSORS_ONLN));
-  std::printf("  parks per run (tracer's count)     %.0f (%.2f per round trip), drops %lu\n",
-              parks, parks / n, static_cast<unsigned long>(drops));
+  std::printf("  parks per run (tracer's count)     %.0f (%.2f per round trip), "
+              "drops %lu, unpaired %lu (all runs)\n",
+              parks, parks / n, static_cast<unsigned long>(drops),
+              static_cast<unsigned long>(unpaired));
   std::printf("  untraced                           %8.1f ms  %9.0f parks/s\n", a / 1e6,
               parks / (a / 1e9));
   std::printf("  empty uprobes at the 3 sites       %8.1f ms  %9.0f parks/s  +%.2f us/park\n",
