@@ -12,9 +12,12 @@
 //                   goroutine.wait_reason  the runtime's words ("chan receive")
 //                   goroutine.waker        function that woke it: the first
 //                                          frame of the waker's stack outside
-//                                          runtime, sync and internal/*;
+//                                          runtime, sync and internal/*, else
+//                                          the first past the wakeup plumbing
+//                                          (runtime.goroutineReady: a timer);
 //                                          "(none)" when no runtime.ready ran
-//                                          (netpoll, or the park was undone)
+//                                          (netpoll, the park was undone, or
+//                                          its record was dropped: counted)
 //                   goroutine.park_state   resumed | still_parked (open when
 //                                          tracing stopped: counted until the
 //                                          stop) | parked_before_start (resumed,
