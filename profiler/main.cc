@@ -32,7 +32,7 @@ constexpr char kUsage[] =
     "                 [--ringbuf-bytes N] [--goroutines]\n"
     "  goerrprof record [-o errors.pb.gz] [--toolchain] [--goroutines] -- COMMAND ARGS...\n"
     "  goerrprof goroutines --pid PID [-o goroutines.pb.gz] [--text] [--leaks [--min-wait D]]\n"
-    "  goerrprof diff BASE NEW [--threshold PCT] [--json | --markdown]\n";
+    "  goerrprof diff BASE NEW [--threshold PCT] [--min-increase N] [--json | --markdown]\n";
 
 }  // namespace
 

@@ -41,6 +41,9 @@ echo "== go tool pprof -top $out"
 go tool pprof -top -nodecount=15 "$out" 2>/dev/null
 echo
 echo "== errors by type (go tool pprof -tags)"
-go tool pprof -tags -tagignore=goroutine "$out" 2>/dev/null | sed -n '/error.type/,/^$/p'
+go tool pprof -tags -tagshow='^error\.type$' "$out" 2>/dev/null
 echo "== only *fs.PathError (go tool pprof -traces -tagfocus='error.type=^\\*fs\\.PathError\$')"
 go tool pprof -traces -tagfocus='error.type=^\*fs\.PathError$' "$out" 2>/dev/null | sed -n '/-----/,$p' | head -20
+echo
+echo "== errors by the creating goroutine: its pprof label 'service' and its go statement"
+go tool pprof -tags -tagshow='^service$|^goroutine\.created_by$' "$out" 2>/dev/null
