@@ -17,129 +17,12 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/time.h"
+#include "profiler/pprof_builder.h"
 
 namespace goerrprof::profiler {
 namespace {
 
 namespace pp = perftools::profiles;
-
-class StringTable {
- public:
-  explicit StringTable(pp::Profile* p) : p_(p) { Index(""); }
-  int64_t Index(absl::string_view s) {
-    auto it = index_.find(s);
-    if (it != index_.end()) return it->second;
-    int64_t i = p_->string_table_size();
-    p_->add_string_table(std::string(s));
-    index_.emplace(std::string(s), i);
-    return i;
-  }
-
- private:
-  pp::Profile* p_;
-  absl::flat_hash_map<std::string, int64_t> index_;
-};
-
-// Builds mappings per executable, and locations and functions on first use
-// of each PC of each executable.
-class LocationTable {
- public:
-  LocationTable(pp::Profile* p, StringTable* strings) : p_(p), strings_(strings) {}
-
-  // Adds the executable's mappings once per file; returns its number.
-  absl::StatusOr<size_t> AddBinary(const symbolizer::GoBinary& binary, const std::string& path) {
-    for (size_t i = 0; i < binaries_.size(); ++i) {
-      if (binaries_[i].binary == &binary || binaries_[i].path == path) return i;
-    }
-    const symbolizer::ElfFile& elf = binary.elf();
-    // pprof compares a mapping's build_id with the file's GNU build ID (hex)
-    // and will not symbolize from a file that differs, so the GNU one goes
-    // first; the Go build ID serves binaries without one.
-    const std::string& build_id =
-        elf.gnu_build_id().empty() ? elf.go_build_id() : elf.gnu_build_id();
-    Binary b{&binary, path, {}};
-    for (const symbolizer::ElfSegment& seg : elf.loads()) {
-      if (!(seg.flags & PF_X)) continue;
-      pp::Mapping* m = p_->add_mapping();
-      m->set_id(p_->mapping_size());
-      m->set_memory_start(seg.vaddr);
-      m->set_memory_limit(seg.vaddr + seg.memsz);
-      m->set_file_offset(seg.offset);
-      m->set_filename(strings_->Index(path));
-      m->set_build_id(strings_->Index(build_id));
-      // Locations carry symbols already: pprof need not look for the binary.
-      m->set_has_functions(true);
-      m->set_has_filenames(true);
-      m->set_has_line_numbers(true);
-      m->set_has_inline_frames(true);
-      b.mappings.push_back(m->id());
-    }
-    if (b.mappings.empty()) {
-      return absl::FailedPreconditionError(
-          absl::StrCat(elf.path(), ": no executable PT_LOAD segment"));
-    }
-    binaries_.push_back(std::move(b));
-    return binaries_.size() - 1;
-  }
-
-  // `ret`: pc is a return address, described by the call before it. The
-  // location then gets pc-1, inside the call instruction, as pprof's spec
-  // allows for non-leaf frames, so re-symbolizing tools land on the call.
-  uint64_t Id(size_t binary, uint64_t pc, bool ret) {
-    auto [it, inserted] = ids_.try_emplace(std::make_tuple(binary, pc, ret), 0);
-    if (!inserted) return it->second;
-    uint64_t addr = ret && pc > 0 ? pc - 1 : pc;
-    pp::Location* loc = p_->add_location();
-    loc->set_id(p_->location_size());
-    loc->set_address(addr);
-    loc->set_mapping_id(MappingOf(binary, addr));
-    auto frames = binaries_[binary].binary->Symbolize(addr);
-    if (frames.ok()) {
-      // Innermost first, which is pprof's order for inlined calls.
-      for (const symbolizer::SourceFrame& f : *frames) {
-        pp::Line* line = loc->add_line();
-        line->set_function_id(FunctionId(f.function, f.file));
-        line->set_line(f.line);
-      }
-    }
-    it->second = loc->id();
-    return loc->id();
-  }
-
- private:
-  struct Binary {
-    const symbolizer::GoBinary* binary;
-    std::string path;
-    std::vector<uint64_t> mappings;
-  };
-
-  uint64_t MappingOf(size_t binary, uint64_t pc) const {
-    for (uint64_t id : binaries_[binary].mappings) {
-      const pp::Mapping& m = p_->mapping(static_cast<int>(id - 1));
-      if (pc >= m.memory_start() && pc < m.memory_limit()) return m.id();
-    }
-    return 0;
-  }
-
-  uint64_t FunctionId(absl::string_view name, absl::string_view file) {
-    auto [it, inserted] = functions_.try_emplace(std::make_pair(name, file), 0);
-    if (!inserted) return it->second;
-    pp::Function* fn = p_->add_function();
-    fn->set_id(p_->function_size());
-    fn->set_name(strings_->Index(name));
-    fn->set_system_name(strings_->Index(name));
-    fn->set_filename(strings_->Index(file));
-    it->second = fn->id();
-    return fn->id();
-  }
-
-  pp::Profile* p_;
-  StringTable* strings_;
-  std::vector<Binary> binaries_;
-  absl::flat_hash_map<std::tuple<size_t, uint64_t, bool>, uint64_t> ids_;
-  // Views into the ELF mappings, which outlive the table.
-  absl::flat_hash_map<std::pair<absl::string_view, absl::string_view>, uint64_t> functions_;
-};
 
 // Go's "created by" line for a go statement's pc: the physical function
 // holding it, and the file:line of the call (pc is a return address).
@@ -162,25 +45,6 @@ std::string DropsLine(const ProfileCounters& c) {
 
 absl::Status ErrnoStatus(absl::string_view what, const std::string& path) {
   return absl::InternalError(absl::StrCat(what, " ", path, ": ", strerror(errno)));
-}
-
-absl::StatusOr<std::string> Gzip(const std::string& in) {
-  z_stream z{};
-  // windowBits 15 + 16: a gzip header and trailer rather than zlib's.
-  if (deflateInit2(&z, Z_DEFAULT_COMPRESSION, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) !=
-      Z_OK) {
-    return absl::InternalError("deflateInit2 failed");
-  }
-  std::string out(deflateBound(&z, in.size()), '\0');
-  z.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(in.data()));
-  z.avail_in = in.size();
-  z.next_out = reinterpret_cast<Bytef*>(out.data());
-  z.avail_out = out.size();
-  int rc = deflate(&z, Z_FINISH);
-  deflateEnd(&z);
-  if (rc != Z_STREAM_END) return absl::InternalError(absl::StrCat("deflate failed: ", rc));
-  out.resize(z.total_out);
-  return out;
 }
 
 absl::StatusOr<std::string> Gunzip(const std::string& in) {
@@ -210,76 +74,52 @@ absl::StatusOr<pp::Profile> BuildPprof(const ErrorProfile& profile,
                                        const PprofInfo& info) {
   // No process (a command that ran no Go program) still gives a valid,
   // empty profile: a CI job can diff it.
-  pp::Profile p;
-  StringTable strings(&p);
-  const int64_t errors = strings.Index("errors");
-  const int64_t count = strings.Index("count");
-  pp::ValueType* st = p.add_sample_type();
-  st->set_type(errors);
-  st->set_unit(count);
-  p.mutable_period_type()->set_type(errors);
-  p.mutable_period_type()->set_unit(count);
-  p.set_period(1);
+  PprofBuilder b;
+  b.AddSampleType("errors", "count");
+  pp::Profile& p = b.profile();
   p.set_time_nanos(info.time_nanos);
   p.set_duration_nanos(info.duration_nanos);
 
-  LocationTable locations(&p, &strings);
-  std::vector<size_t> binary_of;  // process -> LocationTable binary
+  std::vector<int> binary_of;  // process -> builder binary (shared per executable)
   std::vector<std::string> paths, names;
+  absl::flat_hash_map<std::string, int> by_path;
   for (const ProfiledProcess& proc : processes) {
     const std::string& path = proc.path.empty() ? proc.binary->elf().path() : proc.path;
-    auto b = locations.AddBinary(*proc.binary, path);
-    if (!b.ok()) return b.status();
-    binary_of.push_back(*b);
+    auto it = by_path.find(path);
+    if (it == by_path.end()) {
+      auto added = b.AddBinary(*proc.binary, path);
+      if (!added.ok()) return added.status();
+      it = by_path.emplace(path, *added).first;
+    }
+    binary_of.push_back(it->second);
     paths.push_back(path);
     names.push_back(path.substr(path.rfind('/') + 1));
   }
 
-  const int64_t k_type = strings.Index(kLabelType);
-  const int64_t k_message = strings.Index(kLabelMessage);
-  const int64_t k_chain = strings.Index(kLabelChain);
-  const int64_t k_goroutine = strings.Index(kLabelGoroutine);
-  const int64_t k_created_by = strings.Index(kLabelCreatedBy);
-  const int64_t k_created_at = strings.Index(kLabelCreatedAt);
-  const int64_t k_binary = strings.Index(kLabelBinary);
-  const int64_t k_pid = strings.Index(kLabelPid);
   absl::flat_hash_map<std::pair<uint32_t, uint64_t>, Creator> creators;
   for (const ErrorProfile::Sample& s : profile.Samples()) {
     const uint32_t proc = s.key->process;
     if (proc >= processes.size()) {
       return absl::InvalidArgumentError(absl::StrCat("sample of unknown process ", proc));
     }
-    pp::Sample* out = p.add_sample();
-    for (size_t i = 0; i < s.key->stack.size(); ++i) {
-      out->add_location_id(locations.Id(binary_of[proc], s.key->stack[i], i > 0));
-    }
+    pp::Sample* out = b.AddSample(binary_of[proc], s.key->stack);
     out->add_value(static_cast<int64_t>(s.count));
-    auto add_str = [&](int64_t key, absl::string_view value) {
-      pp::Label* l = out->add_label();
-      l->set_key(key);
-      l->set_str(strings.Index(value));
-    };
-    auto add_num = [&](int64_t key, int64_t value) {
-      pp::Label* l = out->add_label();
-      l->set_key(key);
-      l->set_num(value);
-    };
-    add_str(k_type, s.key->type);
-    add_str(k_message, s.key->message);
-    add_str(k_chain, s.key->chain);
-    add_num(k_goroutine, static_cast<int64_t>(s.key->goroutine));
+    b.Label(out, kLabelType, s.key->type);
+    b.Label(out, kLabelMessage, s.key->message);
+    b.Label(out, kLabelChain, s.key->chain);
+    b.NumLabel(out, kLabelGoroutine, static_cast<int64_t>(s.key->goroutine));
     if (s.key->created_by != 0) {
       auto [it, inserted] = creators.try_emplace(std::make_pair(proc, s.key->created_by));
       if (inserted) it->second = CreatorOf(*processes[proc].binary, s.key->created_by);
       if (!it->second.function.empty()) {
-        add_str(k_created_by, it->second.function);
-        add_str(k_created_at, it->second.position);
+        b.Label(out, kLabelCreatedBy, it->second.function);
+        b.Label(out, kLabelCreatedAt, it->second.position);
       }
     }
-    for (const auto& [key, value] : s.key->labels) add_str(strings.Index(key), value);
+    for (const auto& [key, value] : s.key->labels) b.Label(out, key, value);
     if (info.label_processes) {
-      add_str(k_binary, names[proc]);
-      add_num(k_pid, processes[proc].pid);
+      b.Label(out, kLabelBinary, names[proc]);
+      b.NumLabel(out, kLabelPid, processes[proc].pid);
     }
   }
 
@@ -305,8 +145,8 @@ absl::StatusOr<pp::Profile> BuildPprof(const ErrorProfile& profile,
   comments.push_back(absl::StrFormat(
       "counts: events=%d samples=%d sites=%d partial=%d other_messages=%d dropped=%d", c.events,
       profile.num_samples(), profile.sites().size(), c.partial, c.other_messages, c.dropped()));
-  for (const std::string& line : comments) p.add_comment(strings.Index(line));
-  return p;
+  for (const std::string& line : comments) b.AddComment(line);
+  return b.Release();
 }
 
 absl::StatusOr<pp::Profile> BuildPprof(const ErrorProfile& profile,
@@ -328,38 +168,7 @@ absl::Status WritePprof(const ErrorProfile& profile, const std::vector<ProfiledP
 }
 
 absl::Status WriteProfileFile(const pp::Profile& p, const std::string& path) {
-  std::string raw;
-  if (!p.SerializeToString(&raw)) return absl::InternalError("cannot serialize the profile");
-  absl::StatusOr<std::string> gz = Gzip(raw);
-  if (!gz.ok()) return gz.status();
-
-  // Same directory as `path`, so the rename cannot cross file systems.
-  std::string tmp = path + ".tmp.XXXXXX";
-  int fd = mkstemp(tmp.data());
-  if (fd < 0) return ErrnoStatus("cannot create a temporary file for", path);
-  auto fail = [&](absl::string_view what) {
-    absl::Status s = ErrnoStatus(what, tmp);
-    if (fd >= 0) close(fd);
-    unlink(tmp.c_str());
-    return s;
-  };
-  // mkstemp makes the file 0600; a profile is not secret.
-  if (fchmod(fd, 0644) != 0) return fail("cannot chmod");
-  const char* data = gz->data();
-  size_t left = gz->size();
-  while (left > 0) {
-    ssize_t n = write(fd, data, left);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return fail("cannot write");
-    data += n;
-    left -= static_cast<size_t>(n);
-  }
-  if (fsync(fd) != 0) return fail("cannot sync");
-  int rc = close(fd);
-  fd = -1;
-  if (rc != 0) return fail("cannot close");
-  if (rename(tmp.c_str(), path.c_str()) != 0) return fail("cannot rename");
-  return absl::OkStatus();
+  return WriteProfileGz(p, path);
 }
 
 absl::StatusOr<pp::Profile> ReadProfile(const std::string& path) {
