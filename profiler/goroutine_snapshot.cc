@@ -235,6 +235,14 @@ class Reader {
     out->clear();
     out->push_back(p.pc - bias_);
     uint64_t lower = p.sp, end = p.sp + len;
+    if (bp == 0 && len >= 8) {
+      // A goroutine that has not run yet: it sits at its function's entry
+      // with no frame pointer saved and goexit's return address at sp.
+      uint64_t ret;
+      std::memcpy(&ret, stack, 8);
+      auto f = Func(ret);
+      if (f && goexit_ && *f == *goexit_) return Walk::kComplete;
+    }
     while (out->size() < kMaxFrames) {
       if (bp == 0) return Walk::kTruncated;
       if (bp < lower || bp + 16 > p.hi || bp % 8 != 0) return Walk::kBad;

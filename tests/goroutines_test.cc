@@ -13,6 +13,7 @@
 #include <cstdio>
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -23,6 +24,7 @@
 #include "absl/strings/strip.h"
 #include "absl/time/time.h"
 #include "gtest/gtest.h"
+#include "goabi/g_layout.h"
 #include "profiler/goroutine_locate.h"
 #include "profiler/pprof_writer.h"
 #include "symbolizer/go_binary.h"
@@ -48,6 +50,7 @@ struct Dumped {
   uint64_t id = 0;
   std::string state;
   std::string wait;  // what follows the state in the header, if anything
+  bool truncated = false;  // "...": frames left out
   std::vector<Frame> frames;
   std::optional<Frame> creator;
   uint64_t parent = 0;
@@ -106,7 +109,11 @@ std::map<uint64_t, Dumped> ParseDump(const std::string& text) {
     d.state = std::string(absl::StripSuffix(state, " (scan)"));
     for (size_t i = 1; i < lines.size(); ++i) {
       absl::string_view l = lines[i];
-      if (absl::StartsWith(l, "#") || absl::StartsWith(l, "\tgoroutine running")) continue;
+      if (absl::StartsWith(l, "#") || absl::StartsWith(l, "\tgoroutine running") ||
+          absl::StartsWith(l, "...")) {
+        if (absl::StartsWith(l, "...")) d.truncated = true;
+        continue;
+      }
       Frame f;
       bool creator = absl::ConsumePrefix(&l, "created by ");
       if (creator) {
@@ -405,6 +412,66 @@ void ExpectOneLineError(const CommandResult& r, const std::vector<std::string>& 
   EXPECT_EQ(r.out, "");
 }
 
+// A target that never stops changing (goroutines born and dying, stacks
+// copied, mutexes handed over): every snapshot must succeed and show only
+// well-formed goroutines; what could not be read consistently is counted.
+void CheckChurn(const CorpusBinary& b) {
+  constexpr int kWorkers = 40;
+  auto child = Child::Spawn({b.path, "-churn", absl::StrCat(kWorkers)});
+  ASSERT_TRUE(child.ok()) << child.status();
+  auto ready = (*child)->ReadLine(false, kTimeout);
+  ASSERT_TRUE(ready.ok() && absl::StartsWith(*ready, "ready ")) << ready.status();
+  auto bin = symbolizer::GoBinary::Open(b.path);
+  ASSERT_TRUE(bin.ok()) << bin.status();
+  auto layout = goabi::GLayoutFor((*bin)->version());
+  ASSERT_TRUE(layout.ok());
+  std::set<std::string> states;
+  for (std::string_view w : layout->wait_reasons) states.insert(std::string(w));
+  for (std::string_view w : layout->status_names) states.insert(std::string(w));
+  states.erase("");
+  std::string pid = absl::StrCat("--pid=", (*child)->pid());
+  uint64_t skipped = 0, retried = 0, truncated = 0;
+  for (int i = 0; i < 25; ++i) {
+    CommandResult r = RunCommand({GoerrprofPath(), "goroutines", pid, "--text"}, kTimeout);
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    // "goerrprof: N goroutines of pid P read in X ms (H system hidden, F free,
+    // R re-read, S skipped as torn, T stacks truncated, ...)"
+    std::vector<std::string> words = absl::StrSplit(r.err, absl::ByAnyChar(" (,"), absl::SkipEmpty());
+    ASSERT_GE(words.size(), 20u) << r.err;
+    uint64_t shown = 0, sk = 0, re = 0, tr = 0;
+    ASSERT_TRUE(absl::SimpleAtoi(words[1], &shown)) << r.err;
+    for (size_t k = 1; k < words.size(); ++k) {
+      if (words[k] == "re-read") ASSERT_TRUE(absl::SimpleAtoi(words[k - 1], &re));
+      if (words[k] == "skipped") ASSERT_TRUE(absl::SimpleAtoi(words[k - 1], &sk));
+      if (words[k] == "stacks") ASSERT_TRUE(absl::SimpleAtoi(words[k - 1], &tr));
+    }
+    skipped += sk, retried += re, truncated += tr;
+    std::map<uint64_t, Dumped> gs = ParseDump(r.out);
+    EXPECT_EQ(gs.size(), shown);
+    EXPECT_GE(shown + sk, static_cast<uint64_t>(kWorkers + 1)) << r.err;
+    for (const auto& [id, g] : gs) {
+      EXPECT_TRUE(states.contains(g.state)) << "goroutine " << id << " [" << g.state << "]";
+      for (const Frame& f : g.frames) {
+        EXPECT_TRUE(f.function.find('.') != std::string::npos) << id << ": " << Describe(f);
+        EXPECT_FALSE(f.file.empty()) << id;
+        EXPECT_GT(f.line, 0) << id << ": " << Describe(f);
+      }
+      if (g.creator) {
+        EXPECT_GT(g.creator->line, 0) << id;
+        EXPECT_TRUE(absl::StartsWith(g.creator->function, "main.")) << id << ": "
+                                                                      << g.creator->function;
+      }
+    }
+  }
+  std::printf("churn %s: 25 snapshots, %lu re-read, %lu skipped, %lu stacks truncated\n",
+              b.Label().c_str(), static_cast<unsigned long>(retried),
+              static_cast<unsigned long>(skipped), static_cast<unsigned long>(truncated));
+  ASSERT_TRUE((*child)->Write("quit\n").ok());
+  auto done = (*child)->Finish(kTimeout);
+  ASSERT_TRUE(done.ok()) << done.status();
+  EXPECT_EQ(done->exit_code, 0) << done->err;
+}
+
 CorpusBinary NewestParked() {
   auto corpus = LoadCorpus(false);
   CorpusBinary best;
@@ -468,6 +535,10 @@ int main(int argc, char** argv) {
   for (const char* flavour : {"parked-default", "parked-stripped", "parked-pie"}) {
     goerrprof::testing::RegisterCorpusTests("Goroutines", flavour, false,
                                             goerrprof::testing::CheckParked);
+  }
+  for (const char* flavour : {"parked-stripped", "parked-cgo"}) {
+    goerrprof::testing::RegisterCorpusTests("Churn", flavour, false,
+                                            goerrprof::testing::CheckChurn);
   }
   for (const char* flavour : {"parked-default", "parked-pie", "parked-cgo"}) {
     goerrprof::testing::RegisterCorpusTests("AllgsSymbol", flavour, false,

@@ -171,7 +171,14 @@ func countParked(buf []byte) (int, []byte) {
 func main() {
 	n := flag.Int("n", 5, "goroutines blocked on a channel receive (the scale)")
 	bench := flag.Bool("bench", false, "no truth dump; run a ticker measuring scheduling delay")
+	churners := flag.Int("churn", 0, "instead: N goroutines that never stop changing; no truth")
 	flag.Parse()
+	if *churners > 0 {
+		churn(*churners)
+		fmt.Printf("ready %d\n", os.Getpid())
+		serve(nil)
+		return
+	}
 
 	mu.Lock()
 	wg.Add(1)
