@@ -52,9 +52,13 @@ struct gpk_scratch {
   __u64 stack[GPK_MAX_STACK];
 };
 
+/* Per-CPU working records, several per CPU: a handler runs with migration
+ * disabled but may be preempted, and another thread of the target can then
+ * hit a probe on the same CPU; it takes the next free slot. */
+#define GPK_SLOTS 4
 struct {
   __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-  __uint(max_entries, 1);
+  __uint(max_entries, GPK_SLOTS);
   __type(key, __u32);
   __type(value, struct gpk_scratch);
 } scratch SEC(".maps");
@@ -250,11 +254,15 @@ int gpk_on_event(struct pt_regs *ctx) {
     bump(GPK_CTR_FOREIGN);
     return 0;
   }
-  __u32 zero = 0;
-  struct gpk_scratch *s = bpf_map_lookup_elem(&scratch, &zero);
-  if (!s) return 0;
-  /* Another task preempting us on this CPU would share the scratch. */
-  if (__sync_val_compare_and_swap(&s->busy, 0, 1) != 0) {
+  struct gpk_scratch *s = NULL;
+  for (__u32 k = 0; k < GPK_SLOTS; k++) {
+    struct gpk_scratch *c = bpf_map_lookup_elem(&scratch, &k);
+    if (c && __sync_val_compare_and_swap(&c->busy, 0, 1) == 0) {
+      s = c;
+      break;
+    }
+  }
+  if (!s) {
     bump(GPK_CTR_DROP_BUSY);
     return 0;
   }

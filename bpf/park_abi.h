@@ -74,7 +74,7 @@ enum gpk_counter {
   GPK_CTR_EVENTS,        /* records written */
   GPK_CTR_FOREIGN,       /* another process hit the probe: ignored */
   GPK_CTR_DROP_RINGBUF,  /* ring buffer full: record lost */
-  GPK_CTR_DROP_BUSY,     /* per-CPU scratch in use (preempted handler) */
+  GPK_CTR_DROP_BUSY,     /* every per-CPU scratch slot in use (preempted handlers) */
   GPK_CTR_G_READ,        /* g, goid or m unreadable */
   GPK_CTR_STACK_FAILED,  /* a frame unreadable: stack cut short */
   GPK_CTR_STACK_CUT,     /* stack deeper than GPK_MAX_STACK */
