@@ -26,6 +26,7 @@
 #include "gtest/gtest.h"
 #include "goabi/g_layout.h"
 #include "profiler/goroutine_locate.h"
+#include "profiler/pprof_builder.h"
 #include "profiler/pprof_writer.h"
 #include "symbolizer/go_binary.h"
 #include "tests/test_support.h"
@@ -480,6 +481,79 @@ CorpusBinary NewestParked() {
     if (b.program == "parked" && b.flavour == "default") best = b;  // manifest is oldest first
   }
   return best;
+}
+
+// The builder the goroutine profile uses, on its own: two binaries in one
+// profile keep their own mappings and locations; return addresses get
+// pc-1 and the call's lines.
+TEST(PprofBuilder, TwoBinaries) {
+  auto corpus = LoadCorpus(false);
+  ASSERT_TRUE(corpus.ok()) << corpus.status();
+  std::vector<std::string> paths;
+  for (const CorpusBinary& b : *corpus) {
+    if (b.program == "parked" && b.flavour == "default") paths.push_back(b.path);
+  }
+  ASSERT_GE(paths.size(), 2u);
+  auto a = symbolizer::GoBinary::Open(paths.front());
+  auto b = symbolizer::GoBinary::Open(paths.back());
+  ASSERT_TRUE(a.ok() && b.ok());
+  profiler::PprofBuilder builder;
+  builder.AddSampleType("things", "count");
+  auto ia = builder.AddBinary(**a, "a");
+  auto ib = builder.AddBinary(**b, "b");
+  ASSERT_TRUE(ia.ok() && ib.ok());
+  EXPECT_NE(*ia, *ib);
+  // A PC inside main.startReceivers in each (not its entry).
+  auto pc_of = [](const symbolizer::GoBinary& bin) {
+    const symbolizer::Pclntab& t = bin.pclntab();
+    for (size_t i = 0; i < t.num_functions(); ++i) {
+      if (t.FuncName(i) == "main.startReceivers") return t.FuncEntry(i) + 4;
+    }
+    return uint64_t{0};
+  };
+  uint64_t pa = pc_of(**a), pb = pc_of(**b);
+  ASSERT_NE(pa, 0u);
+  ASSERT_NE(pb, 0u);
+  uint64_t la = builder.Location(*ia, pa, false), lb = builder.Location(*ib, pb, true);
+  EXPECT_EQ(builder.Location(*ia, pa, false), la);  // interned
+  EXPECT_NE(builder.Location(*ia, pa, true), la);   // a return address is another location
+  EXPECT_NE(la, lb);
+  perftools::profiles::Sample* s = builder.AddSample(*ib, std::vector<uint64_t>{pb, pb});
+  s->add_value(1);
+  builder.Label(s, "k", "v");
+  builder.NumLabel(s, "n", 7, "bytes");
+  pp::Profile p = builder.Release();
+  std::map<uint64_t, std::string> mapping_file;
+  for (const pp::Mapping& m : p.mapping()) mapping_file[m.id()] = p.string_table(m.filename());
+  std::map<uint64_t, const pp::Location*> locs;
+  for (const pp::Location& l : p.location()) locs[l.id()] = &l;
+  EXPECT_EQ(mapping_file[locs[la]->mapping_id()], "a");
+  EXPECT_EQ(mapping_file[locs[lb]->mapping_id()], "b");
+  EXPECT_EQ(locs[la]->address(), pa);
+  EXPECT_EQ(locs[lb]->address(), pb - 1);
+  auto frames = (*b)->Symbolize(pb - 1);
+  ASSERT_TRUE(frames.ok());
+  ASSERT_EQ(locs[lb]->line_size(), static_cast<int>(frames->size()));
+  EXPECT_EQ(locs[lb]->line(0).line(), frames->front().line);
+  ASSERT_EQ(p.sample_size(), 1);
+  // The sample's first PC is the leaf (pc itself), the second a return.
+  EXPECT_EQ(locs[p.sample(0).location_id(0)]->address(), pb);
+  EXPECT_EQ(locs[p.sample(0).location_id(1)]->address(), pb - 1);
+
+  char dir[] = "/tmp/pprof_builder_test.XXXXXX";
+  ASSERT_NE(mkdtemp(dir), nullptr);
+  std::string out = absl::StrCat(dir, "/p.pb.gz");
+  ASSERT_TRUE(profiler::WriteProfileGz(p, out).ok());
+  auto back = profiler::ReadProfile(out);
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(back->SerializeAsString(), p.SerializeAsString());
+  std::vector<std::string> argv = kPprof;
+  argv.insert(argv.end(), {"-raw", out});
+  CommandResult r = RunCommand(argv, 300);
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(absl::StrContains(r.out, "main.startReceivers")) << r.out;
+  std::remove(out.c_str());
+  rmdir(dir);
 }
 
 TEST(GoroutinesCli, DeadPid) {
