@@ -7,6 +7,7 @@
 // parktrace measured and at most a bounded margin shorter, the right
 // waker, the goroutine parked forever marked still parked, open with
 // `go tool pprof`, and leave no program of ours behind. Needs root.
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -15,6 +16,7 @@
 #include <map>
 #include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/match.h"
@@ -288,7 +290,104 @@ void CheckProbes(const CorpusBinary& b) {
   EXPECT_LE(probes->resume - probes->park_call, 5u);  // CALL rel32
 }
 
+// True once pid runs `path` (same inode), false after a few seconds.
+bool WaitForExec(pid_t pid, const std::string& path) {
+  struct stat want;
+  if (stat(path.c_str(), &want) != 0) return false;
+  const std::string exe = absl::StrCat("/proc/", pid, "/exe");
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  do {
+    struct stat got;
+    if (stat(exe.c_str(), &got) == 0 && got.st_ino == want.st_ino && got.st_dev == want.st_dev) {
+      return true;
+    }
+    std::this_thread::yield();
+  } while (std::chrono::steady_clock::now() < deadline);
+  return false;
+}
+
+// esbuild release builds (stripped, by Go 1.16 to 1.26): the only Go 1.16
+// (stack ABI: g in TLS, ready's argument on the stack) and 1.17 binaries
+// here. esbuild bundles a generated module from stdin while traced; there
+// is no truth of its parks, so this checks what must hold of any run: parks
+// paired with resumes, woken goroutines matched to their parks (the
+// argument read right), wait reasons the runtime's words, stacks in
+// esbuild's own code, nothing dropped.
+void CheckEsbuild(const CorpusBinary& b) {
+  auto binary = symbolizer::GoBinary::Open(b.path);
+  ASSERT_TRUE(binary.ok()) << binary.status();
+  auto probes = profiler::FindParkProbes(**binary);
+  ASSERT_TRUE(probes.ok()) << probes.status();
+  if (geteuid() != 0) GTEST_SKIP() << "park tracing needs root (BPF uprobes)";
+
+  auto child = Child::Spawn({b.path, "--bundle", "--log-level=silent"});
+  ASSERT_TRUE(child.ok()) << child.status();
+  // esbuild reads stdin to EOF before doing anything: attach first, once
+  // the child has exec'd it (it says nothing before).
+  ASSERT_TRUE(WaitForExec((*child)->pid(), b.path)) << "child never ran " << b.path;
+  auto tracer = ParkTracer::Start((*child)->pid(), **binary, {});
+  ASSERT_TRUE(tracer.ok()) << tracer.status();
+  ParkTracer& t = **tracer;
+  std::string js;
+  for (int i = 0; i < 3000; ++i) {
+    absl::StrAppend(&js, "export function f", i, "(x) { return [x, `", i,
+                    "`].map((y) => y + 1).join(','); }\n");
+  }
+  auto writer = std::async(std::launch::async, [&] {
+    absl::Status st = (*child)->Write(js);
+    (*child)->CloseStdin();
+    return st;
+  });
+  auto done = std::async(std::launch::async, [&] { return (*child)->Finish(120); });
+  while (done.wait_for(std::chrono::seconds(0)) != std::future_status::ready) {
+    ASSERT_TRUE(t.Poll(20).ok());
+  }
+  ASSERT_TRUE(writer.get().ok());
+  auto r = done.get();
+  ASSERT_TRUE(r.ok()) << r.status();
+  ASSERT_EQ(r->exit_code, 0) << r->err;
+  EXPECT_NE(r->out.find("f2999"), std::string::npos);
+  t.Stop();
+
+  profiler::ParkCounters c = t.counters();
+  EXPECT_EQ(c.dropped(), 0u);
+  EXPECT_EQ(c.totals.unknown_goid, 0u);
+  EXPECT_EQ(c.totals.lost_parks, 0u);
+  EXPECT_EQ(c.totals.lost_resumes, 0u);
+  EXPECT_EQ(c[GPK_CTR_G_READ], 0u);
+  EXPECT_EQ(c[GPK_CTR_STACK_FAILED], 0u);
+  EXPECT_GT(c.totals.parks, 0u);
+  EXPECT_GT(c.totals.resumes, 0u);
+  auto p = t.BuildProfile();
+  ASSERT_TRUE(p.ok()) << p.status();
+  int64_t woken_by_esbuild = 0, in_esbuild = 0;
+  for (const pp::Sample& smp : p->sample()) {
+    if (smp.value(kParks) == 0) continue;
+    std::string reason = Label(*p, smp, profiler::kLabelWaitReason);
+    EXPECT_FALSE(reason.empty() || absl::StartsWith(reason, "waitReason(")) << reason;
+    bool ours = false;
+    for (const std::string& fn : FunctionsOf(*p, smp)) {
+      ours |= absl::StartsWith(fn, "github.com/evanw/esbuild/");
+    }
+    if (ours) in_esbuild += smp.value(kParks);
+    if (absl::StartsWith(Label(*p, smp, profiler::kLabelWaker), "github.com/evanw/esbuild/")) {
+      woken_by_esbuild += smp.value(kParks);
+    }
+  }
+  EXPECT_GT(in_esbuild, 0);
+  EXPECT_GT(woken_by_esbuild, 0);
+  std::printf("park_test: %s parks=%llu resumes=%llu wakeups=%llu in_esbuild=%lld "
+              "woken_by_esbuild=%lld before_start=%llu orphan_wakeups=%llu\n",
+              b.Label().c_str(), static_cast<unsigned long long>(c.totals.parks),
+              static_cast<unsigned long long>(c.totals.resumes),
+              static_cast<unsigned long long>(c.totals.wakeups),
+              static_cast<long long>(in_esbuild), static_cast<long long>(woken_by_esbuild),
+              static_cast<unsigned long long>(c.totals.resumed_before_start),
+              static_cast<unsigned long long>(c.totals.orphan_wakeups));
+}
+
 [[maybe_unused]] const bool registered = [] {
+  RegisterCorpusTests("ParkEsbuild", "esbuild", true, CheckEsbuild);
   RegisterCorpusTests("ParkTrace", "parktrace", false,
                       [](const CorpusBinary& b) { CheckParkTrace(b, {}); });
   // Kernels before 6.6 get one perf uprobe per probe instead of the link.
