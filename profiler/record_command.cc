@@ -30,6 +30,11 @@ ABSL_FLAG(std::string, o, "errors.pb.gz", "record: the profile to write");
 ABSL_FLAG(int32_t, max_chain, 8, "record: how deep to follow Unwrap chains");
 ABSL_FLAG(int64_t, ringbuf_bytes, 8 << 20,
           "record: kernel ring buffer size; events that do not fit are dropped and counted");
+ABSL_FLAG(bool, goroutines, false,
+          "record: also trace where goroutines park, why and for how long, and who wakes "
+          "them (uprobes on the scheduler: costly for code that blocks often)");
+ABSL_FLAG(std::string, goroutines_o, "",
+          "record --goroutines: the park profile (default: goroutines.pb.gz beside -o)");
 ABSL_FLAG(bool, toolchain, false,
           "record -- COMMAND: also record the Go toolchain's own processes (go, compile, vet...)");
 
@@ -72,7 +77,31 @@ RecordOptions OptionsFromFlags() {
   o.max_chain = static_cast<uint32_t>(absl::GetFlag(FLAGS_max_chain));
   o.ringbuf_bytes = static_cast<uint32_t>(absl::GetFlag(FLAGS_ringbuf_bytes));
   o.toolchain = absl::GetFlag(FLAGS_toolchain);
+  o.goroutines = absl::GetFlag(FLAGS_goroutines);
+  if (o.goroutines) std::fprintf(stderr, "%s\n", ParkTracer::OverheadWarning().c_str());
   return o;
+}
+
+// --goroutines_o, or goroutines.pb.gz in the directory of the errors profile.
+std::string ParksPath(const std::string& errors_path) {
+  std::string flag = absl::GetFlag(FLAGS_goroutines_o);
+  if (!flag.empty()) return flag;
+  size_t slash = errors_path.rfind('/');
+  return (slash == std::string::npos ? "" : errors_path.substr(0, slash + 1)) +
+         "goroutines.pb.gz";
+}
+
+// Writes the park profiles and says so; "" when parks were not traced.
+std::string WriteParks(Recorder& rec, const std::string& errors_path, const PprofInfo& info) {
+  if (!absl::GetFlag(FLAGS_goroutines)) return "";
+  for (const std::string& w : rec.warnings()) std::fprintf(stderr, "goerrprof: %s\n", w.c_str());
+  auto written = rec.WriteParks(ParksPath(errors_path), info);
+  if (!written.ok()) {
+    std::fprintf(stderr, "goerrprof: %s\n", std::string(written.status().message()).c_str());
+    return "; goroutine parks not written";
+  }
+  return absl::StrCat("; ", rec.parks(), " goroutine parks, ", rec.park_drops(), " dropped -> ",
+                      written->empty() ? "nothing written" : absl::StrJoin(*written, " "));
 }
 
 void PrintStatus(const Recorder& rec, absl::Duration elapsed) {
@@ -123,13 +152,14 @@ int RecordPid(pid_t pid) {
   info.duration_nanos = absl::ToInt64Nanoseconds(recorded);
   std::string out = absl::GetFlag(FLAGS_o);
   if (auto s = rec.Write(out, info); !s.ok()) return Fail(s);
+  std::string parks = WriteParks(rec, out, info);
   std::fprintf(stderr,
                "goerrprof: %s: %llu errors at %zu sites, %llu dropped, %zu probes attached "
-               "in %s (%zu references unplanned) -> %s\n",
+               "in %s (%zu references unplanned) -> %s%s\n",
                stop_reason.c_str(), static_cast<unsigned long long>(rec.delivered()),
                rec.profile().sites().size(), static_cast<unsigned long long>(rec.dropped()),
                rec.probes(), absl::FormatDuration(attach_time).c_str(), rec.unplanned(),
-               out.c_str());
+               out.c_str(), parks.c_str());
   return 0;
 }
 
@@ -229,13 +259,16 @@ int RecordCommand(const std::vector<std::string>& command) {
   info.label_processes = true;
   std::string out = absl::GetFlag(FLAGS_o);
   absl::Status written = rec.Write(out, info);
+  std::string parks = WriteParks(rec, out, info);
   std::fprintf(stderr,
                "goerrprof: command exited with %d: %llu errors at %zu sites in %zu Go processes "
-               "(%zu toolchain, %zu non-Go and %zu failed not recorded), %llu dropped%s%s -> %s\n",
+               "(%zu toolchain, %zu non-Go and %zu failed not recorded), %llu dropped%s%s -> "
+               "%s%s\n",
                code, static_cast<unsigned long long>(rec.delivered()),
                rec.profile().sites().size(), go_recorded, toolchain, not_go, failed,
                static_cast<unsigned long long>(rec.dropped()), misses.empty() ? "" : ", ",
-               absl::StrJoin(misses, " ").c_str(), written.ok() ? out.c_str() : "nothing written");
+               absl::StrJoin(misses, " ").c_str(), written.ok() ? out.c_str() : "nothing written",
+               parks.c_str());
   if (!written.ok()) {
     std::fprintf(stderr, "goerrprof: %s\n", std::string(written.message()).c_str());
     if (code == 0) code = 1;

@@ -98,6 +98,10 @@ absl::StatusOr<std::shared_ptr<ExecutablePlan>> Recorder::PlanFor(pid_t pid) {
 }
 
 absl::Status Recorder::Attach(pid_t pid) {
+  // A process that execs again is a new program: its old probes are done.
+  for (Traced& t : processes_) {
+    if (t.pid == pid) Close(t);
+  }
   auto plan = PlanFor(pid);
   if (!plan.ok()) return plan.status();
   if (!(*plan)->not_recorded.empty()) return absl::UnimplementedError((*plan)->not_recorded);
@@ -111,6 +115,15 @@ absl::Status Recorder::Attach(pid_t pid) {
   t.plan = *plan;
   t.probes = (*session)->attach_stats().probes;
   t.session = std::move(*session);
+  if (options_.goroutines) {
+    auto parks = ParkTracer::Start(pid, *(*plan)->binary, ParkOptions{});
+    if (parks.ok()) {
+      t.parks = std::move(*parks);
+    } else {
+      warnings_.push_back(absl::StrCat("pid ", pid, ": goroutine parks not traced: ",
+                                       parks.status().message()));
+    }
+  }
   processes_.push_back(std::move(t));
   return absl::OkStatus();
 }
@@ -124,6 +137,7 @@ void Recorder::Close(Traced& t) {
       .IgnoreError();
   t.final_counters = t.session->Counters();
   t.session.reset();  // detach: the process runs free
+  if (t.parks) t.parks->Stop();  // goroutines still parked count until now
 }
 
 absl::Status Recorder::Poll(int timeout_ms) {
@@ -137,6 +151,10 @@ absl::Status Recorder::Poll(int timeout_ms) {
       profile_.Add(e, static_cast<uint32_t>(i), render);
     });
     if (!polled.ok() && !absl::IsCancelled(polled.status())) return polled.status();
+    if (t.parks) {
+      auto parked = t.parks->Poll(0);
+      if (!parked.ok()) return parked.status();
+    }
     if (t.session->target_exited()) Close(t);
   }
   return absl::OkStatus();
@@ -185,6 +203,46 @@ size_t Recorder::unplanned() const {
   size_t n = 0;
   for (const auto& [key, plan] : plans_) n += plan->skipped;
   return n;
+}
+
+uint64_t Recorder::parks() const {
+  uint64_t n = 0;
+  for (const Traced& t : processes_) {
+    if (t.parks) n += t.parks->counters().totals.parks;
+  }
+  return n;
+}
+
+uint64_t Recorder::park_drops() const {
+  uint64_t n = 0;
+  for (const Traced& t : processes_) {
+    if (t.parks) n += t.parks->counters().dropped();
+  }
+  return n;
+}
+
+absl::StatusOr<std::vector<std::string>> Recorder::WriteParks(const std::string& path,
+                                                             const PprofInfo& info) {
+  std::vector<const Traced*> traced;
+  for (const Traced& t : processes_) {
+    if (t.parks) traced.push_back(&t);
+  }
+  std::vector<std::string> written;
+  for (const Traced* t : traced) {
+    std::string out = path;
+    if (traced.size() > 1) {
+      size_t dot = out.find('.', out.rfind('/') + 1);
+      if (dot == std::string::npos) dot = out.size();
+      out.insert(dot, absl::StrCat(".", t->pid));
+    }
+    ParkProfileInfo pinfo;
+    pinfo.binary_path = t->plan->path;
+    pinfo.time_nanos = info.time_nanos;
+    pinfo.duration_nanos = info.duration_nanos;
+    if (absl::Status s = t->parks->WriteProfile(out, pinfo); !s.ok()) return s;
+    written.push_back(out);
+  }
+  return written;
 }
 
 absl::Status Recorder::Write(const std::string& path, PprofInfo info) {

@@ -18,6 +18,7 @@
 #include "absl/status/statusor.h"
 #include "profiler/bpf_session.h"
 #include "profiler/error_profile.h"
+#include "profiler/park_session.h"
 #include "profiler/pprof_writer.h"
 #include "symbolizer/go_binary.h"
 
@@ -29,6 +30,8 @@ struct RecordOptions {
   // Attach to the Go toolchain's own programs too (go, compile, link, vet:
   // main packages under cmd/); off, a `go test` records only the tests.
   bool toolchain = false;
+  // Trace goroutine parks too (ParkTracer; about three traps per park).
+  bool goroutines = false;
 };
 
 // What was learnt about one executable (by device and inode).
@@ -39,6 +42,8 @@ struct ExecutablePlan {
   size_t skipped = 0;                            // references left unplanned
   std::string not_recorded;                      // why binary is null / skipped
   bool toolchain = false;
+  // Trace goroutine parks too (ParkTracer; about three traps per park).
+  bool goroutines = false;
 };
 
 class Recorder {
@@ -69,12 +74,24 @@ class Recorder {
 
   // Records the kernel and decode counters as drops, then writes.
   absl::Status Write(const std::string& path, PprofInfo info);
+  // With options.goroutines: each process's park profile, to `path` when
+  // one process was traced, else to `path` with ".<pid>" before its
+  // extension (go tool pprof merges files given together). Returns the
+  // files written.
+  absl::StatusOr<std::vector<std::string>> WriteParks(const std::string& path,
+                                                      const PprofInfo& info);
+  // Park tracing's counters summed over processes, for the summary line.
+  uint64_t parks() const;
+  uint64_t park_drops() const;
+  // Things that went wrong without stopping the recording, one line each.
+  const std::vector<std::string>& warnings() const { return warnings_; }
 
  private:
   struct Traced {
     pid_t pid = 0;
     std::shared_ptr<ExecutablePlan> plan;
     std::unique_ptr<BpfSession> session;  // null once closed
+    std::unique_ptr<ParkTracer> parks;    // with options.goroutines; stopped on close
     SessionCounters final_counters;        // kept when the session closes
     size_t probes = 0;
   };
@@ -83,6 +100,7 @@ class Recorder {
 
   RecordOptions options_;
   ErrorProfile profile_;
+  std::vector<std::string> warnings_;
   std::vector<Traced> processes_;
   // By "dev:ino" of the executable.
   absl::flat_hash_map<std::string, std::shared_ptr<ExecutablePlan>> plans_;
