@@ -5,8 +5,13 @@
 // function, its own measured blocked times). The profile must have exactly
 // those parks per (function, wait reason), blocked times no longer than
 // parktrace measured and at most a bounded margin shorter, the right
-// waker, the goroutine parked forever marked still parked, open with
-// `go tool pprof`, and leave no program of ours behind. Needs root.
+// waker, the goroutine parked forever marked still parked, the one parked
+// before we attached counted from the start, open with `go tool pprof`, and
+// leave no program of ours behind; likewise through perf uprobes (the
+// fallback). Also: probe placement on every corpus binary, live tracing of
+// the esbuild releases (the only Go 1.16/1.17 binaries here), ring drops
+// counted, pairing on made-up records, bad pids and binaries. The live
+// tests need root.
 #include <sys/stat.h>
 #include <unistd.h>
 
