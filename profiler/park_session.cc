@@ -20,6 +20,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/strip.h"
+#include "absl/time/time.h"
 #include "bpf/goroutines.skel.h"
 #include "symbolizer/status_macros.h"
 
@@ -374,6 +375,22 @@ ParkCounters ParkTracer::counters() const {
     for (uint64_t v : vals) c.bpf[k] += v;
   }
   return c;
+}
+
+std::string ParkTracer::Summary() const {
+  ParkCounters c = counters();
+  uint64_t blocked = 0;
+  if (agg_) {
+    for (const auto& [key, v] : agg_->parks()) blocked += v.blocked_ns;
+  }
+  std::string out = absl::StrCat(
+      "parks=", c.totals.parks, " blocked=",
+      absl::FormatDuration(absl::Nanoseconds(static_cast<int64_t>(blocked))),
+      " still_parked=", c.totals.still_parked, " wakeups=", c.totals.wakeups,
+      " drops=", c.dropped());
+  uint64_t unpaired = c.totals.lost_parks + c.totals.lost_resumes + c.totals.unknown_goid;
+  if (unpaired) absl::StrAppend(&out, " unpaired=", unpaired);
+  return out;
 }
 
 std::vector<uint32_t> ParkTracer::prog_ids() const {

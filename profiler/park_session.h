@@ -84,6 +84,10 @@ class ParkTracer {
   void Stop();
 
   ParkCounters counters() const;
+  // One line for record's summary: parks, blocked time, still parked,
+  // wakeups and every loss, e.g. "parks=236 blocked=1.19s still_parked=1
+  // wakeups=236 drops=0".
+  std::string Summary() const;
   const ParkAggregator& aggregator() const { return *agg_; }
   const ParkProbes& probes() const { return probes_; }
   bool uprobe_multi() const { return multi_; }

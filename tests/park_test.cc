@@ -182,6 +182,12 @@ void CheckParkTrace(const CorpusBinary& b, const profiler::ParkOptions& options)
   EXPECT_GT(c.totals.parks, 0u);
   EXPECT_EQ(c.totals.parks, c[GPK_CTR_PARK_HITS]);
 
+  std::string summary = t.Summary();
+  EXPECT_TRUE(absl::StartsWith(summary, absl::StrCat("parks=", c.totals.parks, " blocked=")))
+      << summary;
+  EXPECT_NE(summary.find(" still_parked=1 "), std::string::npos) << summary;
+  EXPECT_NE(summary.find(" drops=0"), std::string::npos) << summary;
+
   auto prof = t.BuildProfile();
   ASSERT_TRUE(prof.ok()) << prof.status();
   const pp::Profile& p = *prof;
