@@ -77,23 +77,36 @@ bool GoFrames::ShowsFunction(absl::string_view name, bool first_frame) const {
   return upper(rest) && (rcvr.empty() || upper(rcvr));
 }
 
+const GoFrames::PcInfo& GoFrames::Info(uint64_t pc) {
+  auto [it, inserted] = pcs_.try_emplace(pc);
+  if (!inserted) return it->second;
+  PcInfo& info = it->second;
+  const symbolizer::Pclntab& tab = binary_.pclntab();
+  auto f = tab.FindFunc(pc);
+  if (!f) return info;
+  info.entry = tab.FuncEntry(*f);
+  // Lines of the call for return addresses (pc-1), as the runtime does for
+  // every frame that is not at its function's entry.
+  auto frames = binary_.Symbolize(pc > info.entry ? pc - 1 : pc);
+  if (!frames.ok()) return info;
+  info.valid = true;
+  info.wrapper = IsWrapper(*f);
+  info.frames = std::move(*frames);
+  return info;
+}
+
 std::vector<ShownFrame> GoFrames::Frames(const std::vector<uint64_t>& stack) {
   std::vector<ShownFrame> out;
-  const symbolizer::Pclntab& tab = binary_.pclntab();
   absl::string_view callee;  // the frame processed before (inner)
   for (uint64_t pc : stack) {
-    auto f = tab.FindFunc(pc);
-    if (!f) continue;
-    uint64_t entry = tab.FuncEntry(*f);
-    uint64_t sym = pc > entry ? pc - 1 : pc;
-    auto frames = binary_.Symbolize(sym);
-    if (!frames.ok()) continue;
-    for (size_t k = 0; k < frames->size(); ++k) {
-      const symbolizer::SourceFrame& sf = (*frames)[k];
-      bool inlined = k + 1 < frames->size();
+    const PcInfo& info = Info(pc);
+    if (!info.valid) continue;
+    for (size_t k = 0; k < info.frames.size(); ++k) {
+      const symbolizer::SourceFrame& sf = info.frames[k];
+      bool inlined = k + 1 < info.frames.size();
       absl::string_view prev = callee;
       callee = sf.function;
-      if (!inlined && IsWrapper(*f) && prev != "runtime.gopanic" && prev != "runtime.sigpanic" &&
+      if (!inlined && info.wrapper && prev != "runtime.gopanic" && prev != "runtime.sigpanic" &&
           prev != "runtime.panicwrap") {
         continue;
       }
@@ -103,7 +116,7 @@ std::vector<ShownFrame> GoFrames::Frames(const std::vector<uint64_t>& stack) {
       s.file = std::string(sf.file);
       s.line = sf.line;
       s.inlined = inlined;
-      s.offset = inlined ? 0 : pc - entry;
+      s.offset = inlined ? 0 : pc - info.entry;
       out.push_back(std::move(s));
     }
   }
@@ -112,12 +125,15 @@ std::vector<ShownFrame> GoFrames::Frames(const std::vector<uint64_t>& stack) {
 
 std::optional<CreationSite> GoFrames::ShownCreator(const Goroutine& g) {
   if (g.id == 1 || g.gopc == 0) return std::nullopt;
+  auto [it, inserted] = creators_.try_emplace(g.gopc);
+  if (!inserted) return it->second;
   auto f = binary_.pclntab().FindFunc(g.gopc);
   if (!f || IsWrapper(*f)) return std::nullopt;
   if (!ShowsFunction(binary_.pclntab().FuncName(*f), false)) return std::nullopt;
   auto site = CreatedBy(binary_, g.gopc);
   if (!site.ok()) return std::nullopt;
-  return *site;
+  it->second = *site;
+  return it->second;
 }
 
 }  // namespace goerrprof::profiler

@@ -1,5 +1,6 @@
 #include "profiler/goroutine_pprof.h"
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "goabi/g_layout.h"
@@ -17,6 +18,8 @@ absl::StatusOr<perftools::profiles::Profile> GoroutineProfile(
   b.profile().set_default_sample_type(b.String("goroutines"));
   auto bin = b.AddBinary(binary, absl::StrCat("/proc/", snap.pid, "/exe"));
   if (!bin.ok()) return bin.status();
+  // gopc -> (function, file:line); goroutines share creation sites.
+  absl::flat_hash_map<uint64_t, std::pair<std::string, std::string>> creators;
   for (const Goroutine& g : snap.goroutines) {
     perftools::profiles::Sample* s = b.AddSample(*bin, g.stack);
     s->add_value(1);
@@ -32,10 +35,14 @@ absl::StatusOr<perftools::profiles::Profile> GoroutineProfile(
                                                                          : "unknown");
     }
     if (g.gopc != 0 && g.id != 1) {  // Go names no creator for the main goroutine
-      auto site = CreatedBy(binary, g.gopc);
-      if (site.ok()) {
-        b.Label(s, kLabelCreatedBy, site->function);
-        b.Label(s, kLabelCreatedAt, absl::StrCat(site->file, ":", site->line));
+      auto [it, inserted] = creators.try_emplace(g.gopc);
+      if (inserted) {
+        auto site = CreatedBy(binary, g.gopc);
+        if (site.ok()) it->second = {site->function, absl::StrCat(site->file, ":", site->line)};
+      }
+      if (!it->second.first.empty()) {
+        b.Label(s, kLabelCreatedBy, it->second.first);
+        b.Label(s, kLabelCreatedAt, it->second.second);
       }
     }
     for (const auto& [k, v] : g.labels) b.Label(s, k, v);
