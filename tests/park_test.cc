@@ -17,6 +17,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <fstream>
 #include <future>
 #include <map>
 #include <set>
@@ -301,16 +302,25 @@ void CheckProbes(const CorpusBinary& b) {
   EXPECT_LE(probes->resume - probes->park_call, 5u);  // CALL rel32
 }
 
-// True once pid runs `path` (same inode), false after a few seconds.
+// True once pid runs `path` with its segments mapped (exec switches
+// /proc/PID/exe before it maps the ELF), false after a few seconds.
 bool WaitForExec(pid_t pid, const std::string& path) {
   struct stat want;
   if (stat(path.c_str(), &want) != 0) return false;
   const std::string exe = absl::StrCat("/proc/", pid, "/exe");
+  const std::string maps = absl::StrCat("/proc/", pid, "/maps");
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
   do {
     struct stat got;
     if (stat(exe.c_str(), &got) == 0 && got.st_ino == want.st_ino && got.st_dev == want.st_dev) {
-      return true;
+      std::ifstream in(maps);
+      std::string line;
+      while (std::getline(in, line)) {
+        if (line.find(" r-xp ") != std::string::npos &&
+            absl::EndsWith(line, absl::StrCat(" ", path))) {
+          return true;
+        }
+      }
     }
     std::this_thread::yield();
   } while (std::chrono::steady_clock::now() < deadline);
@@ -344,16 +354,13 @@ void CheckEsbuild(const CorpusBinary& b) {
     absl::StrAppend(&js, "export function f", i, "(x) { return [x, `", i,
                     "`].map((y) => y + 1).join(','); }\n");
   }
-  auto writer = std::async(std::launch::async, [&] {
-    absl::Status st = (*child)->Write(js);
-    (*child)->CloseStdin();
-    return st;
-  });
+  // esbuild reads all of stdin before it writes anything: no deadlock.
+  ASSERT_TRUE((*child)->Write(js).ok());
+  (*child)->CloseStdin();
   auto done = std::async(std::launch::async, [&] { return (*child)->Finish(120); });
   while (done.wait_for(std::chrono::seconds(0)) != std::future_status::ready) {
     ASSERT_TRUE(t.Poll(20).ok());
   }
-  ASSERT_TRUE(writer.get().ok());
   auto r = done.get();
   ASSERT_TRUE(r.ok()) << r.status();
   ASSERT_EQ(r->exit_code, 0) << r->err;
