@@ -24,7 +24,9 @@ ABSL_FLAG(bool, leaks, false,
           "goroutines: print goroutines waiting longer than --min-wait, grouped by creation "
           "site and stack");
 ABSL_FLAG(absl::Duration, min_wait, absl::Minutes(1), "goroutines --leaks: the least wait");
-ABSL_FLAG(bool, all, false, "goroutines: include runtime (system) goroutines");
+ABSL_FLAG(bool, all, false,
+          "goroutines: include runtime (system) goroutines and every frame, like "
+          "GOTRACEBACK=system");
 // record's -o; its default names the error profile.
 ABSL_DECLARE_FLAG(std::string, o);
 
@@ -70,7 +72,7 @@ int RunGoroutines(const std::vector<std::string>& args) {
   if (!snap.ok()) return Fail(snap.status());
 
   if (absl::GetFlag(FLAGS_text) || absl::GetFlag(FLAGS_leaks)) {
-    GoFrames frames(**binary);
+    GoFrames frames(**binary, opts.include_system);
     std::string out = absl::GetFlag(FLAGS_leaks)
                           ? FormatLeaks(*snap, frames, absl::ToInt64Nanoseconds(min_wait))
                           : FormatDump(*snap, frames);

@@ -336,6 +336,24 @@ void CheckParked(const CorpusBinary& b) {
   ASSERT_TRUE(ours.contains(truth.dumper));
   EXPECT_EQ(ours[truth.dumper].state, "syscall");
 
+  // --all: the runtime's own goroutines too, with every frame.
+  CommandResult all = RunCommand({GoerrprofPath(), "goroutines", pid, "--text", "--all"}, kTimeout);
+  ASSERT_EQ(all.exit_code, 0) << all.err;
+  std::map<uint64_t, Dumped> with_system = ParseDump(all.out);
+  EXPECT_GT(with_system.size(), ours.size());
+  bool forcegc = false;
+  for (const auto& [id, g] : with_system) {
+    if (!ours.contains(id)) {
+      ASSERT_FALSE(g.frames.empty()) << id;
+      EXPECT_TRUE(absl::StartsWith(g.frames.front().function, "runtime.")) << id;
+    } else {
+      EXPECT_GE(g.frames.size(), ours[id].frames.size()) << id;
+    }
+    for (const Frame& f : g.frames) forcegc |= f.function == "runtime.forcegchelper";
+  }
+  EXPECT_TRUE(forcegc) << all.out;
+  EXPECT_TRUE(absl::StrContains(all.out, "runtime.gopark")) << all.out;
+
   std::map<uint64_t, Labels> labels = TextLabels(text.out);
   EXPECT_EQ(labels, truth.labels);
   EXPECT_GE(truth.labels.size(), 5u);
