@@ -17,4 +17,5 @@ newest=$(awk -F'\t' '$2 == "parked" && $3 == "default" {print $1}' .cache/corpus
 parked=$(awk -F'\t' -v v="go$newest" '$1 == v && $2 == "parked" && $3 == "default" {print $4}' \
          .cache/corpus/manifest.tsv)
 echo "target: $parked (go$newest); $(nproc) CPUs"
-timeout --foreground -k 10 1800 "$build/bench/snapshot_bench" "$parked" "$@"
+GOERRPROF="$build/goerrprof" timeout --foreground -k 10 1800 "$build/bench/snapshot_bench" \
+  "$parked" "$@"

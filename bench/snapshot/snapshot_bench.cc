@@ -5,6 +5,9 @@
 // scheduling delay a 1 ms ticker inside the target saw during each.
 //
 // usage: snapshot_bench PARKED_BINARY [N...]   (default 1000 10000 100000)
+// With $GOERRPROF naming the goerrprof executable, also times the whole
+// command (`goroutines --pid P -o FILE`: open, snapshot, profile, write).
+#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/prctl.h>
@@ -119,6 +122,25 @@ int64_t Median(std::vector<int64_t> v) {
 
 double Ms(int64_t ns) { return ns / 1e6; }
 
+// Wall time of `goerrprof goroutines --pid PID -o OUT`; -1 on failure.
+int64_t TimeCommand(const char* goerrprof, pid_t pid) {
+  std::string pid_flag = absl::StrCat("--pid=", pid);
+  std::string out = absl::StrCat("/tmp/snapshot_bench.", getpid(), ".pb.gz");
+  int64_t t0 = Now();
+  pid_t c = fork();
+  if (c == 0) {
+    int null = open("/dev/null", O_WRONLY);
+    dup2(null, 2);
+    execl(goerrprof, goerrprof, "goroutines", pid_flag.c_str(), "-o", out.c_str(), nullptr);
+    _exit(127);
+  }
+  int status = 0;
+  waitpid(c, &status, 0);
+  int64_t t = Now() - t0;
+  unlink(out.c_str());
+  return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? t : -1;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -140,7 +162,8 @@ int main(int argc, char** argv) {
     gp::GoFrames frames(**bin);
 
     std::vector<int64_t> snap_ns, text_ns, pprof_ns, late_ours, late_idle, stack_ns, prof_ns,
-        late_self;
+        late_self, command_ns;
+    const char* goerrprof = getenv("GOERRPROF");
     size_t count = 0;
     for (int r = 0; r < kReps; ++r) {
       // Idle: the ticker's own jitter over a comparable window.
@@ -173,6 +196,8 @@ int main(int argc, char** argv) {
                      static_cast<unsigned long>(snap->stats.skipped));
       }
 
+      if (goerrprof != nullptr) command_ns.push_back(TimeCommand(goerrprof, t.pid()));
+
       std::vector<int64_t> self = Words(t.Ask("selfdump"));
       if (self.size() != 4) Die("bad selfdump reply");
       stack_ns.push_back(self[0]);
@@ -184,6 +209,10 @@ int main(int argc, char** argv) {
                 Ms(Median(stack_ns)), Ms(Median(prof_ns)),
                 static_cast<double>(Median(stack_ns)) / Median(snap_ns), Ms(Median(late_idle)),
                 Ms(Median(late_ours)), Ms(Median(late_self)));
+    if (!command_ns.empty()) {
+      std::printf("%8s goerrprof goroutines --pid -o (whole command): %.2f ms\n", "",
+                  Ms(Median(command_ns)));
+    }
     std::fflush(stdout);
   }
   std::printf(
