@@ -16,7 +16,6 @@ namespace {
 
 namespace gabi = goabi;
 
-
 constexpr uint64_t kMaxGoid = uint64_t{1} << 48;
 constexpr uint64_t kMaxStackBytes = uint64_t{1} << 30;  // the runtime's own limit (amd64)
 constexpr uint64_t kStackRead = 16 << 10;  // first read of a stack: its used top
@@ -27,16 +26,6 @@ constexpr size_t kMaxFrames = 1024;
 // Without syscallbp (before 1.23) the syscall caller's frame pointer is
 // searched for this far above syscallsp.
 constexpr uint64_t kSyscallScan = 1024;
-
-}  // namespace
-
-int64_t MonotonicNanos() {
-  timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);  // the clock of the runtime's nanotime
-  return ts.tv_sec * 1000000000LL + ts.tv_nsec;
-}
-
-namespace {
 
 template <typename T>
 T At(const uint8_t* b, int32_t off) {
@@ -372,6 +361,12 @@ absl::Status ReadShare(Reader& reader, std::vector<Pending*> todo, int max_attem
 }
 
 }  // namespace
+
+int64_t MonotonicNanos() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);  // the clock of the runtime's nanotime
+  return ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
 
 absl::Status ReadGoroutines(pid_t pid, const symbolizer::GoBinary& binary,
                             const goabi::GLayout& layout, uint64_t bias,
