@@ -210,6 +210,7 @@ class Reader {
   Walk WalkFrom(const Pending& p, const uint8_t* stack, uint64_t len, uint64_t bp,
                 std::vector<uint64_t>* out) {
     out->clear();
+    out->reserve(16);
     out->push_back(p.pc - bias_);
     uint64_t lower = p.sp, end = p.sp + len;
     if (bp == 0 && len >= 8) {
