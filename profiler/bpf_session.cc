@@ -29,6 +29,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "bpf/errors.skel.h"
+#include "profiler/uprobe_attach.h"
 #include "symbolizer/go_binary.h"
 #include "symbolizer/status_macros.h"
 
@@ -99,38 +100,6 @@ bool ProcessGone(int pidfd, pid_t pid) {
   return kill(pid, 0) != 0 && errno == ESRCH;
 }
 
-// BPF_TRACE_UPROBE_MULTI and BPF_LINK_CREATE (Linux 6.6 UAPI; Debian 12's
-// headers predate them).
-constexpr uint32_t kTraceUprobeMulti = 48;
-constexpr int kBpfLinkCreate = 28;
-
-// union bpf_attr as BPF_LINK_CREATE reads it for uprobe_multi.
-struct UprobeMultiAttr {
-  uint32_t prog_fd;
-  uint32_t target_fd;
-  uint32_t attach_type;
-  uint32_t flags;
-  uint64_t path;
-  uint64_t offsets;
-  uint64_t ref_ctr_offsets;
-  uint64_t cookies;
-  uint32_t cnt;
-  uint32_t multi_flags;  // BPF_F_UPROBE_MULTI_RETURN: never (no uretprobes on Go)
-  uint32_t pid;
-  uint32_t pad;
-  uint8_t tail[64];  // the kernel wants unknown trailing bytes zero
-};
-static_assert(offsetof(UprobeMultiAttr, path) == 16 && offsetof(UprobeMultiAttr, pid) == 56);
-
-// uprobe_multi links came with Linux 6.6.
-bool UprobeMultiSupported() {
-  struct utsname u;
-  if (uname(&u) != 0) return false;
-  int major_v = 0, minor_v = 0;
-  if (sscanf(u.release, "%d.%d", &major_v, &minor_v) != 2) return false;
-  return major_v > 6 || (major_v == 6 && minor_v >= 6);
-}
-
 uint64_t EffectiveCookie(const ProbeSpec& p) {
   return p.eface ? p.cookie | GEP_LOC_F_TYPE : p.cookie;  // low half: tab location
 }
@@ -147,58 +116,6 @@ bool HaveBpfPrivileges() {
     return has(kSysAdmin) || (has(kBpf) && has(kPerfmon));
   }
   return geteuid() == 0;
-}
-
-uint32_t RoundUpPow2(uint64_t v, uint64_t min) {
-  uint64_t r = min;
-  while (r < v && r < (1ull << 31)) r <<= 1;
-  return static_cast<uint32_t>(r);
-}
-
-// Load bias of the executable in pid: runtime = vaddr + bias. Mappings are
-// matched by device and inode (or path), and each one's bias computed from
-// the PT_LOAD it maps: runtime(v) = start + (v - seg.vaddr) + (seg.offset - pgoff).
-absl::StatusOr<uint64_t> LoadBias(pid_t pid, const struct stat& exe,
-                                  const std::string& exe_link,
-                                  const symbolizer::ElfFile& elf) {
-  std::string maps_path = absl::StrCat("/proc/", pid, "/maps");
-  std::ifstream in(maps_path);
-  if (!in) return absl::NotFoundError(absl::StrCat("process ", pid, " has exited"));
-  const uint64_t page = static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
-  std::optional<uint64_t> bias;
-  std::string line;
-  while (std::getline(in, line)) {
-    unsigned long start = 0, end = 0, pgoff = 0, inode = 0;
-    unsigned int major_no = 0, minor_no = 0;
-    char perms[8] = {0};
-    int consumed = 0;
-    if (sscanf(line.c_str(), "%lx-%lx %7s %lx %x:%x %lu %n", &start, &end, perms, &pgoff,
-               &major_no, &minor_no, &inode, &consumed) < 7) {
-      continue;
-    }
-    absl::string_view path = absl::string_view(line).substr(consumed);
-    absl::ConsumeSuffix(&path, " (deleted)");
-    bool same_file = (inode == exe.st_ino && major_no == major(exe.st_dev) &&
-                      minor_no == minor(exe.st_dev)) ||
-                     (!exe_link.empty() && path == exe_link);
-    if (!same_file) continue;
-    for (const symbolizer::ElfSegment& seg : elf.loads()) {
-      if ((seg.offset & ~(page - 1)) != pgoff) continue;
-      uint64_t b = start + (seg.offset - pgoff) - seg.vaddr;
-      if (bias && *bias != b) {
-        return absl::FailedPreconditionError(absl::StrFormat(
-            "inconsistent mappings of the executable in pid %d (bias 0x%x vs 0x%x)", pid,
-            *bias, b));
-      }
-      bias = b;
-      break;
-    }
-  }
-  if (!bias) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "the executable is not mapped in process ", pid, " (exited, or not this binary?)"));
-  }
-  return *bias;
 }
 
 }  // namespace
@@ -688,18 +605,10 @@ absl::Status BpfSession::AttachMulti(const SessionConfig& config,
   std::vector<uint64_t> cookies;
   cookies.reserve(config.probes.size());
   for (const ProbeSpec& p : config.probes) cookies.push_back(EffectiveCookie(p));
-  UprobeMultiAttr attr;
-  std::memset(&attr, 0, sizeof(attr));
-  attr.prog_fd = static_cast<uint32_t>(bpf_program__fd(skel_->progs.gep_on_error));
-  attr.attach_type = kTraceUprobeMulti;
-  attr.path = reinterpret_cast<uintptr_t>(attach_path_.c_str());
-  attr.offsets = reinterpret_cast<uintptr_t>(offsets.data());
-  attr.cookies = reinterpret_cast<uintptr_t>(cookies.data());
-  attr.cnt = static_cast<uint32_t>(offsets.size());
-  attr.pid = static_cast<uint32_t>(pid_);
-  int fd = static_cast<int>(syscall(__NR_bpf, kBpfLinkCreate, &attr, sizeof(attr)));
+  int fd = CreateUprobeMultiLink(bpf_program__fd(skel_->progs.gep_on_error), attach_path_,
+                                 offsets, cookies, pid_);
   if (fd < 0) {
-    int err = errno;
+    int err = -fd;
     if (err == ESRCH || ProcessGone(pidfd_, pid_)) {
       return absl::UnavailableError(absl::StrCat("process ", pid_, " exited during attach"));
     }
@@ -901,28 +810,14 @@ SessionCounters BpfSession::Counters() const {
   SessionCounters c;
   c.decode_errors = decode_errors_;
   c.delivered = delivered_;
-  int ncpus = libbpf_num_possible_cpus();
-  if (ncpus <= 0 || !skel_) return c;
-  std::vector<uint64_t> vals(ncpus);
-  for (uint32_t k = 0; k < GEP_CTR__COUNT; ++k) {
-    if (bpf_map__lookup_elem(skel_->maps.counters, &k, sizeof(k), vals.data(),
-                             vals.size() * sizeof(uint64_t), 0) != 0) {
-      continue;
-    }
-    for (uint64_t v : vals) c.bpf[k] += v;
-  }
+  if (!skel_) return c;
+  for (uint32_t k = 0; k < GEP_CTR__COUNT; ++k) c.bpf[k] = SumPerCpu(skel_->maps.counters, k);
   return c;
 }
 
 std::vector<uint32_t> BpfSession::prog_ids() const {
   std::vector<uint32_t> ids;
-  if (!skel_) return ids;
-  bpf_prog_info info;
-  std::memset(&info, 0, sizeof(info));
-  uint32_t len = sizeof(info);
-  if (bpf_obj_get_info_by_fd(bpf_program__fd(skel_->progs.gep_on_error), &info, &len) == 0) {
-    ids.push_back(info.id);
-  }
+  if (uint32_t id = skel_ ? ProgramId(skel_->progs.gep_on_error) : 0) ids.push_back(id);
   return ids;
 }
 

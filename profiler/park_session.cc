@@ -1,3 +1,4 @@
+#include "profiler/uprobe_attach.h"
 #include "profiler/park_session.h"
 
 #include <bpf/bpf.h>
@@ -39,63 +40,6 @@ int64_t WallNs() {
   timespec ts;
   clock_gettime(CLOCK_REALTIME, &ts);
   return static_cast<int64_t>(ts.tv_sec) * 1000000000ll + ts.tv_nsec;
-}
-
-// BPF_TRACE_UPROBE_MULTI and BPF_LINK_CREATE (Linux 6.6 UAPI; Debian 12's
-// headers predate them).
-constexpr uint32_t kTraceUprobeMulti = 48;
-constexpr int kBpfLinkCreate = 28;
-
-struct UprobeMultiAttr {  // union bpf_attr as BPF_LINK_CREATE reads it
-  uint32_t prog_fd;
-  uint32_t target_fd;
-  uint32_t attach_type;
-  uint32_t flags;
-  uint64_t path;
-  uint64_t offsets;
-  uint64_t ref_ctr_offsets;
-  uint64_t cookies;
-  uint32_t cnt;
-  uint32_t multi_flags;  // never BPF_F_UPROBE_MULTI_RETURN: no uretprobes on Go
-  uint32_t pid;
-  uint32_t pad;
-  uint8_t tail[64];  // the kernel wants unknown trailing bytes zero
-};
-static_assert(offsetof(UprobeMultiAttr, path) == 16 && offsetof(UprobeMultiAttr, pid) == 56);
-
-uint32_t RoundUpPow2(uint64_t v, uint64_t min) {
-  uint64_t r = min;
-  while (r < v && r < (1ull << 30)) r <<= 1;
-  return static_cast<uint32_t>(r);
-}
-
-// runtime = vaddr + bias, from a mapping of the executable (same device and
-// inode) and the PT_LOAD holding its file offset.
-absl::StatusOr<uint64_t> LoadBias(pid_t pid, const struct stat& exe,
-                                  const symbolizer::ElfFile& elf) {
-  std::ifstream in(absl::StrCat("/proc/", pid, "/maps"));
-  if (!in) return absl::NotFoundError(absl::StrCat("process ", pid, " has exited"));
-  std::string line;
-  while (std::getline(in, line)) {
-    unsigned long start = 0, end = 0, pgoff = 0, inode = 0;
-    unsigned int major_no = 0, minor_no = 0;
-    char perms[8] = {0};
-    if (sscanf(line.c_str(), "%lx-%lx %7s %lx %x:%x %lu", &start, &end, perms, &pgoff, &major_no,
-               &minor_no, &inode) < 7) {
-      continue;
-    }
-    if (inode != exe.st_ino || major_no != major(exe.st_dev) || minor_no != minor(exe.st_dev)) {
-      continue;
-    }
-    for (const symbolizer::ElfSegment& seg : elf.loads()) {
-      uint64_t seg_page = seg.offset & ~0xfffull;
-      if (pgoff >= seg_page && pgoff < seg.offset + std::max<uint64_t>(seg.filesz, 1)) {
-        return start - (seg.vaddr - seg.offset + pgoff);
-      }
-    }
-  }
-  return absl::NotFoundError(
-      absl::StrCat("process ", pid, " has no mapping of its executable (exited?)"));
 }
 
 constexpr absl::string_view kCounterNames[GPK_CTR__COUNT] = {
@@ -177,7 +121,7 @@ absl::Status ParkTracer::Init(pid_t pid, const ParkOptions& options) {
     return absl::InvalidArgumentError(absl::StrCat("process ", pid, " does not run ",
                                                    binary_.elf().path()));
   }
-  ASSIGN_OR_RETURN(bias_, LoadBias(pid, exe, binary_.elf()));
+  ASSIGN_OR_RETURN(bias_, LoadBias(pid, exe, "", binary_.elf()));
   std::vector<uint64_t> offsets;
   for (uint64_t vaddr : {probes_.park_call, probes_.resume, probes_.ready}) {
     ASSIGN_OR_RETURN(uint64_t off, binary_.elf().FileOffsetOf(vaddr));
@@ -260,18 +204,9 @@ absl::Status ParkTracer::Attach(const std::vector<uint64_t>& offsets) {
                                             ": ", Errno(err)));
   };
   if (multi_) {
-    UprobeMultiAttr attr;
-    std::memset(&attr, 0, sizeof(attr));
-    attr.prog_fd = static_cast<uint32_t>(prog_fd);
-    attr.attach_type = kTraceUprobeMulti;
-    attr.path = reinterpret_cast<uintptr_t>(attach_path_.c_str());
-    attr.offsets = reinterpret_cast<uintptr_t>(offsets.data());
-    attr.cookies = reinterpret_cast<uintptr_t>(cookies);
-    attr.cnt = static_cast<uint32_t>(offsets.size());
-    attr.pid = static_cast<uint32_t>(pid_);
-    int fd = static_cast<int>(syscall(__NR_bpf, kBpfLinkCreate, &attr, sizeof(attr)));
+    int fd = CreateUprobeMultiLink(prog_fd, attach_path_, offsets, cookies, pid_);
     if (fd < 0) {
-      int err = errno;
+      int err = -fd;
       if (err == EINVAL || err == EOPNOTSUPP) return absl::UnimplementedError("no uprobe_multi");
       return refused(err);
     }
@@ -364,16 +299,7 @@ ParkCounters ParkTracer::counters() const {
     c.bpf = final_bpf_;
     return c;
   }
-  int ncpus = libbpf_num_possible_cpus();
-  if (ncpus <= 0) return c;
-  std::vector<uint64_t> vals(ncpus);
-  for (uint32_t k = 0; k < GPK_CTR__COUNT; ++k) {
-    if (bpf_map__lookup_elem(skel_->maps.counters, &k, sizeof(k), vals.data(),
-                             vals.size() * sizeof(uint64_t), 0) != 0) {
-      continue;
-    }
-    for (uint64_t v : vals) c.bpf[k] += v;
-  }
+  for (uint32_t k = 0; k < GPK_CTR__COUNT; ++k) c.bpf[k] = SumPerCpu(skel_->maps.counters, k);
   return c;
 }
 
@@ -395,13 +321,7 @@ std::string ParkTracer::Summary() const {
 
 std::vector<uint32_t> ParkTracer::prog_ids() const {
   std::vector<uint32_t> ids;
-  if (!skel_) return ids;
-  bpf_prog_info info;
-  std::memset(&info, 0, sizeof(info));
-  uint32_t len = sizeof(info);
-  if (bpf_obj_get_info_by_fd(bpf_program__fd(skel_->progs.gpk_on_event), &info, &len) == 0) {
-    ids.push_back(info.id);
-  }
+  if (uint32_t id = skel_ ? ProgramId(skel_->progs.gpk_on_event) : 0) ids.push_back(id);
   return ids;
 }
 
