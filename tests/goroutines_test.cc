@@ -460,9 +460,15 @@ void CheckChurn(const CorpusBinary& b) {
     uint64_t shown = 0, sk = 0, re = 0, tr = 0;
     ASSERT_TRUE(absl::SimpleAtoi(words[1], &shown)) << r.err;
     for (size_t k = 1; k < words.size(); ++k) {
-      if (words[k] == "re-read") ASSERT_TRUE(absl::SimpleAtoi(words[k - 1], &re));
-      if (words[k] == "skipped") ASSERT_TRUE(absl::SimpleAtoi(words[k - 1], &sk));
-      if (words[k] == "stacks") ASSERT_TRUE(absl::SimpleAtoi(words[k - 1], &tr));
+      if (words[k] == "re-read") {
+        ASSERT_TRUE(absl::SimpleAtoi(words[k - 1], &re));
+      }
+      if (words[k] == "skipped") {
+        ASSERT_TRUE(absl::SimpleAtoi(words[k - 1], &sk));
+      }
+      if (words[k] == "stacks") {
+        ASSERT_TRUE(absl::SimpleAtoi(words[k - 1], &tr));
+      }
     }
     skipped += sk, retried += re, truncated += tr;
     std::map<uint64_t, Dumped> gs = ParseDump(r.out);

@@ -108,8 +108,9 @@ func labelled(i int) {
 		})
 }
 
-// Many labels set with SetGoroutineLabels: before Go 1.24 a map that grew
-// (several buckets, possibly mid-evacuation).
+// Many labels set with SetGoroutineLabels: before Go 1.24 a map that grew.
+// With 27 entries the last insert starts growing it from 4 to 8 buckets
+// and evacuates only some, so the map is left mid-growth (oldbuckets set).
 func manyLabels(n int) {
 	l := map[string]string{}
 	var kv []string
@@ -201,7 +202,7 @@ func main() {
 	for i := 0; i < c.labelled; i++ {
 		go labelled(i)
 	}
-	go manyLabels(20)
+	go manyLabels(27)
 
 	buf := make([]byte, 1<<20)
 	for {
