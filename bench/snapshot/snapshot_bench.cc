@@ -150,9 +150,9 @@ int main(int argc, char** argv) {
   if (sizes.empty()) sizes = {1000, 10000, 100000};
   constexpr int kReps = 5;
 
-  std::printf("%8s %8s | %9s %9s %9s | %10s %10s | %7s | %8s %8s %8s\n", "N", "read", "snap ms",
-              "+text ms", "+pprof ms", "Stack ms", "debug2 ms", "ratio", "late/idle", "late/ours",
-              "late/self");
+  std::printf("%8s %8s | %9s %9s %9s %9s | %10s %10s | %7s | %8s %8s %8s %8s\n", "N", "read",
+              "snap ms", "1thr ms", "+text ms", "+pprof ms", "Stack ms", "debug2 ms", "ratio",
+              "late/idle", "late/ours", "late/1thr", "late/self");
   for (int n : sizes) {
     Target t(argv[1], n);
     std::string ready = t.Line();
@@ -162,7 +162,7 @@ int main(int argc, char** argv) {
     gp::GoFrames frames(**bin);
 
     std::vector<int64_t> snap_ns, text_ns, pprof_ns, late_ours, late_idle, stack_ns, prof_ns,
-        late_self, command_ns;
+        late_self, command_ns, one_ns, late_one;
     const char* goerrprof = getenv("GOERRPROF");
     size_t count = 0;
     for (int r = 0; r < kReps; ++r) {
@@ -196,6 +196,19 @@ int main(int argc, char** argv) {
                      static_cast<unsigned long>(snap->stats.skipped));
       }
 
+      // One reader thread: slower, but leaves the target more CPU.
+      t.Ask("mark");
+      gp::SnapshotOptions one;
+      one.threads = 1;
+      t0 = Now();
+      auto single = gp::TakeSnapshot(t.pid(), **bin, one);
+      one_ns.push_back(Now() - t0);
+      if (!single.ok()) Die(std::string(single.status().message()));
+      t1 = Now();
+      while (Now() - t1 < 5000000) {
+      }
+      late_one.push_back(Words(t.Ask("delay"))[0]);
+
       if (goerrprof != nullptr) command_ns.push_back(TimeCommand(goerrprof, t.pid()));
 
       std::vector<int64_t> self = Words(t.Ask("selfdump"));
@@ -204,11 +217,12 @@ int main(int argc, char** argv) {
       prof_ns.push_back(self[1]);
       late_self.push_back(self[3]);
     }
-    std::printf("%8d %8zu | %9.2f %9.2f %9.2f | %10.2f %10.2f | %6.1fx | %8.2f %8.2f %8.2f\n", n,
-                count, Ms(Median(snap_ns)), Ms(Median(text_ns)), Ms(Median(pprof_ns)),
-                Ms(Median(stack_ns)), Ms(Median(prof_ns)),
-                static_cast<double>(Median(stack_ns)) / Median(snap_ns), Ms(Median(late_idle)),
-                Ms(Median(late_ours)), Ms(Median(late_self)));
+    std::printf(
+        "%8d %8zu | %9.2f %9.2f %9.2f %9.2f | %10.2f %10.2f | %6.1fx | %8.2f %8.2f %8.2f %8.2f\n",
+        n, count, Ms(Median(snap_ns)), Ms(Median(one_ns)), Ms(Median(text_ns)),
+        Ms(Median(pprof_ns)), Ms(Median(stack_ns)), Ms(Median(prof_ns)),
+        static_cast<double>(Median(stack_ns)) / Median(snap_ns), Ms(Median(late_idle)),
+        Ms(Median(late_ours)), Ms(Median(late_one)), Ms(Median(late_self)));
     if (!command_ns.empty()) {
       std::printf("%8s goerrprof goroutines --pid -o (whole command): %.2f ms\n", "",
                   Ms(Median(command_ns)));
@@ -216,12 +230,13 @@ int main(int argc, char** argv) {
     std::fflush(stdout);
   }
   std::printf(
-      "\nsnap: goerrprof reading every g and stack from outside (median of %d); +text / +pprof:\n"
-      "with symbolization into the debug=2-style text / the pprof profile (not written).\n"
+      "\nsnap: goerrprof reading every g and stack from outside (median of %d; two reader\n"
+      "threads from 20 000 gs), 1thr: the same with one thread; +text / +pprof: snap plus\n"
+      "symbolization into the debug=2-style text / the pprof profile (not written).\n"
       "Stack / debug2: the target timing runtime.Stack(all) / its debug=2 goroutine profile\n"
       "(both stop the world). ratio: Stack / snap. late/*: the largest lateness (ms) of a 1 ms\n"
-      "ticker in the target during an idle 20 ms window, during our snapshot, and during its\n"
-      "own dump: what the target's goroutines felt.\n",
+      "ticker in the target during an idle 20 ms window, during our snapshot (two threads,\n"
+      "one thread), and during its own dump: what the target's goroutines felt.\n",
       kReps);
   return 0;
 }
