@@ -497,6 +497,57 @@ void CheckChurn(const CorpusBinary& b) {
   EXPECT_EQ(done->exit_code, 0) << done->err;
 }
 
+// Release builds of esbuild (stripped; Go 1.16 to 1.26, including the
+// 1.16-1.18 layouts the parked corpus lacks), blocked reading stdin: the
+// main goroutine is in a syscall under io.ReadAll, and with --all the
+// runtime's forcegc helper is parked in "force gc (idle)".
+void CheckEsbuild(const CorpusBinary& b) {
+  auto child = Child::Spawn({b.path});
+  ASSERT_TRUE(child.ok()) << child.status();
+  std::string pid = absl::StrCat("--pid=", (*child)->pid());
+  std::map<uint64_t, Dumped> gs;
+  std::string last;
+  // Poll (bounded) until esbuild has reached its read of stdin.
+  for (int i = 0; i < 500; ++i) {
+    CommandResult r = RunCommand({GoerrprofPath(), "goroutines", pid, "--text", "--all"}, kTimeout);
+    last = r.out + r.err;
+    if (r.exit_code != 0) continue;  // still starting (not yet a Go runtime to read)
+    gs = ParseDump(r.out);
+    bool reading = false;
+    if (gs.contains(1) && gs[1].state == "syscall") {
+      for (const Frame& f : gs[1].frames) reading |= f.function == "io.ReadAll";
+    }
+    if (reading) break;
+    gs.clear();
+  }
+  ASSERT_FALSE(gs.empty()) << "esbuild never showed main blocked in io.ReadAll:\n" << last;
+  const Dumped& main = gs[1];
+  EXPECT_TRUE(absl::StartsWith(main.frames.front().function, "syscall.")) << last;
+  // --all shows runtime frames too: the walk reached runtime.main.
+  EXPECT_EQ(main.frames.back().function, "runtime.main") << last;
+  bool fd_read = false, main_main = false;
+  for (const Frame& f : main.frames) {
+    fd_read |= f.function == "internal/poll.(*FD).Read";
+    main_main |= f.function == "main.main";
+  }
+  EXPECT_TRUE(main_main) << last;
+  EXPECT_TRUE(fd_read) << last;
+  bool forcegc = false;
+  for (const auto& [id, g] : gs) {
+    for (const Frame& f : g.frames) {
+      if (f.function == "runtime.forcegchelper") {
+        forcegc = true;
+        EXPECT_EQ(g.state, "force gc (idle)") << last;
+      }
+    }
+  }
+  EXPECT_TRUE(forcegc) << last;
+  EXPECT_TRUE(absl::StrContains(last, " 0 skipped as torn")) << last;
+  (*child)->CloseStdin();
+  auto done = (*child)->Finish(kTimeout);
+  ASSERT_TRUE(done.ok()) << done.status();
+}
+
 CorpusBinary NewestParked() {
   auto corpus = LoadCorpus(false);
   CorpusBinary best;
@@ -634,6 +685,9 @@ int main(int argc, char** argv) {
     goerrprof::testing::RegisterCorpusTests("Goroutines", flavour, false,
                                             goerrprof::testing::CheckParked);
   }
+  // No Go-corpus program is named "none": esbuild binaries only.
+  goerrprof::testing::RegisterCorpusTests("Esbuild", "none", true,
+                                          goerrprof::testing::CheckEsbuild);
   for (const char* flavour : {"parked-stripped", "parked-cgo"}) {
     goerrprof::testing::RegisterCorpusTests("Churn", flavour, false,
                                             goerrprof::testing::CheckChurn);
