@@ -150,8 +150,10 @@ struct Truth {
 };
 
 // Starts parked and reads its truth; the child stays blocked on stdin.
-std::unique_ptr<Child> StartParked(const std::string& path, Truth* truth) {
-  auto child = Child::Spawn({path});
+std::unique_ptr<Child> StartParked(const std::string& path, Truth* truth, bool gc = false) {
+  std::vector<std::string> argv = {path};
+  if (gc) argv.push_back("-gc");
+  auto child = Child::Spawn(argv);
   EXPECT_TRUE(child.ok()) << child.status();
   if (!child.ok()) return nullptr;
   auto ready = (*child)->ReadLine(false, kTimeout);
@@ -322,7 +324,10 @@ void CheckWaits(const std::map<uint64_t, Dumped>& ours, int64_t lifetime_ns) {
 void CheckParked(const CorpusBinary& b) {
   Truth truth;
   int64_t spawned = MonotonicNs();
-  auto child = StartParked(b.path, &truth);
+  // PIE runs also run a GC once everything parked: it stamps g.waitsince,
+  // so every wait is known (a lower bound, or exact).
+  bool gc = b.flavour == "pie";
+  auto child = StartParked(b.path, &truth, gc);
   ASSERT_NE(child, nullptr);
   std::string pid = absl::StrCat("--pid=", child->pid());
 
@@ -332,6 +337,16 @@ void CheckParked(const CorpusBinary& b) {
   std::map<uint64_t, Dumped> ours = ParseDump(text.out);
   CompareText(truth, ours, text.out);
   CheckWaits(ours, MonotonicNs() - spawned);
+  for (const auto& [id, g] : ours) {
+    if (id == truth.dumper) continue;
+    if (gc) {
+      EXPECT_FALSE(g.wait.empty() || g.wait == "wait unknown") << "goroutine " << id;
+    } else {
+      // No GC has run (the heap is tiny): only sampled mutex parks are known.
+      EXPECT_TRUE(g.wait == "wait unknown" || !absl::StartsWith(g.wait, "≥"))
+          << "goroutine " << id << ": " << g.wait;
+    }
+  }
   // The dumping goroutine is in a syscall (reading stdin) now.
   ASSERT_TRUE(ours.contains(truth.dumper));
   EXPECT_EQ(ours[truth.dumper].state, "syscall");
@@ -374,6 +389,16 @@ void CheckParked(const CorpusBinary& b) {
       << leaks.out;
   EXPECT_TRUE(absl::StrContains(leaks.out, "\n5 goroutines [chan receive, waiting ≥"))
       << leaks.out;
+
+  if (gc) {
+    // Every wait is known and at least a nanosecond: all in groups.
+    CommandResult known =
+        RunCommand({GoerrprofPath(), "goroutines", pid, "--leaks", "--min-wait=1ns"}, kTimeout);
+    ASSERT_EQ(known.exit_code, 0) << known.err;
+    EXPECT_TRUE(absl::StartsWith(known.out, absl::StrCat(waiting, " goroutines in ")))
+        << known.out;
+    EXPECT_FALSE(absl::StrContains(known.out, "not considered")) << known.out;
+  }
 
   // Nothing here has waited an hour: no group, and those whose wait is
   // unknown are counted, not guessed.

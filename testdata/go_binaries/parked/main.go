@@ -173,6 +173,7 @@ func main() {
 	n := flag.Int("n", 5, "goroutines blocked on a channel receive (the scale)")
 	bench := flag.Bool("bench", false, "no truth dump; run a ticker measuring scheduling delay")
 	churners := flag.Int("churn", 0, "instead: N goroutines that never stop changing; no truth")
+	gc := flag.Bool("gc", false, "run a GC once all are parked: it stamps their g.waitsince")
 	flag.Parse()
 	if *churners > 0 {
 		churn(*churners)
@@ -225,6 +226,12 @@ func main() {
 		runtime.Gosched()
 	}
 
+	if *gc {
+		// Two cycles: the first of a process stamps work.tstart before it
+		// is set, i.e. 0, which reads as "never stamped".
+		runtime.GC()
+		runtime.GC()
+	}
 	var t *ticker
 	if *bench {
 		t = startTicker()
