@@ -39,8 +39,8 @@ absl::StatusOr<CreationSite> CreatedBy(const symbolizer::GoBinary& binary, uint6
 // How well the wait duration is known. The runtime stamps g.waitsince only
 // when a GC cycle finds the goroutine blocked, so it is later than the
 // moment it parked: now - waitsince is a lower bound. 0 means no GC has
-// seen it blocked yet (or only the process's first cycle, which stamps 0
-// because work.tstart is not set yet): unknown. Exact: from Go 1.20 the runtime samples
+// seen it blocked yet (a process's first GC cycle was seen to leave it 0
+// too; the second stamps it): unknown. Exact: from Go 1.20 the runtime samples
 // one in eight parks on sync.Mutex / sync.RWMutex (g.tracking) and stamps
 // g.trackingStamp with the moment it parked, for its mutex wait metric.
 enum class WaitKnowledge { kNotWaiting, kUnknown, kLowerBound, kExact };

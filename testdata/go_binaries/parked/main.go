@@ -227,8 +227,8 @@ func main() {
 	}
 
 	if *gc {
-		// Two cycles: the first of a process stamps work.tstart before it
-		// is set, i.e. 0, which reads as "never stamped".
+		// Two cycles: after only the process's first one, g.waitsince was
+		// seen to stay 0 ("never stamped").
 		runtime.GC()
 		runtime.GC()
 	}
