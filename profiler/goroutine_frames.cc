@@ -3,6 +3,7 @@
 #include <array>
 
 #include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 #include "symbolizer/pclntab.h"
 
 namespace goerrprof::profiler {
@@ -100,7 +101,8 @@ const GoFrames::PcInfo& GoFrames::Info(uint64_t pc) {
 std::vector<ShownFrame> GoFrames::Frames(const std::vector<uint64_t>& stack) {
   std::vector<ShownFrame> out;
   absl::string_view callee;  // the frame processed before (inner)
-  for (uint64_t pc : stack) {
+  for (size_t i = 0; i < stack.size(); ++i) {
+    uint64_t pc = stack[i];
     const PcInfo& info = Info(pc);
     if (!info.valid) continue;
     for (size_t k = 0; k < info.frames.size(); ++k) {
@@ -119,9 +121,40 @@ std::vector<ShownFrame> GoFrames::Frames(const std::vector<uint64_t>& stack) {
       s.line = sf.line;
       s.inlined = inlined;
       s.offset = inlined ? 0 : pc - info.entry;
+      s.physical = i;
       out.push_back(std::move(s));
     }
   }
+  return out;
+}
+
+GoFrames::Limited GoFrames::Limit(std::vector<ShownFrame> frames, size_t stack_size) const {
+  constexpr size_t kInner = 50, kOuter = 50, kMaxPhysical = 100;
+  Limited out;
+  if (show_all_) {
+    out.before = std::move(frames);
+    return out;
+  }
+  if (binary_.version().AtLeast(1, 21)) {
+    if (frames.size() > kInner + kOuter) {
+      size_t elided = frames.size() - kInner - kOuter;
+      out.after.assign(frames.end() - kOuter, frames.end());
+      frames.resize(kInner);
+      out.marker = absl::StrCat("...", elided, " frames elided...");
+    }
+    out.before = std::move(frames);
+    return out;
+  }
+  // The walk stops after 100 physical frames; the marker follows only when
+  // exactly 100 lines were printed (the runtime compares its count of
+  // printed frames with the physical limit).
+  size_t keep = 0;
+  while (keep < frames.size() && frames[keep].physical < kMaxPhysical) ++keep;
+  if (stack_size > kMaxPhysical) frames.resize(keep);
+  if (stack_size >= kMaxPhysical && keep == kMaxPhysical) {
+    out.marker = "...additional frames elided...";
+  }
+  out.before = std::move(frames);
   return out;
 }
 

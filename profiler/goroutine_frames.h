@@ -22,6 +22,7 @@ struct ShownFrame {
   int32_t line = 0;
   bool inlined = false;  // Go prints "(...)" and no offset
   uint64_t offset = 0;   // pc - entry of the physical function; printed when > 0
+  size_t physical = 0;   // index of its PC in the stack
 };
 
 class GoFrames {
@@ -32,6 +33,18 @@ class GoFrames {
 
   // `stack` as in Goroutine::stack.
   std::vector<ShownFrame> Frames(const std::vector<uint64_t>& stack);
+
+  // Go's dump limits long stacks. 1.21+: at most 100 shown frames, else
+  // the first 50, "...N frames elided...", the last 50. Before: what the
+  // first 100 physical frames (shown or not) show, and "...additional
+  // frames elided..." only when that made exactly 100 lines. `stack_size`
+  // counts physical frames. --all (GOTRACEBACK=system style) prints all.
+  struct Limited {
+    std::vector<ShownFrame> before;
+    std::string marker;  // "" when nothing was left out
+    std::vector<ShownFrame> after;
+  };
+  Limited Limit(std::vector<ShownFrame> frames, size_t stack_size) const;
   // What follows "created by ", or nullopt where Go prints no such line
   // (goroutine 1, no gopc, a hidden creator).
   std::optional<CreationSite> ShownCreator(const Goroutine& g);

@@ -74,7 +74,10 @@ std::string FormatDump(const Snapshot& snap, GoFrames& frames) {
     if (g.stack_kind == StackKind::kNone) {
       out += "\tgoroutine running on other thread; stack unavailable\n";
     } else {
-      AppendFrames(frames.Frames(g.stack), &out);
+      GoFrames::Limited shown = frames.Limit(frames.Frames(g.stack), g.stack.size());
+      AppendFrames(shown.before, &out);
+      if (!shown.marker.empty()) absl::StrAppend(&out, shown.marker, "\n");
+      AppendFrames(shown.after, &out);
       if (g.stack_kind == StackKind::kTruncated) {
         out += "...stack truncated: the frame-pointer chain ended early...\n";
       }

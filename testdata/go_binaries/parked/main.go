@@ -124,12 +124,25 @@ func manyLabels(n int) {
 	<-never
 }
 
-type config struct{ recv, lockers, selects, sleepers, wgs, conds, labelled, labelChildren, many int }
+// deepWait blocks under n frames of itself: Go's dump elides the middle
+// of stacks this deep.
+//
+//go:noinline
+func deepWait(n int) int {
+	if n == 0 {
+		return <-never
+	}
+	return deepWait(n-1) + 1
+}
+
+type config struct {
+	recv, lockers, selects, sleepers, wgs, conds, labelled, labelChildren, many, deep int
+}
 
 func (c config) total() int {
 	// +1: spawnLockers itself.
 	return c.recv + c.lockers + 1 + c.selects + c.sleepers + c.wgs + c.conds + c.labelled +
-		c.labelChildren + c.many
+		c.labelChildren + c.many + c.deep
 }
 
 // parkedStates are the header words of goroutines that reached their
@@ -185,7 +198,7 @@ func main() {
 	mu.Lock()
 	wg.Add(1)
 	c := config{recv: *n, lockers: 3, selects: 4, sleepers: 2, wgs: 2, conds: 2, labelled: 2,
-		labelChildren: 2, many: 1}
+		labelChildren: 2, many: 1, deep: 1}
 	startReceivers(c.recv)
 	go spawnLockers(c.lockers)
 	for i := 0; i < c.selects; i++ {
@@ -204,6 +217,7 @@ func main() {
 		go labelled(i)
 	}
 	go manyLabels(27)
+	go deepWait(130)
 
 	buf := make([]byte, 1<<20)
 	for {
