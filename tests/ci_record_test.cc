@@ -71,28 +71,17 @@ struct Sample {
 };
 
 std::vector<Sample> Samples(const Profile& p) {
-  auto str = [&](int64_t i) { return p.string_table(static_cast<int>(i)); };
-  std::map<uint64_t, const perftools::profiles::Location*> locs;
-  for (const auto& l : p.location()) locs[l.id()] = &l;
-  std::map<uint64_t, std::string> funcs;
-  for (const auto& f : p.function()) funcs[f.id()] = str(f.name());
   std::vector<Sample> out;
-  for (const auto& s : p.sample()) {
+  for (const ProfileSample& s : ProfileSamples(p)) {
     Sample x;
-    x.count = s.value(0);
-    for (uint64_t id : s.location_id()) {
-      for (const auto& line : locs[id]->line()) {
-        const std::string& fn = funcs[line.function_id()];
-        if (x.site.empty() && absl::StartsWith(fn, kModulePrefix)) x.site = fn;
-        if (fn == "goerrprof.test/cimodule.WriteTruth") x.truth_writer = true;
-      }
+    x.count = s.value;
+    for (const std::string& fn : s.functions) {
+      if (x.site.empty() && absl::StartsWith(fn, kModulePrefix)) x.site = fn;
+      if (fn == "goerrprof.test/cimodule.WriteTruth") x.truth_writer = true;
     }
-    for (const auto& l : s.label()) {
-      std::string key = str(l.key());
-      if (key == profiler::kLabelType) x.type = str(l.str());
-      if (key == profiler::kLabelBinary) x.binary = str(l.str());
-      if (key == profiler::kLabelPid) x.pid = l.num();
-    }
+    if (auto t = s.labels.find(profiler::kLabelType); t != s.labels.end()) x.type = t->second;
+    if (auto b = s.labels.find(profiler::kLabelBinary); b != s.labels.end()) x.binary = b->second;
+    if (auto n = s.num_labels.find(profiler::kLabelPid); n != s.num_labels.end()) x.pid = n->second;
     out.push_back(x);
   }
   return out;

@@ -38,40 +38,32 @@ std::string LabelText(const std::map<std::string, std::string>& labels) {
 }
 
 std::vector<Sample> Samples(const Profile& p) {
-  auto str = [&](int64_t i) { return p.string_table(static_cast<int>(i)); };
-  std::map<uint64_t, const perftools::profiles::Location*> locs;
-  for (const auto& l : p.location()) locs[l.id()] = &l;
-  std::map<uint64_t, std::string> funcs;
-  for (const auto& f : p.function()) funcs[f.id()] = str(f.name());
   std::vector<Sample> out;
-  for (const auto& s : p.sample()) {
+  for (const ProfileSample& s : ProfileSamples(p)) {
     Sample x;
-    x.count = s.value(0);
-    for (uint64_t id : s.location_id()) {
-      for (const auto& line : locs[id]->line()) {
-        const std::string& fn = funcs[line.function_id()];
-        if (absl::StartsWith(fn, "main.site")) x.site = fn;
-      }
+    x.count = s.value;
+    for (const std::string& fn : s.functions) {
+      if (absl::StartsWith(fn, "main.site")) x.site = fn;
     }
     if (x.site.empty()) x.site = "(no main.site* frame)";
-    for (const auto& l : s.label()) {
-      std::string key = str(l.key());
+    EXPECT_EQ(s.label_count, s.labels.size() + s.num_labels.size()) << "a label key twice";
+    for (const auto& [key, value] : s.labels) {
       if (key == profiler::kLabelType) {
-        x.type = str(l.str());
+        x.type = value;
       } else if (key == profiler::kLabelMessage) {
-        x.message = str(l.str());
+        x.message = value;
       } else if (key == profiler::kLabelChain) {
-        x.chain = str(l.str());
-      } else if (key == profiler::kLabelGoroutine) {
-        x.goroutine = l.num();
+        x.chain = value;
       } else if (key == profiler::kLabelCreatedBy) {
-        x.created_by = str(l.str());
+        x.created_by = value;
       } else if (key == profiler::kLabelCreatedAt) {
-        x.created_at = str(l.str());
+        x.created_at = value;
       } else {
-        EXPECT_FALSE(x.labels.contains(key)) << "label " << key << " twice";
-        x.labels[key] = str(l.str());
+        x.labels[key] = value;
       }
+    }
+    if (auto g = s.num_labels.find(profiler::kLabelGoroutine); g != s.num_labels.end()) {
+      x.goroutine = g->second;
     }
     out.push_back(x);
   }

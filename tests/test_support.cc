@@ -259,4 +259,32 @@ int64_t GetInt(const google::protobuf::Value& obj, const std::string& key) {
   return static_cast<int64_t>(Get(obj, key).number_value());
 }
 
+std::vector<ProfileSample> ProfileSamples(const perftools::profiles::Profile& p) {
+  auto str = [&](int64_t i) { return p.string_table(static_cast<int>(i)); };
+  std::map<uint64_t, const perftools::profiles::Location*> locs;
+  for (const auto& l : p.location()) locs[l.id()] = &l;
+  std::map<uint64_t, std::string> funcs;
+  for (const auto& f : p.function()) funcs[f.id()] = str(f.name());
+  std::vector<ProfileSample> out;
+  for (const auto& s : p.sample()) {
+    ProfileSample x;
+    x.value = s.value_size() > 0 ? s.value(0) : 0;
+    for (uint64_t id : s.location_id()) {
+      auto loc = locs.find(id);
+      if (loc == locs.end()) continue;
+      for (const auto& line : loc->second->line()) x.functions.push_back(funcs[line.function_id()]);
+    }
+    for (const auto& l : s.label()) {
+      if (l.str() != 0) {
+        x.labels[str(l.key())] = str(l.str());
+      } else {
+        x.num_labels[str(l.key())] = l.num();
+      }
+      ++x.label_count;
+    }
+    out.push_back(std::move(x));
+  }
+  return out;
+}
+
 }  // namespace goerrprof::testing

@@ -6,11 +6,13 @@
 #include <sys/types.h>
 
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "github.com/google/pprof/proto/profile.pb.h"
 #include "google/protobuf/struct.pb.h"
 
 namespace goerrprof::testing {
@@ -66,6 +68,18 @@ class Child {
 // failing test that says how to build it.
 void RegisterCorpusTests(const char* suite, const std::string& program, bool with_esbuild,
                          std::function<void(const CorpusBinary&)> body);
+
+// A pprof sample as tests read it: its first value, the functions of its
+// stack (leaf first, each location's inlined frames innermost first), and
+// its labels by key (a key given twice keeps the last value).
+struct ProfileSample {
+  int64_t value = 0;
+  std::vector<std::string> functions;
+  std::map<std::string, std::string> labels;
+  std::map<std::string, int64_t> num_labels;
+  size_t label_count = 0;  // labels on the sample, repeats included
+};
+std::vector<ProfileSample> ProfileSamples(const perftools::profiles::Profile& profile);
 
 absl::StatusOr<google::protobuf::Value> ParseJson(const std::string& text);
 // Field lookups on parsed JSON that fail loudly rather than default.
