@@ -80,8 +80,8 @@ bool GoFrames::ShowsFunction(absl::string_view name, bool first_frame) const {
   return upper(rest) && (rcvr.empty() || upper(rcvr));
 }
 
-const GoFrames::PcInfo& GoFrames::Info(uint64_t pc) {
-  auto [it, inserted] = pcs_.try_emplace(pc);
+const GoFrames::PcInfo& GoFrames::Info(uint64_t pc, bool exact) {
+  auto [it, inserted] = pcs_.try_emplace(std::make_pair(pc, exact));
   if (!inserted) return it->second;
   PcInfo& info = it->second;
   const symbolizer::Pclntab& tab = binary_.pclntab();
@@ -90,10 +90,13 @@ const GoFrames::PcInfo& GoFrames::Info(uint64_t pc) {
   info.entry = tab.FuncEntry(*f);
   // Lines of the call for return addresses (pc-1), as the runtime does for
   // every frame that is not at its function's entry.
-  auto frames = binary_.Symbolize(pc > info.entry ? pc - 1 : pc);
+  auto frames = binary_.Symbolize(pc > info.entry && !exact ? pc - 1 : pc);
   if (!frames.ok()) return info;
   info.valid = true;
   info.wrapper = IsWrapper(*f);
+  absl::string_view name = tab.FuncName(*f);
+  info.injected = name == "runtime.sigpanic" || name == "runtime.asyncPreempt" ||
+                  absl::StartsWith(name, "runtime.debugCallV");
   info.frames = std::move(*frames);
   return info;
 }
@@ -101,9 +104,11 @@ const GoFrames::PcInfo& GoFrames::Info(uint64_t pc) {
 std::vector<ShownFrame> GoFrames::Frames(const std::vector<uint64_t>& stack) {
   std::vector<ShownFrame> out;
   absl::string_view callee;  // the frame processed before (inner)
+  bool exact = false;  // the frame below was a call injected by a signal
   for (size_t i = 0; i < stack.size(); ++i) {
     uint64_t pc = stack[i];
-    const PcInfo& info = Info(pc);
+    const PcInfo& info = Info(pc, exact);
+    exact = info.valid && info.injected;
     if (!info.valid) continue;
     for (size_t k = 0; k < info.frames.size(); ++k) {
       const symbolizer::SourceFrame& sf = info.frames[k];
@@ -126,6 +131,12 @@ std::vector<ShownFrame> GoFrames::Frames(const std::vector<uint64_t>& stack) {
     }
   }
   return out;
+}
+
+bool GoFrames::IsReturnAddress(const std::vector<uint64_t>& stack, size_t i) {
+  if (i == 0) return false;
+  const PcInfo& below = Info(stack[i - 1], false);
+  return !(below.valid && below.injected);
 }
 
 GoFrames::Limited GoFrames::Limit(std::vector<ShownFrame> frames, size_t stack_size) const {

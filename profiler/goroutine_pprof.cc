@@ -4,6 +4,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "goabi/g_layout.h"
+#include "profiler/goroutine_frames.h"
 #include "profiler/pprof_builder.h"
 
 namespace goerrprof::profiler {
@@ -18,10 +19,14 @@ absl::StatusOr<perftools::profiles::Profile> GoroutineProfile(
   b.profile().set_default_sample_type(b.String("goroutines"));
   auto bin = b.AddBinary(binary, absl::StrCat("/proc/", snap.pid, "/exe"));
   if (!bin.ok()) return bin.status();
+  GoFrames frames(binary);
   // gopc -> (function, file:line); goroutines share creation sites.
   absl::flat_hash_map<uint64_t, std::pair<std::string, std::string>> creators;
   for (const Goroutine& g : snap.goroutines) {
-    perftools::profiles::Sample* s = b.AddSample(*bin, g.stack);
+    perftools::profiles::Sample* s = b.profile().add_sample();
+    for (size_t i = 0; i < g.stack.size(); ++i) {
+      s->add_location_id(b.Location(*bin, g.stack[i], frames.IsReturnAddress(g.stack, i)));
+    }
     s->add_value(1);
     bool known = g.wait_kind == WaitKnowledge::kLowerBound || g.wait_kind == WaitKnowledge::kExact;
     s->add_value(known ? g.wait_ns : 0);

@@ -81,7 +81,9 @@ class Reader {
       : mem_(pid), bin_(bin), layout_(layout), bias_(bias) {
     const symbolizer::Pclntab& tab = bin.pclntab();
     for (size_t i = 0; i < tab.num_functions(); ++i) {
-      if (tab.FuncName(i) == "runtime.goexit") goexit_ = i;
+      absl::string_view name = tab.FuncName(i);
+      if (name == "runtime.goexit") goexit_ = i;
+      if (name == "runtime.asyncPreempt" || name == "runtime.sigpanic") injected_.push_back(i);
     }
     g_size_ = 0;
     for (int32_t off : {layout.stack_hi, layout.sched_sp, layout.sched_pc, layout.sched_bp,
@@ -221,8 +223,21 @@ class Reader {
       auto f = Func(ret);
       if (f && goexit_ && *f == *goexit_) return Walk::kComplete;
     }
+    bool after_injected = false;  // the last PC pushed was interrupted by a signal
+    uint64_t last_bp = 0;
     while (out->size() < kMaxFrames) {
-      if (bp == 0) return Walk::kTruncated;
+      if (bp == 0) {
+        // An interrupted function without a frame of its own (a leaf that
+        // never saved BP) has its return address right above the injected
+        // call's: at the goroutine's root that is goexit.
+        if (after_injected && last_bp + 24 <= end) {
+          uint64_t ret;
+          std::memcpy(&ret, stack + (last_bp + 16 - p.sp), 8);
+          auto f = Func(ret);
+          if (f && goexit_ && *f == *goexit_) return Walk::kComplete;
+        }
+        return Walk::kTruncated;
+      }
       if (bp < lower || bp + 16 > p.hi || bp % 8 != 0) return Walk::kBad;
       if (bp + 16 > end) return Walk::kNeedMore;
       uint64_t next, ret;
@@ -231,8 +246,13 @@ class Reader {
       auto f = Func(ret);
       if (!f) return Walk::kBad;
       if (goexit_ && *f == *goexit_) return Walk::kComplete;
+      // out->back() is the frame whose saved BP we just read.
+      auto below = Func(out->back() + bias_);
+      after_injected = below && std::find(injected_.begin(), injected_.end(), *below) !=
+                                    injected_.end();
       out->push_back(ret - bias_);
       lower = bp + 16;
+      last_bp = bp;
       bp = next;
     }
     return Walk::kTruncated;
@@ -306,6 +326,7 @@ class Reader {
   const gabi::GLayout& layout_;
   uint64_t bias_;
   std::optional<size_t> goexit_;
+  std::vector<size_t> injected_;  // runtime.asyncPreempt, runtime.sigpanic
   int32_t g_size_ = 0, recheck_lo_ = 0, recheck_hi_ = 0;
   int32_t tracking_ = -1, tracking_stamp_ = -1;
   struct FuncCacheEntry {

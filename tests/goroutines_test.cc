@@ -480,9 +480,12 @@ void CheckChurn(const CorpusBinary& b) {
   for (std::string_view w : layout->status_names) states.insert(std::string(w));
   states.erase("");
   std::string pid = absl::StrCat("--pid=", (*child)->pid());
-  uint64_t skipped = 0, retried = 0, truncated = 0;
+  uint64_t skipped = 0, retried = 0, truncated = 0, preempted = 0;
   for (int i = 0; i < 25; ++i) {
-    CommandResult r = RunCommand({GoerrprofPath(), "goroutines", pid, "--text"}, kTimeout);
+    // Every other snapshot with --all: runtime frames, asyncPreempt among them.
+    std::vector<std::string> argv = {GoerrprofPath(), "goroutines", pid, "--text"};
+    if (i % 2 == 1) argv.push_back("--all");
+    CommandResult r = RunCommand(argv, kTimeout);
     ASSERT_EQ(r.exit_code, 0) << r.err;
     // "goerrprof: N goroutines of pid P read in X ms (H system hidden, F free,
     // R re-read, S skipped as torn, T stacks truncated, ...)"
@@ -507,6 +510,15 @@ void CheckChurn(const CorpusBinary& b) {
     EXPECT_GE(shown + sk, static_cast<uint64_t>(kWorkers + 1)) << r.err;
     for (const auto& [id, g] : gs) {
       EXPECT_TRUE(states.contains(g.state)) << "goroutine " << id << " [" << g.state << "]";
+      // A signal-injected call: the walk goes on into the interrupted
+      // function (main.spin here, or a churner).
+      for (size_t k = 0; k < g.frames.size(); ++k) {
+        if (g.frames[k].function != "runtime.asyncPreempt") continue;
+        ++preempted;
+        ASSERT_LT(k + 1, g.frames.size()) << "goroutine " << id << " ends at asyncPreempt";
+        EXPECT_TRUE(absl::StartsWith(g.frames[k + 1].function, "main."))
+            << "goroutine " << id << ": " << Describe(g.frames[k + 1]);
+      }
       for (const Frame& f : g.frames) {
         EXPECT_TRUE(f.function.find('.') != std::string::npos) << id << ": " << Describe(f);
         EXPECT_FALSE(f.file.empty()) << id;
@@ -514,14 +526,18 @@ void CheckChurn(const CorpusBinary& b) {
       }
       if (g.creator) {
         EXPECT_GT(g.creator->line, 0) << id;
-        EXPECT_TRUE(absl::StartsWith(g.creator->function, "main.")) << id << ": "
-                                                                      << g.creator->function;
+        // Hidden runtime goroutines are created by the runtime (--all).
+        EXPECT_TRUE(absl::StartsWith(g.creator->function, "main.") ||
+                    (i % 2 == 1 && absl::StartsWith(g.creator->function, "runtime.")))
+            << id << ": " << g.creator->function;
       }
     }
   }
-  std::printf("churn %s: 25 snapshots, %lu re-read, %lu skipped, %lu stacks truncated\n",
-              b.Label().c_str(), static_cast<unsigned long>(retried),
-              static_cast<unsigned long>(skipped), static_cast<unsigned long>(truncated));
+  std::printf(
+      "churn %s: 25 snapshots, %lu re-read, %lu skipped, %lu stacks truncated, %lu stacks "
+      "through asyncPreempt\n",
+      b.Label().c_str(), static_cast<unsigned long>(retried), static_cast<unsigned long>(skipped),
+      static_cast<unsigned long>(truncated), static_cast<unsigned long>(preempted));
   ASSERT_TRUE((*child)->Write("quit\n").ok());
   auto done = (*child)->Finish(kTimeout);
   ASSERT_TRUE(done.ok()) << done.status();

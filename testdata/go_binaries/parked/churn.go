@@ -10,6 +10,10 @@ import (
 // children (gs die and are reused), stacks that grow and shrink (copied
 // to new memory), mutex hand-offs, brief sleeps and yields.
 func churn(n int) {
+	// A loop without calls: only asynchronous preemption (a signal that
+	// injects a call to runtime.asyncPreempt) takes it off its thread.
+	// One, so the churners keep a processor.
+	go spin()
 	var mu sync.Mutex
 	shared := 0
 	for i := 0; i < n; i++ {
@@ -42,4 +46,13 @@ func deep(n int) int {
 		return int(pad[0])
 	}
 	return deep(n-1) + int(pad[n%64])
+}
+
+var spins uint64
+
+//go:noinline
+func spin() {
+	for {
+		spins++
+	}
 }
