@@ -64,7 +64,10 @@ struct Goroutine {
   int64_t wait_ns = 0;  // a lower bound when kLowerBound
   uint64_t gopc = 0;     // file virtual addresses
   uint64_t startpc = 0;
-  bool system = false;  // started at a runtime.* function other than runtime.main
+  // Started at a runtime.* function other than runtime.main (Go's
+  // isSystemGoroutine; the finalizer goroutine counts as system even while
+  // it runs a finalizer, when Go's dump would show it).
+  bool system = false;
   std::vector<std::pair<std::string, std::string>> labels;  // pprof labels, sorted by key
   bool labels_unreadable = false;
   // File virtual addresses, innermost first: [0] is where the goroutine

@@ -21,9 +21,12 @@ std::string StateWithWait(const Goroutine& g);
 
 // Like runtime.Stack(all) / pprof debug=2: per goroutine a header line,
 // "# labels: {...}" when it has pprof labels (debug=1's notation; Go's
-// debug=2 omits them), frames as "func(...)" + "\tfile:line +0xoff", and
-// "created by F in goroutine N" + its file:line. Blank line between
-// goroutines.
+// debug=2 omits them), frames as "func(...)" + "\tfile:line +0xoff" (long
+// stacks cut as Go cuts them), and "created by F in goroutine N" + its
+// file:line. Blank line between goroutines, which come by id (Go's come in
+// runtime.allgs order). A running goroutine gets Go's "goroutine running
+// on other thread; stack unavailable"; a walk that ended early gets
+// "...stack truncated: ..." after the frames it found.
 std::string FormatDump(const Snapshot& snap, GoFrames& frames);
 
 // Goroutines waiting (status waiting) at least `min_wait_ns` by their
