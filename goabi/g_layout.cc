@@ -388,6 +388,19 @@ absl::StatusOr<GLayout> GLayoutFor(const GoVersion& version) {
   } else {
     g = G116();
   }
+  // g.tracking / g.trackingStamp moved with the fields before them more
+  // often than the layouts above changed.
+  if (version.AtLeast(1, 25)) {
+    g.tracking = 190, g.tracking_stamp = 192;
+  } else if (version.AtLeast(1, 23)) {
+    g.tracking = 198, g.tracking_stamp = 200;
+  } else if (version.AtLeast(1, 22)) {
+    g.tracking = 190, g.tracking_stamp = 192;
+  } else if (version.AtLeast(1, 21)) {
+    g.tracking = 187, g.tracking_stamp = 192;
+  } else if (version.AtLeast(1, 20)) {
+    g.tracking = 188, g.tracking_stamp = 192;
+  }
   // pprof labels became a sorted slice in 1.24.
   g.label_storage = version.AtLeast(1, 24) ? LabelStorage::kSortedSlice
                                            : LabelStorage::kMapPointer;

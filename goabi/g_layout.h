@@ -61,6 +61,11 @@ struct GLayout {
   int32_t gopc = kAbsent;          // pc of the go statement
   int32_t startpc = kAbsent;       // pc of the goroutine's function
   int32_t labels = kAbsent;        // unsafe.Pointer, see label_storage
+  // 1.20+: casgstatus samples about one status change in eight (g.tracking,
+  // bool) and stamps it (g.trackingStamp, int64 nanotime); for mutex waits
+  // that stamp is when the goroutine parked.
+  int32_t tracking = kAbsent;
+  int32_t tracking_stamp = kAbsent;
 
   // runtime.m
   int32_t m_procid = kAbsent;  // uint64 thread id (the tid on Linux)

@@ -36,25 +36,6 @@ T At(const uint8_t* b, int32_t off) {
 
 enum class Walk { kComplete, kTruncated, kNeedMore, kBad };
 
-// g.tracking (bool) and g.trackingStamp (int64 nanotime) from Go 1.20,
-// when casgstatus began stamping sampled mutex parks; from the DWARF of
-// each release's runtime.g. -1 where absent.
-void TrackingOffsets(const gabi::GoVersion& v, int32_t* tracking, int32_t* stamp) {
-  *tracking = *stamp = -1;
-  if (!v.AtLeast(1, 20)) return;
-  if (v.AtLeast(1, 25)) {
-    *tracking = 190, *stamp = 192;
-  } else if (v.AtLeast(1, 23)) {
-    *tracking = 198, *stamp = 200;
-  } else if (v.AtLeast(1, 22)) {
-    *tracking = 190, *stamp = 192;
-  } else if (v.AtLeast(1, 21)) {
-    *tracking = 187, *stamp = 192;
-  } else {
-    *tracking = 188, *stamp = 192;
-  }
-}
-
 // waitReason.isMutexWait: the parks casgstatus stamps.
 bool IsMutexWait(absl::string_view reason) {
   return reason == "sync.Mutex.Lock" || reason == "sync.RWMutex.RLock" ||
@@ -92,7 +73,8 @@ class Reader {
                         layout.gopc, layout.startpc, layout.labels}) {
       g_size_ = std::max<int32_t>(g_size_, off + 8);
     }
-    TrackingOffsets(bin.version(), &tracking_, &tracking_stamp_);
+    tracking_ = layout.tracking;
+    tracking_stamp_ = layout.tracking_stamp;
     // The span of Key's fields.
     recheck_lo_ = layout.sched_sp;
     recheck_hi_ = std::max(layout.goid, layout.atomicstatus) + 8;

@@ -1,15 +1,26 @@
-// Wait-reason tables per release: 1.20-1.23 share one array read through
-// prefixes, so each release must still see exactly its own list (lengths
-// and last entries as in each release's runtime/runtime2.go).
+// goabi's runtime.g / runtime.m layouts: the wait-reason tables per release
+// (1.20-1.23 share one array read through prefixes, so each release must
+// still see exactly its own list), and every offset against the DWARF of
+// the corpus binaries of each release (the oracle's `fields` mode).
+#include <map>
+#include <sstream>
+#include <string>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_split.h"
 #include "goabi/g_layout.h"
-
 #include "gtest/gtest.h"
+#include "symbolizer/go_binary.h"
+#include "tests/test_support.h"
 
-namespace goerrprof::goabi {
+namespace goerrprof::testing {
 namespace {
 
+using goabi::GLayout;
+using goabi::GoVersion;
+
 void ExpectTable(GoVersion v, size_t len, std::string_view last) {
-  auto g = GLayoutFor(v);
+  auto g = goabi::GLayoutFor(v);
   ASSERT_TRUE(g.ok()) << g.status();
   ASSERT_EQ(g->wait_reasons.size(), len) << v.ToString();
   EXPECT_EQ(g->wait_reasons.back(), last) << v.ToString();
@@ -25,5 +36,69 @@ TEST(GLayout, WaitReasonTablesPerRelease) {
   ExpectTable({1, 27, 4}, 47, "cleanup wait");
 }
 
+// Every offset goerrprof reads from g and m equals the compiler's own
+// DWARF of that release; a field goabi calls absent is absent there.
+void CheckAgainstDwarf(const CorpusBinary& b) {
+  auto bin = symbolizer::GoBinary::Open(b.path);
+  ASSERT_TRUE(bin.ok()) << bin.status();
+  auto g = goabi::GLayoutFor((*bin)->version());
+  ASSERT_TRUE(g.ok()) << g.status();
+  CommandResult r = RunCommand({OraclePath(), "fields", b.path, "runtime.g", "runtime.m"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  std::map<std::string, int32_t> dwarf;
+  for (absl::string_view line : absl::StrSplit(r.out, '\n', absl::SkipEmpty())) {
+    std::vector<std::string> parts = absl::StrSplit(line, ' ');
+    int32_t off = 0;
+    ASSERT_EQ(parts.size(), 2u) << line;
+    ASSERT_TRUE(absl::SimpleAtoi(parts[1], &off)) << line;
+    dwarf[parts[0]] = off;
+  }
+  const std::pair<const char*, int32_t> fields[] = {
+      {"runtime.g.stack.lo", g->stack_lo},
+      {"runtime.g.stack.hi", g->stack_hi},
+      {"runtime.g.m", g->m},
+      {"runtime.g.sched.sp", g->sched_sp},
+      {"runtime.g.sched.pc", g->sched_pc},
+      {"runtime.g.sched.bp", g->sched_bp},
+      {"runtime.g.syscallsp", g->syscallsp},
+      {"runtime.g.syscallpc", g->syscallpc},
+      {"runtime.g.syscallbp", g->syscallbp},
+      {"runtime.g.atomicstatus", g->atomicstatus},
+      {"runtime.g.goid", g->goid},
+      {"runtime.g.waitsince", g->waitsince},
+      {"runtime.g.waitreason", g->waitreason},
+      {"runtime.g.parentGoid", g->parent_goid},
+      {"runtime.g.gopc", g->gopc},
+      {"runtime.g.startpc", g->startpc},
+      {"runtime.g.labels", g->labels},
+      {"runtime.g.tracking", g->tracking},
+      {"runtime.g.trackingStamp", g->tracking_stamp},
+      {"runtime.m.procid", g->m_procid},
+      {"runtime.m.curg", g->m_curg},
+  };
+  for (const auto& [name, ours] : fields) {
+    auto it = dwarf.find(name);
+    if (ours == GLayout::kAbsent) {
+      // 1.19's g.tracking sampled run-queue latency, with no park stamp: unused.
+      if (std::string(name) == "runtime.g.tracking" && g->tracking_stamp == GLayout::kAbsent) {
+        continue;
+      }
+      EXPECT_TRUE(it == dwarf.end()) << name << " exists in " << b.go_version << " at "
+                                     << it->second;
+    } else {
+      ASSERT_NE(it, dwarf.end()) << name << " not in the DWARF of " << b.go_version;
+      EXPECT_EQ(ours, it->second) << name << " in " << b.go_version;
+    }
+  }
+}
+
 }  // namespace
-}  // namespace goerrprof::goabi
+}  // namespace goerrprof::testing
+
+int main(int argc, char** argv) {
+  ::testing::InitGoogleTest(&argc, argv);
+  // Default builds keep DWARF; the cgo ones are linked externally (same g).
+  goerrprof::testing::RegisterCorpusTests("GLayoutDwarf", "errgen-default", false,
+                                          goerrprof::testing::CheckAgainstDwarf);
+  return RUN_ALL_TESTS();
+}

@@ -33,8 +33,16 @@ func main() {
 		}
 		return
 	}
+	if len(os.Args) >= 4 && os.Args[1] == "fields" {
+		if err := fields(os.Args[2], os.Args[3:], os.Stdout); err != nil {
+			fmt.Fprintf(os.Stderr, "gosym-oracle: %s: %v\n", os.Args[2], err)
+			os.Exit(1)
+		}
+		return
+	}
 	if len(os.Args) != 2 {
-		fmt.Fprintln(os.Stderr, "usage: gosym-oracle BINARY | gosym-oracle bench BINARY PCFILE")
+		fmt.Fprintln(os.Stderr, "usage: gosym-oracle BINARY | gosym-oracle bench BINARY PCFILE | "+
+			"gosym-oracle fields BINARY STRUCT...")
 		os.Exit(2)
 	}
 	if err := run(os.Args[1]); err != nil {
