@@ -31,7 +31,7 @@ constexpr char kUsage[] =
     "  goerrprof record --pid PID [--duration D] [-o errors.pb.gz] [--max-chain N]\n"
     "                 [--ringbuf-bytes N] [--goroutines]\n"
     "  goerrprof record [-o errors.pb.gz] [--toolchain] [--goroutines] -- COMMAND ARGS...\n"
-    "  goerrprof goroutines --pid PID [-o goroutines.pb.gz] [--text] [--leaks [--min-wait D]]\n"
+    "  goerrprof goroutines --pid PID [-o goroutines.pb.gz] [--text] [--leaks [--min-wait D]] [--all]\n"
     "  goerrprof diff BASE NEW [--threshold PCT] [--min-increase N] [--json | --markdown]\n";
 
 }  // namespace
