@@ -47,3 +47,6 @@ go tool pprof -traces -tagfocus='error.type=^\*fs\.PathError$' "$out" 2>/dev/nul
 echo
 echo "== errors by the creating goroutine: its pprof label 'service' and its go statement"
 go tool pprof -tags -tagshow='^service$|^goroutine\.created_by$' "$out" 2>/dev/null
+echo
+echo "== every goroutine of the target, read from its memory (goerrprof goroutines --text)"
+build/goerrprof goroutines --pid "$pid" --text 2>/dev/null | head -24
