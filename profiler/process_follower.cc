@@ -4,6 +4,8 @@
 #include <errno.h>
 #include <string.h>
 
+#include <cstdarg>
+#include <cstdlib>
 #include <cstring>
 #include <vector>
 
@@ -25,7 +27,33 @@ absl::string_view FollowCounterName(gef_counter c) {
   return "unknown";
 }
 
+namespace {
+
+// libbpf prints its own diagnostics on stderr; ours are one line. Quiet
+// while loading, unless GOERRPROF_LIBBPF_DEBUG asks for them.
+int QuietLibbpf(enum libbpf_print_level, const char*, va_list) { return 0; }
+
+class QuietLibbpfScope {
+ public:
+  QuietLibbpfScope() {
+    if (std::getenv("GOERRPROF_LIBBPF_DEBUG") == nullptr) {
+      old_ = libbpf_set_print(QuietLibbpf);
+      set_ = true;
+    }
+  }
+  ~QuietLibbpfScope() {
+    if (set_) libbpf_set_print(old_);
+  }
+
+ private:
+  libbpf_print_fn_t old_ = nullptr;
+  bool set_ = false;
+};
+
+}  // namespace
+
 absl::StatusOr<std::unique_ptr<ProcessFollower>> ProcessFollower::Start() {
+  QuietLibbpfScope quiet;
   std::unique_ptr<ProcessFollower> f(new ProcessFollower());
   f->skel_ = exec_follow_bpf__open();
   if (!f->skel_) {

@@ -284,6 +284,14 @@ TEST(CiRecord, NonGoAndMissingCommands) {
   EXPECT_EQ(r.exit_code, 127) << r.err;
   EXPECT_TRUE(absl::StrContains(r.err, "cannot run /nonexistent/cmd")) << r.err;
 
+  // Without privileges: one line, and the command does not run.
+  r = RunCommand({"setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", GoerrprofPath(),
+                  "record", "-o", dir + "/c.pb.gz", "--", "sh", "-c", "echo ran"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.out, "");
+  EXPECT_EQ(r.err, "goerrprof: loading BPF was refused (EPERM): run as root or with CAP_BPF and "
+                   "CAP_PERFMON\n");
+
   r = RunCommand({GoerrprofPath(), "record", "--pid=1", "--", "true"});
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_TRUE(absl::StrContains(r.err, "not both")) << r.err;
