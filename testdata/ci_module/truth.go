@@ -7,11 +7,13 @@ package cimodule
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
 	"runtime"
 	"sync"
+	"testing"
 )
 
 var (
@@ -43,4 +45,15 @@ func WriteTruth(name string) error {
 		return err
 	}
 	return os.WriteFile(filepath.Join(dir, name+".json"), data, 0o644)
+}
+
+// Main runs a package's tests, then writes its truth as <name>.json; a
+// truth that cannot be written fails the run.
+func Main(m *testing.M, name string) {
+	code := m.Run()
+	if err := WriteTruth(name); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		code = 1
+	}
+	os.Exit(code)
 }

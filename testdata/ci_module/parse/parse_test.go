@@ -1,21 +1,12 @@
 package parse
 
 import (
-	"fmt"
-	"os"
 	"testing"
 
 	cimodule "goerrprof.test/cimodule"
 )
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if err := cimodule.WriteTruth("parse"); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		code = 1
-	}
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { cimodule.Main(m, "parse") }
 
 func TestBadInputs(t *testing.T) {
 	bad := []string{"nohost", "h:x", "h:", "other", "h:99999999999999999999", "h:70000"}

@@ -9,14 +9,7 @@ import (
 	cimodule "goerrprof.test/cimodule"
 )
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if err := cimodule.WriteTruth("store"); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		code = 1
-	}
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { cimodule.Main(m, "store") }
 
 func TestMissingKeys(t *testing.T) {
 	s := New(false)
