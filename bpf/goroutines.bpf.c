@@ -30,6 +30,10 @@ const volatile __u32 sched_bp_off = 104;
 const volatile __u32 ready_arg_on_stack = 0;
 /* 0: wake the reader for every record; else once this many bytes wait. */
 const volatile __u32 wakeup_bytes = 0;
+/* The PID namespace target_tgid is counted in (goerrprof's own: inside a
+ * container it is not the kernel's); 0: the initial namespace. */
+const volatile __u64 pidns_dev = 0;
+const volatile __u64 pidns_ino = 0;
 
 struct {
   __uint(type, BPF_MAP_TYPE_HASH);
@@ -75,6 +79,22 @@ static __always_inline void bump(__u32 c) {
 
 static __always_inline long rd(void *dst, __u32 size, __u64 src) {
   return bpf_probe_read_user(dst, size, (const void *)src);
+}
+
+/* The current thread's tgid and tid as goerrprof counts them; false when
+ * the thread is outside goerrprof's PID namespace. */
+static __always_inline bool current_ids(__u32 *tgid, __u32 *tid) {
+  if (pidns_ino) {
+    struct bpf_pidns_info ns = {0, 0};
+    if (bpf_get_ns_current_pid_tgid(pidns_dev, pidns_ino, &ns, sizeof(ns))) return false;
+    *tgid = ns.tgid;
+    *tid = ns.pid;
+    return true;
+  }
+  __u64 id = bpf_get_current_pid_tgid();
+  *tgid = id >> 32;
+  *tid = (__u32)id;
+  return true;
 }
 
 /* The running g: R14 under the register ABI (the probed code is all
@@ -249,18 +269,19 @@ int gpk_on_event(struct pt_regs *ctx) {
   bump(role == GPK_ROLE_PARK     ? GPK_CTR_PARK_HITS
        : role == GPK_ROLE_RESUME ? GPK_CTR_RESUME_HITS
                                  : GPK_CTR_READY_HITS);
-  __u64 pid_tgid = bpf_get_current_pid_tgid();
-  if ((__u32)(pid_tgid >> 32) != target_tgid) {
+  __u32 tgid = 0, tid = 0;
+  if (!current_ids(&tgid, &tid) || tgid != target_tgid) {
     bump(GPK_CTR_FOREIGN);
     return 0;
   }
+  /* Unrolled: 6.1 and 6.12 verifiers call this loop infinite (a CAS result
+   * is not precise enough to tell the iterations apart). */
   struct gpk_scratch *s = NULL;
+#pragma clang loop unroll(full)
   for (__u32 k = 0; k < GPK_SLOTS; k++) {
-    struct gpk_scratch *c = bpf_map_lookup_elem(&scratch, &k);
-    if (c && __sync_val_compare_and_swap(&c->busy, 0, 1) == 0) {
-      s = c;
-      break;
-    }
+    __u32 key = k;
+    struct gpk_scratch *c = s ? NULL : bpf_map_lookup_elem(&scratch, &key);
+    if (c && __sync_val_compare_and_swap(&c->busy, 0, 1) == 0) s = c;
   }
   if (!s) {
     bump(GPK_CTR_DROP_BUSY);
@@ -270,7 +291,7 @@ int gpk_on_event(struct pt_regs *ctx) {
   s->ev.goid = 0;
   s->ev.other = 0;
   s->ev.g = 0;
-  s->ev.tid = (__u32)pid_tgid;
+  s->ev.tid = tid;
   s->ev.flags = 0;
   s->ev.n_stack = 0;
   s->ev.kind = 0;
