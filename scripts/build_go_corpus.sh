@@ -96,9 +96,12 @@ for v in $versions; do
   else
     gocmd=$proxy_go tc=go$v
   fi
-  if ! label=$(cd "$src" && env GOTOOLCHAIN=$tc GOFLAGS=-mod=mod "$gocmd" env GOVERSION 2>&1) ||
+  # stdout alone is the label: the first use of a proxy release prints
+  # "go: downloading ..." on stderr, which must not end up in it.
+  errlog=$corpus/go$v.env.log
+  if ! label=$(cd "$src" && env GOTOOLCHAIN=$tc GOFLAGS=-mod=mod "$gocmd" env GOVERSION 2>"$errlog") ||
     { [ "$tc" != local ] && [ "$label" != "go$v" ]; }; then
-    failures+=("go$v: toolchain cannot be fetched/run: $(echo "$label" | tail -n 1)")
+    failures+=("go$v: toolchain cannot be fetched/run: $(cat "$errlog" | tail -n 1) (got '$label')")
     echo "FAILED: ${failures[-1]}" >&2
     continue
   fi
