@@ -46,6 +46,11 @@ const volatile __u32 wakeup_bytes = 0;
  * container it is not the kernel's); 0: the initial namespace. */
 const volatile __u64 pidns_dev = 0;
 const volatile __u64 pidns_ino = 0;
+/* 1: loaded sleepable (uprobe.s), target reads may fault pages in. 0: user
+ * space cleared BPF_F_SLEEPABLE (a kernel without sleepable uprobes) and
+ * reads that would fault fail instead. The verifier never visits the
+ * other branch, so the program holds no helper the kernel refuses. */
+const volatile __u32 sleepable = 1;
 
 struct {
   __uint(type, BPF_MAP_TYPE_HASH);
@@ -147,7 +152,8 @@ static __always_inline void bump_n(__u32 c, __u64 n) {
 #define bump(c) bump_n((c), 1)
 
 static __always_inline long rd(void *dst, __u32 size, __u64 src) {
-  return bpf_copy_from_user(dst, size, (const void *)src);
+  if (sleepable) return bpf_copy_from_user(dst, size, (const void *)src);
+  return bpf_probe_read_user(dst, size, (const void *)src);
 }
 
 static __always_inline struct gep_scratch *my_scratch(void) {

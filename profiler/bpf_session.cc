@@ -576,6 +576,13 @@ absl::Status BpfSession::Load(const SessionConfig& config, size_t n_sites, bool 
             bpf_map__set_max_entries(skel_->maps.scratch, ncpus) == 0 &&
             bpf_map__set_max_entries(skel_->maps.events, ring_bytes) == 0;
   if (!ok) return absl::InternalError(absl::StrCat("cannot size BPF maps: ", Errno(errno)));
+  skel_->rodata->sleepable = config.sleepable ? 1 : 0;
+  if (!config.sleepable &&
+      bpf_program__set_flags(skel_->progs.gep_on_error,
+                             bpf_program__flags(skel_->progs.gep_on_error) &
+                                 ~static_cast<uint32_t>(BPF_F_SLEEPABLE)) != 0) {
+    return absl::InternalError(absl::StrCat("cannot make the probe non-sleepable: ", Errno(errno)));
+  }
   if (multi &&
       bpf_program__set_expected_attach_type(skel_->progs.gep_on_error,
                                             static_cast<bpf_attach_type>(kTraceUprobeMulti)) != 0) {

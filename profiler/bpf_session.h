@@ -127,6 +127,10 @@ struct SessionConfig {
   // it (or on older kernels) each probe is its own perf-event uprobe, and
   // detaching costs a grace period per probe (~0.1-0.2 s each, measured).
   bool uprobe_multi = true;
+  // Sleepable program (Linux 5.19+ for uprobes): target pages not yet
+  // faulted in (string literals never touched) can be read. Without it the
+  // same program loads as a plain uprobe and such reads fail (counted).
+  bool sleepable = true;
 };
 
 struct SessionCounters {

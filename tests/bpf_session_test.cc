@@ -364,10 +364,12 @@ void CaptureErrgen(const std::string& path, Target* t, std::unique_ptr<BpfSessio
   ASSERT_EQ(run->exit_code, 0);
 }
 
-void CheckErrgenWith(const std::string& path, const std::string& label, bool multi) {
+void CheckErrgenWith(const std::string& path, const std::string& label, bool multi,
+                     bool sleepable = true) {
   Target t;
   ASSERT_NO_FATAL_FAILURE(Prepare(path, &t));
   t.config.uprobe_multi = multi;
+  t.config.sleepable = sleepable;
   constexpr int kN = 2;
   auto child = SpawnOrNull({path, "-wait", "-n", std::to_string(kN)});
   ASSERT_NE(child, nullptr);
@@ -531,6 +533,15 @@ TEST(BpfSession, PerProbeAttach) {
   std::cout << "  whole run incl. detach: "
             << std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count()
             << " s\n";
+}
+
+// The non-sleepable variant (kernels without sleepable uprobes) loads and
+// gives the same result: errgen's strings are on pages already touched.
+TEST(BpfSession, NonSleepableVariant) {
+  if (!IsRoot()) GTEST_SKIP() << "needs root for BPF";
+  std::string path = NewestCorpusBinary("errgen");
+  ASSERT_FALSE(path.empty()) << "no errgen in the corpus";
+  CheckErrgenWith(path, "non-sleepable", true, false);
 }
 
 // Destroying the session must take every probe out: the target then runs
