@@ -97,7 +97,22 @@ bool ProcessGone(int pidfd, pid_t pid) {
     pollfd p = {pidfd, POLLIN, 0};
     if (poll(&p, 1, 0) > 0 && (p.revents & POLLIN)) return true;
   }
-  return kill(pid, 0) != 0 && errno == ESRCH;
+  if (kill(pid, 0) != 0 && errno == ESRCH) return true;
+  // Killed but not yet reaped: attach fails (ENOENT/ESRCH) before the pidfd
+  // says so, while the kernel already marks the task PF_EXITING (flags,
+  // the 9th field of /proc/PID/stat, after the parenthesised name).
+  std::ifstream in(absl::StrCat("/proc/", pid, "/stat"));
+  std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  size_t close = stat.rfind(')');
+  if (close == std::string::npos) return !in.is_open();
+  std::istringstream rest(stat.substr(close + 1));
+  std::string state;
+  uint64_t field = 0, flags = 0;
+  rest >> state;
+  if (state == "Z" || state == "X") return true;
+  for (int i = 4; i <= 9 && rest >> field; ++i) flags = field;  // fields 4..9
+  constexpr uint64_t kPfExiting = 0x4;
+  return (flags & kPfExiting) != 0;
 }
 
 uint64_t EffectiveCookie(const ProbeSpec& p) {
