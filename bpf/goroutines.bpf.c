@@ -51,7 +51,7 @@ struct {
 
 struct gpk_scratch {
   __u32 busy;
-  __u32 pad;
+  __u32 slot; /* its own key in the scratch map */
   struct gpk_event ev;
   __u64 stack[GPK_MAX_STACK];
 };
@@ -133,7 +133,11 @@ static __always_inline struct bounds stack_of(__u64 g) {
  * address at [fp+8]; the chain ends at 0, only goes up the stack, and must
  * stay on the goroutine's own stack (g0's chain runs on into the user stack
  * mcall came from, which is another goroutine's story). */
-static __always_inline __u32 walk(struct gpk_scratch *s, __u32 n, __u64 fp, struct bounds b) {
+__noinline __u32 gpk_walk(__u32 slot, __u32 n, __u64 fp, __u64 lo, __u64 hi) {
+  __u32 key = slot;
+  struct gpk_scratch *s = bpf_map_lookup_elem(&scratch, &key);
+  if (!s) return n;
+  struct bounds b = {lo, hi};
   for (int i = 0; i < GPK_MAX_STACK; i++) {
     if (!fp || fp < b.lo || fp > b.hi - 16) break;
     if (n >= GPK_MAX_STACK) {
@@ -148,12 +152,22 @@ static __always_inline __u32 walk(struct gpk_scratch *s, __u32 n, __u64 fp, stru
       break;
     }
     if (!fr[1]) break;
-    s->stack[n & (GPK_MAX_STACK - 1)] = fr[1];
+    __u32 at = n & (GPK_MAX_STACK - 1);
+    /* Keep the mask at the store: clang would otherwise carry a pointer
+     * across iterations whose range the verifier cannot bound. */
+    asm volatile("" : "+r"(at));
+    s->stack[at] = fr[1];
     n++;
     if (fr[0] <= fp) break; /* 0 ends the chain; anything lower is garbage */
     fp = fr[0];
   }
   return n;
+}
+
+/* Global (verified once, with unknown arguments) rather than inlined at
+ * each of its four call sites with their loops. */
+static __always_inline __u32 walk(struct gpk_scratch *s, __u32 n, __u64 fp, struct bounds b) {
+  return gpk_walk(s->slot, n, fp, b.lo, b.hi);
 }
 
 /* ip, then the caller's return address at [rsp] (a probe at a function's
@@ -281,7 +295,10 @@ int gpk_on_event(struct pt_regs *ctx) {
   for (__u32 k = 0; k < GPK_SLOTS; k++) {
     __u32 key = k;
     struct gpk_scratch *c = s ? NULL : bpf_map_lookup_elem(&scratch, &key);
-    if (c && __sync_val_compare_and_swap(&c->busy, 0, 1) == 0) s = c;
+    if (c && __sync_val_compare_and_swap(&c->busy, 0, 1) == 0) {
+      s = c;
+      s->slot = key;
+    }
   }
   if (!s) {
     bump(GPK_CTR_DROP_BUSY);
