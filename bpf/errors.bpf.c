@@ -4,7 +4,8 @@
  * put in the layout map), the user stack and the goroutine id, and sends
  * one variable-size record per hit through the ring buffer.
  *
- * Sleepable (uprobe.s) so bpf_copy_from_user can fault in pages the target
+ * Loaded sleepable (BPF_F_SLEEPABLE, set by user space where the kernel has
+ * sleepable uprobes) so bpf_copy_from_user can fault in pages the target
  * has not touched yet (string literals in .rodata), instead of losing them.
  * Only reads target memory.
  *
@@ -241,8 +242,10 @@ static __always_inline void child(struct gep_scratch *s, __u64 tab, __u64 data) 
 /* Appends a gep_str at s->off for the Go string header at src, with its
  * bytes, and advances s->off. Returns -1 when the record is full (nothing
  * written), 1 when the header was unreadable, 2 when the bytes were, else
- * 0. Global: verified once, whatever calls it. */
-__noinline int gep_put_str(__u64 src, __u32 field) {
+ * 0. A subprogram, not inlined; static, because a global function that
+ * holds bpf_copy_from_user counts as sleeping even where the rodata makes
+ * that call dead, and the non-sleepable variant would not load. */
+static __noinline int gep_put_str(__u64 src, __u32 field) {
   struct gep_scratch *s = my_scratch();
   if (!s) return -1;
   __u32 off = s->off;
@@ -285,9 +288,8 @@ static __always_inline void addr_failed(struct gep_addr *a) {
 /* Appends at s->off a gep_addr record, then its strings, for the
  * net.Addr-like interface at src. Only the types user space put in the
  * address map are decoded: their String() needs nothing but these fields.
- * Returns the record's flags, or -1 when the record is full. Global:
- * verified once. */
-__noinline long gep_put_addr(__u64 src, __u32 field) {
+ * Returns the record's flags, or -1 when the record is full. */
+static __noinline long gep_put_addr(__u64 src, __u32 field) {
   struct gep_scratch *s = my_scratch();
   if (!s) return -1;
   __u32 off = s->off;
@@ -674,7 +676,7 @@ static __always_inline __u16 capture(struct gep_scratch *s, struct pt_regs *ctx,
   return n_stack;
 }
 
-SEC("uprobe.s")
+SEC("uprobe") /* made sleepable by user space where the kernel allows it */
 int gep_on_error(struct pt_regs *ctx) {
   bump(GEP_CTR_HITS);
   __u32 tgid = 0, tid = 0;
