@@ -3,7 +3,12 @@
  * followed process is stopped with SIGSTOP before its first user
  * instruction and reported, so user space can attach the error probes of
  * the new executable and continue it without missing its early errors.
- * Only BTF tracepoints: no kprobes, nothing written to any process. */
+ * Only BTF tracepoints: no kprobes, nothing written to any process.
+ *
+ * Pids are goerrprof's: inside a container (its own PID namespace) the
+ * followed set and the reports hold each process's pid in goerrprof's
+ * namespace, not the kernel's task->tgid, so that user space can use them
+ * with /proc, kill() and the uprobe pid filters. */
 #include "vmlinux.h"
 
 #include <bpf/bpf_core_read.h>
@@ -18,6 +23,11 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 /* 0: report execs without stopping them (user space cannot keep up). */
 const volatile __u32 stop_on_exec = 1;
+/* The inode of goerrprof's PID namespace; 0: the initial one, whose pids
+ * are task->tgid. */
+const volatile __u32 pidns_ino = 0;
+
+#define GEF_MAX_PIDNS_LEVEL 32 /* the kernel's MAX_PID_NS_LEVEL */
 
 struct {
   __uint(type, BPF_MAP_TYPE_HASH);
@@ -43,12 +53,38 @@ static __always_inline void bump(__u32 c) {
   if (v) *v += 1;
 }
 
+/* The pid of task's process in goerrprof's PID namespace (what
+ * task_tgid_nr_ns() would say there); 0 when it has none, i.e. it runs in
+ * a namespace goerrprof cannot see. The process's struct pid holds its
+ * number at each level from the initial namespace down to its own; the
+ * level of goerrprof's is found by the namespace's inode. */
+static __always_inline __u32 visible_tgid(struct task_struct *task) {
+  if (!pidns_ino) return BPF_CORE_READ(task, tgid);
+  struct pid *pid = BPF_CORE_READ(task, signal, pids[PIDTYPE_TGID]);
+  if (!pid) return 0;
+  __u32 level = BPF_CORE_READ(pid, level);
+  const char *numbers = (const char *)pid + bpf_core_field_offset(struct pid, numbers);
+  __u64 upid_size = bpf_core_type_size(struct upid);
+  /* From its own level up: mostly it runs in goerrprof's namespace. A
+   * bounded loop (Linux 5.3+) with an exact counter: the verifier walks
+   * each of at most 33 iterations once. */
+  for (__u32 up = 0; up <= GEF_MAX_PIDNS_LEVEL; up++) {
+    if (up > level) break;
+    const struct upid *u = (const struct upid *)(numbers + (level - up) * upid_size);
+    struct pid_namespace *ns = BPF_CORE_READ(u, ns);
+    if (!ns) return 0;
+    if (BPF_CORE_READ(ns, ns.inum) == pidns_ino) return BPF_CORE_READ(u, nr);
+  }
+  return 0;
+}
+
 SEC("tp_btf/sched_process_fork")
 int BPF_PROG(gef_fork, struct task_struct *parent, struct task_struct *child) {
-  __u32 ptgid = BPF_CORE_READ(parent, tgid);
-  __u32 ctgid = BPF_CORE_READ(child, tgid);
-  if (ctgid == ptgid) return 0; /* a new thread */
-  if (!bpf_map_lookup_elem(&followed, &ptgid)) return 0;
+  if (BPF_CORE_READ(child, tgid) == BPF_CORE_READ(parent, tgid)) return 0; /* a new thread */
+  __u32 ptgid = visible_tgid(parent);
+  if (!ptgid || !bpf_map_lookup_elem(&followed, &ptgid)) return 0;
+  __u32 ctgid = visible_tgid(child);
+  if (!ctgid) return 0; /* outside goerrprof's namespace: cannot be recorded */
   __u32 one = 1;
   if (bpf_map_update_elem(&followed, &ctgid, &one, BPF_NOEXIST) == 0)
     bump(GEF_CTR_FORKS);
@@ -59,8 +95,8 @@ int BPF_PROG(gef_fork, struct task_struct *parent, struct task_struct *child) {
 
 SEC("tp_btf/sched_process_exec")
 int BPF_PROG(gef_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm) {
-  __u32 tgid = bpf_get_current_pid_tgid() >> 32;
-  if (!bpf_map_lookup_elem(&followed, &tgid)) return 0;
+  __u32 tgid = visible_tgid(p); /* p is current */
+  if (!tgid || !bpf_map_lookup_elem(&followed, &tgid)) return 0;
   bump(GEF_CTR_EXECS);
   /* Reserve first: a process stopped without a report would never be
    * continued. */
@@ -71,7 +107,7 @@ int BPF_PROG(gef_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm
   }
   ev->ts_ns = bpf_ktime_get_ns();
   ev->pid = tgid;
-  ev->ppid = BPF_CORE_READ(p, real_parent, tgid);
+  ev->ppid = visible_tgid(BPF_CORE_READ(p, real_parent));
   ev->stopped = 0;
   ev->pad = 0;
   if (stop_on_exec) {
@@ -89,7 +125,7 @@ SEC("tp_btf/sched_process_exit")
 int BPF_PROG(gef_exit, struct task_struct *p) {
   /* The group leader's exit ends the process: its tgid may be reused. */
   if (BPF_CORE_READ(p, pid) != BPF_CORE_READ(p, tgid)) return 0;
-  __u32 tgid = BPF_CORE_READ(p, tgid);
-  bpf_map_delete_elem(&followed, &tgid);
+  __u32 tgid = visible_tgid(p);
+  if (tgid) bpf_map_delete_elem(&followed, &tgid);
   return 0;
 }

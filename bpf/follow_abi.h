@@ -17,8 +17,8 @@ typedef __u64 gef_u64;
  * when `stopped` is set, and must be continued by user space. */
 struct gef_exec_event {
   gef_u64 ts_ns;
-  gef_u32 pid; /* tgid */
-  gef_u32 ppid;
+  gef_u32 pid;  /* tgid, in goerrprof's PID namespace */
+  gef_u32 ppid; /* the parent's, likewise; 0 when outside that namespace */
   gef_u32 stopped;
   gef_u32 pad;
 };

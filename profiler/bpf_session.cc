@@ -13,12 +13,10 @@
 
 #include <algorithm>
 #include <cstddef>
-#include <cstdarg>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
-#include <mutex>
 #include <optional>
 #include <sstream>
 
@@ -29,6 +27,9 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "bpf/errors.skel.h"
+#include "profiler/kernel_features.h"
+#include "profiler/libbpf_log.h"
+#include "profiler/pid_namespace.h"
 #include "profiler/uprobe_attach.h"
 #include "symbolizer/go_binary.h"
 #include "symbolizer/status_macros.h"
@@ -42,53 +43,6 @@ using symbolizer::GoType;
 using symbolizer::TypeReader;
 
 constexpr char kBtfPath[] = "/sys/kernel/btf/vmlinux";
-
-// libbpf logs through one global callback; keep the recent lines of the
-// calling thread so a load failure can say what the verifier disliked.
-thread_local std::string* tls_libbpf_log = nullptr;
-
-int LibbpfPrint(enum libbpf_print_level level, const char* fmt, va_list args) {
-  static const bool verbose = std::getenv("GOERRPROF_LIBBPF_DEBUG") != nullptr;
-  if (verbose) {
-    va_list copy;
-    va_copy(copy, args);
-    vfprintf(stderr, fmt, copy);
-    va_end(copy);
-  }
-  if (level == LIBBPF_DEBUG || tls_libbpf_log == nullptr) return 0;
-  char buf[2048];
-  int n = vsnprintf(buf, sizeof(buf), fmt, args);
-  if (n > 0) {
-    tls_libbpf_log->append(buf, std::min<size_t>(n, sizeof(buf) - 1));
-    if (tls_libbpf_log->size() > (1u << 20)) tls_libbpf_log->erase(0, 1u << 19);
-  }
-  return 0;
-}
-
-class ScopedLibbpfLog {
- public:
-  ScopedLibbpfLog() {
-    static std::once_flag once;
-    std::call_once(once, [] { libbpf_set_print(LibbpfPrint); });
-    tls_libbpf_log = &log_;
-  }
-  ~ScopedLibbpfLog() { tls_libbpf_log = nullptr; }
-  // The last meaningful lines, joined into one line.
-  std::string Tail(size_t lines) const {
-    std::vector<absl::string_view> all;
-    for (absl::string_view l : absl::StrSplit(log_, '\n')) {
-      l = absl::StripAsciiWhitespace(l);
-      if (!l.empty() && !absl::StartsWith(l, "--") && !absl::StartsWith(l, "processed")) {
-        all.push_back(l);
-      }
-    }
-    size_t from = all.size() > lines ? all.size() - lines : 0;
-    return absl::StrJoin(all.begin() + from, all.end(), " | ");
-  }
-
- private:
-  std::string log_;
-};
 
 std::string Errno(int err) { return absl::StrCat(strerror(err), " (errno ", err, ")"); }
 
@@ -441,7 +395,9 @@ absl::Status BpfSession::Init(const SessionConfig& config) {
   }
 
   auto t0 = std::chrono::steady_clock::now();
-  absl::Status loaded = Load(config, n_sites, config.uprobe_multi);
+  // Chosen by probing: a uprobe_multi kernel whose pid filter is per thread
+  // would load and attach fine, then miss every other thread's errors.
+  absl::Status loaded = Load(config, n_sites, config.uprobe_multi && UprobeMultiSupported());
   if (!loaded.ok() && config.uprobe_multi && absl::IsUnimplemented(loaded)) {
     loaded = Load(config, n_sites, false);  // kernel before 6.6
   }
@@ -560,7 +516,11 @@ absl::Status BpfSession::Load(const SessionConfig& config, size_t n_sites, bool 
     return absl::InternalError(absl::StrCat("cannot open the BPF object: ", Errno(errno), " ",
                                             log.Tail(2)));
   }
-  skel_->rodata->target_tgid = static_cast<uint32_t>(pid_);
+  // The target as its threads' BPF sees it (inside a container: its PID namespace).
+  ASSIGN_OR_RETURN(PidNamespaceId ns, PidNamespaceOf(pid_));
+  skel_->rodata->target_tgid = ns.pid;
+  skel_->rodata->pidns_dev = ns.dev;
+  skel_->rodata->pidns_ino = ns.ino;
   skel_->rodata->max_chain = std::clamp<uint32_t>(config.max_chain, 1, GEP_MAX_CHAIN);
   skel_->rodata->goid_offset = config.goid_offset;
   skel_->rodata->tls_g_offset = config.tls_g_offset;
@@ -591,12 +551,17 @@ absl::Status BpfSession::Load(const SessionConfig& config, size_t n_sites, bool 
             bpf_map__set_max_entries(skel_->maps.scratch, ncpus) == 0 &&
             bpf_map__set_max_entries(skel_->maps.events, ring_bytes) == 0;
   if (!ok) return absl::InternalError(absl::StrCat("cannot size BPF maps: ", Errno(errno)));
-  skel_->rodata->sleepable = config.sleepable ? 1 : 0;
-  if (!config.sleepable &&
-      bpf_program__set_flags(skel_->progs.gep_on_error,
-                             bpf_program__flags(skel_->progs.gep_on_error) &
-                                 ~static_cast<uint32_t>(BPF_F_SLEEPABLE)) != 0) {
-    return absl::InternalError(absl::StrCat("cannot make the probe non-sleepable: ", Errno(errno)));
+  // Without sleepable uprobes (before 6.0) the same program loads plain.
+  // Set either way: libbpf (1.1 too) adds BPF_F_SLEEPABLE itself to an
+  // SEC("uprobe.s") program whatever its flags say, so only a plain
+  // SEC("uprobe") program can be both.
+  const bool sleepable = config.sleepable && KernelSupports(KernelFeature::kSleepableUprobe);
+  skel_->rodata->sleepable = sleepable ? 1 : 0;
+  const uint32_t flags = bpf_program__flags(skel_->progs.gep_on_error);
+  if (bpf_program__set_flags(skel_->progs.gep_on_error,
+                             sleepable ? flags | BPF_F_SLEEPABLE
+                                       : flags & ~static_cast<uint32_t>(BPF_F_SLEEPABLE)) != 0) {
+    return absl::InternalError(absl::StrCat("cannot set the probe's flags: ", Errno(errno)));
   }
   if (multi &&
       bpf_program__set_expected_attach_type(skel_->progs.gep_on_error,
@@ -615,8 +580,8 @@ absl::Status BpfSession::Load(const SessionConfig& config, size_t n_sites, bool 
     if (multi && err == EINVAL && !UprobeMultiSupported()) {
       return absl::UnimplementedError("kernel without uprobe_multi");
     }
-    return absl::InternalError(absl::StrCat("BPF program failed to load: ", Errno(err),
-                                            "; libbpf: ", log.Tail(8)));
+    return ExplainLoadFailure(absl::InternalError(
+        absl::StrCat("BPF program failed to load: ", Errno(err), "; libbpf: ", log.Tail(8))));
   }
   stats_.multi = multi;
   return absl::OkStatus();

@@ -17,6 +17,8 @@ int RunSymbolize(const std::vector<std::string>& args);
 int RunRecord(const std::vector<std::string>& args, const std::vector<std::string>& command);
 int RunGoroutines(const std::vector<std::string>& args);
 int RunDiff(const std::vector<std::string>& args);
+// Whether this kernel (and with --pid, that process) can be recorded.
+int RunDoctor(const std::vector<std::string>& args);
 
 // --pid as a number: 0 when not given; InvalidArgument for anything else
 // that is not a positive process id.

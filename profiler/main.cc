@@ -16,6 +16,7 @@
 #include "absl/strings/str_cat.h"
 #include "profiler/commands.h"
 #include "profiler/flags.h"
+#include "profiler/pid_namespace.h"
 
 ABSL_FLAG(bool, json, false, "print machine-readable JSON");
 // A string, so a bad value gets goerrprof's own one-line error.
@@ -32,7 +33,8 @@ constexpr char kUsage[] =
     "                 [--ringbuf-bytes N] [--goroutines]\n"
     "  goerrprof record [-o errors.pb.gz] [--toolchain] [--goroutines] -- COMMAND ARGS...\n"
     "  goerrprof goroutines --pid PID [-o goroutines.pb.gz] [--text] [--leaks [--min-wait D]] [--all]\n"
-    "  goerrprof diff BASE NEW [--threshold PCT] [--min-increase N] [--json | --markdown]\n";
+    "  goerrprof diff BASE NEW [--threshold PCT] [--min-increase N] [--json | --markdown]\n"
+    "  goerrprof doctor [--pid PID] [--json]\n";
 
 }  // namespace
 
@@ -51,6 +53,8 @@ absl::StatusOr<std::string> TargetPath(const std::vector<std::string>& args) {
   if (!flag.ok()) return flag.status();
   int64_t pid = *flag;
   if (pid != 0) {
+    // In a container, /proc must be its own for /proc/PID to be that pid.
+    if (absl::Status s = CheckProcIsOurs(); !s.ok()) return s;
     std::string proc = absl::StrCat("/proc/", pid);
     if (access(proc.c_str(), F_OK) != 0) {
       return absl::NotFoundError(absl::StrCat("no process with pid ", pid));
@@ -124,6 +128,7 @@ int main(int argc, char** argv) {
   if (command == "record") return goerrprof::profiler::RunRecord(args, after_dashes);
   if (command == "goroutines") return goerrprof::profiler::RunGoroutines(args);
   if (command == "diff") return goerrprof::profiler::RunDiff(args);
+  if (command == "doctor") return goerrprof::profiler::RunDoctor(args);
   std::fprintf(stderr, "goerrprof: unknown command \"%s\"\n%s", command.c_str(),
                goerrprof::profiler::kUsage);
   return 2;

@@ -23,6 +23,9 @@
 #include "absl/strings/strip.h"
 #include "absl/time/time.h"
 #include "bpf/goroutines.skel.h"
+#include "profiler/kernel_features.h"
+#include "profiler/libbpf_log.h"
+#include "profiler/pid_namespace.h"
 #include "symbolizer/status_macros.h"
 
 namespace goerrprof::profiler {
@@ -134,7 +137,8 @@ absl::Status ParkTracer::Init(pid_t pid, const ParkOptions& options) {
     start_mono_ns_ = MonotonicNs();
     return Attach(offsets);
   };
-  absl::Status loaded = load_and_attach(options.uprobe_multi);
+  // Probed: a per-thread pid filter (first uprobe_multi kernels) would lose parks.
+  absl::Status loaded = load_and_attach(options.uprobe_multi && UprobeMultiSupported());
   if (!loaded.ok() && options.uprobe_multi && absl::IsUnimplemented(loaded)) {
     Detach();  // kernel without uprobe_multi: one perf uprobe each
     loaded = load_and_attach(false);
@@ -147,10 +151,15 @@ absl::Status ParkTracer::Init(pid_t pid, const ParkOptions& options) {
 
 absl::Status ParkTracer::Load(const ParkOptions& options, const goabi::GLayout& layout,
                               bool multi) {
+  ScopedLibbpfLog log;  // the verifier's reason, should the load fail
   skel_ = goroutines_bpf__open();
   if (!skel_) return absl::InternalError(absl::StrCat("cannot open the BPF object: ", Errno(errno)));
   auto* ro = skel_->rodata;
-  ro->target_tgid = static_cast<uint32_t>(pid_);
+  // The target as its threads' BPF sees it (inside a container: its PID namespace).
+  ASSIGN_OR_RETURN(PidNamespaceId ns, PidNamespaceOf(pid_));
+  ro->target_tgid = ns.pid;
+  ro->pidns_dev = ns.dev;
+  ro->pidns_ino = ns.ino;
   ro->g_source = layout.g_in_r14 ? GPK_G_R14 : GPK_G_TLS;
   ro->tls_g_offset = layout.tls_g_offset;
   ro->goid_off = static_cast<uint32_t>(layout.goid);
@@ -181,7 +190,9 @@ absl::Status ParkTracer::Load(const ParkOptions& options, const goabi::GLayout& 
           "): run as root or with CAP_BPF and CAP_PERFMON"));
     }
     if (multi && err == EINVAL) return absl::UnimplementedError("no uprobe_multi programs");
-    return absl::InternalError(absl::StrCat("park probes failed to load: ", Errno(err)));
+    return ExplainLoadFailure(
+        absl::InternalError(absl::StrCat("park probes failed to load: ", Errno(err),
+                                         "; libbpf: ", log.Tail(8))));
   }
   multi_ = multi;
   ring_ = ring_buffer__new(bpf_map__fd(skel_->maps.events), &ParkTracer::OnSample, this, nullptr);

@@ -12,6 +12,8 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "bpf/exec_follow.skel.h"
+#include "profiler/kernel_features.h"
+#include "profiler/pid_namespace.h"
 
 namespace goerrprof::profiler {
 
@@ -60,13 +62,17 @@ absl::StatusOr<std::unique_ptr<ProcessFollower>> ProcessFollower::Start() {
     return absl::InternalError(absl::StrCat("cannot open the exec-follow BPF object: ",
                                             strerror(errno)));
   }
+  // Pids in goerrprof's PID namespace (a container's), as /proc and kill() take them.
+  auto pidns = OwnPidNamespace();
+  if (!pidns.ok()) return pidns.status();
+  f->skel_->rodata->pidns_ino = static_cast<uint32_t>(pidns->ino);
   if (int err = exec_follow_bpf__load(f->skel_); err != 0) {
     if (err == -EPERM || err == -EACCES) {
       return absl::PermissionDeniedError(
           "loading BPF was refused (EPERM): run as root or with CAP_BPF and CAP_PERFMON");
     }
-    return absl::InternalError(
-        absl::StrCat("cannot load the exec-follow BPF program: ", strerror(-err)));
+    return ExplainLoadFailure(absl::InternalError(
+        absl::StrCat("cannot load the exec-follow BPF program: ", strerror(-err))));
   }
   if (int err = exec_follow_bpf__attach(f->skel_); err != 0) {
     return absl::InternalError(absl::StrCat(

@@ -21,6 +21,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/time/time.h"
 #include "profiler/commands.h"
+#include "profiler/kernel_features.h"
 #include "profiler/process_follower.h"
 #include "profiler/recorder.h"
 
@@ -110,11 +111,19 @@ void PrintStatus(const Recorder& rec, absl::Duration elapsed) {
                static_cast<unsigned long long>(rec.dropped()), absl::ToDoubleSeconds(elapsed));
 }
 
+// A kernel without something the probes need gets that named, as `doctor`
+// names it ("record: this kernel lacks bpf_loop (needs Linux 5.17+); ...").
+int FailRecord(const absl::Status& status) {
+  if (!IsMissingKernelFeature(status)) return Fail(status);
+  std::fprintf(stderr, "goerrprof: record: %s\n", std::string(status.message()).c_str());
+  return 1;
+}
+
 int RecordPid(pid_t pid) {
   Recorder rec(OptionsFromFlags());
   InstallStopHandlers();
   absl::Time start = absl::Now();
-  if (absl::Status s = rec.Attach(pid); !s.ok()) return Fail(s);
+  if (absl::Status s = rec.Attach(pid); !s.ok()) return FailRecord(s);
   absl::Duration attach_time = absl::Now() - start;
   std::fprintf(stderr, "goerrprof: recording pid %d: %zu probes attached in %s\n", pid,
                rec.probes(), absl::FormatDuration(attach_time).c_str());
@@ -196,7 +205,7 @@ int RecordCommand(const std::vector<std::string>& command) {
     return Fail(absl::InvalidArgumentError("--duration does not apply to record -- COMMAND"));
   }
   auto follower = ProcessFollower::Start();
-  if (!follower.ok()) return Fail(follower.status());
+  if (!follower.ok()) return FailRecord(follower.status());
   Recorder rec(OptionsFromFlags());
   InstallForwarders();
   absl::Time start = absl::Now();

@@ -5,7 +5,6 @@
 #include <errno.h>
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
-#include <sys/utsname.h>
 #include <unistd.h>
 
 #include <cstddef>
@@ -19,32 +18,9 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/strip.h"
+#include "profiler/kernel_features.h"
 
 namespace goerrprof::profiler {
-namespace {
-
-constexpr int kBpfLinkCreate = 28;  // BPF_LINK_CREATE
-
-// union bpf_attr as BPF_LINK_CREATE reads it for uprobe_multi.
-struct UprobeMultiAttr {
-  uint32_t prog_fd;
-  uint32_t target_fd;
-  uint32_t attach_type;
-  uint32_t flags;
-  uint64_t path;
-  uint64_t offsets;
-  uint64_t ref_ctr_offsets;
-  uint64_t cookies;
-  uint32_t cnt;
-  uint32_t multi_flags;  // BPF_F_UPROBE_MULTI_RETURN: never (no uretprobes on Go)
-  uint32_t pid;
-  uint32_t pad;
-  uint8_t tail[64];  // the kernel wants unknown trailing bytes zero
-};
-static_assert(offsetof(UprobeMultiAttr, path) == 16 && offsetof(UprobeMultiAttr, pid) == 56);
-
-}  // namespace
-
 // Each mapping's bias comes from the PT_LOAD it maps:
 // runtime(v) = start + (v - seg.vaddr) + (seg.offset - pgoff).
 absl::StatusOr<uint64_t> LoadBias(pid_t pid, const struct stat& exe,
@@ -90,28 +66,14 @@ absl::StatusOr<uint64_t> LoadBias(pid_t pid, const struct stat& exe,
   return *bias;
 }
 
-bool UprobeMultiSupported() {
-  struct utsname u;
-  if (uname(&u) != 0) return false;
-  int major_v = 0, minor_v = 0;
-  if (sscanf(u.release, "%d.%d", &major_v, &minor_v) != 2) return false;
-  return major_v > 6 || (major_v == 6 && minor_v >= 6);
-}
+// Probed, not read from the version: distributions backport it (and the
+// fix for its per-thread pid filter, without which it is reported missing).
+bool UprobeMultiSupported() { return KernelSupports(KernelFeature::kUprobeMulti); }
 
 int CreateUprobeMultiLink(int prog_fd, const std::string& path,
                           absl::Span<const uint64_t> offsets,
                           absl::Span<const uint64_t> cookies, pid_t pid) {
-  UprobeMultiAttr attr;
-  std::memset(&attr, 0, sizeof(attr));
-  attr.prog_fd = static_cast<uint32_t>(prog_fd);
-  attr.attach_type = kTraceUprobeMulti;
-  attr.path = reinterpret_cast<uintptr_t>(path.c_str());
-  attr.offsets = reinterpret_cast<uintptr_t>(offsets.data());
-  attr.cookies = reinterpret_cast<uintptr_t>(cookies.data());
-  attr.cnt = static_cast<uint32_t>(offsets.size());
-  attr.pid = static_cast<uint32_t>(pid);
-  int fd = static_cast<int>(syscall(__NR_bpf, kBpfLinkCreate, &attr, sizeof(attr)));
-  return fd < 0 ? -errno : fd;
+  return RawUprobeMultiLinkCreate(prog_fd, path.c_str(), offsets, cookies, pid);
 }
 
 uint64_t SumPerCpu(const bpf_map* map, uint32_t key) {

@@ -28,7 +28,8 @@ inline constexpr uint32_t kTraceUprobeMulti = 48;
 absl::StatusOr<uint64_t> LoadBias(pid_t pid, const struct stat& exe, const std::string& exe_link,
                                   const symbolizer::ElfFile& elf);
 
-// uprobe_multi links came with Linux 6.6.
+// Whether uprobe_multi links work here, filtering by process (probed once:
+// Linux 6.6 brought them, 6.6.35 / 6.9.5 / 6.10 fixed their pid filter).
 bool UprobeMultiSupported();
 
 // One uprobe_multi link of prog_fd at `offsets` (file offsets in `path`)

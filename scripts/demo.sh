@@ -19,6 +19,11 @@ bash scripts/setup.sh >/dev/null
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build build >/dev/null
 export GOTOOLCHAIN=local
+go=$(command -v go || echo /usr/local/go/bin/go) # PATH may lack /usr/local/go/bin
+[ -x "$go" ] || { echo "demo: FAILED: no go command on PATH or in /usr/local/go/bin" >&2; exit 1; }
+# Built on first use since Go 1.25 (~40 s with a cold cache): before the demo
+# starts, with its errors shown, rather than silently during the output.
+"$go" tool -n pprof >/dev/null
 out="$repo/.cache/demo/errors.pb.gz"
 mkdir -p "$(dirname "$out")"
 
@@ -27,7 +32,7 @@ cleanup() { if [ -n "$demo_pid" ]; then kill "$demo_pid" 2>/dev/null || true; fi
 trap cleanup EXIT
 if [ -z "$pid" ]; then
   demo="$repo/.cache/demo/demo"
-  (cd testdata/go_binaries && go build -o "$demo" ./demo)
+  (cd testdata/go_binaries && "$go" build -o "$demo" ./demo)
   exec 3< <("$demo")          # prints "ready <pid>", then keeps creating errors
   read -r ready pid <&3
   demo_pid="$pid"
@@ -38,15 +43,15 @@ build/goerrprof inspect --pid "$pid" | sed -n '1,2p;/^functions/p;/^error types/
 build/goerrprof record --pid "$pid" --duration "$duration" -o "$out"
 echo
 echo "== go tool pprof -top $out"
-go tool pprof -top -nodecount=15 "$out" 2>/dev/null
+"$go" tool pprof -top -nodecount=15 "$out" 2>/dev/null
 echo
 echo "== errors by type (go tool pprof -tags)"
-go tool pprof -tags -tagshow='^error\.type$' "$out" 2>/dev/null
+"$go" tool pprof -tags -tagshow='^error\.type$' "$out" 2>/dev/null
 echo "== only *fs.PathError (go tool pprof -traces -tagfocus='error.type=^\\*fs\\.PathError\$')"
-go tool pprof -traces -tagfocus='error.type=^\*fs\.PathError$' "$out" 2>/dev/null | sed -n '/-----/,$p' | head -20
+"$go" tool pprof -traces -tagfocus='error.type=^\*fs\.PathError$' "$out" 2>/dev/null | sed -n '/-----/,$p' | head -20
 echo
 echo "== errors by the creating goroutine: its pprof label 'service' and its go statement"
-go tool pprof -tags -tagshow='^service$|^goroutine\.created_by$' "$out" 2>/dev/null
+"$go" tool pprof -tags -tagshow='^service$|^goroutine\.created_by$' "$out" 2>/dev/null
 echo
 echo "== every goroutine of the target, read from its memory (goerrprof goroutines --text)"
 build/goerrprof goroutines --pid "$pid" --text 2>/dev/null | head -24

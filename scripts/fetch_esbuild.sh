@@ -9,12 +9,13 @@ repo=$(cd "$(dirname "$0")/.." && pwd)
 list=$repo/testdata/go_binaries/esbuild_versions.txt
 cache=$repo/.cache/esbuild
 mkdir -p "$cache"
+go=$(command -v go || echo /usr/local/go/bin/go) # PATH may lack /usr/local/go/bin
 
 # built_by BIN GOVER: true if BIN was built by GOVER. `go version` needs
 # .go.buildinfo; without it, look for the runtime.buildVersion string.
 built_by() {
   local got
-  got=$(go version "$1" 2>&1 || true)
+  got=$("$go" version "$1" 2>&1 || true)
   if [[ $got =~ :\ (go1[.0-9]+)$ ]]; then
     [ "${BASH_REMATCH[1]}" = "$2" ]
   else
