@@ -73,20 +73,6 @@ uint64_t EffectiveCookie(const ProbeSpec& p) {
   return p.eface ? p.cookie | GEP_LOC_F_TYPE : p.cookie;  // low half: tab location
 }
 
-// CAP_SYS_ADMIN, or CAP_BPF with CAP_PERFMON, in the effective set.
-bool HaveBpfPrivileges() {
-  std::ifstream in("/proc/self/status");
-  std::string line;
-  while (std::getline(in, line)) {
-    if (!absl::StartsWith(line, "CapEff:")) continue;
-    uint64_t caps = std::strtoull(line.c_str() + 7, nullptr, 16);
-    auto has = [&](int cap) { return (caps >> cap) & 1; };
-    constexpr int kSysAdmin = 21, kPerfmon = 38, kBpf = 39;
-    return has(kSysAdmin) || (has(kBpf) && has(kPerfmon));
-  }
-  return geteuid() == 0;
-}
-
 }  // namespace
 
 absl::string_view CounterName(gep_counter c) {
@@ -573,7 +559,7 @@ absl::Status BpfSession::Load(const SessionConfig& config, size_t n_sites, bool 
     err = -err;
     // The verifier also answers EACCES/EPERM, so blame privileges only
     // when we lack them.
-    if ((err == EPERM || err == EACCES) && !HaveBpfPrivileges()) {
+    if ((err == EPERM || err == EACCES) && !KernelSupports(KernelFeature::kPrivileges)) {
       return absl::PermissionDeniedError(
           "loading BPF was refused (EPERM): run as root or with CAP_BPF and CAP_PERFMON");
     }

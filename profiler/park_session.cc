@@ -184,7 +184,8 @@ absl::Status ParkTracer::Load(const ParkOptions& options, const goabi::GLayout& 
   }
   if (int err = goroutines_bpf__load(skel_); err != 0) {
     err = -err;
-    if (err == EPERM || err == EACCES) {
+    // The verifier also answers EACCES: blame privileges only when we lack them.
+    if ((err == EPERM || err == EACCES) && !KernelSupports(KernelFeature::kPrivileges)) {
       return absl::PermissionDeniedError(absl::StrCat(
           "loading the park probes was refused (", Errno(err),
           "): run as root or with CAP_BPF and CAP_PERFMON"));
