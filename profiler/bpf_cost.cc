@@ -27,6 +27,7 @@
 #include "profiler/kernel_features.h"
 #include "profiler/libbpf_log.h"
 #include "profiler/uprobe_attach.h"
+#include "base/errno.h"
 
 namespace goerrprof::profiler {
 namespace {
@@ -36,7 +37,6 @@ namespace {
 constexpr int kNewestGoMinor = 27;
 constexpr uint64_t kRingBytes = 1u << 16;  // small: verification ignores the size
 
-std::string Errno(int err) { return absl::StrCat(strerror(err), " (errno ", err, ")"); }
 
 // One runtime.g layout as a program sees it, and the releases that have it.
 struct GoSettings {

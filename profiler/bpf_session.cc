@@ -32,7 +32,10 @@
 #include "profiler/pid_namespace.h"
 #include "profiler/uprobe_attach.h"
 #include "symbolizer/go_binary.h"
-#include "symbolizer/status_macros.h"
+#include "base/status_macros.h"
+#include "symbolizer/load_bias.h"
+#include "base/errno.h"
+#include "base/read_file.h"
 
 namespace goerrprof::profiler {
 namespace {
@@ -44,7 +47,6 @@ using symbolizer::TypeReader;
 
 constexpr char kBtfPath[] = "/sys/kernel/btf/vmlinux";
 
-std::string Errno(int err) { return absl::StrCat(strerror(err), " (errno ", err, ")"); }
 
 bool ProcessGone(int pidfd, pid_t pid) {
   if (pidfd >= 0) {
@@ -55,11 +57,11 @@ bool ProcessGone(int pidfd, pid_t pid) {
   // Killed but not yet reaped: attach fails (ENOENT/ESRCH) before the pidfd
   // says so, while the kernel already marks the task PF_EXITING (flags,
   // the 9th field of /proc/PID/stat, after the parenthesised name).
-  std::ifstream in(absl::StrCat("/proc/", pid, "/stat"));
-  std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  size_t close = stat.rfind(')');
-  if (close == std::string::npos) return !in.is_open();
-  std::istringstream rest(stat.substr(close + 1));
+  absl::StatusOr<std::string> stat = ReadWholeFile(absl::StrCat("/proc/", pid, "/stat"));
+  if (!stat.ok()) return absl::IsNotFound(stat.status());
+  size_t close = stat->rfind(')');
+  if (close == std::string::npos) return false;
+  std::istringstream rest(stat->substr(close + 1));
   std::string state;
   uint64_t field = 0, flags = 0;
   rest >> state;
@@ -362,7 +364,7 @@ absl::Status BpfSession::Init(const SessionConfig& config) {
   ASSIGN_OR_RETURN(std::unique_ptr<symbolizer::ElfFile> elf,
                    symbolizer::ElfFile::Open(config.executable.empty() ? attach_path_
                                                                        : config.executable));
-  ASSIGN_OR_RETURN(bias_, LoadBias(pid_, exe_st, exe_link, *elf));
+  ASSIGN_OR_RETURN(bias_, symbolizer::LoadBias(pid_, exe_st, exe_link, *elf));
 
   // Probe file offsets before loading anything, so bad input fails cheaply.
   std::vector<uint64_t> offsets;
@@ -559,7 +561,7 @@ absl::Status BpfSession::Load(const SessionConfig& config, size_t n_sites, bool 
     err = -err;
     // The verifier also answers EACCES/EPERM, so blame privileges only
     // when we lack them.
-    if ((err == EPERM || err == EACCES) && !KernelSupports(KernelFeature::kPrivileges)) {
+    if ((err == EPERM || err == EACCES) && !HaveBpfPrivileges()) {
       return absl::PermissionDeniedError(
           "loading BPF was refused (EPERM): run as root or with CAP_BPF and CAP_PERFMON");
     }

@@ -4,9 +4,7 @@
 #include <elf.h>
 #include <sys/stat.h>
 
-#include <fstream>
 #include <map>
-#include <sstream>
 #include <string>
 
 #include "absl/status/status.h"
@@ -89,31 +87,6 @@ absl::StatusOr<uint64_t> FindAllgs(const symbolizer::GoBinary& binary) {
   }
   return absl::NotFoundError(
       "cannot find runtime.allgs (no slice header named by runtime.allgadd or runtime.forEachG)");
-}
-
-absl::StatusOr<uint64_t> LoadBias(pid_t pid, const symbolizer::ElfFile& elf) {
-  if (!elf.is_pie()) return 0;
-  uint64_t first = UINT64_MAX;
-  for (const symbolizer::ElfSegment& s : elf.loads()) first = std::min(first, s.vaddr);
-  first &= ~uint64_t{0xfff};
-  std::string exe = absl::StrCat("/proc/", pid, "/exe");
-  struct stat st;
-  if (stat(exe.c_str(), &st) != 0) {
-    return absl::NotFoundError(absl::StrCat("no process with pid ", pid));
-  }
-  std::ifstream maps(absl::StrCat("/proc/", pid, "/maps"));
-  std::string line;
-  while (std::getline(maps, line)) {
-    // start-end perms offset dev inode path
-    std::vector<absl::string_view> f = absl::StrSplit(line, ' ', absl::SkipEmpty());
-    if (f.size() < 6) continue;
-    uint64_t inode = 0, offset = 0, start = 0;
-    if (!absl::SimpleAtoi(f[4], &inode) || inode != st.st_ino) continue;
-    if (!absl::SimpleHexAtoi(f[2], &offset) || offset != 0) continue;
-    if (!absl::SimpleHexAtoi(f[0].substr(0, f[0].find('-')), &start)) continue;
-    return start - first;
-  }
-  return absl::NotFoundError(absl::StrCat("the executable of pid ", pid, " is not in its maps"));
 }
 
 }  // namespace goerrprof::profiler

@@ -1,6 +1,6 @@
 // Where a Go process keeps its goroutines: the address of runtime.allgs
 // (a []*g) found from the machine code of runtime.allgadd, so stripped
-// binaries work, and the load bias of a running PIE executable.
+// binaries work.
 #ifndef GOERRPROF_PROFILER_GOROUTINE_LOCATE_H_
 #define GOERRPROF_PROFILER_GOROUTINE_LOCATE_H_
 
@@ -18,10 +18,6 @@ namespace goerrprof::profiler {
 // RIP-relative in writable data; forEachG (which ranges over it) is the
 // fallback. Never uses the symbol table.
 absl::StatusOr<uint64_t> FindAllgs(const symbolizer::GoBinary& binary);
-
-// Runtime address minus file virtual address for the executable mapped in
-// `pid` (0 for a non-PIE executable), from /proc/PID/maps.
-absl::StatusOr<uint64_t> LoadBias(pid_t pid, const symbolizer::ElfFile& elf);
 
 }  // namespace goerrprof::profiler
 

@@ -14,6 +14,7 @@
 #include "profiler/goroutine_locate.h"
 #include "profiler/goroutine_memory.h"
 #include "profiler/goroutine_reader.h"
+#include "symbolizer/load_bias.h"
 
 namespace goerrprof::profiler {
 namespace {
@@ -56,7 +57,7 @@ absl::StatusOr<Snapshot> TakeSnapshot(pid_t pid, const symbolizer::GoBinary& bin
   if (!layout.ok()) return layout.status();
   auto allgs = FindAllgs(binary);
   if (!allgs.ok()) return allgs.status();
-  auto bias = LoadBias(pid, binary.elf());
+  auto bias = symbolizer::LoadBias(pid, binary.elf());
   if (!bias.ok()) return bias.status();
 
   Snapshot snap;

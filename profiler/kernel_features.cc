@@ -25,6 +25,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "base/errno.h"
 
 namespace goerrprof::profiler {
 namespace {
@@ -36,7 +37,6 @@ constexpr char kPayloadUrl[] = "goerrprof/missing-kernel-feature";
 constexpr uint32_t kAttachUprobeMulti = 48;  // BPF_TRACE_UPROBE_MULTI (6.6 UAPI)
 constexpr int kBpfLinkCreate = 28;           // BPF_LINK_CREATE
 
-std::string Errno(int err) { return absl::StrCat(strerror(err), " (errno ", err, ")"); }
 
 // union bpf_attr as BPF_LINK_CREATE reads it for uprobe_multi.
 struct UprobeMultiAttr {
@@ -137,6 +137,8 @@ void Unknown(FeatureCheck& c, const std::string& why) {
 
 // --- The checks. ---
 
+}  // namespace
+
 FeatureCheck ProbePrivileges() {
   FeatureCheck c = Make(KernelFeature::kPrivileges, "privileges", true,
                         "root, or CAP_BPF and CAP_PERFMON (Linux 5.8+)");
@@ -163,6 +165,8 @@ FeatureCheck ProbePrivileges() {
   }
   return c;
 }
+
+namespace {
 
 FeatureCheck ProbeBtf() {
   FeatureCheck c =

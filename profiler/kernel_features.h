@@ -51,6 +51,11 @@ inline bool KernelSupports(KernelFeature feature) {
   return KernelFeatureCheck(feature).supported;
 }
 
+// Privileges are the calling process's, not the kernel's: probed afresh on
+// each call (a process may drop them after KernelFeatures() cached its look).
+FeatureCheck ProbePrivileges();
+inline bool HaveBpfPrivileges() { return ProbePrivileges().supported; }
+
 // "this kernel lacks bpf_loop (needs Linux 5.17+), atomics (needs ...)":
 // every required kernel feature known to be missing (privileges and BTF
 // excluded: the loaders report those themselves); nullopt when none is.

@@ -26,12 +26,13 @@
 #include "profiler/kernel_features.h"
 #include "profiler/libbpf_log.h"
 #include "profiler/pid_namespace.h"
-#include "symbolizer/status_macros.h"
+#include "base/status_macros.h"
+#include "symbolizer/load_bias.h"
+#include "base/errno.h"
 
 namespace goerrprof::profiler {
 namespace {
 
-std::string Errno(int err) { return absl::StrCat(strerror(err), " (errno ", err, ")"); }
 
 uint64_t MonotonicNs() {
   timespec ts;
@@ -124,7 +125,7 @@ absl::Status ParkTracer::Init(pid_t pid, const ParkOptions& options) {
     return absl::InvalidArgumentError(absl::StrCat("process ", pid, " does not run ",
                                                    binary_.elf().path()));
   }
-  ASSIGN_OR_RETURN(bias_, LoadBias(pid, exe, "", binary_.elf()));
+  ASSIGN_OR_RETURN(bias_, symbolizer::LoadBias(pid, exe, "", binary_.elf()));
   std::vector<uint64_t> offsets;
   for (uint64_t vaddr : {probes_.park_call, probes_.resume, probes_.ready}) {
     ASSIGN_OR_RETURN(uint64_t off, binary_.elf().FileOffsetOf(vaddr));
@@ -185,7 +186,7 @@ absl::Status ParkTracer::Load(const ParkOptions& options, const goabi::GLayout& 
   if (int err = goroutines_bpf__load(skel_); err != 0) {
     err = -err;
     // The verifier also answers EACCES: blame privileges only when we lack them.
-    if ((err == EPERM || err == EACCES) && !KernelSupports(KernelFeature::kPrivileges)) {
+    if ((err == EPERM || err == EACCES) && !HaveBpfPrivileges()) {
       return absl::PermissionDeniedError(absl::StrCat(
           "loading the park probes was refused (", Errno(err),
           "): run as root or with CAP_BPF and CAP_PERFMON"));

@@ -6,7 +6,6 @@
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
-#include <fstream>
 #include <string>
 #include <vector>
 
@@ -16,6 +15,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
+#include "base/read_file.h"
 
 namespace goerrprof::profiler {
 namespace {
@@ -45,12 +45,12 @@ absl::StatusOr<PidNamespaceId> Lookup(const std::string& dir, pid_t pid) {
   }
   // NSpid: its pid in each namespace from /proc's (goerrprof's) down to
   // its own; the last one is its own.
-  std::ifstream in(dir + "/status");
-  if (!in) return absl::NotFoundError(absl::StrCat("no process with pid ", pid));
-  for (std::string line; std::getline(in, line);) {
+  absl::StatusOr<std::string> status = ReadWholeFile(dir + "/status");
+  if (!status.ok()) return absl::NotFoundError(absl::StrCat("no process with pid ", pid));
+  for (absl::string_view line : absl::StrSplit(*status, '\n')) {
     if (!absl::StartsWith(line, "NSpid:")) continue;
     std::vector<absl::string_view> nums =
-        absl::StrSplit(absl::string_view(line).substr(6), absl::ByAnyChar(" \t"),
+        absl::StrSplit(line.substr(6), absl::ByAnyChar(" \t"),
                        absl::SkipEmpty());
     uint32_t own = 0;
     if (!nums.empty() && absl::SimpleAtoi(nums.back(), &own) && own > 0) {

@@ -9,6 +9,7 @@
 #include <zlib.h>
 
 #include "absl/strings/str_cat.h"
+#include "base/errno.h"
 
 namespace goerrprof::profiler {
 
@@ -128,10 +129,6 @@ void PprofBuilder::NumLabel(pp::Sample* s, absl::string_view key, int64_t value,
 
 namespace {
 
-absl::Status ErrnoStatus(absl::string_view what, const std::string& path) {
-  return absl::InternalError(absl::StrCat(what, " ", path, ": ", strerror(errno)));
-}
-
 absl::StatusOr<std::string> Gzip(const std::string& in) {
   z_stream z{};
   // windowBits 15 + 16: a gzip header and trailer rather than zlib's.
@@ -160,9 +157,9 @@ absl::Status WriteProfileGz(const pp::Profile& p, const std::string& path) {
   if (!gz.ok()) return gz.status();
   std::string tmp = path + ".tmp.XXXXXX";  // same directory: rename stays atomic
   int fd = mkstemp(tmp.data());
-  if (fd < 0) return ErrnoStatus("cannot create a temporary file for", path);
+  if (fd < 0) return ErrnoStatus(errno, absl::StrCat("cannot create a temporary file for ", path));
   auto fail = [&](absl::string_view what) {
-    absl::Status s = ErrnoStatus(what, tmp);
+    absl::Status s = ErrnoStatus(errno, absl::StrCat(what, " ", tmp));
     if (fd >= 0) close(fd);
     unlink(tmp.c_str());
     return s;

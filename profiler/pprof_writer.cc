@@ -18,6 +18,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/time/time.h"
 #include "profiler/pprof_builder.h"
+#include "base/read_file.h"
 
 namespace goerrprof::profiler {
 namespace {
@@ -41,10 +42,6 @@ std::string DropsLine(const ProfileCounters& c) {
   std::vector<std::string> parts;
   for (const auto& [reason, count] : c.drops) parts.push_back(absl::StrCat(reason, "=", count));
   return absl::StrCat("drops: ", absl::StrJoin(parts, " "), " (total ", c.dropped(), ")");
-}
-
-absl::Status ErrnoStatus(absl::string_view what, const std::string& path) {
-  return absl::InternalError(absl::StrCat(what, " ", path, ": ", strerror(errno)));
 }
 
 absl::StatusOr<std::string> Gunzip(const std::string& in) {
@@ -172,22 +169,9 @@ absl::Status WriteProfileFile(const pp::Profile& p, const std::string& path) {
 }
 
 absl::StatusOr<pp::Profile> ReadProfile(const std::string& path) {
-  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return ErrnoStatus("cannot open", path);
-  std::string data;
-  char buf[1 << 16];
-  for (;;) {
-    ssize_t n = read(fd, buf, sizeof(buf));
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      absl::Status s = ErrnoStatus("cannot read", path);
-      close(fd);
-      return s;
-    }
-    if (n == 0) break;
-    data.append(buf, static_cast<size_t>(n));
-  }
-  close(fd);
+  absl::StatusOr<std::string> file = ReadWholeFile(path);
+  if (!file.ok()) return file.status();
+  std::string data = std::move(*file);
   if (data.size() >= 2 && static_cast<uint8_t>(data[0]) == 0x1f &&
       static_cast<uint8_t>(data[1]) == 0x8b) {
     absl::StatusOr<std::string> raw = Gunzip(data);

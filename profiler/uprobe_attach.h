@@ -22,12 +22,6 @@ namespace goerrprof::profiler {
 // BPF_TRACE_UPROBE_MULTI (Linux 6.6 UAPI; Debian 12's headers predate it).
 inline constexpr uint32_t kTraceUprobeMulti = 48;
 
-// Load bias of the executable in pid (runtime = vaddr + bias), from its
-// mappings matched by device and inode, or by `exe_link` (the path
-// /proc/PID/exe names) when given.
-absl::StatusOr<uint64_t> LoadBias(pid_t pid, const struct stat& exe, const std::string& exe_link,
-                                  const symbolizer::ElfFile& elf);
-
 // Whether uprobe_multi links work here, filtering by process (probed once:
 // Linux 6.6 brought them, 6.6.35 / 6.9.5 / 6.10 fixed their pid filter).
 bool UprobeMultiSupported();

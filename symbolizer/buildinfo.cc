@@ -8,7 +8,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/str_replace.h"
 #include "absl/strings/strip.h"
-#include "symbolizer/status_macros.h"
+#include "base/status_macros.h"
 
 namespace goerrprof::symbolizer {
 namespace {

@@ -14,7 +14,7 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "symbolizer/status_macros.h"
+#include "base/status_macros.h"
 
 namespace goerrprof::symbolizer {
 namespace {

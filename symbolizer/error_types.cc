@@ -3,7 +3,7 @@
 #include <algorithm>
 
 #include "absl/container/flat_hash_map.h"
-#include "symbolizer/status_macros.h"
+#include "base/status_macros.h"
 
 namespace goerrprof::symbolizer {
 namespace {

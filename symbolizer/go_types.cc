@@ -5,7 +5,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_format.h"
-#include "symbolizer/status_macros.h"
+#include "base/status_macros.h"
 
 namespace goerrprof::symbolizer {
 namespace {

@@ -1,6 +1,6 @@
 // RETURN_IF_ERROR / ASSIGN_OR_RETURN for absl::Status plumbing.
-#ifndef GOERRPROF_SYMBOLIZER_STATUS_MACROS_H_
-#define GOERRPROF_SYMBOLIZER_STATUS_MACROS_H_
+#ifndef GOERRPROF_BASE_STATUS_MACROS_H_
+#define GOERRPROF_BASE_STATUS_MACROS_H_
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -22,4 +22,4 @@
 #define ASSIGN_OR_RETURN(lhs, expr) \
   GEP_ASSIGN_OR_RETURN_IMPL(GEP_CONCAT(gep_statusor_, __LINE__), lhs, expr)
 
-#endif  // GOERRPROF_SYMBOLIZER_STATUS_MACROS_H_
+#endif  // GOERRPROF_BASE_STATUS_MACROS_H_
