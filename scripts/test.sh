@@ -2,7 +2,8 @@
 # Runs every goerrprof test on this machine from a bare checkout: installs the
 # dependencies, builds goerrprof under ASan+UBSan, checks that a Go release
 # downloads into an empty module cache, builds the Go corpus (every release
-# of the matrix × flavours), fetches the esbuild corpus, runs ctest.
+# of the matrix × flavours), fetches the esbuild corpus, runs ctest, then
+# the kernel matrix under QEMU.
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$repo"
@@ -31,3 +32,12 @@ GOTOOLCHAIN=local /usr/local/go/bin/go tool -n pprof >/dev/null ||
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 ctest --test-dir build-asan --output-on-failure -j2 --timeout 1500
+
+# The kernel matrix: Debian's kernels from 5.10 to 7.x booted under QEMU, each
+# running record, record --goroutines, record -- CMD, goroutines and doctor
+# end to end; every kernel from the minimum supported one up must pass
+# (~3 min for 7 kernels). A release build: ASan under TCG is too slow.
+cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+cmake --build build --target goerrprof record_test record_goroutines_test ci_record_test \
+  goroutines_test park_test
+bash scripts/kernel_matrix.sh --jobs 2 --build build
