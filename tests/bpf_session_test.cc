@@ -31,7 +31,7 @@
 #include "absl/strings/str_split.h"
 #include "goabi/g_layout.h"
 #include "gtest/gtest.h"
-#include "profiler/bpf_session.h"
+#include "session/bpf_session.h"
 #include "symbolizer/go_binary.h"
 #include "tests/test_support.h"
 

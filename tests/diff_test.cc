@@ -22,9 +22,9 @@
 #include "goabi/go_version.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "profiler/error_profile.h"
-#include "profiler/pprof_writer.h"
-#include "profiler/profile_diff.h"
+#include "aggregate/error_profile.h"
+#include "pprof/pprof_writer.h"
+#include "diff/profile_diff.h"
 #include "symbolizer/go_binary.h"
 #include "tests/test_support.h"
 

@@ -30,7 +30,7 @@
 #include "bpf/exec_follow.skel.h"
 #include "bpf/goroutines.skel.h"
 #include "gtest/gtest.h"
-#include "profiler/kernel_features.h"
+#include "session/kernel_features.h"
 #include "tests/test_support.h"
 
 namespace goerrprof::testing {

@@ -25,9 +25,9 @@
 #include "absl/time/time.h"
 #include "gtest/gtest.h"
 #include "goabi/g_layout.h"
-#include "profiler/goroutine_locate.h"
-#include "profiler/pprof_builder.h"
-#include "profiler/pprof_writer.h"
+#include "goroutines/goroutine_locate.h"
+#include "pprof/pprof_builder.h"
+#include "pprof/pprof_writer.h"
 #include "symbolizer/go_binary.h"
 #include "tests/test_support.h"
 

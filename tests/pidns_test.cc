@@ -30,7 +30,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "gtest/gtest.h"
-#include "profiler/pprof_writer.h"
+#include "pprof/pprof_writer.h"
 #include "tests/test_support.h"
 
 namespace goerrprof::testing {

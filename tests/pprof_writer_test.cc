@@ -22,9 +22,9 @@
 #include "absl/strings/str_split.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "profiler/error_profile.h"
-#include "profiler/error_render.h"
-#include "profiler/pprof_writer.h"
+#include "aggregate/error_profile.h"
+#include "aggregate/error_render.h"
+#include "pprof/pprof_writer.h"
 #include "symbolizer/go_binary.h"
 #include "tests/test_support.h"
 

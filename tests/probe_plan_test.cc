@@ -14,7 +14,7 @@
 #include "absl/strings/str_join.h"
 #include "bpf/probe_abi.h"
 #include "gtest/gtest.h"
-#include "profiler/probe_plan.h"
+#include "plan/probe_plan.h"
 #include "symbolizer/error_types.h"
 #include "symbolizer/go_binary.h"
 #include "tests/test_support.h"

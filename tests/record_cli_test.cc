@@ -32,7 +32,7 @@
 #include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
 #include "gtest/gtest.h"
-#include "profiler/pprof_writer.h"
+#include "pprof/pprof_writer.h"
 #include "symbolizer/go_binary.h"
 #include "tests/test_support.h"
 

@@ -10,7 +10,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
-#include "profiler/pprof_writer.h"
+#include "pprof/pprof_writer.h"
 #include "tests/test_support.h"
 
 namespace goerrprof::testing {

@@ -35,8 +35,8 @@
 #include <bpf/libbpf.h>
 
 #include "overhead_probe.skel.h"
-#include "profiler/park_probes.h"
-#include "profiler/park_session.h"
+#include "plan/park_probes.h"
+#include "session/park_session.h"
 #include "symbolizer/go_binary.h"
 
 namespace {

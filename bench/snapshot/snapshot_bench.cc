@@ -25,10 +25,10 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "profiler/goroutine_frames.h"
-#include "profiler/goroutine_pprof.h"
-#include "profiler/goroutine_snapshot.h"
-#include "profiler/goroutine_text.h"
+#include "goroutines/goroutine_frames.h"
+#include "goroutines/goroutine_pprof.h"
+#include "goroutines/goroutine_snapshot.h"
+#include "goroutines/goroutine_text.h"
 #include "symbolizer/go_binary.h"
 
 namespace gp = goerrprof::profiler;

@@ -1,0 +1,110 @@
+// Aggregates captured error creations into samples for the pprof writer:
+// one sample per distinct (stack, error type, message, chain, goroutine),
+// with the number of times it was seen, plus the counters a report needs.
+#ifndef GOERRPROF_AGGREGATE_ERROR_PROFILE_H_
+#define GOERRPROF_AGGREGATE_ERROR_PROFILE_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <string>
+#include <tuple>
+#include <utility>
+#include <vector>
+
+#include "absl/container/btree_set.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
+#include "absl/strings/string_view.h"
+#include "events/captured_error.h"
+#include "aggregate/error_render.h"
+
+namespace goerrprof::profiler {
+
+// The message of events past a site's distinct-message cap.
+inline constexpr absl::string_view kOtherMessage = "<other>";
+
+struct SampleKey {
+  std::vector<uint64_t> stack;  // file vaddrs, innermost first; [0] is the site
+  std::string type;             // error.type: the created error's type
+  std::string message;          // error.message
+  std::string chain;            // error.chain
+  uint64_t goroutine = 0;       // 0 when unknown
+  // The goroutine's go statement (file vaddr of g.gopc); 0 when unknown or
+  // for the main goroutine, which no go statement made.
+  uint64_t created_by = 0;
+  // The goroutine's pprof labels, sorted by key.
+  std::vector<std::pair<std::string, std::string>> labels;
+  // Which process (the writer's list of processes) the stack belongs to.
+  uint32_t process = 0;
+
+  auto Tie() const {
+    return std::tie(process, stack, type, message, chain, goroutine, created_by, labels);
+  }
+  bool operator==(const SampleKey& o) const { return Tie() == o.Tie(); }
+  template <typename H>
+  friend H AbslHashValue(H h, const SampleKey& k) {
+    return H::combine(std::move(h), k.Tie());
+  }
+};
+
+struct ProfileCounters {
+  uint64_t events = 0;          // events aggregated (sum of all sample counts)
+  uint64_t partial = 0;         // of those, captured incompletely
+  uint64_t other_messages = 0;  // of those, relabelled kOtherMessage by the cap
+  // Events lost before aggregation, by the caller's reason names.
+  std::map<std::string, uint64_t> drops;
+  uint64_t dropped() const;
+};
+
+class ErrorProfile {
+ public:
+  struct Options {
+    // Distinct messages kept per creating site; later new ones count under
+    // kOtherMessage, so a site formatting ids into messages stays bounded.
+    size_t max_messages_per_site = 1000;
+    RenderOptions render;
+  };
+
+  ErrorProfile() : ErrorProfile(Options{}) {}
+  explicit ErrorProfile(Options options) : options_(std::move(options)) {}
+
+  // Renders and counts one event of process number `process`. An event
+  // without a stack is placed at its ip.
+  void Add(const CapturedError& e, uint32_t process = 0);
+  // Likewise, rendering with `render` instead of the profile's options (a
+  // recording of several processes built by different Go releases).
+  void Add(const CapturedError& e, uint32_t process, const RenderOptions& render);
+  // Counts `count` events with labels already rendered. key.stack must not be
+  // empty. `partial`: how many of them were captured incompletely.
+  void Add(SampleKey key, uint64_t count = 1, uint64_t partial = 0);
+
+  // Records the caller's count of events lost for `reason` (replacing any
+  // earlier value: pass cumulative counters). Zero counts are not kept.
+  void SetDrops(absl::string_view reason, uint64_t count);
+
+  struct Sample {
+    const SampleKey* key;
+    uint64_t count;
+  };
+  // Every sample, most frequent first, ties in key order (deterministic).
+  // Pointers stay valid until the next Add.
+  std::vector<Sample> Samples() const;
+  size_t num_samples() const { return samples_.size(); }
+
+  // Distinct creating sites (stack[0]), ascending.
+  const absl::btree_set<uint64_t>& sites() const { return sites_; }
+  const ProfileCounters& counters() const { return counters_; }
+  const Options& options() const { return options_; }
+
+ private:
+  Options options_;
+  absl::flat_hash_map<SampleKey, uint64_t> samples_;
+  absl::btree_set<uint64_t> sites_;
+  absl::flat_hash_map<uint64_t, absl::flat_hash_set<std::string>> site_messages_;
+  ProfileCounters counters_;
+};
+
+}  // namespace goerrprof::profiler
+
+#endif  // GOERRPROF_AGGREGATE_ERROR_PROFILE_H_

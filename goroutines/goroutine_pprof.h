@@ -1,0 +1,36 @@
+// A goroutine snapshot as a pprof profile: one sample per goroutine with
+// values goroutines/count (1) and wait/nanoseconds (see goroutine.wait; 0
+// when unknown or not waiting), its full stack (runtime frames included, like
+// Go's own goroutine profile), and labels:
+//   goroutine (numeric id), goroutine.parent (numeric, Go 1.21+),
+//   goroutine.state, goroutine.wait_reason (waiting ones),
+//   goroutine.wait ("exact" | "lower bound" | "unknown"; waiting and
+//   syscall ones),
+//   goroutine.created_by (function), goroutine.created_at (file:line),
+//   and the goroutine's own pprof labels under their own keys.
+#ifndef GOERRPROF_GOROUTINES_GOROUTINE_PPROF_H_
+#define GOERRPROF_GOROUTINES_GOROUTINE_PPROF_H_
+
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "github.com/google/pprof/proto/profile.pb.h"
+#include "goroutines/goroutine_snapshot.h"
+#include "symbolizer/go_binary.h"
+
+namespace goerrprof::profiler {
+
+inline constexpr char kLabelGoroutineId[] = "goroutine";
+inline constexpr char kLabelParent[] = "goroutine.parent";
+inline constexpr char kLabelState[] = "goroutine.state";
+inline constexpr char kLabelWaitReason[] = "goroutine.wait_reason";
+inline constexpr char kLabelWait[] = "goroutine.wait";
+inline constexpr char kLabelCreatedBy[] = "goroutine.created_by";
+inline constexpr char kLabelCreatedAt[] = "goroutine.created_at";
+
+absl::StatusOr<perftools::profiles::Profile> GoroutineProfile(const Snapshot& snap,
+                                                             const symbolizer::GoBinary& binary);
+
+}  // namespace goerrprof::profiler
+
+#endif  // GOERRPROF_GOROUTINES_GOROUTINE_PPROF_H_

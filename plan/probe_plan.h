@@ -1,0 +1,85 @@
+// Where to put the uprobes that see every creation of an error value.
+//
+// An error value is born when a concrete value is paired with the static
+// itab of an interface that has an Error() method. The compiler materializes
+// that itab with `LEAQ itab(SB), reg`, inlined or not, so the planner finds
+// those LEAs in the machine code, follows the itab to the instruction that
+// pairs it with the data word (call, return, store) and picks one probe
+// address per LEA where both words can be read. Boxing an error type into
+// `any` (a LEA of the type descriptor) is planned the same way as kEface.
+// Every reference that gets no probe is listed with a reason.
+#ifndef GOERRPROF_PLAN_PROBE_PLAN_H_
+#define GOERRPROF_PLAN_PROBE_PLAN_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "symbolizer/error_types.h"
+#include "symbolizer/go_binary.h"
+
+namespace goerrprof::profiler {
+
+struct CreationProbe {
+  enum Kind { kIface, kEface };
+  // How the interface's words were found at `addr`.
+  enum Via {
+    kCall,        // passed to a call in argument registers (addr is the CALL)
+    kReturn,      // returned in result registers (addr is the RET)
+    kStore,       // both words stored to memory ([base+disp], [base+disp+8])
+    kCallResult,  // runtime.convT2I/convT2E result (addr follows the CALL)
+    kEarly,       // consumer lies past a merge point; probed before it
+  };
+
+  uint64_t addr = 0;      // file vaddr of the probed instruction
+  uint64_t ref_addr = 0;  // the LEA of the itab / type descriptor
+  uint64_t itab = 0;      // 0 for kEface
+  uint64_t type = 0;      // concrete type descriptor
+  uint32_t tab_loc = 0;   // bpf/probe_abi.h locations at `addr`
+  uint32_t data_loc = 0;
+  uint64_t cookie = 0;  // GEP_COOKIE(tab_loc, data_loc)
+  Kind kind = kIface;
+  Via via = kCall;
+  // The pc whose frames best name the creation: the allocation call of the
+  // data word when it is traced (inside an inlined errors.New), else ref_addr.
+  uint64_t site = 0;
+  // At `addr` the function has no frame of its own (a RET, an epilogue, a
+  // frameless leaf): the caller's return address is at [rsp] and the frame
+  // pointer is already the caller's.
+  bool frameless = false;
+};
+
+struct SkippedRef {
+  uint64_t addr = 0;  // the LEA
+  uint64_t itab = 0;  // itab, or the type descriptor for an eface reference
+  std::string reason;  // "comparison", "passed to runtime.newobject", …
+};
+
+struct ProbePlan {
+  std::vector<CreationProbe> probes;  // sorted by addr
+  std::vector<SkippedRef> skipped;    // sorted by addr
+  size_t functions_scanned = 0;       // functions decoded (those holding a reference)
+  size_t references = 0;              // LEAs of an error itab or error type found
+};
+
+// Plans probes for the itabs and type descriptors of `types` (as returned by
+// symbolizer::FindErrorTypes for `bin`). Fails only when the text cannot be
+// read or the disassembler cannot start.
+absl::StatusOr<ProbePlan> PlanCreationProbes(const symbolizer::GoBinary& bin,
+                                             const std::vector<symbolizer::ErrorType>& types);
+
+// Every type descriptor the code loads with a RIP-relative LEA: the
+// candidates for symbolizer::FindErrorTypes (types with an Error method that
+// no itab names, like one only passed to fmt.Errorf's %w). A byte scan:
+// some may be false matches, which FindErrorTypes then does not keep.
+absl::StatusOr<std::vector<uint64_t>> TypeDescriptorRefs(const symbolizer::GoBinary& bin);
+
+// "call", "ret", "store", "call-result", "early".
+const char* ViaName(CreationProbe::Via via);
+// "reg:rax", "mem:[rsp+0x28]", "const".
+std::string LocationString(uint32_t loc);
+
+}  // namespace goerrprof::profiler
+
+#endif  // GOERRPROF_PLAN_PROBE_PLAN_H_

@@ -1,0 +1,184 @@
+#include "pprof/pprof_builder.h"
+
+#include <elf.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include "absl/strings/str_cat.h"
+#include "base/errno.h"
+
+namespace goerrprof::profiler {
+
+namespace pp = perftools::profiles;
+
+PprofBuilder::PprofBuilder() { String(""); }
+
+int64_t PprofBuilder::String(absl::string_view s) {
+  auto it = strings_.find(s);
+  if (it != strings_.end()) return it->second;
+  int64_t i = p_.string_table_size();
+  p_.add_string_table(std::string(s));
+  strings_.emplace(std::string(s), i);
+  return i;
+}
+
+void PprofBuilder::AddSampleType(absl::string_view type, absl::string_view unit) {
+  pp::ValueType* st = p_.add_sample_type();
+  st->set_type(String(type));
+  st->set_unit(String(unit));
+  if (p_.sample_type_size() == 1) {
+    p_.mutable_period_type()->set_type(String(type));
+    p_.mutable_period_type()->set_unit(String(unit));
+    p_.set_period(1);
+  }
+}
+
+absl::StatusOr<int> PprofBuilder::AddBinary(const symbolizer::GoBinary& binary,
+                                            absl::string_view path) {
+  const symbolizer::ElfFile& elf = binary.elf();
+  // pprof checks a mapping's build_id against the file's GNU build ID.
+  const std::string& build_id =
+      elf.gnu_build_id().empty() ? elf.go_build_id() : elf.gnu_build_id();
+  Binary b{&binary, {}, {}};
+  for (const symbolizer::ElfSegment& seg : elf.loads()) {
+    if (!(seg.flags & PF_X)) continue;
+    pp::Mapping* m = p_.add_mapping();
+    m->set_id(p_.mapping_size());
+    m->set_memory_start(seg.vaddr);
+    m->set_memory_limit(seg.vaddr + seg.memsz);
+    m->set_file_offset(seg.offset);
+    m->set_filename(String(path.empty() ? absl::string_view(elf.path()) : path));
+    m->set_build_id(String(build_id));
+    // Locations carry their symbols: pprof need not find the binary.
+    m->set_has_functions(true);
+    m->set_has_filenames(true);
+    m->set_has_line_numbers(true);
+    m->set_has_inline_frames(true);
+    b.ranges.emplace_back(seg.vaddr, seg.vaddr + seg.memsz);
+    b.mapping_ids.push_back(m->id());
+  }
+  if (b.ranges.empty()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(elf.path(), ": no executable PT_LOAD segment"));
+  }
+  binaries_.push_back(std::move(b));
+  return static_cast<int>(binaries_.size() - 1);
+}
+
+uint64_t PprofBuilder::FunctionId(absl::string_view name, absl::string_view file) {
+  auto [it, inserted] =
+      functions_.try_emplace(std::make_pair(std::string(name), std::string(file)), 0);
+  if (!inserted) return it->second;
+  pp::Function* fn = p_.add_function();
+  fn->set_id(p_.function_size());
+  fn->set_name(String(name));
+  fn->set_system_name(String(name));
+  fn->set_filename(String(file));
+  it->second = fn->id();
+  return fn->id();
+}
+
+uint64_t PprofBuilder::Location(int bin, uint64_t pc, bool ret) {
+  auto [it, inserted] = locations_.try_emplace(std::make_tuple(bin, pc, ret), 0);
+  if (!inserted) return it->second;
+  const Binary& b = binaries_[bin];
+  uint64_t addr = ret && pc > 0 ? pc - 1 : pc;
+  pp::Location* loc = p_.add_location();
+  loc->set_id(p_.location_size());
+  loc->set_address(addr);
+  for (size_t i = 0; i < b.ranges.size(); ++i) {
+    if (addr >= b.ranges[i].first && addr < b.ranges[i].second) {
+      loc->set_mapping_id(b.mapping_ids[i]);
+    }
+  }
+  auto frames = b.binary->Symbolize(addr);
+  if (frames.ok()) {
+    for (const symbolizer::SourceFrame& f : *frames) {  // innermost first, as pprof wants
+      pp::Line* line = loc->add_line();
+      line->set_function_id(FunctionId(f.function, f.file));
+      line->set_line(f.line);
+    }
+  }
+  it->second = loc->id();
+  return loc->id();
+}
+
+pp::Sample* PprofBuilder::AddSample(int bin, absl::Span<const uint64_t> stack) {
+  pp::Sample* s = p_.add_sample();
+  for (size_t i = 0; i < stack.size(); ++i) s->add_location_id(Location(bin, stack[i], i > 0));
+  return s;
+}
+
+void PprofBuilder::Label(pp::Sample* s, absl::string_view key, absl::string_view value) {
+  pp::Label* l = s->add_label();
+  l->set_key(String(key));
+  l->set_str(String(value));
+}
+
+void PprofBuilder::NumLabel(pp::Sample* s, absl::string_view key, int64_t value,
+                            absl::string_view unit) {
+  pp::Label* l = s->add_label();
+  l->set_key(String(key));
+  l->set_num(value);
+  if (!unit.empty()) l->set_num_unit(String(unit));
+}
+
+namespace {
+
+absl::StatusOr<std::string> Gzip(const std::string& in) {
+  z_stream z{};
+  // windowBits 15 + 16: a gzip header and trailer rather than zlib's.
+  if (deflateInit2(&z, Z_DEFAULT_COMPRESSION, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) !=
+      Z_OK) {
+    return absl::InternalError("deflateInit2 failed");
+  }
+  std::string out(deflateBound(&z, in.size()), '\0');
+  z.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(in.data()));
+  z.avail_in = in.size();
+  z.next_out = reinterpret_cast<Bytef*>(out.data());
+  z.avail_out = out.size();
+  int rc = deflate(&z, Z_FINISH);
+  deflateEnd(&z);
+  if (rc != Z_STREAM_END) return absl::InternalError(absl::StrCat("deflate failed: ", rc));
+  out.resize(z.total_out);
+  return out;
+}
+
+}  // namespace
+
+absl::Status WriteProfileGz(const pp::Profile& p, const std::string& path) {
+  std::string raw;
+  if (!p.SerializeToString(&raw)) return absl::InternalError("cannot serialize the profile");
+  absl::StatusOr<std::string> gz = Gzip(raw);
+  if (!gz.ok()) return gz.status();
+  std::string tmp = path + ".tmp.XXXXXX";  // same directory: rename stays atomic
+  int fd = mkstemp(tmp.data());
+  if (fd < 0) return ErrnoStatus(errno, absl::StrCat("cannot create a temporary file for ", path));
+  auto fail = [&](absl::string_view what) {
+    absl::Status s = ErrnoStatus(errno, absl::StrCat(what, " ", tmp));
+    if (fd >= 0) close(fd);
+    unlink(tmp.c_str());
+    return s;
+  };
+  if (fchmod(fd, 0644) != 0) return fail("cannot chmod");
+  const char* data = gz->data();
+  size_t left = gz->size();
+  while (left > 0) {
+    ssize_t n = write(fd, data, left);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return fail("cannot write");
+    data += n;
+    left -= static_cast<size_t>(n);
+  }
+  int rc = close(fd);
+  fd = -1;
+  if (rc != 0) return fail("cannot close");
+  if (rename(tmp.c_str(), path.c_str()) != 0) return fail("cannot rename");
+  return absl::OkStatus();
+}
+
+}  // namespace goerrprof::profiler

@@ -1,0 +1,85 @@
+// Writes an ErrorProfile as a gzipped pprof profile (pprof's profile.proto)
+// that `go tool pprof` reads: sample type errors/count, one location per
+// distinct PC with its inlined frames, and on every sample the labels
+// error.type, error.message, error.chain (strings) and goroutine (numeric;
+// 0 when the goroutine id was not captured).
+//
+// Location addresses are file virtual addresses of the target executable
+// (not runtime addresses); each executable PT_LOAD segment gets a Mapping
+// at its file vaddr range, so the addresses stay consistent for pprof's own
+// symbolization (-symbolize=force). Mapping.build_id is the GNU build ID in
+// hex (what pprof checks files against), or the Go build ID when the binary
+// has no GNU one.
+#ifndef GOERRPROF_PPROF_PPROF_WRITER_H_
+#define GOERRPROF_PPROF_PPROF_WRITER_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "github.com/google/pprof/proto/profile.pb.h"
+#include "aggregate/error_profile.h"
+#include "symbolizer/go_binary.h"
+
+namespace goerrprof::profiler {
+
+// One traced process. Its samples (SampleKey::process = its index in the
+// list) hold file vaddrs of `binary`.
+struct ProfiledProcess {
+  const symbolizer::GoBinary* binary = nullptr;
+  std::string path;  // Mapping filename and process.binary; empty: the binary's own path
+  uint32_t pid = 0;
+};
+
+struct PprofInfo {
+  std::string binary_path;     // single-binary calls: Mapping filename; empty: the binary's own
+  int64_t time_nanos = 0;      // wall-clock start of the recording
+  int64_t duration_nanos = 0;
+  size_t probes_attached = 0;
+  // Label every sample with its process (kLabelBinary, kLabelPid): for
+  // recordings of a command and its children.
+  bool label_processes = false;
+};
+
+// Label keys on every sample.
+inline constexpr char kLabelType[] = "error.type";
+inline constexpr char kLabelMessage[] = "error.message";
+inline constexpr char kLabelChain[] = "error.chain";
+inline constexpr char kLabelGoroutine[] = "goroutine";
+// The creating goroutine's go statement: its function (the physical one,
+// as Go's "created by" names it) and file:line; absent for goroutine 1.
+// The goroutine's own pprof labels follow under their own keys.
+inline constexpr char kLabelCreatedBy[] = "goroutine.created_by";
+inline constexpr char kLabelCreatedAt[] = "goroutine.created_at";
+inline constexpr char kLabelBinary[] = "process.binary";  // executable's base name
+inline constexpr char kLabelPid[] = "process.pid";        // numeric
+
+// The profile in memory. Stack entries after the first are return
+// addresses: their lines are those of pc-1 (the call), their address pc.
+// PCs outside every function get a location without lines.
+absl::StatusOr<perftools::profiles::Profile> BuildPprof(
+    const ErrorProfile& profile, const std::vector<ProfiledProcess>& processes,
+    const PprofInfo& info);
+// One process: `binary`, named info.binary_path.
+absl::StatusOr<perftools::profiles::Profile> BuildPprof(const ErrorProfile& profile,
+                                                       const symbolizer::GoBinary& binary,
+                                                       const PprofInfo& info);
+
+// BuildPprof, gzipped, written to a temporary file beside `path` and renamed
+// over it, so readers never see a partial profile.
+absl::Status WritePprof(const ErrorProfile& profile, const symbolizer::GoBinary& binary,
+                        const PprofInfo& info, const std::string& path);
+absl::Status WritePprof(const ErrorProfile& profile, const std::vector<ProfiledProcess>& processes,
+                        const PprofInfo& info, const std::string& path);
+// Writes a built profile gzipped, atomically (temporary file, rename).
+absl::Status WriteProfileFile(const perftools::profiles::Profile& profile, const std::string& path);
+
+// Reads a pprof profile, gzipped or not.
+absl::StatusOr<perftools::profiles::Profile> ReadProfile(const std::string& path);
+
+}  // namespace goerrprof::profiler
+
+#endif  // GOERRPROF_PPROF_PPROF_WRITER_H_

@@ -1,0 +1,269 @@
+#include "record/recorder.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <utility>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "goabi/g_layout.h"
+#include "plan/probe_plan.h"
+
+namespace goerrprof::profiler {
+
+absl::StatusOr<std::unique_ptr<ExecutablePlan>> MakeExecutablePlan(const std::string& exe,
+                                                                   const RecordOptions& options) {
+  auto plan = std::make_unique<ExecutablePlan>();
+  auto bin = symbolizer::GoBinary::Open(exe);
+  if (!bin.ok()) return bin.status();
+  plan->binary = std::move(*bin);
+  // The toolchain's own programs: `go`, and the tools under pkg/tool.
+  plan->toolchain = absl::StartsWith(plan->binary->build_info().main_path, "cmd/");
+  if (plan->toolchain && !options.toolchain) {
+    plan->not_recorded = "part of the Go toolchain (--toolchain records it)";
+    return plan;
+  }
+  auto reader = plan->binary->types();
+  if (!reader.ok()) return reader.status();
+  auto candidates = TypeDescriptorRefs(*plan->binary);
+  if (!candidates.ok()) return candidates.status();
+  auto types = symbolizer::FindErrorTypes(**reader, *candidates);
+  if (!types.ok()) return types.status();
+  auto probes = PlanCreationProbes(*plan->binary, *types);
+  if (!probes.ok()) return probes.status();
+  plan->skipped = probes->skipped.size();
+  auto layouts = LayoutsFor(*plan->binary, *types);
+  if (!layouts.ok()) return layouts.status();
+  auto g = goabi::GLayoutFor(plan->binary->version());
+  if (!g.ok()) return g.status();
+
+  SessionConfig& c = plan->config;
+  c.layouts = std::move(*layouts);
+  for (const CreationProbe& p : probes->probes) {
+    ProbeSpec spec;
+    spec.vaddr = p.addr;
+    spec.cookie = p.cookie;
+    // Where the frame is gone (or never made) the frame-pointer walk would
+    // skip the caller: its return address is taken from [rsp].
+    if (p.frameless) spec.cookie |= GEP_LOC_F_FRAMELESS;
+    spec.eface = p.kind == CreationProbe::kEface;
+    // A statically known word (GEP_LOC_CONST) is given by the plan.
+    if (GEP_LOC_KIND(p.tab_loc) == GEP_LOC_CONST) spec.const_type = p.type;
+    c.probes.push_back(spec);
+  }
+  c.max_chain = options.max_chain;
+  c.ringbuf_bytes = options.ringbuf_bytes;
+  c.g_source = g->g_in_r14 ? GSource::kR14 : GSource::kTls;
+  c.tls_g_offset = g->tls_g_offset;
+  c.goid_offset = g->goid;
+  c.gopc_offset = g->gopc;
+  c.labels_offset = g->labels;
+  c.label_storage = g->label_storage;
+  return plan;
+}
+
+Recorder::Recorder(RecordOptions options) : options_(options) {}
+
+Recorder::~Recorder() { DetachAll(); }
+
+absl::StatusOr<std::shared_ptr<ExecutablePlan>> Recorder::PlanFor(pid_t pid) {
+  std::string exe = absl::StrCat("/proc/", pid, "/exe");
+  struct stat st;
+  if (stat(exe.c_str(), &st) != 0) {
+    // An exited but unreaped process keeps /proc/PID without an exe.
+    if (errno == ENOENT && access(absl::StrCat("/proc/", pid).c_str(), F_OK) == 0) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("process ", pid, " has exited; nothing to record"));
+    }
+    if (errno == EACCES) {
+      return absl::PermissionDeniedError(
+          absl::StrCat("cannot read ", exe, ": permission denied (run as root)"));
+    }
+    return absl::NotFoundError(absl::StrCat("no process with pid ", pid));
+  }
+  std::string key = absl::StrCat(st.st_dev, ":", st.st_ino, ":", st.st_mtim.tv_sec, ".",
+                                 st.st_mtim.tv_nsec);
+  if (auto it = plans_.find(key); it != plans_.end()) return it->second;
+  auto made = MakeExecutablePlan(exe, options_);
+  if (!made.ok()) return made.status();
+  std::shared_ptr<ExecutablePlan> plan = std::move(*made);
+  char target[PATH_MAX];
+  ssize_t n = readlink(exe.c_str(), target, sizeof(target) - 1);
+  plan->path = n > 0 ? std::string(target, static_cast<size_t>(n)) : exe;
+  plans_[key] = plan;
+  return plan;
+}
+
+absl::Status Recorder::Attach(pid_t pid) {
+  // A process that execs again is a new program: its old probes are done.
+  for (Traced& t : processes_) {
+    if (t.pid == pid) Close(t);
+  }
+  auto plan = PlanFor(pid);
+  if (!plan.ok()) return plan.status();
+  if (!(*plan)->not_recorded.empty()) return absl::UnimplementedError((*plan)->not_recorded);
+  SessionConfig config = (*plan)->config;
+  config.pid = pid;
+  config.executable = absl::StrCat("/proc/", pid, "/exe");
+  auto session = BpfSession::Start(config);
+  if (!session.ok()) return session.status();
+  Traced t;
+  t.pid = pid;
+  t.plan = *plan;
+  t.probes = (*session)->attach_stats().probes;
+  t.session = std::move(*session);
+  if (options_.goroutines) {
+    auto parks = ParkTracer::Start(pid, *(*plan)->binary, ParkOptions{});
+    if (parks.ok()) {
+      t.parks = std::move(*parks);
+    } else {
+      warnings_.push_back(absl::StrCat("pid ", pid, ": goroutine parks not traced: ",
+                                       parks.status().message()));
+    }
+  }
+  processes_.push_back(std::move(t));
+  return absl::OkStatus();
+}
+
+void Recorder::Close(Traced& t) {
+  if (!t.session) return;
+  const uint32_t index = static_cast<uint32_t>(&t - processes_.data());
+  RenderOptions render;
+  render.go_version = t.plan->binary->version();  // errno texts vary by release
+  t.session->Poll(0, [&](const CapturedError& e) { profile_.Add(e, index, render); })
+      .IgnoreError();
+  t.final_counters = t.session->Counters();
+  t.session.reset();  // detach: the process runs free
+  if (t.parks) t.parks->Stop();  // goroutines still parked count until now
+}
+
+absl::Status Recorder::Poll(int timeout_ms) {
+  const bool alone = live_sessions() == 1;
+  for (size_t i = 0; i < processes_.size(); ++i) {
+    Traced& t = processes_[i];
+    if (!t.session) continue;
+    RenderOptions render;
+    render.go_version = t.plan->binary->version();
+    auto polled = t.session->Poll(alone ? timeout_ms : 0, [&](const CapturedError& e) {
+      profile_.Add(e, static_cast<uint32_t>(i), render);
+    });
+    if (!polled.ok() && !absl::IsCancelled(polled.status())) return polled.status();
+    if (t.parks) {
+      auto parked = t.parks->Poll(0);
+      if (!parked.ok()) return parked.status();
+    }
+    if (t.session->target_exited()) Close(t);
+  }
+  return absl::OkStatus();
+}
+
+void Recorder::DetachAll() {
+  for (Traced& t : processes_) Close(t);
+}
+
+size_t Recorder::live_sessions() const {
+  size_t n = 0;
+  for (const Traced& t : processes_) n += t.session != nullptr;
+  return n;
+}
+
+bool Recorder::exited(pid_t pid) const {
+  for (const Traced& t : processes_) {
+    if (t.pid == pid) return t.session == nullptr;
+  }
+  return true;
+}
+
+uint64_t Recorder::delivered() const {
+  uint64_t n = 0;
+  for (const Traced& t : processes_) {
+    n += (t.session ? t.session->Counters() : t.final_counters).delivered;
+  }
+  return n;
+}
+
+uint64_t Recorder::dropped() const {
+  uint64_t n = 0;
+  for (const Traced& t : processes_) {
+    n += (t.session ? t.session->Counters() : t.final_counters).dropped_events();
+  }
+  return n;
+}
+
+size_t Recorder::probes() const {
+  size_t n = 0;
+  for (const Traced& t : processes_) n += t.probes;
+  return n;
+}
+
+size_t Recorder::unplanned() const {
+  size_t n = 0;
+  for (const auto& [key, plan] : plans_) n += plan->skipped;
+  return n;
+}
+
+uint64_t Recorder::parks() const {
+  uint64_t n = 0;
+  for (const Traced& t : processes_) {
+    if (t.parks) n += t.parks->counters().totals.parks;
+  }
+  return n;
+}
+
+uint64_t Recorder::park_drops() const {
+  uint64_t n = 0;
+  for (const Traced& t : processes_) {
+    if (t.parks) n += t.parks->counters().dropped();
+  }
+  return n;
+}
+
+absl::StatusOr<std::vector<std::string>> Recorder::WriteParks(const std::string& path,
+                                                             const PprofInfo& info) {
+  std::vector<const Traced*> traced;
+  for (const Traced& t : processes_) {
+    if (t.parks) traced.push_back(&t);
+  }
+  std::vector<std::string> written;
+  for (const Traced* t : traced) {
+    std::string out = path;
+    if (traced.size() > 1) {
+      size_t dot = out.find('.', out.rfind('/') + 1);
+      if (dot == std::string::npos) dot = out.size();
+      out.insert(dot, absl::StrCat(".", t->pid));
+    }
+    ParkProfileInfo pinfo;
+    pinfo.binary_path = t->plan->path;
+    pinfo.time_nanos = info.time_nanos;
+    pinfo.duration_nanos = info.duration_nanos;
+    if (absl::Status s = t->parks->WriteProfile(out, pinfo); !s.ok()) return s;
+    written.push_back(out);
+  }
+  return written;
+}
+
+absl::Status Recorder::Write(const std::string& path, PprofInfo info) {
+  // Whole events lost in the kernel or in decoding: counted, never silent.
+  SessionCounters total;
+  for (const Traced& t : processes_) {
+    const SessionCounters& c = t.session ? t.session->Counters() : t.final_counters;
+    for (int k = 0; k < GEP_CTR__COUNT; ++k) total.bpf[k] += c.bpf[k];
+    total.decode_errors += c.decode_errors;
+  }
+  for (int c = GEP_CTR_DROP_RINGBUF; c <= GEP_CTR_DROP_NO_SITE; ++c) {
+    auto counter = static_cast<gep_counter>(c);
+    if (total[counter] != 0) profile_.SetDrops(CounterName(counter), total[counter]);
+  }
+  if (total.decode_errors != 0) profile_.SetDrops("decode_errors", total.decode_errors);
+  std::vector<ProfiledProcess> procs;
+  for (const Traced& t : processes_) {
+    procs.push_back({t.plan->binary.get(), t.plan->path, static_cast<uint32_t>(t.pid)});
+  }
+  info.probes_attached = probes();
+  return WritePprof(profile_, procs, info, path);
+}
+
+}  // namespace goerrprof::profiler

@@ -1,0 +1,115 @@
+// The recording side of `goerrprof record`: attaches error probes to one or
+// more Go processes (a --pid, or every Go process a command runs), feeds
+// what they capture into one ErrorProfile, and writes it. Plans are made
+// once per executable and reused for every process running it.
+#ifndef GOERRPROF_RECORD_RECORDER_H_
+#define GOERRPROF_RECORD_RECORDER_H_
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "session/bpf_session.h"
+#include "aggregate/error_profile.h"
+#include "session/park_session.h"
+#include "pprof/pprof_writer.h"
+#include "symbolizer/go_binary.h"
+
+namespace goerrprof::profiler {
+
+struct RecordOptions {
+  uint32_t max_chain = 8;
+  uint32_t ringbuf_bytes = 8u << 20;
+  // Attach to the Go toolchain's own programs too (go, compile, link, vet:
+  // main packages under cmd/); off, a `go test` records only the tests.
+  bool toolchain = false;
+  // Trace goroutine parks too (ParkTracer; about three traps per park).
+  bool goroutines = false;
+};
+
+// What was learnt about one executable (by device and inode).
+struct ExecutablePlan {
+  std::unique_ptr<symbolizer::GoBinary> binary;  // null: not recordable
+  std::string path;                              // as /proc/PID/exe named it
+  SessionConfig config;                          // pid left 0
+  size_t skipped = 0;                            // references left unplanned
+  std::string not_recorded;                      // why binary is null / skipped
+  bool toolchain = false;
+  // Trace goroutine parks too (ParkTracer; about three traps per park).
+  bool goroutines = false;
+};
+
+class Recorder {
+ public:
+  explicit Recorder(RecordOptions options);
+  ~Recorder();
+
+  // Plans (or reuses the plan of its executable) and attaches. Errors: the
+  // process is not recorded (not Go, unsupported, exited, no privileges);
+  // nothing stays attached. Unimplemented for the toolchain when skipped.
+  absl::Status Attach(pid_t pid);
+  // Delivers what every live session has (each waits up to timeout_ms only
+  // when it is the sole session), and closes the sessions of exited
+  // processes after draining them.
+  absl::Status Poll(int timeout_ms);
+  // Drains and detaches every session; the target processes run free.
+  void DetachAll();
+
+  size_t live_sessions() const;
+  size_t processes() const { return processes_.size(); }
+  uint64_t delivered() const;
+  uint64_t dropped() const;
+  size_t probes() const;         // attached over all processes
+  size_t unplanned() const;      // references left unplanned, over executables
+  const ErrorProfile& profile() const { return profile_; }
+  // True when pid's session is gone because the process exited.
+  bool exited(pid_t pid) const;
+
+  // Records the kernel and decode counters as drops, then writes.
+  absl::Status Write(const std::string& path, PprofInfo info);
+  // With options.goroutines: each process's park profile, to `path` when
+  // one process was traced, else to `path` with ".<pid>" before its
+  // extension (go tool pprof merges files given together). Returns the
+  // files written.
+  absl::StatusOr<std::vector<std::string>> WriteParks(const std::string& path,
+                                                      const PprofInfo& info);
+  // Park tracing's counters summed over processes, for the summary line.
+  uint64_t parks() const;
+  uint64_t park_drops() const;
+  // Things that went wrong without stopping the recording, one line each.
+  const std::vector<std::string>& warnings() const { return warnings_; }
+
+ private:
+  struct Traced {
+    pid_t pid = 0;
+    std::shared_ptr<ExecutablePlan> plan;
+    std::unique_ptr<BpfSession> session;  // null once closed
+    std::unique_ptr<ParkTracer> parks;    // with options.goroutines; stopped on close
+    SessionCounters final_counters;        // kept when the session closes
+    size_t probes = 0;
+  };
+  absl::StatusOr<std::shared_ptr<ExecutablePlan>> PlanFor(pid_t pid);
+  void Close(Traced& t);
+
+  RecordOptions options_;
+  ErrorProfile profile_;
+  std::vector<std::string> warnings_;
+  std::vector<Traced> processes_;
+  // By "dev:ino" of the executable.
+  absl::flat_hash_map<std::string, std::shared_ptr<ExecutablePlan>> plans_;
+};
+
+// The plan for one Go executable: its probes, layouts and goroutine layout.
+absl::StatusOr<std::unique_ptr<ExecutablePlan>> MakeExecutablePlan(const std::string& exe,
+                                                                   const RecordOptions& options);
+
+}  // namespace goerrprof::profiler
+
+#endif  // GOERRPROF_RECORD_RECORDER_H_

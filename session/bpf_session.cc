@@ -1,0 +1,799 @@
+#include "session/bpf_session.h"
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/sysmacros.h>
+#include <sys/utsname.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <optional>
+#include <sstream>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+#include "bpf/errors.skel.h"
+#include "session/kernel_features.h"
+#include "session/libbpf_log.h"
+#include "session/pid_namespace.h"
+#include "session/uprobe_attach.h"
+#include "symbolizer/go_binary.h"
+#include "base/status_macros.h"
+#include "symbolizer/load_bias.h"
+#include "base/errno.h"
+#include "base/read_file.h"
+
+namespace goerrprof::profiler {
+namespace {
+
+using symbolizer::ErrorFieldKind;
+using symbolizer::GoKind;
+using symbolizer::GoType;
+using symbolizer::TypeReader;
+
+constexpr char kBtfPath[] = "/sys/kernel/btf/vmlinux";
+
+
+bool ProcessGone(int pidfd, pid_t pid) {
+  if (pidfd >= 0) {
+    pollfd p = {pidfd, POLLIN, 0};
+    if (poll(&p, 1, 0) > 0 && (p.revents & POLLIN)) return true;
+  }
+  if (kill(pid, 0) != 0 && errno == ESRCH) return true;
+  // Killed but not yet reaped: attach fails (ENOENT/ESRCH) before the pidfd
+  // says so, while the kernel already marks the task PF_EXITING (flags,
+  // the 9th field of /proc/PID/stat, after the parenthesised name).
+  absl::StatusOr<std::string> stat = ReadWholeFile(absl::StrCat("/proc/", pid, "/stat"));
+  if (!stat.ok()) return absl::IsNotFound(stat.status());
+  size_t close = stat->rfind(')');
+  if (close == std::string::npos) return false;
+  std::istringstream rest(stat->substr(close + 1));
+  std::string state;
+  uint64_t field = 0, flags = 0;
+  rest >> state;
+  if (state == "Z" || state == "X") return true;
+  for (int i = 4; i <= 9 && rest >> field; ++i) flags = field;  // fields 4..9
+  constexpr uint64_t kPfExiting = 0x4;
+  return (flags & kPfExiting) != 0;
+}
+
+uint64_t EffectiveCookie(const ProbeSpec& p) {
+  return p.eface ? p.cookie | GEP_LOC_F_TYPE : p.cookie;  // low half: tab location
+}
+
+}  // namespace
+
+absl::string_view CounterName(gep_counter c) {
+  switch (c) {
+    case GEP_CTR_HITS: return "hits";
+    case GEP_CTR_EVENTS: return "events";
+    case GEP_CTR_NIL: return "nil_at_site";
+    case GEP_CTR_FOREIGN: return "foreign_process";
+    case GEP_CTR_DROP_RINGBUF: return "drop_ringbuf_full";
+    case GEP_CTR_DROP_BUSY: return "drop_scratch_busy";
+    case GEP_CTR_DROP_NO_SCRATCH: return "drop_no_scratch";
+    case GEP_CTR_DROP_ROOT_READ: return "drop_site_read";
+    case GEP_CTR_DROP_NO_SITE: return "drop_no_site";
+    case GEP_CTR_TYPE_READ: return "type_read_failed";
+    case GEP_CTR_VALUE_READ: return "value_read_failed";
+    case GEP_CTR_FIELD_READ: return "field_read_failed";
+    case GEP_CTR_STR_READ: return "string_read_failed";
+    case GEP_CTR_STR_TRUNC: return "string_truncated";
+    case GEP_CTR_GOID_READ: return "goid_read_failed";
+    case GEP_CTR_STACK_FAILED: return "stack_failed";
+    case GEP_CTR_UNKNOWN_TYPE: return "unknown_type";
+    case GEP_CTR_CHAIN_DEPTH: return "chain_depth_cut";
+    case GEP_CTR_CHAIN_WIDTH: return "chain_width_cut";
+    case GEP_CTR_CHAIN_LINKS: return "chain_links_cut";
+    case GEP_CTR_EVENT_TRUNC: return "event_truncated";
+    case GEP_CTR_ADDR_READ: return "addr_read_failed";
+    case GEP_CTR_ADDR_UNKNOWN: return "addr_unknown_type";
+    case GEP_CTR_LABELS_READ: return "labels_read_failed";
+    case GEP_CTR_LABELS_CUT: return "labels_cut";
+    case GEP_CTR__COUNT: break;
+  }
+  return "unknown";
+}
+
+uint64_t SessionCounters::dropped_events() const {
+  return bpf[GEP_CTR_DROP_RINGBUF] + bpf[GEP_CTR_DROP_BUSY] + bpf[GEP_CTR_DROP_NO_SCRATCH] +
+         bpf[GEP_CTR_DROP_ROOT_READ] + bpf[GEP_CTR_DROP_NO_SITE] + decode_errors;
+}
+
+uint64_t SessionCounters::partial_losses() const {
+  uint64_t n = 0;
+  for (int c = GEP_CTR_TYPE_READ; c < GEP_CTR__COUNT; ++c) {
+    // Types without a layout are coverage, not losses of what was read.
+    if (c != GEP_CTR_UNKNOWN_TYPE && c != GEP_CTR_ADDR_UNKNOWN) n += bpf[c];
+  }
+  return n;
+}
+
+std::vector<std::pair<absl::string_view, uint64_t>> SessionCounters::Named() const {
+  std::vector<std::pair<absl::string_view, uint64_t>> out;
+  for (int c = 0; c < GEP_CTR__COUNT; ++c) {
+    if (bpf[c]) out.emplace_back(CounterName(static_cast<gep_counter>(c)), bpf[c]);
+  }
+  if (decode_errors) out.emplace_back("drop_decode_error", decode_errors);
+  return out;
+}
+
+LayoutFieldKind ToLayoutFieldKind(ErrorFieldKind kind) {
+  switch (kind) {
+    case ErrorFieldKind::kString: return LayoutFieldKind::kString;
+    case ErrorFieldKind::kError: return LayoutFieldKind::kError;
+    case ErrorFieldKind::kErrorSlice: return LayoutFieldKind::kErrorSlice;
+  }
+  return LayoutFieldKind::kString;
+}
+
+namespace {
+
+bool HasMethod(const GoType& t, absl::string_view name) {
+  return std::find(t.methods.begin(), t.methods.end(), name) != t.methods.end();
+}
+
+// Whether the type at addr is an interface like net.Addr, cached by address.
+class AddrInterfaces {
+ public:
+  explicit AddrInterfaces(const TypeReader& types) : types_(types) {}
+  bool Is(uint64_t addr) {
+    auto [it, fresh] = cache_.try_emplace(addr, false);
+    if (fresh) {
+      auto t = types_.Read(addr);
+      it->second = t.ok() && t->kind == GoKind::kInterface && HasMethod(*t, "Network") &&
+                   HasMethod(*t, "String");
+    }
+    return it->second;
+  }
+
+ private:
+  const TypeReader& types_;
+  absl::flat_hash_map<uint64_t, bool> cache_;
+};
+
+// The struct whose fields a probe reads for a type: the type itself or,
+// for a pointer, its pointee.
+std::optional<GoType> ObjectStruct(const TypeReader& types, uint64_t addr) {
+  auto t = types.Read(addr);
+  if (!t.ok()) return std::nullopt;
+  if (t->kind == GoKind::kPointer) {
+    t = types.Read(t->elem);
+    if (!t.ok()) return std::nullopt;
+  }
+  if (t->kind != GoKind::kStruct) return std::nullopt;
+  return *std::move(t);
+}
+
+// The decodable address types: the standard library's, recognised by name
+// and checked field by field (a field of another kind leaves the type out).
+std::optional<AddrTypeLayout> AddrTypeFor(const TypeReader& types, const GoType& ptr) {
+  struct Known {
+    absl::string_view name;
+    gep_addr_kind kind;
+    bool ip, port;
+    std::vector<absl::string_view> strings;
+  };
+  static const Known kKnown[] = {
+      {"*net.TCPAddr", GEP_ADDR_TCP, true, true, {"Zone"}},
+      {"*net.UDPAddr", GEP_ADDR_UDP, true, true, {"Zone"}},
+      {"*net.IPAddr", GEP_ADDR_IP, true, false, {"Zone"}},
+      {"*net.UnixAddr", GEP_ADDR_UNIX, false, false, {"Name", "Net"}},
+  };
+  const Known* k = nullptr;
+  for (const Known& c : kKnown) {
+    if (ptr.name == c.name) k = &c;
+  }
+  if (k == nullptr || ptr.kind != GoKind::kPointer) return std::nullopt;
+  std::optional<GoType> st = ObjectStruct(types, ptr.addr);
+  if (!st) return std::nullopt;
+  auto field = [&](absl::string_view name, GoKind kind) -> std::optional<uint32_t> {
+    for (const symbolizer::GoField& f : st->fields) {
+      if (f.name != name) continue;
+      auto ft = types.Read(f.type);
+      if (!ft.ok() || ft->kind != kind) return std::nullopt;
+      if (kind == GoKind::kSlice) {  // IP: []byte
+        auto elem = types.Kind(ft->elem);
+        if (!elem.ok() || *elem != GoKind::kUint8) return std::nullopt;
+      }
+      return static_cast<uint32_t>(f.offset);
+    }
+    return std::nullopt;
+  };
+  AddrTypeLayout a;
+  a.kind = k->kind;
+  if (k->ip) {
+    auto off = field("IP", GoKind::kSlice);
+    if (!off) return std::nullopt;
+    a.ip = *off;
+  }
+  if (k->port) {
+    auto off = field("Port", GoKind::kInt);
+    if (!off) return std::nullopt;
+    a.port = *off;
+  }
+  for (absl::string_view name : k->strings) {
+    auto off = field(name, GoKind::kString);
+    if (!off) return std::nullopt;
+    a.strings.emplace_back(std::string(name), *off);
+  }
+  return a;
+}
+
+}  // namespace
+
+absl::StatusOr<std::vector<ErrorLayout>> LayoutsFor(
+    const symbolizer::GoBinary& binary, const std::vector<symbolizer::ErrorType>& types) {
+  const goabi::TypeLayout& tl = binary.layout().type;
+  constexpr uint8_t kDirectIface = 1 << 5;
+  // Without type data there are no address fields to find; errors still work.
+  auto reader = binary.types();
+  const TypeReader* tr = reader.ok() ? *reader : nullptr;
+  std::optional<AddrInterfaces> addr_ifaces;
+  if (tr) addr_ifaces.emplace(*tr);
+  std::vector<ErrorLayout> out;
+  out.reserve(types.size());
+  for (const symbolizer::ErrorType& t : types) {
+    int32_t at = tl.direct_iface_in_tflag ? tl.tflag : tl.kind;
+    ASSIGN_OR_RETURN(absl::Span<const uint8_t> b, binary.elf().ReadVirtual(t.type_addr + at, 1));
+    bool direct = (b[0] & kDirectIface) != 0;
+    ErrorLayout l;
+    l.type_addr = t.type_addr;
+    l.name = t.name;
+    l.deref = !direct || t.kind == GoKind::kPointer;
+    // Boxed values: capture their first word (Errno's number, CodeError.Code).
+    l.value_size = (!direct && t.kind != GoKind::kPointer)
+                       ? static_cast<uint8_t>(std::min<uint64_t>(t.size, 8))
+                       : 0;
+    for (const symbolizer::ErrorField& f : t.fields) {
+      l.fields.push_back({f.name, static_cast<uint32_t>(f.offset), ToLayoutFieldKind(f.kind)});
+    }
+    if (tr && l.deref) {
+      if (std::optional<GoType> st = ObjectStruct(*tr, t.type_addr)) {
+        for (const symbolizer::GoField& f : st->fields) {
+          if (addr_ifaces->Is(f.type)) {
+            l.fields.push_back({f.name, static_cast<uint32_t>(f.offset), LayoutFieldKind::kAddr});
+          }
+        }
+      }
+    }
+    out.push_back(std::move(l));
+  }
+  if (!tr) return out;
+
+  // Address types: the concrete types of the linker's itabs for address
+  // interfaces (there is one wherever the program converts such a type to
+  // net.Addr). Without itabs, addresses render as unknown; errors still work.
+  auto itabs = tr->Itabs();
+  if (!itabs.ok()) return out;
+  absl::flat_hash_map<uint64_t, bool> seen;
+  for (const symbolizer::GoItab& itab : *itabs) {
+    if (!addr_ifaces->Is(itab.inter) || !seen.try_emplace(itab.type, true).second) continue;
+    auto t = tr->Read(itab.type);
+    if (!t.ok()) continue;
+    std::optional<AddrTypeLayout> a = AddrTypeFor(*tr, *t);
+    if (!a) continue;
+    ErrorLayout l;
+    l.type_addr = t->addr;
+    l.name = t->name;
+    l.deref = true;
+    l.addr_type = std::move(*a);
+    out.push_back(std::move(l));
+  }
+  return out;
+}
+
+absl::StatusOr<std::unique_ptr<BpfSession>> BpfSession::Start(const SessionConfig& config) {
+  std::unique_ptr<BpfSession> s(new BpfSession());
+  // On failure `s` is destroyed here: the destructor is the one cleanup path.
+  RETURN_IF_ERROR(s->Init(config));
+  return s;
+}
+
+BpfSession::~BpfSession() {
+  if (ring_) ring_buffer__free(ring_);
+  if (multi_link_fd_ >= 0) close(multi_link_fd_);   // removes every uprobe
+  for (bpf_link* l : links_) bpf_link__destroy(l);  // removes its uprobe
+  if (skel_) errors_bpf__destroy(skel_);
+  if (pidfd_ >= 0) close(pidfd_);
+}
+
+absl::Status BpfSession::Init(const SessionConfig& config) {
+  pid_ = config.pid;
+  if (pid_ <= 0) return absl::InvalidArgumentError(absl::StrCat("bad pid ", pid_));
+  if (access(kBtfPath, R_OK) != 0) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "kernel BTF not available (", kBtfPath, ": ", Errno(errno),
+        "); goerrprof needs a kernel built with CONFIG_DEBUG_INFO_BTF"));
+  }
+  pidfd_ = static_cast<int>(syscall(SYS_pidfd_open, pid_, 0));
+  if (pidfd_ < 0) {
+    int err = errno;
+    if (err == ESRCH) return absl::NotFoundError(absl::StrCat("no process with pid ", pid_));
+    if (err == EPERM || err == EACCES) {
+      return absl::PermissionDeniedError(absl::StrCat("not allowed to watch pid ", pid_, ": ",
+                                                      Errno(err)));
+    }
+    return absl::InternalError(absl::StrCat("pidfd_open(", pid_, "): ", Errno(err)));
+  }
+
+  // Attach through /proc/PID/exe: names the exact inode the process runs,
+  // even if it was deleted or lives in another mount namespace.
+  attach_path_ = absl::StrCat("/proc/", pid_, "/exe");
+  struct stat exe_st;
+  if (stat(attach_path_.c_str(), &exe_st) != 0) {
+    int err = errno;
+    if (err == ENOENT || err == ESRCH) {
+      return absl::NotFoundError(absl::StrCat("process ", pid_, " has exited"));
+    }
+    if (err == EACCES || err == EPERM) {
+      return absl::PermissionDeniedError(absl::StrCat("cannot read ", attach_path_, ": ",
+                                                      Errno(err), "; run as root"));
+    }
+    return absl::InternalError(absl::StrCat("stat ", attach_path_, ": ", Errno(err)));
+  }
+  char link_buf[4096];
+  ssize_t link_len = readlink(attach_path_.c_str(), link_buf, sizeof(link_buf) - 1);
+  std::string exe_link(link_buf, link_len > 0 ? link_len : 0);
+  exe_link = std::string(absl::StripSuffix(exe_link, " (deleted)"));
+  if (!config.executable.empty()) {
+    struct stat given;
+    if (stat(config.executable.c_str(), &given) != 0) {
+      return absl::NotFoundError(absl::StrCat("cannot stat ", config.executable, ": ",
+                                              Errno(errno)));
+    }
+    if (given.st_dev != exe_st.st_dev || given.st_ino != exe_st.st_ino) {
+      return absl::InvalidArgumentError(absl::StrCat("process ", pid_, " runs ", exe_link,
+                                                     ", not ", config.executable));
+    }
+  }
+  ASSIGN_OR_RETURN(std::unique_ptr<symbolizer::ElfFile> elf,
+                   symbolizer::ElfFile::Open(config.executable.empty() ? attach_path_
+                                                                       : config.executable));
+  ASSIGN_OR_RETURN(bias_, symbolizer::LoadBias(pid_, exe_st, exe_link, *elf));
+
+  // Probe file offsets before loading anything, so bad input fails cheaply.
+  std::vector<uint64_t> offsets;
+  size_t n_sites = 0;
+  for (const ProbeSpec& p : config.probes) {
+    auto off = elf->FileOffsetOf(p.vaddr);
+    if (!off.ok()) {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "probe address 0x%x is not in an executable segment of %s", p.vaddr, exe_link));
+    }
+    offsets.push_back(*off);
+    if (GEP_LOC_KIND(GEP_COOKIE_TAB(p.cookie)) == GEP_LOC_CONST ||
+        GEP_LOC_KIND(GEP_COOKIE_DATA(p.cookie)) == GEP_LOC_CONST) {
+      ++n_sites;
+    }
+  }
+
+  auto t0 = std::chrono::steady_clock::now();
+  // Chosen by probing: a uprobe_multi kernel whose pid filter is per thread
+  // would load and attach fine, then miss every other thread's errors.
+  absl::Status loaded = Load(config, n_sites, config.uprobe_multi && UprobeMultiSupported());
+  if (!loaded.ok() && config.uprobe_multi && absl::IsUnimplemented(loaded)) {
+    loaded = Load(config, n_sites, false);  // kernel before 6.6
+  }
+  RETURN_IF_ERROR(loaded);
+  stats_.load = std::chrono::steady_clock::now() - t0;
+
+  // Layouts, keyed by runtime type address.
+  int layouts_fd = bpf_map__fd(skel_->maps.layouts);
+  int addr_types_fd = bpf_map__fd(skel_->maps.addr_types);
+  for (const ErrorLayout& l : config.layouts) {
+    if (l.addr_type) {
+      const AddrTypeLayout& a = *l.addr_type;
+      gep_addr_layout v;
+      std::memset(&v, 0, sizeof(v));
+      v.kind = a.kind;
+      v.ip_off = a.ip;
+      v.port_off = a.port;
+      TypeInfo info;
+      info.name = l.name;
+      for (const auto& [name, offset] : a.strings) {
+        if (v.n_str == GEP_MAX_ADDR_STR) {
+          ++stats_.fields_dropped;
+          break;
+        }
+        info.strings.emplace_back(name, offset);
+        v.str_off[v.n_str++] = offset;
+      }
+      uint64_t key = l.type_addr + bias_;
+      if (bpf_map_update_elem(addr_types_fd, &key, &v, BPF_ANY) != 0) {
+        return absl::InternalError(absl::StrCat("filling the address map: ", Errno(errno)));
+      }
+      addr_types_[key] = std::move(info);
+      continue;
+    }
+    gep_type_layout v;
+    std::memset(&v, 0, sizeof(v));
+    v.flags = l.deref ? GEP_TYPE_DEREF : 0;
+    v.value_size = std::min<uint8_t>(l.value_size, 8);
+    TypeInfo info;
+    info.name = l.name;
+    for (const ErrorLayout::Field& f : l.fields) {
+      switch (f.kind) {
+        case LayoutFieldKind::kString:
+          if (v.n_str == GEP_MAX_STR_FIELDS) {
+            ++stats_.fields_dropped;
+            break;
+          }
+          info.strings.emplace_back(f.name, f.offset);
+          v.str_off[v.n_str++] = f.offset;
+          break;
+        case LayoutFieldKind::kError:
+          if (v.n_err == GEP_MAX_ERR_FIELDS) {
+            ++stats_.fields_dropped;
+            break;
+          }
+          v.err_off[v.n_err++] = f.offset;
+          break;
+        case LayoutFieldKind::kErrorSlice:
+          if (v.n_slice == GEP_MAX_SLICE_FIELDS) {
+            ++stats_.fields_dropped;
+            break;
+          }
+          v.slice_off[v.n_slice++] = f.offset;
+          break;
+        case LayoutFieldKind::kAddr:
+          if (v.n_addr == GEP_MAX_ADDR_FIELDS) {
+            ++stats_.fields_dropped;
+            break;
+          }
+          info.addrs.push_back(f.name);
+          v.addr_off[v.n_addr++] = f.offset;
+          break;
+      }
+    }
+    uint64_t key = l.type_addr + bias_;
+    if (bpf_map_update_elem(layouts_fd, &key, &v, BPF_ANY) != 0) {
+      return absl::InternalError(absl::StrCat("filling the layout map: ", Errno(errno)));
+    }
+    types_[key] = std::move(info);
+  }
+  int sites_fd = bpf_map__fd(skel_->maps.sites);
+  for (const ProbeSpec& p : config.probes) {
+    bool tconst = GEP_LOC_KIND(GEP_COOKIE_TAB(p.cookie)) == GEP_LOC_CONST;
+    bool dconst = GEP_LOC_KIND(GEP_COOKIE_DATA(p.cookie)) == GEP_LOC_CONST;
+    if (!tconst && !dconst) continue;
+    uint64_t key = p.vaddr + bias_;
+    gep_site v = {tconst ? p.const_type + bias_ : 0, dconst ? p.const_data + bias_ : 0};
+    if (bpf_map_update_elem(sites_fd, &key, &v, BPF_ANY) != 0) {
+      return absl::InternalError(absl::StrCat("filling the site map: ", Errno(errno)));
+    }
+  }
+
+  ring_ = ring_buffer__new(bpf_map__fd(skel_->maps.events), &BpfSession::OnSample, this,
+                           nullptr);
+  if (!ring_) return absl::InternalError(absl::StrCat("ring buffer setup: ", Errno(errno)));
+
+  auto t1 = std::chrono::steady_clock::now();
+  if (!config.probes.empty()) {
+    RETURN_IF_ERROR(stats_.multi ? AttachMulti(config, offsets) : AttachEach(config, offsets));
+  }
+  stats_.attach = std::chrono::steady_clock::now() - t1;
+  stats_.probes = config.probes.size();
+  return absl::OkStatus();
+}
+
+// Opens and loads the skeleton. Unimplemented when the kernel does not know
+// uprobe_multi programs (the caller then retries without).
+absl::Status BpfSession::Load(const SessionConfig& config, size_t n_sites, bool multi) {
+  if (skel_) {
+    errors_bpf__destroy(skel_);
+    skel_ = nullptr;
+  }
+  ScopedLibbpfLog log;
+  skel_ = errors_bpf__open();
+  if (!skel_) {
+    return absl::InternalError(absl::StrCat("cannot open the BPF object: ", Errno(errno), " ",
+                                            log.Tail(2)));
+  }
+  // The target as its threads' BPF sees it (inside a container: its PID namespace).
+  ASSIGN_OR_RETURN(PidNamespaceId ns, PidNamespaceOf(pid_));
+  skel_->rodata->target_tgid = ns.pid;
+  skel_->rodata->pidns_dev = ns.dev;
+  skel_->rodata->pidns_ino = ns.ino;
+  skel_->rodata->max_chain = std::clamp<uint32_t>(config.max_chain, 1, GEP_MAX_CHAIN);
+  skel_->rodata->goid_offset = config.goid_offset;
+  skel_->rodata->tls_g_offset = config.tls_g_offset;
+  skel_->rodata->g_source = config.goid_offset < 0            ? GEP_G_NONE
+                            : config.g_source == GSource::kR14 ? GEP_G_R14
+                            : config.g_source == GSource::kTls ? GEP_G_TLS
+                                                               : GEP_G_NONE;
+  skel_->rodata->capture_stack = config.capture_stack ? 1 : 0;
+  skel_->rodata->gopc_offset = config.gopc_offset;
+  skel_->rodata->labels_offset = config.labels_offset;
+  skel_->rodata->label_storage = config.labels_offset < 0 ? GEP_LABELS_NONE
+                                 : config.label_storage == goabi::LabelStorage::kMapPointer
+                                     ? GEP_LABELS_MAP
+                                     : GEP_LABELS_SLICE;
+  int ncpus = libbpf_num_possible_cpus();
+  if (ncpus <= 0) return absl::InternalError("cannot count possible CPUs");
+  const uint64_t page = static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
+  const uint32_t ring_bytes = RoundUpPow2(config.ringbuf_bytes, page);
+  skel_->rodata->wakeup_bytes =
+      static_cast<uint32_t>(std::clamp(config.wakeup_fraction, 0.0, 1.0) * ring_bytes);
+  size_t n_addr_types = 0;
+  for (const ErrorLayout& l : config.layouts) n_addr_types += l.addr_type.has_value();
+  bool ok = bpf_map__set_max_entries(skel_->maps.layouts,
+                                     std::max<size_t>(1, config.layouts.size())) == 0 &&
+            bpf_map__set_max_entries(skel_->maps.addr_types,
+                                     std::max<size_t>(1, n_addr_types)) == 0 &&
+            bpf_map__set_max_entries(skel_->maps.sites, std::max<size_t>(1, n_sites)) == 0 &&
+            bpf_map__set_max_entries(skel_->maps.scratch, ncpus) == 0 &&
+            bpf_map__set_max_entries(skel_->maps.events, ring_bytes) == 0;
+  if (!ok) return absl::InternalError(absl::StrCat("cannot size BPF maps: ", Errno(errno)));
+  // Without sleepable uprobes (before 6.0) the same program loads plain.
+  // Set either way: libbpf (1.1 too) adds BPF_F_SLEEPABLE itself to an
+  // SEC("uprobe.s") program whatever its flags say, so only a plain
+  // SEC("uprobe") program can be both.
+  const bool sleepable = config.sleepable && KernelSupports(KernelFeature::kSleepableUprobe);
+  skel_->rodata->sleepable = sleepable ? 1 : 0;
+  const uint32_t flags = bpf_program__flags(skel_->progs.gep_on_error);
+  if (bpf_program__set_flags(skel_->progs.gep_on_error,
+                             sleepable ? flags | BPF_F_SLEEPABLE
+                                       : flags & ~static_cast<uint32_t>(BPF_F_SLEEPABLE)) != 0) {
+    return absl::InternalError(absl::StrCat("cannot set the probe's flags: ", Errno(errno)));
+  }
+  if (multi &&
+      bpf_program__set_expected_attach_type(skel_->progs.gep_on_error,
+                                            static_cast<bpf_attach_type>(kTraceUprobeMulti)) != 0) {
+    return absl::InternalError(absl::StrCat("cannot set attach type: ", Errno(errno)));
+  }
+
+  if (int err = errors_bpf__load(skel_); err != 0) {
+    err = -err;
+    // The verifier also answers EACCES/EPERM, so blame privileges only
+    // when we lack them.
+    if ((err == EPERM || err == EACCES) && !HaveBpfPrivileges()) {
+      return absl::PermissionDeniedError(
+          "loading BPF was refused (EPERM): run as root or with CAP_BPF and CAP_PERFMON");
+    }
+    if (multi && err == EINVAL && !UprobeMultiSupported()) {
+      return absl::UnimplementedError("kernel without uprobe_multi");
+    }
+    return ExplainLoadFailure(absl::InternalError(
+        absl::StrCat("BPF program failed to load: ", Errno(err), "; libbpf: ", log.Tail(8))));
+  }
+  stats_.multi = multi;
+  return absl::OkStatus();
+}
+
+absl::Status BpfSession::AttachMulti(const SessionConfig& config,
+                                     const std::vector<uint64_t>& offsets) {
+  std::vector<uint64_t> cookies;
+  cookies.reserve(config.probes.size());
+  for (const ProbeSpec& p : config.probes) cookies.push_back(EffectiveCookie(p));
+  int fd = CreateUprobeMultiLink(bpf_program__fd(skel_->progs.gep_on_error), attach_path_,
+                                 offsets, cookies, pid_);
+  if (fd < 0) {
+    int err = -fd;
+    if (err == ESRCH || ProcessGone(pidfd_, pid_)) {
+      return absl::UnavailableError(absl::StrCat("process ", pid_, " exited during attach"));
+    }
+    if (err == EPERM || err == EACCES) {
+      return absl::PermissionDeniedError(
+          "attaching uprobes was refused (EPERM): run as root or with CAP_PERFMON");
+    }
+    return absl::InternalError(absl::StrCat("attaching ", offsets.size(), " uprobes to ",
+                                            attach_path_, ": ", Errno(err)));
+  }
+  multi_link_fd_ = fd;
+  return absl::OkStatus();
+}
+
+absl::Status BpfSession::AttachEach(const SessionConfig& config,
+                                    const std::vector<uint64_t>& offsets) {
+  links_.reserve(config.probes.size());
+  for (size_t i = 0; i < config.probes.size(); ++i) {
+    LIBBPF_OPTS(bpf_uprobe_opts, opts, .bpf_cookie = EffectiveCookie(config.probes[i]),
+                .retprobe = false);
+    bpf_link* link = bpf_program__attach_uprobe_opts(skel_->progs.gep_on_error, pid_,
+                                                     attach_path_.c_str(), offsets[i], &opts);
+    if (!link) {
+      int err = errno;
+      if (ProcessGone(pidfd_, pid_)) {
+        return absl::UnavailableError(absl::StrCat("process ", pid_,
+                                                   " exited during attach (after ", i, " of ",
+                                                   config.probes.size(), " probes)"));
+      }
+      if (err == EPERM || err == EACCES) {
+        return absl::PermissionDeniedError(
+            "attaching uprobes was refused (EPERM): run as root or with CAP_PERFMON");
+      }
+      return absl::InternalError(absl::StrFormat("uprobe at 0x%x (file offset 0x%x): %s",
+                                                 config.probes[i].vaddr, offsets[i],
+                                                 Errno(err)));
+    }
+    links_.push_back(link);
+    // Attaching to a dead process can succeed; do not go on for thousands.
+    if (i % 64 == 63 && ProcessGone(pidfd_, pid_)) {
+      return absl::UnavailableError(absl::StrCat("process ", pid_,
+                                                 " exited during attach (after ", i + 1, " of ",
+                                                 config.probes.size(), " probes)"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+bool BpfSession::target_exited() {
+  if (!exited_ && ProcessGone(pidfd_, pid_)) exited_ = true;
+  return exited_;
+}
+
+absl::StatusOr<int> BpfSession::Poll(int timeout_ms,
+                                     absl::FunctionRef<void(const CapturedError&)> callback) {
+  pollfd fds[2] = {{ring_buffer__epoll_fd(ring_), POLLIN, 0}, {pidfd_, POLLIN, 0}};
+  // Once the target is gone only its last events are left: no waiting.
+  int n = poll(fds, exited_ ? 1 : 2, exited_ ? 0 : timeout_ms);
+  if (n < 0 && errno != EINTR) return absl::InternalError(absl::StrCat("poll: ", Errno(errno)));
+  if (!exited_ && n > 0 && (fds[1].revents & POLLIN)) exited_ = true;
+  callback_ = &callback;
+  uint64_t before = delivered_;
+  int r = ring_buffer__consume(ring_);
+  callback_ = nullptr;
+  if (r < 0) return absl::InternalError(absl::StrCat("ring buffer: ", Errno(-r)));
+  return static_cast<int>(delivered_ - before);
+}
+
+int BpfSession::OnSample(void* ctx, void* data, size_t size) {
+  auto* self = static_cast<BpfSession*>(ctx);
+  CapturedError ev;
+  if (!self->Decode(static_cast<const uint8_t*>(data), size, &ev)) {
+    ++self->decode_errors_;
+    return 0;
+  }
+  ++self->delivered_;
+  if (self->callback_) (*self->callback_)(ev);
+  return 0;
+}
+
+bool BpfSession::DecodeString(const uint8_t* data, size_t end, size_t* pos,
+                              const std::vector<std::pair<std::string, uint32_t>>* names,
+                              CapturedString* out) const {
+  gep_str gs;
+  if (*pos + sizeof(gs) > end) return false;
+  std::memcpy(&gs, data + *pos, sizeof(gs));
+  *pos += sizeof(gs);
+  size_t padded = (gs.copied + 7u) & ~7u;
+  if (gs.copied > GEP_MAX_STR || *pos + padded > end) return false;
+  out->field = gs.field;
+  if (names != nullptr && gs.field < names->size()) {
+    out->name = (*names)[gs.field].first;
+    out->offset = (*names)[gs.field].second;
+  }
+  out->value.assign(reinterpret_cast<const char*>(data + *pos), gs.copied);
+  out->length = gs.len;
+  out->read_failed = (gs.flags & GEP_STR_READ_FAILED) != 0;
+  *pos += padded;
+  return true;
+}
+
+bool BpfSession::Decode(const uint8_t* data, size_t size, CapturedError* out) const {
+  gep_event h;
+  if (size < sizeof(h)) return false;
+  std::memcpy(&h, data, sizeof(h));
+  if (h.version != GEP_EVENT_VERSION) return false;
+  if (h.size > size || h.size < sizeof(h)) return false;
+  size_t pos = sizeof(h);
+  const size_t end = h.size;
+  out->timestamp_ns = h.ts_ns;
+  out->ip = h.ip - bias_;
+  out->cookie = h.cookie;
+  out->goid = h.goid;
+  out->pid = h.pid;
+  out->tid = h.tid;
+  out->flags = h.flags;
+  out->load_bias = bias_;
+  // A go statement's pc is in the text: outside it the read was torn.
+  out->gopc = h.gopc > bias_ ? h.gopc - bias_ : 0;
+  if (h.n_stack > GEP_MAX_STACK || pos + h.n_stack * 8ull > end) return false;
+  out->stack.resize(h.n_stack);
+  for (uint16_t i = 0; i < h.n_stack; ++i) {
+    uint64_t pc;
+    std::memcpy(&pc, data + pos, 8);
+    out->stack[i] = pc - bias_;
+    pos += 8;
+  }
+  if (h.n_labels > GEP_MAX_LABELS) return false;
+  out->labels.resize(h.n_labels);
+  for (uint16_t i = 0; i < h.n_labels; ++i) {
+    CapturedString key, value;
+    if (!DecodeString(data, end, &pos, nullptr, &key) ||
+        !DecodeString(data, end, &pos, nullptr, &value)) {
+      return false;
+    }
+    if (key.read_failed || value.read_failed || key.truncated() || value.truncated()) {
+      out->flags |= GEP_EV_LABELS_FAILED;
+    }
+    out->labels[i] = {std::move(key.value), std::move(value.value)};
+  }
+  if (h.n_links > GEP_MAX_LINKS) return false;
+  out->links.resize(h.n_links);
+  for (uint16_t i = 0; i < h.n_links; ++i) {
+    gep_link l;
+    if (pos + sizeof(l) > end) return false;
+    std::memcpy(&l, data + pos, sizeof(l));
+    pos += sizeof(l);
+    if (l.parent >= static_cast<int>(i) || l.parent < -1) return false;
+    if (l.n_str > GEP_MAX_STR_FIELDS || l.n_addr > GEP_MAX_ADDR_FIELDS) return false;
+    CapturedLink& cl = out->links[i];
+    cl.type = l.type ? l.type - bias_ : 0;
+    cl.parent = l.parent;
+    cl.depth = l.depth;
+    cl.data = l.data;
+    cl.value = l.value;
+    cl.flags = l.flags;
+    auto ti = l.type ? types_.find(l.type) : types_.end();
+    const TypeInfo* info = ti != types_.end() ? &ti->second : nullptr;
+    if (info) cl.type_name = info->name;
+    cl.strings.resize(l.n_str);
+    for (uint8_t k = 0; k < l.n_str; ++k) {
+      if (!DecodeString(data, end, &pos, info ? &info->strings : nullptr, &cl.strings[k])) {
+        return false;
+      }
+    }
+    cl.addrs.resize(l.n_addr);
+    for (uint8_t k = 0; k < l.n_addr; ++k) {
+      gep_addr ga;
+      if (pos + sizeof(ga) > end) return false;
+      std::memcpy(&ga, data + pos, sizeof(ga));
+      pos += sizeof(ga);
+      if (ga.n_str > GEP_MAX_ADDR_STR || ga.kind > GEP_ADDR_UNIX) return false;
+      CapturedAddr& a = cl.addrs[k];
+      a.field = ga.field;
+      if (info && ga.field < info->addrs.size()) a.name = info->addrs[ga.field];
+      a.type = ga.type ? ga.type - bias_ : 0;
+      a.data = ga.data;
+      a.kind = static_cast<gep_addr_kind>(ga.kind);
+      a.flags = ga.flags;
+      a.port = ga.port;
+      a.ip_length = ga.ip_len;
+      a.ip.assign(reinterpret_cast<const char*>(ga.ip),
+                  std::min<uint64_t>(ga.ip_len, GEP_MAX_IP));
+      auto ai = ga.type ? addr_types_.find(ga.type) : addr_types_.end();
+      const TypeInfo* ainfo = ai != addr_types_.end() ? &ai->second : nullptr;
+      if (ainfo && a.kind != GEP_ADDR_NONE) a.type_name = ainfo->name;
+      a.strings.resize(ga.n_str);
+      for (uint8_t m = 0; m < ga.n_str; ++m) {
+        if (!DecodeString(data, end, &pos, ainfo ? &ainfo->strings : nullptr, &a.strings[m])) {
+          return false;
+        }
+      }
+    }
+  }
+  return true;
+}
+
+SessionCounters BpfSession::Counters() const {
+  SessionCounters c;
+  c.decode_errors = decode_errors_;
+  c.delivered = delivered_;
+  if (!skel_) return c;
+  for (uint32_t k = 0; k < GEP_CTR__COUNT; ++k) c.bpf[k] = SumPerCpu(skel_->maps.counters, k);
+  return c;
+}
+
+std::vector<uint32_t> BpfSession::prog_ids() const {
+  std::vector<uint32_t> ids;
+  if (uint32_t id = skel_ ? ProgramId(skel_->progs.gep_on_error) : 0) ids.push_back(id);
+  return ids;
+}
+
+}  // namespace goerrprof::profiler

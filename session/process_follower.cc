@@ -1,0 +1,142 @@
+#include "session/process_follower.h"
+
+#include <bpf/libbpf.h>
+#include <errno.h>
+#include <string.h>
+
+#include <cstdarg>
+#include <cstdlib>
+#include <cstring>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "bpf/exec_follow.skel.h"
+#include "session/kernel_features.h"
+#include "session/pid_namespace.h"
+
+namespace goerrprof::profiler {
+
+absl::string_view FollowCounterName(gef_counter c) {
+  switch (c) {
+    case GEF_CTR_FORKS: return "forks";
+    case GEF_CTR_EXECS: return "execs";
+    case GEF_CTR_DROP_RINGBUF: return "exec_not_reported";
+    case GEF_CTR_DROP_FULL: return "process_not_followed";
+    case GEF_CTR_SIGNAL_FAILED: return "exec_not_stopped";
+    case GEF_CTR__COUNT: break;
+  }
+  return "unknown";
+}
+
+namespace {
+
+// libbpf prints its own diagnostics on stderr; ours are one line. Quiet
+// while loading, unless GOERRPROF_LIBBPF_DEBUG asks for them.
+int QuietLibbpf(enum libbpf_print_level, const char*, va_list) { return 0; }
+
+class QuietLibbpfScope {
+ public:
+  QuietLibbpfScope() {
+    if (std::getenv("GOERRPROF_LIBBPF_DEBUG") == nullptr) {
+      old_ = libbpf_set_print(QuietLibbpf);
+      set_ = true;
+    }
+  }
+  ~QuietLibbpfScope() {
+    if (set_) libbpf_set_print(old_);
+  }
+
+ private:
+  libbpf_print_fn_t old_ = nullptr;
+  bool set_ = false;
+};
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<ProcessFollower>> ProcessFollower::Start() {
+  QuietLibbpfScope quiet;
+  std::unique_ptr<ProcessFollower> f(new ProcessFollower());
+  f->skel_ = exec_follow_bpf__open();
+  if (!f->skel_) {
+    return absl::InternalError(absl::StrCat("cannot open the exec-follow BPF object: ",
+                                            strerror(errno)));
+  }
+  // Pids in goerrprof's PID namespace (a container's), as /proc and kill() take them.
+  auto pidns = OwnPidNamespace();
+  if (!pidns.ok()) return pidns.status();
+  f->skel_->rodata->pidns_ino = static_cast<uint32_t>(pidns->ino);
+  if (int err = exec_follow_bpf__load(f->skel_); err != 0) {
+    if (err == -EPERM || err == -EACCES) {
+      return absl::PermissionDeniedError(
+          "loading BPF was refused (EPERM): run as root or with CAP_BPF and CAP_PERFMON");
+    }
+    return ExplainLoadFailure(absl::InternalError(
+        absl::StrCat("cannot load the exec-follow BPF program: ", strerror(-err))));
+  }
+  if (int err = exec_follow_bpf__attach(f->skel_); err != 0) {
+    return absl::InternalError(absl::StrCat(
+        "cannot attach to the sched_process_fork/exec tracepoints: ", strerror(-err)));
+  }
+  f->ring_ = ring_buffer__new(bpf_map__fd(f->skel_->maps.follow_events), &ProcessFollower::OnEvent,
+                              f.get(), nullptr);
+  if (!f->ring_) {
+    return absl::InternalError(absl::StrCat("cannot open the exec ring buffer: ", strerror(errno)));
+  }
+  return f;
+}
+
+ProcessFollower::~ProcessFollower() {
+  if (ring_) ring_buffer__free(ring_);
+  if (skel_) exec_follow_bpf__destroy(skel_);
+}
+
+absl::Status ProcessFollower::Follow(pid_t pid) {
+  uint32_t key = static_cast<uint32_t>(pid), one = 1;
+  if (bpf_map__update_elem(skel_->maps.followed, &key, sizeof(key), &one, sizeof(one), BPF_ANY) !=
+      0) {
+    return absl::InternalError(absl::StrCat("cannot follow pid ", pid, ": ", strerror(errno)));
+  }
+  return absl::OkStatus();
+}
+
+int ProcessFollower::OnEvent(void* ctx, void* data, size_t size) {
+  auto* self = static_cast<ProcessFollower*>(ctx);
+  gef_exec_event ev;
+  if (size < sizeof(ev) || self->callback_ == nullptr) return 0;
+  std::memcpy(&ev, data, sizeof(ev));
+  ExecEvent out;
+  out.pid = static_cast<pid_t>(ev.pid);
+  out.ppid = static_cast<pid_t>(ev.ppid);
+  out.stopped = ev.stopped != 0;
+  out.timestamp_ns = ev.ts_ns;
+  (*self->callback_)(out);
+  return 0;
+}
+
+absl::StatusOr<int> ProcessFollower::Poll(int timeout_ms,
+                                          absl::FunctionRef<void(const ExecEvent&)> callback) {
+  callback_ = &callback;
+  int n = ring_buffer__poll(ring_, timeout_ms);
+  callback_ = nullptr;
+  if (n == -EINTR) return 0;
+  if (n < 0) return absl::InternalError(absl::StrCat("exec ring buffer: ", strerror(-n)));
+  return n;
+}
+
+std::array<uint64_t, GEF_CTR__COUNT> ProcessFollower::Counters() const {
+  std::array<uint64_t, GEF_CTR__COUNT> out{};
+  int ncpus = libbpf_num_possible_cpus();
+  if (ncpus <= 0) return out;
+  std::vector<uint64_t> values(static_cast<size_t>(ncpus));
+  for (uint32_t c = 0; c < GEF_CTR__COUNT; ++c) {
+    if (bpf_map__lookup_elem(skel_->maps.follow_counters, &c, sizeof(c), values.data(),
+                             values.size() * sizeof(uint64_t), 0) != 0) {
+      continue;
+    }
+    for (uint64_t v : values) out[c] += v;
+  }
+  return out;
+}
+
+}  // namespace goerrprof::profiler
