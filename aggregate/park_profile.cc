@@ -7,6 +7,8 @@
 #include "absl/strings/str_format.h"
 #include "absl/time/time.h"
 #include "pprof/pprof_builder.h"
+#include "pprof/labels.h"
+#include "pprof/profile_file.h"
 
 namespace goerrprof::profiler {
 namespace {
@@ -228,7 +230,7 @@ absl::StatusOr<pp::Profile> BuildParkProfile(const ParkAggregator& agg,
 }
 
 absl::Status WriteParkProfile(const pp::Profile& profile, const std::string& path) {
-  return WriteProfileGz(profile, path);
+  return WriteProfileFile(profile, path);
 }
 
 }  // namespace goerrprof::profiler

@@ -46,11 +46,6 @@
 
 namespace goerrprof::profiler {
 
-inline constexpr char kLabelWaitReason[] = "goroutine.wait_reason";
-inline constexpr char kLabelWaker[] = "goroutine.waker";
-inline constexpr char kLabelParkState[] = "goroutine.park_state";
-inline constexpr char kLabelWoken[] = "goroutine.woken";
-
 enum class ParkState { kResumed, kStillParked, kParkedBeforeStart };
 absl::string_view ParkStateName(ParkState s);
 

@@ -18,6 +18,7 @@
 #include "goroutines/goroutine_text.h"
 #include "pprof/pprof_builder.h"
 #include "symbolizer/go_binary.h"
+#include "pprof/profile_file.h"
 
 ABSL_FLAG(bool, text, false, "goroutines: print a Go-style dump (debug=2) instead of a profile");
 ABSL_FLAG(bool, leaks, false,
@@ -85,7 +86,7 @@ int RunGoroutines(const std::vector<std::string>& args) {
   if (out == kRecordDefaultOut) out = kDefaultOut;
   auto profile = GoroutineProfile(*snap, **binary);
   if (!profile.ok()) return Fail(profile.status());
-  absl::Status s = WriteProfileGz(*profile, out);
+  absl::Status s = WriteProfileFile(*profile, out);
   if (!s.ok()) return Fail(s);
   std::fprintf(stderr, "%s -> %s\n", Summary(*snap).c_str(), out.c_str());
   return 0;

@@ -8,10 +8,10 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "cli/commands.h"
-#include "plan/probe_plan.h"
 #include "cli/flags.h"
 #include "cli/json_writer.h"
 #include "symbolizer/go_binary.h"
+#include "symbolizer/type_refs.h"
 
 namespace goerrprof::profiler {
 namespace {
@@ -143,7 +143,7 @@ int RunInspect(const std::vector<std::string>& args) {
   auto reader = (*bin)->types();
   if (reader.ok()) {
     // Types the code refers to count too: one only boxed into `any` has no itab.
-    auto refs = TypeDescriptorRefs(**bin);
+    auto refs = symbolizer::TypeDescriptorRefs(**bin);
     auto found = symbolizer::FindErrorTypes(
         **reader, refs.ok() ? absl::Span<const uint64_t>(*refs) : absl::Span<const uint64_t>());
     if (found.ok()) {

@@ -10,7 +10,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
-#include "pprof/pprof_writer.h"
+#include "pprof/labels.h"
+#include "pprof/profile_file.h"
 
 namespace goerrprof::profiler {
 namespace {

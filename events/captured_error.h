@@ -10,7 +10,7 @@
 #include <utility>
 #include <vector>
 
-#include "bpf/probe_abi.h"
+#include "bpf/errors_abi.h"
 
 namespace goerrprof::profiler {
 

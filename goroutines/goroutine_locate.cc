@@ -1,6 +1,5 @@
 #include "goroutines/goroutine_locate.h"
 
-#include <capstone/capstone.h>
 #include <elf.h>
 #include <sys/stat.h>
 
@@ -11,6 +10,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "x86/decoder.h"
 
 namespace goerrprof::profiler {
 namespace {
@@ -32,27 +32,18 @@ absl::StatusOr<std::map<uint64_t, int>> DataRefs(const symbolizer::GoBinary& bin
     uint64_t entry = tab.FuncEntry(i), end = tab.FuncEnd(i);
     auto code = binary.elf().ReadVirtual(entry, end - entry);
     if (!code.ok()) return code.status();
-    csh handle;
-    if (cs_open(CS_ARCH_X86, CS_MODE_64, &handle) != CS_ERR_OK) {
-      return absl::InternalError("cannot start the Capstone disassembler");
-    }
-    cs_option(handle, CS_OPT_DETAIL, CS_OPT_ON);
-    cs_insn* insn = cs_malloc(handle);
+    auto decoder = x86::Decoder::Create();
+    if (!decoder.ok()) return decoder.status();
     std::map<uint64_t, int> refs;
-    const uint8_t* p = code->data();
-    size_t left = code->size();
-    uint64_t pc = entry;
-    while (left > 0 && cs_disasm_iter(handle, &p, &left, &pc, insn)) {
-      const cs_x86& x = insn->detail->x86;
-      for (int k = 0; k < x.op_count; ++k) {
-        const cs_x86_op& o = x.operands[k];
-        if (o.type != X86_OP_MEM || o.mem.base != X86_REG_RIP) continue;
-        uint64_t target = insn->address + insn->size + o.mem.disp;
+    for (const x86::Insn& in : (*decoder)->Decode(*code, entry)) {
+      for (int k = 0; k < in.nops; ++k) {
+        const x86::Operand& o = in.ops[k];
+        // The decoder has made RIP-relative displacements absolute.
+        if (o.type != x86::Operand::kMem || o.base != x86::kRip) continue;
+        uint64_t target = static_cast<uint64_t>(o.value);
         if (InWritableData(binary.elf(), target)) ++refs[target];
       }
     }
-    cs_free(insn, 1);
-    cs_close(&handle);
     return refs;
   }
   return absl::NotFoundError(absl::StrCat(function, " not found"));

@@ -6,6 +6,7 @@
 #include "goabi/g_layout.h"
 #include "goroutines/goroutine_frames.h"
 #include "pprof/pprof_builder.h"
+#include "pprof/labels.h"
 
 namespace goerrprof::profiler {
 
@@ -30,7 +31,7 @@ absl::StatusOr<perftools::profiles::Profile> GoroutineProfile(
     s->add_value(1);
     bool known = g.wait_kind == WaitKnowledge::kLowerBound || g.wait_kind == WaitKnowledge::kExact;
     s->add_value(known ? g.wait_ns : 0);
-    b.NumLabel(s, kLabelGoroutineId, static_cast<int64_t>(g.id));
+    b.NumLabel(s, kLabelGoroutine, static_cast<int64_t>(g.id));
     if (g.parent_id != 0) b.NumLabel(s, kLabelParent, static_cast<int64_t>(g.parent_id));
     b.Label(s, kLabelState, g.state);
     if (!g.wait_reason.empty()) b.Label(s, kLabelWaitReason, g.wait_reason);

@@ -20,14 +20,6 @@
 
 namespace goerrprof::profiler {
 
-inline constexpr char kLabelGoroutineId[] = "goroutine";
-inline constexpr char kLabelParent[] = "goroutine.parent";
-inline constexpr char kLabelState[] = "goroutine.state";
-inline constexpr char kLabelWaitReason[] = "goroutine.wait_reason";
-inline constexpr char kLabelWait[] = "goroutine.wait";
-inline constexpr char kLabelCreatedBy[] = "goroutine.created_by";
-inline constexpr char kLabelCreatedAt[] = "goroutine.created_at";
-
 absl::StatusOr<perftools::profiles::Profile> GoroutineProfile(const Snapshot& snap,
                                                              const symbolizer::GoBinary& binary);
 

@@ -18,23 +18,13 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "symbolizer/creation_site.h"
 #include "symbolizer/go_binary.h"
 
 namespace goerrprof::profiler {
 
-// Where a goroutine was created, as Go prints it after "created by ":
-// the function containing the go statement (the physical function, not an
-// inlined one), and file:line of the call (gopc-1, so inlined positions
-// show) with +0x(gopc - function entry).
-struct CreationSite {
-  std::string function;
-  std::string file;
-  int32_t line = 0;
-  uint64_t offset = 0;  // gopc - entry; Go omits " +0x.." when 0
-};
-// `gopc` is g.gopc as a file virtual address. NotFound when it is in no
-// function.
-absl::StatusOr<CreationSite> CreatedBy(const symbolizer::GoBinary& binary, uint64_t gopc);
+using symbolizer::CreatedBy;
+using symbolizer::CreationSite;
 
 // How well the wait duration is known. The runtime stamps g.waitsince only
 // when a GC cycle finds the goroutine blocked, so it is later than the

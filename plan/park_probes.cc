@@ -1,7 +1,5 @@
 #include "plan/park_probes.h"
 
-#include <capstone/capstone.h>
-
 #include <optional>
 #include <string>
 #include <vector>
@@ -9,6 +7,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "x86/decoder.h"
 
 namespace goerrprof::profiler {
 namespace {
@@ -42,15 +41,8 @@ absl::StatusOr<ParkProbes> FindParkProbes(const symbolizer::GoBinary& binary) {
     return absl::NotFoundError(absl::StrCat("cannot read runtime.gopark's code: ",
                                             code.status().message()));
   }
-  csh handle;
-  if (cs_open(CS_ARCH_X86, CS_MODE_64, &handle) != CS_ERR_OK) {
-    return absl::InternalError("cannot start the Capstone disassembler");
-  }
-  cs_option(handle, CS_OPT_DETAIL, CS_OPT_ON);
-  cs_insn* insn = cs_malloc(handle);
-  const uint8_t* p = code->data();
-  size_t left = code->size();
-  uint64_t pc = gopark->entry;
+  auto decoder = x86::Decoder::Create();
+  if (!decoder.ok()) return decoder.status();
   int calls = 0;
   std::vector<uint64_t> jump_targets;
   ParkProbes out;
@@ -58,22 +50,19 @@ absl::StatusOr<ParkProbes> FindParkProbes(const symbolizer::GoBinary& binary) {
   out.mcall = mcall->entry;
   out.ready = ready->entry;
   // Linear decoding is exact here: Go emits no data inside functions.
-  while (left > 0 && cs_disasm_iter(handle, &p, &left, &pc, insn)) {
-    const cs_x86& x = insn->detail->x86;
-    if (cs_insn_group(handle, insn, CS_GRP_JUMP) && x.op_count == 1 &&
-        x.operands[0].type == X86_OP_IMM) {
-      jump_targets.push_back(static_cast<uint64_t>(x.operands[0].imm));
+  for (const x86::Insn& in : (*decoder)->Decode(*code, gopark->entry)) {
+    bool jump = in.flow == x86::Flow::kJump || in.flow == x86::Flow::kCondJump;
+    if (jump && in.nops == 1 && in.ops[0].type == x86::Operand::kImm) {
+      jump_targets.push_back(static_cast<uint64_t>(in.ops[0].value));
     }
-    if (insn->id != X86_INS_CALL) continue;
-    if (x.op_count == 1 && x.operands[0].type == X86_OP_IMM &&
-        static_cast<uint64_t>(x.operands[0].imm) == mcall->entry) {
+    if (in.id != X86_INS_CALL) continue;
+    if (in.nops == 1 && in.ops[0].type == x86::Operand::kImm &&
+        static_cast<uint64_t>(in.ops[0].value) == mcall->entry) {
       ++calls;
-      out.park_call = insn->address;
-      out.resume = insn->address + insn->size;
+      out.park_call = in.addr;
+      out.resume = in.addr + in.size;
     }
   }
-  cs_free(insn, 1);
-  cs_close(&handle);
   if (calls != 1) {
     return absl::NotFoundError(absl::StrFormat(
         "runtime.gopark (0x%x) has %d calls of runtime.mcall, expected one", gopark->entry,

@@ -69,12 +69,6 @@ struct ProbePlan {
 absl::StatusOr<ProbePlan> PlanCreationProbes(const symbolizer::GoBinary& bin,
                                              const std::vector<symbolizer::ErrorType>& types);
 
-// Every type descriptor the code loads with a RIP-relative LEA: the
-// candidates for symbolizer::FindErrorTypes (types with an Error method that
-// no itab names, like one only passed to fmt.Errorf's %w). A byte scan:
-// some may be false matches, which FindErrorTypes then does not keep.
-absl::StatusOr<std::vector<uint64_t>> TypeDescriptorRefs(const symbolizer::GoBinary& bin);
-
 // "call", "ret", "store", "call-result", "early".
 const char* ViaName(CreationProbe::Via via);
 // "reg:rax", "mem:[rsp+0x28]", "const".

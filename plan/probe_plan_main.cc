@@ -3,8 +3,6 @@
 // script that attaches at every planned address (for validation only).
 //
 //   probe_plan_tool [--disasm] [--bpftrace=OUT] [--only=SUBSTR] BINARY
-#include <capstone/capstone.h>
-
 #include <chrono>
 #include <cstdio>
 #include <fstream>
@@ -20,6 +18,8 @@
 #include "plan/probe_plan.h"
 #include "symbolizer/error_types.h"
 #include "symbolizer/go_binary.h"
+#include "symbolizer/type_refs.h"
+#include "x86/decoder.h"
 
 namespace {
 
@@ -39,17 +39,12 @@ std::string Frames(const GoBinary& bin, uint64_t pc) {
 void Disasm(const GoBinary& bin, uint64_t from, uint64_t to) {
   auto bytes = bin.elf().ReadVirtualUpTo(from, to - from);
   if (!bytes.ok()) return;
-  csh h;
-  if (cs_open(CS_ARCH_X86, CS_MODE_64, &h) != CS_ERR_OK) return;
-  cs_option(h, CS_OPT_SYNTAX, CS_OPT_SYNTAX_ATT);
-  cs_insn* insn = nullptr;
-  size_t n = cs_disasm(h, bytes->data(), bytes->size(), from, 0, &insn);
-  for (size_t i = 0; i < n; ++i) {
-    std::printf("      %x: %-8s %s\n", static_cast<unsigned>(insn[i].address), insn[i].mnemonic,
-                insn[i].op_str);
+  auto decoder = goerrprof::x86::Decoder::Create();
+  if (!decoder.ok()) return;
+  for (const auto& in : (*decoder)->DecodeText(*bytes, from, goerrprof::x86::Syntax::kAtt)) {
+    std::printf("      %x: %-8s %s\n", static_cast<unsigned>(in.addr), in.mnemonic.c_str(),
+                in.op_str.c_str());
   }
-  cs_free(insn, n);
-  cs_close(&h);
 }
 
 // A bpftrace expression reading a location.
@@ -98,7 +93,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "%s\n", std::string(reader.status().message()).c_str());
     return 1;
   }
-  auto refs = goerrprof::profiler::TypeDescriptorRefs(**bin);
+  auto refs = goerrprof::symbolizer::TypeDescriptorRefs(**bin);
   if (!refs.ok()) {
     std::fprintf(stderr, "%s\n", std::string(refs.status().message()).c_str());
     return 1;

@@ -2,11 +2,8 @@
 
 #include <elf.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <unistd.h>
-#include <zlib.h>
 
 #include "absl/strings/str_cat.h"
 #include "base/errno.h"
@@ -125,60 +122,6 @@ void PprofBuilder::NumLabel(pp::Sample* s, absl::string_view key, int64_t value,
   l->set_key(String(key));
   l->set_num(value);
   if (!unit.empty()) l->set_num_unit(String(unit));
-}
-
-namespace {
-
-absl::StatusOr<std::string> Gzip(const std::string& in) {
-  z_stream z{};
-  // windowBits 15 + 16: a gzip header and trailer rather than zlib's.
-  if (deflateInit2(&z, Z_DEFAULT_COMPRESSION, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) !=
-      Z_OK) {
-    return absl::InternalError("deflateInit2 failed");
-  }
-  std::string out(deflateBound(&z, in.size()), '\0');
-  z.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(in.data()));
-  z.avail_in = in.size();
-  z.next_out = reinterpret_cast<Bytef*>(out.data());
-  z.avail_out = out.size();
-  int rc = deflate(&z, Z_FINISH);
-  deflateEnd(&z);
-  if (rc != Z_STREAM_END) return absl::InternalError(absl::StrCat("deflate failed: ", rc));
-  out.resize(z.total_out);
-  return out;
-}
-
-}  // namespace
-
-absl::Status WriteProfileGz(const pp::Profile& p, const std::string& path) {
-  std::string raw;
-  if (!p.SerializeToString(&raw)) return absl::InternalError("cannot serialize the profile");
-  absl::StatusOr<std::string> gz = Gzip(raw);
-  if (!gz.ok()) return gz.status();
-  std::string tmp = path + ".tmp.XXXXXX";  // same directory: rename stays atomic
-  int fd = mkstemp(tmp.data());
-  if (fd < 0) return ErrnoStatus(errno, absl::StrCat("cannot create a temporary file for ", path));
-  auto fail = [&](absl::string_view what) {
-    absl::Status s = ErrnoStatus(errno, absl::StrCat(what, " ", tmp));
-    if (fd >= 0) close(fd);
-    unlink(tmp.c_str());
-    return s;
-  };
-  if (fchmod(fd, 0644) != 0) return fail("cannot chmod");
-  const char* data = gz->data();
-  size_t left = gz->size();
-  while (left > 0) {
-    ssize_t n = write(fd, data, left);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return fail("cannot write");
-    data += n;
-    left -= static_cast<size_t>(n);
-  }
-  int rc = close(fd);
-  fd = -1;
-  if (rc != 0) return fail("cannot close");
-  if (rename(tmp.c_str(), path.c_str()) != 0) return fail("cannot rename");
-  return absl::OkStatus();
 }
 
 }  // namespace goerrprof::profiler

@@ -69,9 +69,6 @@ class PprofBuilder {
   absl::flat_hash_map<std::pair<std::string, std::string>, uint64_t> functions_;
 };
 
-// Serializes, gzips and writes the profile to a temporary file beside
-// `path`, then renames it over `path`: readers never see a partial file.
-absl::Status WriteProfileGz(const perftools::profiles::Profile& p, const std::string& path);
 
 }  // namespace goerrprof::profiler
 

@@ -2,11 +2,8 @@
 
 #include <elf.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <unistd.h>
-#include <zlib.h>
 
 #include <tuple>
 #include <utility>
@@ -18,23 +15,24 @@
 #include "absl/strings/str_join.h"
 #include "absl/time/time.h"
 #include "pprof/pprof_builder.h"
+#include "symbolizer/creation_site.h"
 #include "base/read_file.h"
+#include "pprof/labels.h"
+#include "pprof/profile_file.h"
 
 namespace goerrprof::profiler {
 namespace {
 
 namespace pp = perftools::profiles;
 
-// Go's "created by" line for a go statement's pc: the physical function
-// holding it, and the file:line of the call (pc is a return address).
+// goroutine.created_by/created_at: the snapshot's "created by" rule.
 struct Creator {
   std::string function, position;
 };
 Creator CreatorOf(const symbolizer::GoBinary& binary, uint64_t gopc) {
-  auto frames = binary.Symbolize(gopc - 1);
-  if (!frames.ok() || frames->empty()) return {};
-  return {std::string(frames->back().function),
-          absl::StrCat(frames->front().file, ":", frames->front().line)};
+  auto site = symbolizer::CreatedBy(binary, gopc);
+  if (!site.ok()) return {};
+  return {site->function, absl::StrCat(site->file, ":", site->line)};
 }
 
 std::string DropsLine(const ProfileCounters& c) {
@@ -42,26 +40,6 @@ std::string DropsLine(const ProfileCounters& c) {
   std::vector<std::string> parts;
   for (const auto& [reason, count] : c.drops) parts.push_back(absl::StrCat(reason, "=", count));
   return absl::StrCat("drops: ", absl::StrJoin(parts, " "), " (total ", c.dropped(), ")");
-}
-
-absl::StatusOr<std::string> Gunzip(const std::string& in) {
-  z_stream z{};
-  if (inflateInit2(&z, 15 + 16) != Z_OK) return absl::InternalError("inflateInit2 failed");
-  z.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(in.data()));
-  z.avail_in = in.size();
-  std::string out;
-  char buf[1 << 16];
-  int rc;
-  do {
-    z.next_out = reinterpret_cast<Bytef*>(buf);
-    z.avail_out = sizeof(buf);
-    rc = inflate(&z, Z_NO_FLUSH);
-    if (rc != Z_OK && rc != Z_STREAM_END) break;
-    out.append(buf, sizeof(buf) - z.avail_out);
-  } while (rc != Z_STREAM_END);
-  inflateEnd(&z);
-  if (rc != Z_STREAM_END) return absl::InvalidArgumentError("corrupt or truncated gzip data");
-  return out;
 }
 
 }  // namespace
@@ -162,27 +140,6 @@ absl::Status WritePprof(const ErrorProfile& profile, const std::vector<ProfiledP
   absl::StatusOr<pp::Profile> p = BuildPprof(profile, processes, info);
   if (!p.ok()) return p.status();
   return WriteProfileFile(*p, path);
-}
-
-absl::Status WriteProfileFile(const pp::Profile& p, const std::string& path) {
-  return WriteProfileGz(p, path);
-}
-
-absl::StatusOr<pp::Profile> ReadProfile(const std::string& path) {
-  absl::StatusOr<std::string> file = ReadWholeFile(path);
-  if (!file.ok()) return file.status();
-  std::string data = std::move(*file);
-  if (data.size() >= 2 && static_cast<uint8_t>(data[0]) == 0x1f &&
-      static_cast<uint8_t>(data[1]) == 0x8b) {
-    absl::StatusOr<std::string> raw = Gunzip(data);
-    if (!raw.ok()) return absl::InvalidArgumentError(absl::StrCat(path, ": ", raw.status().message()));
-    data = std::move(*raw);
-  }
-  pp::Profile p;
-  if (!p.ParseFromString(data)) {
-    return absl::InvalidArgumentError(absl::StrCat(path, ": not a pprof profile"));
-  }
-  return p;
 }
 
 }  // namespace goerrprof::profiler

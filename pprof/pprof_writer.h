@@ -23,6 +23,7 @@
 #include "github.com/google/pprof/proto/profile.pb.h"
 #include "aggregate/error_profile.h"
 #include "symbolizer/go_binary.h"
+#include "pprof/labels.h"
 
 namespace goerrprof::profiler {
 
@@ -44,19 +45,6 @@ struct PprofInfo {
   bool label_processes = false;
 };
 
-// Label keys on every sample.
-inline constexpr char kLabelType[] = "error.type";
-inline constexpr char kLabelMessage[] = "error.message";
-inline constexpr char kLabelChain[] = "error.chain";
-inline constexpr char kLabelGoroutine[] = "goroutine";
-// The creating goroutine's go statement: its function (the physical one,
-// as Go's "created by" names it) and file:line; absent for goroutine 1.
-// The goroutine's own pprof labels follow under their own keys.
-inline constexpr char kLabelCreatedBy[] = "goroutine.created_by";
-inline constexpr char kLabelCreatedAt[] = "goroutine.created_at";
-inline constexpr char kLabelBinary[] = "process.binary";  // executable's base name
-inline constexpr char kLabelPid[] = "process.pid";        // numeric
-
 // The profile in memory. Stack entries after the first are return
 // addresses: their lines are those of pc-1 (the call), their address pc.
 // PCs outside every function get a location without lines.
@@ -74,11 +62,6 @@ absl::Status WritePprof(const ErrorProfile& profile, const symbolizer::GoBinary&
                         const PprofInfo& info, const std::string& path);
 absl::Status WritePprof(const ErrorProfile& profile, const std::vector<ProfiledProcess>& processes,
                         const PprofInfo& info, const std::string& path);
-// Writes a built profile gzipped, atomically (temporary file, rename).
-absl::Status WriteProfileFile(const perftools::profiles::Profile& profile, const std::string& path);
-
-// Reads a pprof profile, gzipped or not.
-absl::StatusOr<perftools::profiles::Profile> ReadProfile(const std::string& path);
 
 }  // namespace goerrprof::profiler
 

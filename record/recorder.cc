@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "goabi/g_layout.h"
 #include "plan/probe_plan.h"
+#include "symbolizer/type_refs.h"
 
 namespace goerrprof::profiler {
 
@@ -42,18 +43,7 @@ absl::StatusOr<std::unique_ptr<ExecutablePlan>> MakeExecutablePlan(const std::st
 
   SessionConfig& c = plan->config;
   c.layouts = std::move(*layouts);
-  for (const CreationProbe& p : probes->probes) {
-    ProbeSpec spec;
-    spec.vaddr = p.addr;
-    spec.cookie = p.cookie;
-    // Where the frame is gone (or never made) the frame-pointer walk would
-    // skip the caller: its return address is taken from [rsp].
-    if (p.frameless) spec.cookie |= GEP_LOC_F_FRAMELESS;
-    spec.eface = p.kind == CreationProbe::kEface;
-    // A statically known word (GEP_LOC_CONST) is given by the plan.
-    if (GEP_LOC_KIND(p.tab_loc) == GEP_LOC_CONST) spec.const_type = p.type;
-    c.probes.push_back(spec);
-  }
+  c.probes = ProbeSpecsFor(probes->probes);
   c.max_chain = options.max_chain;
   c.ringbuf_bytes = options.ringbuf_bytes;
   c.g_source = g->g_in_r14 ? GSource::kR14 : GSource::kTls;

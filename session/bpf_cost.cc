@@ -21,7 +21,7 @@
 #include "bpf/exec_follow.skel.h"
 #include "bpf/goroutines.skel.h"
 #include "bpf/park_abi.h"
-#include "bpf/probe_abi.h"
+#include "bpf/errors_abi.h"
 #include "goabi/g_layout.h"
 #include "goabi/go_version.h"
 #include "session/kernel_features.h"

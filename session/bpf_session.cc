@@ -40,13 +40,7 @@
 namespace goerrprof::profiler {
 namespace {
 
-using symbolizer::ErrorFieldKind;
-using symbolizer::GoKind;
-using symbolizer::GoType;
-using symbolizer::TypeReader;
-
 constexpr char kBtfPath[] = "/sys/kernel/btf/vmlinux";
-
 
 bool ProcessGone(int pidfd, pid_t pid) {
   if (pidfd >= 0) {
@@ -71,231 +65,8 @@ bool ProcessGone(int pidfd, pid_t pid) {
   return (flags & kPfExiting) != 0;
 }
 
-uint64_t EffectiveCookie(const ProbeSpec& p) {
-  return p.eface ? p.cookie | GEP_LOC_F_TYPE : p.cookie;  // low half: tab location
-}
 
 }  // namespace
-
-absl::string_view CounterName(gep_counter c) {
-  switch (c) {
-    case GEP_CTR_HITS: return "hits";
-    case GEP_CTR_EVENTS: return "events";
-    case GEP_CTR_NIL: return "nil_at_site";
-    case GEP_CTR_FOREIGN: return "foreign_process";
-    case GEP_CTR_DROP_RINGBUF: return "drop_ringbuf_full";
-    case GEP_CTR_DROP_BUSY: return "drop_scratch_busy";
-    case GEP_CTR_DROP_NO_SCRATCH: return "drop_no_scratch";
-    case GEP_CTR_DROP_ROOT_READ: return "drop_site_read";
-    case GEP_CTR_DROP_NO_SITE: return "drop_no_site";
-    case GEP_CTR_TYPE_READ: return "type_read_failed";
-    case GEP_CTR_VALUE_READ: return "value_read_failed";
-    case GEP_CTR_FIELD_READ: return "field_read_failed";
-    case GEP_CTR_STR_READ: return "string_read_failed";
-    case GEP_CTR_STR_TRUNC: return "string_truncated";
-    case GEP_CTR_GOID_READ: return "goid_read_failed";
-    case GEP_CTR_STACK_FAILED: return "stack_failed";
-    case GEP_CTR_UNKNOWN_TYPE: return "unknown_type";
-    case GEP_CTR_CHAIN_DEPTH: return "chain_depth_cut";
-    case GEP_CTR_CHAIN_WIDTH: return "chain_width_cut";
-    case GEP_CTR_CHAIN_LINKS: return "chain_links_cut";
-    case GEP_CTR_EVENT_TRUNC: return "event_truncated";
-    case GEP_CTR_ADDR_READ: return "addr_read_failed";
-    case GEP_CTR_ADDR_UNKNOWN: return "addr_unknown_type";
-    case GEP_CTR_LABELS_READ: return "labels_read_failed";
-    case GEP_CTR_LABELS_CUT: return "labels_cut";
-    case GEP_CTR__COUNT: break;
-  }
-  return "unknown";
-}
-
-uint64_t SessionCounters::dropped_events() const {
-  return bpf[GEP_CTR_DROP_RINGBUF] + bpf[GEP_CTR_DROP_BUSY] + bpf[GEP_CTR_DROP_NO_SCRATCH] +
-         bpf[GEP_CTR_DROP_ROOT_READ] + bpf[GEP_CTR_DROP_NO_SITE] + decode_errors;
-}
-
-uint64_t SessionCounters::partial_losses() const {
-  uint64_t n = 0;
-  for (int c = GEP_CTR_TYPE_READ; c < GEP_CTR__COUNT; ++c) {
-    // Types without a layout are coverage, not losses of what was read.
-    if (c != GEP_CTR_UNKNOWN_TYPE && c != GEP_CTR_ADDR_UNKNOWN) n += bpf[c];
-  }
-  return n;
-}
-
-std::vector<std::pair<absl::string_view, uint64_t>> SessionCounters::Named() const {
-  std::vector<std::pair<absl::string_view, uint64_t>> out;
-  for (int c = 0; c < GEP_CTR__COUNT; ++c) {
-    if (bpf[c]) out.emplace_back(CounterName(static_cast<gep_counter>(c)), bpf[c]);
-  }
-  if (decode_errors) out.emplace_back("drop_decode_error", decode_errors);
-  return out;
-}
-
-LayoutFieldKind ToLayoutFieldKind(ErrorFieldKind kind) {
-  switch (kind) {
-    case ErrorFieldKind::kString: return LayoutFieldKind::kString;
-    case ErrorFieldKind::kError: return LayoutFieldKind::kError;
-    case ErrorFieldKind::kErrorSlice: return LayoutFieldKind::kErrorSlice;
-  }
-  return LayoutFieldKind::kString;
-}
-
-namespace {
-
-bool HasMethod(const GoType& t, absl::string_view name) {
-  return std::find(t.methods.begin(), t.methods.end(), name) != t.methods.end();
-}
-
-// Whether the type at addr is an interface like net.Addr, cached by address.
-class AddrInterfaces {
- public:
-  explicit AddrInterfaces(const TypeReader& types) : types_(types) {}
-  bool Is(uint64_t addr) {
-    auto [it, fresh] = cache_.try_emplace(addr, false);
-    if (fresh) {
-      auto t = types_.Read(addr);
-      it->second = t.ok() && t->kind == GoKind::kInterface && HasMethod(*t, "Network") &&
-                   HasMethod(*t, "String");
-    }
-    return it->second;
-  }
-
- private:
-  const TypeReader& types_;
-  absl::flat_hash_map<uint64_t, bool> cache_;
-};
-
-// The struct whose fields a probe reads for a type: the type itself or,
-// for a pointer, its pointee.
-std::optional<GoType> ObjectStruct(const TypeReader& types, uint64_t addr) {
-  auto t = types.Read(addr);
-  if (!t.ok()) return std::nullopt;
-  if (t->kind == GoKind::kPointer) {
-    t = types.Read(t->elem);
-    if (!t.ok()) return std::nullopt;
-  }
-  if (t->kind != GoKind::kStruct) return std::nullopt;
-  return *std::move(t);
-}
-
-// The decodable address types: the standard library's, recognised by name
-// and checked field by field (a field of another kind leaves the type out).
-std::optional<AddrTypeLayout> AddrTypeFor(const TypeReader& types, const GoType& ptr) {
-  struct Known {
-    absl::string_view name;
-    gep_addr_kind kind;
-    bool ip, port;
-    std::vector<absl::string_view> strings;
-  };
-  static const Known kKnown[] = {
-      {"*net.TCPAddr", GEP_ADDR_TCP, true, true, {"Zone"}},
-      {"*net.UDPAddr", GEP_ADDR_UDP, true, true, {"Zone"}},
-      {"*net.IPAddr", GEP_ADDR_IP, true, false, {"Zone"}},
-      {"*net.UnixAddr", GEP_ADDR_UNIX, false, false, {"Name", "Net"}},
-  };
-  const Known* k = nullptr;
-  for (const Known& c : kKnown) {
-    if (ptr.name == c.name) k = &c;
-  }
-  if (k == nullptr || ptr.kind != GoKind::kPointer) return std::nullopt;
-  std::optional<GoType> st = ObjectStruct(types, ptr.addr);
-  if (!st) return std::nullopt;
-  auto field = [&](absl::string_view name, GoKind kind) -> std::optional<uint32_t> {
-    for (const symbolizer::GoField& f : st->fields) {
-      if (f.name != name) continue;
-      auto ft = types.Read(f.type);
-      if (!ft.ok() || ft->kind != kind) return std::nullopt;
-      if (kind == GoKind::kSlice) {  // IP: []byte
-        auto elem = types.Kind(ft->elem);
-        if (!elem.ok() || *elem != GoKind::kUint8) return std::nullopt;
-      }
-      return static_cast<uint32_t>(f.offset);
-    }
-    return std::nullopt;
-  };
-  AddrTypeLayout a;
-  a.kind = k->kind;
-  if (k->ip) {
-    auto off = field("IP", GoKind::kSlice);
-    if (!off) return std::nullopt;
-    a.ip = *off;
-  }
-  if (k->port) {
-    auto off = field("Port", GoKind::kInt);
-    if (!off) return std::nullopt;
-    a.port = *off;
-  }
-  for (absl::string_view name : k->strings) {
-    auto off = field(name, GoKind::kString);
-    if (!off) return std::nullopt;
-    a.strings.emplace_back(std::string(name), *off);
-  }
-  return a;
-}
-
-}  // namespace
-
-absl::StatusOr<std::vector<ErrorLayout>> LayoutsFor(
-    const symbolizer::GoBinary& binary, const std::vector<symbolizer::ErrorType>& types) {
-  const goabi::TypeLayout& tl = binary.layout().type;
-  constexpr uint8_t kDirectIface = 1 << 5;
-  // Without type data there are no address fields to find; errors still work.
-  auto reader = binary.types();
-  const TypeReader* tr = reader.ok() ? *reader : nullptr;
-  std::optional<AddrInterfaces> addr_ifaces;
-  if (tr) addr_ifaces.emplace(*tr);
-  std::vector<ErrorLayout> out;
-  out.reserve(types.size());
-  for (const symbolizer::ErrorType& t : types) {
-    int32_t at = tl.direct_iface_in_tflag ? tl.tflag : tl.kind;
-    ASSIGN_OR_RETURN(absl::Span<const uint8_t> b, binary.elf().ReadVirtual(t.type_addr + at, 1));
-    bool direct = (b[0] & kDirectIface) != 0;
-    ErrorLayout l;
-    l.type_addr = t.type_addr;
-    l.name = t.name;
-    l.deref = !direct || t.kind == GoKind::kPointer;
-    // Boxed values: capture their first word (Errno's number, CodeError.Code).
-    l.value_size = (!direct && t.kind != GoKind::kPointer)
-                       ? static_cast<uint8_t>(std::min<uint64_t>(t.size, 8))
-                       : 0;
-    for (const symbolizer::ErrorField& f : t.fields) {
-      l.fields.push_back({f.name, static_cast<uint32_t>(f.offset), ToLayoutFieldKind(f.kind)});
-    }
-    if (tr && l.deref) {
-      if (std::optional<GoType> st = ObjectStruct(*tr, t.type_addr)) {
-        for (const symbolizer::GoField& f : st->fields) {
-          if (addr_ifaces->Is(f.type)) {
-            l.fields.push_back({f.name, static_cast<uint32_t>(f.offset), LayoutFieldKind::kAddr});
-          }
-        }
-      }
-    }
-    out.push_back(std::move(l));
-  }
-  if (!tr) return out;
-
-  // Address types: the concrete types of the linker's itabs for address
-  // interfaces (there is one wherever the program converts such a type to
-  // net.Addr). Without itabs, addresses render as unknown; errors still work.
-  auto itabs = tr->Itabs();
-  if (!itabs.ok()) return out;
-  absl::flat_hash_map<uint64_t, bool> seen;
-  for (const symbolizer::GoItab& itab : *itabs) {
-    if (!addr_ifaces->Is(itab.inter) || !seen.try_emplace(itab.type, true).second) continue;
-    auto t = tr->Read(itab.type);
-    if (!t.ok()) continue;
-    std::optional<AddrTypeLayout> a = AddrTypeFor(*tr, *t);
-    if (!a) continue;
-    ErrorLayout l;
-    l.type_addr = t->addr;
-    l.name = t->name;
-    l.deref = true;
-    l.addr_type = std::move(*a);
-    out.push_back(std::move(l));
-  }
-  return out;
-}
 
 absl::StatusOr<std::unique_ptr<BpfSession>> BpfSession::Start(const SessionConfig& config) {
   std::unique_ptr<BpfSession> s(new BpfSession());
@@ -403,7 +174,7 @@ absl::Status BpfSession::Init(const SessionConfig& config) {
       v.kind = a.kind;
       v.ip_off = a.ip;
       v.port_off = a.port;
-      TypeInfo info;
+      TypeNames info;
       info.name = l.name;
       for (const auto& [name, offset] : a.strings) {
         if (v.n_str == GEP_MAX_ADDR_STR) {
@@ -417,14 +188,14 @@ absl::Status BpfSession::Init(const SessionConfig& config) {
       if (bpf_map_update_elem(addr_types_fd, &key, &v, BPF_ANY) != 0) {
         return absl::InternalError(absl::StrCat("filling the address map: ", Errno(errno)));
       }
-      addr_types_[key] = std::move(info);
+      names_.addr_types[key] = std::move(info);
       continue;
     }
     gep_type_layout v;
     std::memset(&v, 0, sizeof(v));
     v.flags = l.deref ? GEP_TYPE_DEREF : 0;
     v.value_size = std::min<uint8_t>(l.value_size, 8);
-    TypeInfo info;
+    TypeNames info;
     info.name = l.name;
     for (const ErrorLayout::Field& f : l.fields) {
       switch (f.kind) {
@@ -464,7 +235,7 @@ absl::Status BpfSession::Init(const SessionConfig& config) {
     if (bpf_map_update_elem(layouts_fd, &key, &v, BPF_ANY) != 0) {
       return absl::InternalError(absl::StrCat("filling the layout map: ", Errno(errno)));
     }
-    types_[key] = std::move(info);
+    names_.types[key] = std::move(info);
   }
   int sites_fd = bpf_map__fd(skel_->maps.sites);
   for (const ProbeSpec& p : config.probes) {
@@ -579,7 +350,7 @@ absl::Status BpfSession::AttachMulti(const SessionConfig& config,
                                      const std::vector<uint64_t>& offsets) {
   std::vector<uint64_t> cookies;
   cookies.reserve(config.probes.size());
-  for (const ProbeSpec& p : config.probes) cookies.push_back(EffectiveCookie(p));
+  for (const ProbeSpec& p : config.probes) cookies.push_back(p.cookie);
   int fd = CreateUprobeMultiLink(bpf_program__fd(skel_->progs.gep_on_error), attach_path_,
                                  offsets, cookies, pid_);
   if (fd < 0) {
@@ -602,7 +373,7 @@ absl::Status BpfSession::AttachEach(const SessionConfig& config,
                                     const std::vector<uint64_t>& offsets) {
   links_.reserve(config.probes.size());
   for (size_t i = 0; i < config.probes.size(); ++i) {
-    LIBBPF_OPTS(bpf_uprobe_opts, opts, .bpf_cookie = EffectiveCookie(config.probes[i]),
+    LIBBPF_OPTS(bpf_uprobe_opts, opts, .bpf_cookie = config.probes[i].cookie,
                 .retprobe = false);
     bpf_link* link = bpf_program__attach_uprobe_opts(skel_->progs.gep_on_error, pid_,
                                                      attach_path_.c_str(), offsets[i], &opts);
@@ -655,130 +426,14 @@ absl::StatusOr<int> BpfSession::Poll(int timeout_ms,
 int BpfSession::OnSample(void* ctx, void* data, size_t size) {
   auto* self = static_cast<BpfSession*>(ctx);
   CapturedError ev;
-  if (!self->Decode(static_cast<const uint8_t*>(data), size, &ev)) {
+  if (!DecodeErrorRecord(static_cast<const uint8_t*>(data), size, self->names_, self->bias_,
+                         &ev)) {
     ++self->decode_errors_;
     return 0;
   }
   ++self->delivered_;
   if (self->callback_) (*self->callback_)(ev);
   return 0;
-}
-
-bool BpfSession::DecodeString(const uint8_t* data, size_t end, size_t* pos,
-                              const std::vector<std::pair<std::string, uint32_t>>* names,
-                              CapturedString* out) const {
-  gep_str gs;
-  if (*pos + sizeof(gs) > end) return false;
-  std::memcpy(&gs, data + *pos, sizeof(gs));
-  *pos += sizeof(gs);
-  size_t padded = (gs.copied + 7u) & ~7u;
-  if (gs.copied > GEP_MAX_STR || *pos + padded > end) return false;
-  out->field = gs.field;
-  if (names != nullptr && gs.field < names->size()) {
-    out->name = (*names)[gs.field].first;
-    out->offset = (*names)[gs.field].second;
-  }
-  out->value.assign(reinterpret_cast<const char*>(data + *pos), gs.copied);
-  out->length = gs.len;
-  out->read_failed = (gs.flags & GEP_STR_READ_FAILED) != 0;
-  *pos += padded;
-  return true;
-}
-
-bool BpfSession::Decode(const uint8_t* data, size_t size, CapturedError* out) const {
-  gep_event h;
-  if (size < sizeof(h)) return false;
-  std::memcpy(&h, data, sizeof(h));
-  if (h.version != GEP_EVENT_VERSION) return false;
-  if (h.size > size || h.size < sizeof(h)) return false;
-  size_t pos = sizeof(h);
-  const size_t end = h.size;
-  out->timestamp_ns = h.ts_ns;
-  out->ip = h.ip - bias_;
-  out->cookie = h.cookie;
-  out->goid = h.goid;
-  out->pid = h.pid;
-  out->tid = h.tid;
-  out->flags = h.flags;
-  out->load_bias = bias_;
-  // A go statement's pc is in the text: outside it the read was torn.
-  out->gopc = h.gopc > bias_ ? h.gopc - bias_ : 0;
-  if (h.n_stack > GEP_MAX_STACK || pos + h.n_stack * 8ull > end) return false;
-  out->stack.resize(h.n_stack);
-  for (uint16_t i = 0; i < h.n_stack; ++i) {
-    uint64_t pc;
-    std::memcpy(&pc, data + pos, 8);
-    out->stack[i] = pc - bias_;
-    pos += 8;
-  }
-  if (h.n_labels > GEP_MAX_LABELS) return false;
-  out->labels.resize(h.n_labels);
-  for (uint16_t i = 0; i < h.n_labels; ++i) {
-    CapturedString key, value;
-    if (!DecodeString(data, end, &pos, nullptr, &key) ||
-        !DecodeString(data, end, &pos, nullptr, &value)) {
-      return false;
-    }
-    if (key.read_failed || value.read_failed || key.truncated() || value.truncated()) {
-      out->flags |= GEP_EV_LABELS_FAILED;
-    }
-    out->labels[i] = {std::move(key.value), std::move(value.value)};
-  }
-  if (h.n_links > GEP_MAX_LINKS) return false;
-  out->links.resize(h.n_links);
-  for (uint16_t i = 0; i < h.n_links; ++i) {
-    gep_link l;
-    if (pos + sizeof(l) > end) return false;
-    std::memcpy(&l, data + pos, sizeof(l));
-    pos += sizeof(l);
-    if (l.parent >= static_cast<int>(i) || l.parent < -1) return false;
-    if (l.n_str > GEP_MAX_STR_FIELDS || l.n_addr > GEP_MAX_ADDR_FIELDS) return false;
-    CapturedLink& cl = out->links[i];
-    cl.type = l.type ? l.type - bias_ : 0;
-    cl.parent = l.parent;
-    cl.depth = l.depth;
-    cl.data = l.data;
-    cl.value = l.value;
-    cl.flags = l.flags;
-    auto ti = l.type ? types_.find(l.type) : types_.end();
-    const TypeInfo* info = ti != types_.end() ? &ti->second : nullptr;
-    if (info) cl.type_name = info->name;
-    cl.strings.resize(l.n_str);
-    for (uint8_t k = 0; k < l.n_str; ++k) {
-      if (!DecodeString(data, end, &pos, info ? &info->strings : nullptr, &cl.strings[k])) {
-        return false;
-      }
-    }
-    cl.addrs.resize(l.n_addr);
-    for (uint8_t k = 0; k < l.n_addr; ++k) {
-      gep_addr ga;
-      if (pos + sizeof(ga) > end) return false;
-      std::memcpy(&ga, data + pos, sizeof(ga));
-      pos += sizeof(ga);
-      if (ga.n_str > GEP_MAX_ADDR_STR || ga.kind > GEP_ADDR_UNIX) return false;
-      CapturedAddr& a = cl.addrs[k];
-      a.field = ga.field;
-      if (info && ga.field < info->addrs.size()) a.name = info->addrs[ga.field];
-      a.type = ga.type ? ga.type - bias_ : 0;
-      a.data = ga.data;
-      a.kind = static_cast<gep_addr_kind>(ga.kind);
-      a.flags = ga.flags;
-      a.port = ga.port;
-      a.ip_length = ga.ip_len;
-      a.ip.assign(reinterpret_cast<const char*>(ga.ip),
-                  std::min<uint64_t>(ga.ip_len, GEP_MAX_IP));
-      auto ai = ga.type ? addr_types_.find(ga.type) : addr_types_.end();
-      const TypeInfo* ainfo = ai != addr_types_.end() ? &ai->second : nullptr;
-      if (ainfo && a.kind != GEP_ADDR_NONE) a.type_name = ainfo->name;
-      a.strings.resize(ga.n_str);
-      for (uint8_t m = 0; m < ga.n_str; ++m) {
-        if (!DecodeString(data, end, &pos, ainfo ? &ainfo->strings : nullptr, &a.strings[m])) {
-          return false;
-        }
-      }
-    }
-  }
-  return true;
 }
 
 SessionCounters BpfSession::Counters() const {

@@ -21,9 +21,12 @@
 #include "absl/functional/function_ref.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
-#include "bpf/probe_abi.h"
+#include "bpf/errors_abi.h"
 #include "goabi/g_layout.h"
 #include "events/captured_error.h"
+#include "events/counters.h"
+#include "events/decode.h"
+#include "plan/layouts.h"
 #include "symbolizer/error_types.h"
 
 struct errors_bpf;
@@ -35,66 +38,6 @@ class GoBinary;
 }
 
 namespace goerrprof::profiler {
-
-// What the probe does with a field: copy a string, follow a wrapped error
-// or []error, or decode an address interface (one whose methods include
-// Network and String, like net.Addr) through the address types.
-enum class LayoutFieldKind : uint8_t { kString, kError, kErrorSlice, kAddr };
-LayoutFieldKind ToLayoutFieldKind(symbolizer::ErrorFieldKind kind);
-
-// A net.Addr implementation the probe decodes when it is the dynamic type of
-// an address field: *net.TCPAddr, *net.UDPAddr, *net.IPAddr, *net.UnixAddr.
-// Their String() depends on nothing but these fields. Offsets are in the
-// pointee, read from the binary's type data.
-struct AddrTypeLayout {
-  gep_addr_kind kind = GEP_ADDR_NONE;
-  uint32_t ip = GEP_ADDR_NO_FIELD;    // IP []byte
-  uint32_t port = GEP_ADDR_NO_FIELD;  // Port int
-  // Zone (TCP, UDP, IP); Name and Net (Unix). At most GEP_MAX_ADDR_STR.
-  std::vector<std::pair<std::string, uint32_t>> strings;
-};
-
-// What the BPF program needs to know about one error type, or about one
-// address type (addr_type set). Addresses are file virtual addresses; the
-// session rebases them.
-struct ErrorLayout {
-  struct Field {
-    std::string name;
-    uint32_t offset = 0;
-    LayoutFieldKind kind = LayoutFieldKind::kString;
-  };
-  uint64_t type_addr = 0;
-  std::string name;  // "*main.QueryError"
-  // The interface's data word points at the object (pointer types, and
-  // values boxed in the interface); fields are at data + offset.
-  bool deref = false;
-  // Bytes of the object captured as the link's value (numeric kinds such as
-  // syscall.Errno, small structs); 0 for pointer types.
-  uint8_t value_size = 0;
-  std::vector<Field> fields;  // at most GEP_MAX_{STR,ERR,SLICE,ADDR}_FIELDS of each kind
-  // Not an error type but an address type: it goes to the address map (and
-  // `fields` is empty). A type can have one layout of each sort.
-  std::optional<AddrTypeLayout> addr_type;
-};
-
-// Layouts for symbolizer's error types, with each type's direct-interface
-// bit read from its descriptor (which decides `deref`) and their address
-// interface fields (which FindErrorTypes does not report), followed by the
-// address types found among the itabs of address interfaces.
-absl::StatusOr<std::vector<ErrorLayout>> LayoutsFor(
-    const symbolizer::GoBinary& binary, const std::vector<symbolizer::ErrorType>& types);
-
-struct ProbeSpec {
-  uint64_t vaddr = 0;   // file virtual address of the instruction
-  uint64_t cookie = 0;  // GEP_COOKIE(tab_loc, data_loc)
-  // For a GEP_LOC_CONST itab location: the type descriptor's file address.
-  uint64_t const_type = 0;
-  // For a GEP_LOC_CONST data location: the data word as a file address.
-  uint64_t const_data = 0;
-  // The tab word is a type descriptor (error value boxed in `any`), not an
-  // itab; sets GEP_LOC_F_TYPE in the cookie's tab location.
-  bool eface = false;
-};
 
 enum class GSource { kNone, kR14, kTls };
 
@@ -132,21 +75,6 @@ struct SessionConfig {
   // same program loads as a plain uprobe and such reads fail (counted).
   bool sleepable = true;
 };
-
-struct SessionCounters {
-  std::array<uint64_t, GEP_CTR__COUNT> bpf{};  // summed over CPUs, by gep_counter
-  uint64_t decode_errors = 0;  // malformed records (user side)
-  uint64_t delivered = 0;      // events handed to Poll callbacks
-
-  uint64_t operator[](gep_counter c) const { return bpf[c]; }
-  // Whole events lost (the DROP_* counters plus decode errors).
-  uint64_t dropped_events() const;
-  // Events that lost part of their content (reads, truncation, caps).
-  uint64_t partial_losses() const;
-  // Every nonzero counter as "name=value", for reports.
-  std::vector<std::pair<absl::string_view, uint64_t>> Named() const;
-};
-absl::string_view CounterName(gep_counter c);
 
 struct AttachStats {
   std::chrono::nanoseconds load{0};    // open + verify + load the program
@@ -187,11 +115,6 @@ class BpfSession {
   BpfSession() = default;
   absl::Status Init(const SessionConfig& config);
   static int OnSample(void* ctx, void* data, size_t size);
-  bool Decode(const uint8_t* data, size_t size, CapturedError* out) const;
-  // One gep_str at data[*pos], named from `names` (may be null).
-  bool DecodeString(const uint8_t* data, size_t end, size_t* pos,
-                    const std::vector<std::pair<std::string, uint32_t>>* names,
-                    CapturedString* out) const;
 
   pid_t pid_ = 0;
   int pidfd_ = -1;
@@ -207,14 +130,7 @@ class BpfSession {
   std::vector<bpf_link*> links_;
   ring_buffer* ring_ = nullptr;
   AttachStats stats_;
-  // Per runtime type address: name and string field names for decoding.
-  struct TypeInfo {
-    std::string name;
-    std::vector<std::pair<std::string, uint32_t>> strings;  // name, offset
-    std::vector<std::string> addrs;                          // address field names
-  };
-  absl::flat_hash_map<uint64_t, TypeInfo> types_;       // by runtime address
-  absl::flat_hash_map<uint64_t, TypeInfo> addr_types_;  // address types, likewise
+  RecordNames names_;  // by runtime type address, for decoding
   absl::FunctionRef<void(const CapturedError&)>* callback_ = nullptr;
   uint64_t decode_errors_ = 0;
   uint64_t delivered_ = 0;

@@ -4,8 +4,6 @@
 #include <errno.h>
 #include <string.h>
 
-#include <cstdarg>
-#include <cstdlib>
 #include <cstring>
 #include <vector>
 
@@ -13,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "bpf/exec_follow.skel.h"
 #include "session/kernel_features.h"
+#include "session/libbpf_log.h"
 #include "session/pid_namespace.h"
 
 namespace goerrprof::profiler {
@@ -29,33 +28,10 @@ absl::string_view FollowCounterName(gef_counter c) {
   return "unknown";
 }
 
-namespace {
-
-// libbpf prints its own diagnostics on stderr; ours are one line. Quiet
-// while loading, unless GOERRPROF_LIBBPF_DEBUG asks for them.
-int QuietLibbpf(enum libbpf_print_level, const char*, va_list) { return 0; }
-
-class QuietLibbpfScope {
- public:
-  QuietLibbpfScope() {
-    if (std::getenv("GOERRPROF_LIBBPF_DEBUG") == nullptr) {
-      old_ = libbpf_set_print(QuietLibbpf);
-      set_ = true;
-    }
-  }
-  ~QuietLibbpfScope() {
-    if (set_) libbpf_set_print(old_);
-  }
-
- private:
-  libbpf_print_fn_t old_ = nullptr;
-  bool set_ = false;
-};
-
-}  // namespace
-
 absl::StatusOr<std::unique_ptr<ProcessFollower>> ProcessFollower::Start() {
-  QuietLibbpfScope quiet;
+  // libbpf's own diagnostics stay off stderr (ours are one line); kept
+  // for the load error.
+  ScopedLibbpfLog log;
   std::unique_ptr<ProcessFollower> f(new ProcessFollower());
   f->skel_ = exec_follow_bpf__open();
   if (!f->skel_) {
@@ -72,7 +48,8 @@ absl::StatusOr<std::unique_ptr<ProcessFollower>> ProcessFollower::Start() {
           "loading BPF was refused (EPERM): run as root or with CAP_BPF and CAP_PERFMON");
     }
     return ExplainLoadFailure(absl::InternalError(
-        absl::StrCat("cannot load the exec-follow BPF program: ", strerror(-err))));
+        absl::StrCat("cannot load the exec-follow BPF program: ", strerror(-err),
+                     "; libbpf: ", log.Tail(8))));
   }
   if (int err = exec_follow_bpf__attach(f->skel_); err != 0) {
     return absl::InternalError(absl::StrCat(

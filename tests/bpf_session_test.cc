@@ -5,7 +5,6 @@
 // id and a stack in main.*; and nothing of ours may be left in the kernel.
 // Needs root.
 #include <bpf/bpf.h>
-#include <capstone/capstone.h>
 #include <errno.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -34,6 +33,7 @@
 #include "session/bpf_session.h"
 #include "symbolizer/go_binary.h"
 #include "tests/test_support.h"
+#include "x86/decoder.h"
 
 namespace goerrprof::testing {
 namespace {
@@ -98,10 +98,10 @@ std::vector<uint64_t> EpilogueProbes(const symbolizer::GoBinary& bin, absl::stri
   uint64_t entry = bin.pclntab().FuncEntry(*fi), end = bin.pclntab().FuncEnd(*fi);
   auto code = bin.elf().ReadVirtual(entry, end - entry);
   if (!code.ok()) return out;
-  csh cs;
-  if (cs_open(CS_ARCH_X86, CS_MODE_64, &cs) != CS_ERR_OK) return out;
-  cs_insn* insn = nullptr;
-  size_t n = cs_disasm(cs, code->data(), code->size(), entry, 0, &insn);
+  auto decoder = x86::Decoder::Create();
+  if (!decoder.ok()) return out;
+  std::vector<x86::TextInsn> insn = (*decoder)->DecodeText(*code, entry);
+  size_t n = insn.size();
   std::vector<uint64_t> jump_targets;
   for (size_t i = 0; i < n; ++i) {
     std::string m = insn[i].mnemonic, ops = insn[i].op_str;
@@ -109,25 +109,23 @@ std::vector<uint64_t> EpilogueProbes(const symbolizer::GoBinary& bin, absl::stri
       jump_targets.push_back(std::stoull(ops, nullptr, 16));
     }
   }
-  auto teardown = [&](const cs_insn& x) {
+  auto teardown = [&](const x86::TextInsn& x) {
     std::string m = x.mnemonic, ops = x.op_str;
     return m == "nop" || (m == "pop" && ops == "rbp") || (m == "add" && absl::StartsWith(ops, "rsp, ")) ||
            (m == "mov" && absl::StartsWith(ops, "rbp, qword ptr [rsp"));
   };
   for (size_t i = 0; i < n; ++i) {
-    if (std::string(insn[i].mnemonic) != "ret") continue;
+    if (insn[i].mnemonic != "ret") continue;
     size_t k = i;
     while (k > 0 && teardown(insn[k - 1])) --k;
     // Nothing may jump into the middle of the epilogue, past our probe.
     for (uint64_t t : jump_targets) {
-      if (t > insn[k].address && t <= insn[i].address) {
+      if (t > insn[k].addr && t <= insn[i].addr) {
         ADD_FAILURE() << name << ": jump into the epilogue at 0x" << std::hex << t;
       }
     }
-    out.push_back(insn[k].address);
+    out.push_back(insn[k].addr);
   }
-  cs_free(insn, n);
-  cs_close(&cs);
   return out;
 }
 

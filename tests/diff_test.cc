@@ -27,6 +27,8 @@
 #include "diff/profile_diff.h"
 #include "symbolizer/go_binary.h"
 #include "tests/test_support.h"
+#include "pprof/labels.h"
+#include "pprof/profile_file.h"
 
 namespace goerrprof::testing {
 namespace {

@@ -30,6 +30,7 @@
 #include "pprof/pprof_writer.h"
 #include "symbolizer/go_binary.h"
 #include "tests/test_support.h"
+#include "pprof/profile_file.h"
 
 namespace goerrprof::testing {
 namespace {
@@ -665,7 +666,7 @@ TEST(PprofBuilder, TwoBinaries) {
   char dir[] = "/tmp/pprof_builder_test.XXXXXX";
   ASSERT_NE(mkdtemp(dir), nullptr);
   std::string out = absl::StrCat(dir, "/p.pb.gz");
-  ASSERT_TRUE(profiler::WriteProfileGz(p, out).ok());
+  ASSERT_TRUE(profiler::WriteProfileFile(p, out).ok());
   auto back = profiler::ReadProfile(out);
   ASSERT_TRUE(back.ok()) << back.status();
   EXPECT_EQ(back->SerializeAsString(), p.SerializeAsString());

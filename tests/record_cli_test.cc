@@ -35,6 +35,7 @@
 #include "pprof/pprof_writer.h"
 #include "symbolizer/go_binary.h"
 #include "tests/test_support.h"
+#include "pprof/profile_file.h"
 
 namespace goerrprof::testing {
 namespace {

@@ -13,6 +13,8 @@
 #include "gtest/gtest.h"
 #include "pprof/pprof_writer.h"
 #include "tests/test_support.h"
+#include "pprof/labels.h"
+#include "pprof/profile_file.h"
 
 namespace goerrprof::testing {
 namespace {

@@ -1,0 +1,325 @@
+// The walk: one path per branch taken, each ending in a consumer, a use
+// that creates nothing or a lost reference; Run merges the paths' ends.
+#include "plan/ref_walker.h"
+
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+
+namespace goerrprof::profiler::planner {
+
+void RefWalker::NoteNewRefSlots(Path& p, const State& before) {
+  for (const Slot& s : p.st.slots) {
+    if (s.vid != ref_) continue;
+    const Slot* old = before.FindSlot(s.root, s.off);
+    if (old && old->vid == ref_) continue;
+    Key key(s.root, s.off);
+    if (s.root == rsp_root_) {
+      p.stack_refs.push_back({key, s.written});
+    } else if (!p.heap_ref) {
+      p.heap_ref = key;
+      p.heap_ref_step = s.written;
+      p.heap_ref_pos = static_cast<int>(p.positions.size());
+      const Slot* data = p.st.FindSlot(s.root, s.off + 8);
+      p.heap_pre_data = data && data->plain && data->written >= 0 && data->written < s.written;
+    }
+  }
+}
+
+bool RefWalker::RefAlive(const State& st) const {
+  for (uint32_t v : st.regs) {
+    if (v == ref_) return true;
+  }
+  for (const Slot& s : st.slots) {
+    if (s.vid == ref_) return true;
+  }
+  return false;
+}
+
+bool RefWalker::Spilled(const State& st) const {
+  for (const Slot& s : st.slots) {
+    if (s.vid == ref_ && s.root == rsp_root_) return true;
+  }
+  return false;
+}
+
+// The reference already sits in a complete frame slot pair: a comparison
+// now tests that interface variable (nil check, type test), it does not
+// decide whether one is created.
+bool RefWalker::ComparesStoredPair(const Path& p) const {
+  for (const auto& [k, store_step] : p.stack_refs) {
+    if (PairComplete(p.st, k, store_step)) return true;
+  }
+  return false;
+}
+
+std::optional<std::string> RefWalker::ClassifyUse(const State& st, const Insn& in) const {
+  if (in.id == X86_INS_NOP) return std::nullopt;  // multi-byte NOPs name registers
+  for (int i = 0; i < PlannedOps(in); ++i) {
+    const Operand& op = in.ops[i];
+    if (op.type != Operand::kMem) continue;
+    for (int r : {op.base, op.index}) {
+      if (r >= 0 && r < kNumRegs && st.regs[r] == ref_) {
+        return in.id == X86_INS_LEA ? Noun() + " used as a pointer"
+                                    : Noun() + " dereferenced";
+      }
+    }
+  }
+  bool reads = false;
+  for (int r = 0; r < kNumRegs; ++r) {
+    if ((in.regs_read & (1u << r)) && st.regs[r] == ref_) reads = true;
+  }
+  if (IsCompare(in.id)) {
+    bool mem = false;
+    for (int i = 0; i < PlannedOps(in); ++i) {
+      if (auto key = MemKey(st, in.ops[i])) {
+        const Slot* s = st.FindSlot(key->first, key->second);
+        mem = mem || (s && s->vid == ref_);
+      }
+    }
+    if (reads || mem) return std::string("comparison");
+    return std::nullopt;
+  }
+  if (!reads) return std::nullopt;
+  switch (in.id) {
+    case X86_INS_MOV:
+      if (in.ops[1].type == Operand::kReg && in.ops[1].size == 8) return std::nullopt;
+      break;
+    case X86_INS_PUSH:
+      return std::nullopt;
+    case X86_INS_XOR:
+      if (in.ops[0].type == Operand::kReg && in.ops[1].type == Operand::kReg &&
+          in.ops[0].raw_reg == in.ops[1].raw_reg) {
+        return std::nullopt;
+      }
+      break;
+    default:
+      if (in.flow == Flow::kCall || in.flow == Flow::kRet) return std::nullopt;
+      break;
+  }
+  return absl::StrCat("unhandled use: ", dis_.Name(in.id));
+}
+
+// Go moves the stack pointer only in prologues and epilogues, so once it
+// rises above its lowest point the frame is being torn down.
+void RefWalker::PushPosition(Path& p, int idx, bool exclusive) {
+  auto [root, off] = values_.Key(p.st.regs[GEP_RSP]);
+  bool gone = false;
+  if (root == rsp_root_) {
+    p.min_rsp = std::min(p.min_rsp, off);
+    gone = off > p.min_rsp;
+  }
+  p.positions.push_back({idx, p.st, step_, exclusive, gone});
+}
+
+void RefWalker::Walk(Path p) {
+  for (;;) {
+    if (++budget_ > kMaxBudget) {
+      ends_.push_back(End(p, "no use within reach"));
+      return;
+    }
+    const Insn& c = insns_[p.cur];
+    int next = p.cur + 1;
+    if (p.forced_next >= 0) {
+      next = p.forced_next;
+      p.forced_next = -1;
+    } else if (c.flow == Flow::kJump) {
+      next = c.target ? fn_.IndexOf(c.target) : -1;
+      if (next < 0) {
+        ends_.push_back(End(p, "jump out of the function before use"));
+        return;
+      }
+    }
+    if (next >= static_cast<int>(insns_.size())) {
+      ends_.push_back(End(p, "fell off the function"));
+      return;
+    }
+    if (p.visited.contains(next)) {
+      ends_.push_back(End(p, "loop before use"));
+      return;
+    }
+    if (p.exclusive && !AllPredsVisited(p, next)) p.exclusive = false;
+    p.visited.insert(next);
+    PushPosition(p, next, p.exclusive);
+    int pos = static_cast<int>(p.positions.size()) - 1;
+    const Insn& in = insns_[next];
+    p.cur = next;
+
+    if (p.heap_ref) {
+      if (PairComplete(p.st, *p.heap_ref, p.heap_ref_step)) {
+        const Slot* data = p.st.FindSlot(p.heap_ref->first, p.heap_ref->second + 8);
+        if (data->written > p.heap_ref_step) {
+          ends_.push_back(PlacePair(p, pos, *p.heap_ref));
+          return;
+        }
+      }
+      const Slot* tab = p.st.FindSlot(p.heap_ref->first, p.heap_ref->second);
+      if (!tab || tab->vid != ref_) {
+        ends_.push_back(End(p, "itab slot overwritten"));
+        return;
+      }
+    } else if (auto use = ClassifyUse(p.st, in)) {
+      if (*use == "comparison" && ComparesStoredPair(p)) {
+        ends_.push_back(End(p, "comparison of a stored interface"));
+        return;
+      }
+      if (p.tentative) {
+        ends_.push_back(PlaceAtRegs(p, p.tentative->pos, p.tentative->k, CreationProbe::kCall));
+      } else {
+        ends_.push_back(Use(*use));
+        ends_.back().at = in.addr;
+      }
+      return;
+    }
+
+    switch (in.flow) {
+      case Flow::kCall: {
+        absl::string_view callee = binary_.FuncAt(in.target);
+        if (IsWriteBarrier(callee)) break;
+        if (p.heap_ref) {
+          ends_.push_back(End(p, absl::StrCat("call to ", callee.empty() ? "?" : callee)));
+          return;
+        }
+        bool handled = false;
+        PathEnd e = AtCall(p, pos, callee, &handled);
+        if (handled) {
+          ends_.push_back(std::move(e));
+          return;
+        }
+        if (IsNoReturn(callee)) {
+          ends_.push_back(End(p, absl::StrCat("call to ", callee, " before use")));
+          return;
+        }
+        break;
+      }
+      case Flow::kRet:
+        ends_.push_back(p.heap_ref ? End(p, "return") : AtReturn(p, pos));
+        return;
+      case Flow::kCondJump: {
+        int merge = -1;
+        State before = p.st;
+        if (TryDiamond(p, p.cur, &merge)) {
+          NoteNewRefSlots(p, before);
+          p.forced_next = merge;
+          continue;
+        }
+        int taken = in.target ? fn_.IndexOf(in.target) : -1;
+        if (taken < 0) {
+          ends_.push_back(End(p, "branch out of the function before use"));
+          return;
+        }
+        if (paths_ >= kMaxPaths) {
+          ends_.push_back(End(p, "too many branches before use"));
+          return;
+        }
+        ++paths_;
+        p.last_fork = pos;
+        Path q = p;
+        q.forced_next = taken;
+        Walk(std::move(q));
+        continue;  // this path takes the fall-through
+      }
+      case Flow::kStop:
+        ends_.push_back(End(p, "trap before use"));
+        return;
+      case Flow::kJump:
+        if (!in.target) {
+          ends_.push_back(End(p, "indirect jump before use"));
+          return;
+        }
+        continue;
+      case Flow::kNext:
+        break;
+    }
+    State before = p.st;
+    Simulate(p.st, in);
+    NoteNewRefSlots(p, before);
+    if (!p.heap_ref && !p.tentative && !RefAlive(p.st)) {
+      ends_.push_back(End(p, absl::StrCat(Noun(), " discarded before use")));
+      return;
+    }
+  }
+}
+
+WalkResult RefWalker::Run() {
+  // Start at the head of the straight run of code that ends at the LEA, so
+  // stores made just before it (a data word, an allocation) are known.
+  // Write barrier diamonds on the way are stepped over as a whole.
+  int start = lea_;
+  while (start > 0 && lea_ - start < kMaxBackward && !fn_.UnknownEntry(start)) {
+    if (fn_.Sources(start).empty() && fn_.FallsThrough(start - 1)) {
+      --start;
+      continue;
+    }
+    std::optional<int> jcc = DiamondEndingAt(start);
+    if (!jcc || *jcc < 2) break;
+    start = *jcc - 1;  // the CMP of the check
+    if (!fn_.Sources(start).empty() || !fn_.FallsThrough(start - 1)) break;
+  }
+  Path p;
+  for (int r = 0; r < kNumRegs; ++r) p.st.regs[r] = values_.Fresh(Value::kRoot);
+  rsp_root_ = p.st.regs[GEP_RSP];
+  ref_ = values_.Fresh(Value::kRoot);
+  first_walk_vid_ = ref_ + 1;
+  for (int i = start; i < lea_;) {
+    if (insns_[i].flow == Flow::kCondJump) {
+      std::optional<Diamond> d = DiamondAt(i);
+      if (d && d->merge <= lea_) {
+        p.st = SimulateDiamond(*d, p.st);
+        i = d->merge;
+        continue;
+      }
+    }
+    Simulate(p.st, insns_[i]);
+    p.min_rsp = std::min(p.min_rsp, values_.Key(p.st.regs[GEP_RSP]).second);
+    ++i;
+  }
+  PushPosition(p, lea_, true);
+  p.visited.insert(lea_);
+  Simulate(p.st, insns_[lea_]);
+  p.cur = lea_;
+  Walk(std::move(p));
+
+  WalkResult out;
+  bool all_same = !ends_.empty();
+  for (const PathEnd& e : ends_) {
+    const CreationProbe* first = ends_[0].probe ? &*ends_[0].probe : nullptr;
+    if (!e.probe || !first || e.probe->addr != first->addr || e.probe->cookie != first->cookie) {
+      all_same = false;
+    }
+  }
+  if (all_same) {
+    out.probes.push_back(*ends_[0].probe);
+    return out;
+  }
+  // Paths differ: each creating path needs its own probe past its last
+  // branch, where no other path passes.
+  std::string unplaced, use, lost;
+  for (const PathEnd& e : ends_) {
+    if (e.probe) {
+      if (e.probe_pos <= e.last_fork) {
+        if (unplaced.empty()) unplaced = "created on some paths only; no probe point past the branch";
+        continue;
+      }
+      bool dup = false;
+      for (const CreationProbe& q : out.probes) {
+        dup = dup || (q.addr == e.probe->addr && q.cookie == e.probe->cookie);
+      }
+      if (!dup) out.probes.push_back(*e.probe);
+    } else if (e.creation) {
+      if (unplaced.empty()) unplaced = e.reason;
+    } else if (e.use) {
+      if (use.empty()) use = e.reason;
+    } else if (lost.empty()) {
+      lost = e.reason;
+    }
+  }
+  if (!unplaced.empty()) {
+    out.skip_reason = out.probes.empty() ? unplaced : "partly planned: " + unplaced;
+  } else if (out.probes.empty()) {
+    out.skip_reason = !use.empty() ? use : lost;
+  }
+  return out;
+}
+
+}  // namespace goerrprof::profiler::planner

@@ -1,0 +1,189 @@
+// Following one reference from its LEA to the instruction that pairs it
+// with a data word, and placing the probe there. Internal to plan/; the
+// walker's code is split by job: ref_walker.cc (the walk and the uses),
+// ref_walker_simulate.cc (stepping instructions, write barrier diamonds),
+// ref_walker_place.cc (consumers and probe placement).
+#ifndef GOERRPROF_PLAN_REF_WALKER_H_
+#define GOERRPROF_PLAN_REF_WALKER_H_
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/container/flat_hash_set.h"
+#include "absl/strings/string_view.h"
+#include "plan/function_code.h"
+#include "plan/probe_plan.h"
+#include "plan/symbolic_state.h"
+#include "x86/decoder.h"
+
+namespace goerrprof::profiler::planner {
+
+// Longest straight run simulated before a reference.
+constexpr int kMaxBackward = 64;
+constexpr int kMaxSide = 16;  // instructions on one side of a write barrier
+// Stack ABI: runtime helpers take an itab or type in their first three
+// argument words, and calls clobber at least that much of the frame bottom.
+constexpr int64_t kStackArgBytes = 24;
+
+// Following one reference from its LEA to the instruction that pairs it with
+// a data word. Conditional branches fork the walk (a bounded number of
+// times); every path ends in a consumer, a use that creates nothing
+// (comparison, …) or loses the reference.
+
+using Key = std::pair<uint32_t, int64_t>;
+
+struct Position {
+  int idx;          // instruction about to execute
+  State state;      // before it
+  int step;         // simulation step count before it
+  bool exclusive;   // reachable, since the LEA, only along this path
+  bool frame_gone;  // the epilogue has popped the frame: [rsp] is the return address
+};
+
+// A call that received the reference in a register while the reference was
+// also spilled: maybe a stale register, decided by what follows.
+struct Tentative {
+  int pos;
+  int k;
+  uint32_t data;
+};
+
+struct Path {
+  State st;
+  std::vector<Position> positions;
+  absl::flat_hash_set<int> visited;
+  std::vector<std::pair<Key, int>> stack_refs;  // stack slots given the reference, store step
+  std::optional<Key> heap_ref;                  // first non-stack slot given the reference
+  int heap_ref_step = 0;
+  int heap_ref_pos = -1;  // position right after that store
+  bool heap_pre_data = false;
+  std::optional<Tentative> tentative;
+  bool exclusive = true;
+  int cur = 0;
+  int forced_next = -1;
+  int last_fork = -1;  // positions up to here are shared with sibling paths
+  int64_t min_rsp = 0;  // lowest stack pointer offset seen since the walk start
+};
+
+struct PathEnd {
+  std::optional<CreationProbe> probe;
+  std::string reason;     // why there is no probe
+  bool use = false;       // the reference met a use that creates nothing
+  bool creation = false;  // a creation was seen but could not be probed
+  int probe_pos = -1;
+  int last_fork = -1;
+  uint64_t at = 0;  // where a use was seen
+};
+
+struct Diamond {
+  std::vector<int> sides[2];  // instructions of each side, before the merge
+  int merge = -1;
+};
+
+struct WalkResult {
+  std::vector<CreationProbe> probes;
+  std::string skip_reason;  // set when some or all creations got no probe
+};
+
+// Bounds on following one reference: paths forked at branches, and
+// instructions walked over all of them.
+constexpr int kMaxPaths = 12;
+constexpr int kMaxBudget = 3000;
+
+class RefWalker {
+ public:
+  RefWalker(Binary& binary, const Function& fn, const x86::Decoder& dis, int lea,
+            const Target& target)
+      : binary_(binary), fn_(fn), insns_(fn.insns()), dis_(dis), lea_(lea), target_(target),
+        eface_(target.eface) {}
+
+  WalkResult Run();
+
+ private:
+  // Simulation.
+  std::optional<Key> MemKey(const State& st, const Operand& op) const;
+  uint32_t ReadOperand(State& st, const Operand& op);
+  void Store(State& st, const Operand& mem, uint32_t vid, int size, bool plain);
+  void Simulate(State& st, const Insn& in);
+  void SimulateCall(State& st, const Insn& in);
+  State Merge(const State& a, const State& b);
+
+  // Walking.
+  void Walk(Path p);
+  bool AllPredsVisited(const Path& p, int idx) const;
+  std::vector<int> Trace(int start) const;
+  std::optional<Diamond> DiamondAt(int jcc) const;
+  std::optional<int> DiamondEndingAt(int merge) const;
+  State SimulateDiamond(const Diamond& d, const State& st);
+  bool TryDiamond(Path& p, int jcc, int* merge);
+  void NoteNewRefSlots(Path& p, const State& before);
+  bool RefAlive(const State& st) const;
+  std::optional<std::string> ClassifyUse(const State& st, const Insn& in) const;
+  bool Spilled(const State& st) const;
+  bool ComparesStoredPair(const Path& p) const;
+  void PushPosition(Path& p, int idx, bool exclusive);
+  bool PairComplete(const State& st, const Key& key, int store_step) const;
+  std::optional<int> PairPosition(const Path& p, const Key& key, int store_step) const;
+  PathEnd AtCall(Path& p, int pos, absl::string_view callee, bool* handled);
+  PathEnd AtReturn(Path& p, int pos);
+  PathEnd AtStackConsumer(Path& p, int pos, absl::string_view callee, bool* handled);
+  PathEnd AfterCall(Path& p, int pos, uint32_t tab_loc, uint32_t data_loc,
+                    absl::string_view callee);
+  PathEnd End(Path& p, const std::string& reason);
+  PathEnd Resolve(Path& p, PathEnd later, uint32_t later_data);
+
+  // Placing the probe.
+  std::optional<uint32_t> MemLoc(const State& st, uint32_t root, int64_t off) const;
+  std::optional<uint32_t> Locate(const State& st, uint32_t vid) const;
+  PathEnd Emit(const Path& p, int pos, uint32_t tab_loc, uint32_t data_loc, uint32_t data_vid,
+               CreationProbe::Via via);
+  PathEnd Place(const Path& p, int pos, std::optional<uint32_t> tab_loc,
+                std::optional<uint32_t> data_loc, uint32_t data_vid, CreationProbe::Via via);
+  PathEnd PlaceAtRegs(const Path& p, int pos, int k, CreationProbe::Via via);
+  PathEnd PlacePair(const Path& p, int pos, const Key& key);
+  uint64_t SiteOf(uint32_t data_vid) const;
+
+  static PathEnd Use(std::string reason) {
+    PathEnd e;
+    e.reason = std::move(reason);
+    e.use = true;
+    return e;
+  }
+  static PathEnd Lost(std::string reason) {
+    PathEnd e;
+    e.reason = std::move(reason);
+    return e;
+  }
+  static PathEnd Unplaced(std::string reason) {
+    PathEnd e;
+    e.reason = std::move(reason);
+    e.creation = true;
+    return e;
+  }
+  std::string Noun() const { return eface_ ? "type" : "itab"; }
+
+  Binary& binary_;
+  const Function& fn_;
+  const std::vector<Insn>& insns_;
+  const x86::Decoder& dis_;
+  int lea_;
+  Target target_;
+  bool eface_;
+
+  Values values_;
+  uint32_t rsp_root_ = 0;
+  uint32_t ref_ = 0;  // the walked LEA's value, distinct from other LEAs of the same target
+  uint32_t first_walk_vid_ = 0;  // values below it were held before the walk
+  int step_ = 0;
+  int budget_ = 0;
+  int paths_ = 1;
+  std::vector<PathEnd> ends_;
+};
+
+
+}  // namespace goerrprof::profiler::planner
+
+#endif  // GOERRPROF_PLAN_REF_WALKER_H_

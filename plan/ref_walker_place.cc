@@ -1,0 +1,310 @@
+// Where the reference meets its data word (calls, returns, stored pairs)
+// and the probe point that reads both.
+#include "plan/ref_walker.h"
+
+#include <algorithm>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+
+namespace goerrprof::profiler::planner {
+
+// The slot pair key/key+8 holds the reference and a data word written with
+// it: after the itab store, or before it from a register (not zeroing).
+bool RefWalker::PairComplete(const State& st, const Key& key, int store_step) const {
+  const Slot* tab = st.FindSlot(key.first, key.second);
+  const Slot* data = st.FindSlot(key.first, key.second + 8);
+  if (!tab || tab->vid != ref_ || !data || data->written < 0) return false;
+  return data->written > store_step || data->plain;
+}
+
+// First position at which the pair at `key` was complete.
+std::optional<int> RefWalker::PairPosition(const Path& p, const Key& key, int store_step) const {
+  for (size_t i = 0; i < p.positions.size(); ++i) {
+    if (p.positions[i].step < store_step) continue;
+    if (PairComplete(p.positions[i].state, key, store_step)) return static_cast<int>(i);
+  }
+  return std::nullopt;
+}
+
+std::optional<uint32_t> RefWalker::MemLoc(const State& st, uint32_t root, int64_t off) const {
+  if (root == kGlobalRoot) return std::nullopt;
+  for (int r : {GEP_RSP, GEP_RAX, GEP_RBX, GEP_RCX, GEP_RDX, GEP_RSI, GEP_RDI, GEP_RBP, GEP_R8,
+                GEP_R9, GEP_R10, GEP_R11, GEP_R12, GEP_R13, GEP_R14, GEP_R15}) {
+    auto [rroot, roff] = values_.Key(st.regs[r]);
+    if (rroot != root) continue;
+    int64_t disp = off - roff;
+    if (disp < -(1 << 23) || disp >= (1 << 23)) continue;
+    return GEP_LOC(GEP_LOC_MEM, r, disp);
+  }
+  return std::nullopt;
+}
+
+std::optional<uint32_t> RefWalker::Locate(const State& st, uint32_t vid) const {
+  for (int r : {GEP_RAX, GEP_RBX, GEP_RCX, GEP_RDI, GEP_RSI, GEP_R8, GEP_R9, GEP_R10, GEP_R11,
+                GEP_RDX, GEP_R12, GEP_R13, GEP_R15}) {
+    if (st.regs[r] == vid) return GEP_LOC(GEP_LOC_REG, r, 0);
+  }
+  for (const Slot& s : st.slots) {
+    if (s.vid != vid) continue;
+    if (auto loc = MemLoc(st, s.root, s.off)) return loc;
+  }
+  // A word loaded later from memory nobody wrote in between is there now.
+  const Value& v = values_[vid];
+  if (v.kind == Value::kLoad) {
+    uint32_t root = values_.LoadRoot(vid);
+    int64_t off = static_cast<int64_t>(v.aux);
+    uint32_t gen = root == rsp_root_ ? st.stack_gen : st.heap_gen;
+    if ((v.gen == kAnyGen || gen == v.gen) && !st.FindSlot(root, off)) {
+      return MemLoc(st, root, off);
+    }
+  }
+  return std::nullopt;
+}
+
+uint64_t RefWalker::SiteOf(uint32_t data_vid) const {
+  const Value& v = values_[data_vid];
+  uint64_t ref_addr = insns_[lea_].addr;
+  if (v.kind != Value::kCallResult) return ref_addr;
+  int call = fn_.IndexOf(v.aux);
+  if (call < 0) return ref_addr;
+  absl::string_view callee = binary_.FuncAt(insns_[call].target);
+  // newobject, mallocgc and its size-specialized forms (1.26+), convT*.
+  if (callee == "runtime.newobject" || absl::StartsWith(callee, "runtime.mallocgc") ||
+      absl::StartsWith(callee, "runtime.convT")) {
+    return v.aux;
+  }
+  return ref_addr;
+}
+
+PathEnd RefWalker::Emit(const Path& p, int pos, uint32_t tab_loc, uint32_t data_loc,
+                        uint32_t data_vid, CreationProbe::Via via) {
+  CreationProbe probe;
+  probe.addr = insns_[p.positions[pos].idx].addr;
+  probe.ref_addr = insns_[lea_].addr;
+  probe.itab = eface_ ? 0 : target_.itab;
+  probe.type = target_.type;
+  probe.tab_loc = tab_loc;
+  probe.data_loc = data_loc;
+  probe.cookie = GEP_COOKIE(tab_loc, data_loc);
+  probe.kind = eface_ ? CreationProbe::kEface : CreationProbe::kIface;
+  probe.via = via;
+  probe.site = SiteOf(data_vid);
+  probe.frameless =
+      via == CreationProbe::kReturn || p.positions[pos].frame_gone || !fn_.has_frame();
+  PathEnd e;
+  e.probe = probe;
+  e.probe_pos = pos;
+  e.last_fork = p.last_fork;
+  return e;
+}
+
+// Probes at `pos` when only this path reaches it; otherwise at the latest
+// earlier position that only this path reaches, reading the same two values.
+PathEnd RefWalker::Place(const Path& p, int pos, std::optional<uint32_t> tab_loc,
+                         std::optional<uint32_t> data_loc, uint32_t data_vid,
+                         CreationProbe::Via via) {
+  for (int i = pos; i >= 0; --i) {
+    if (!p.positions[i].exclusive) continue;
+    if (i == pos && tab_loc && data_loc) return Emit(p, pos, *tab_loc, *data_loc, data_vid, via);
+    // Keep earlier probes out of epilogues, where stack walks misread frames.
+    if (p.positions[i].frame_gone) continue;
+    const State& st = p.positions[i].state;
+    std::optional<uint32_t> tab = Locate(st, ref_);
+    // Before the LEA has run, the itab is only known statically.
+    if (!tab && i == 0) tab = GEP_LOC(GEP_LOC_CONST, 0, 0);
+    std::optional<uint32_t> data = Locate(st, data_vid);
+    if (tab && data) {
+      return Emit(p, i, *tab, *data, data_vid, i == pos ? via : CreationProbe::kEarly);
+    }
+  }
+  return Unplaced(absl::StrFormat("no probe point: data word not held before the merge at 0x%x",
+                                  insns_[p.positions[pos].idx].addr));
+}
+
+PathEnd RefWalker::PlaceAtRegs(const Path& p, int pos, int k, CreationProbe::Via via) {
+  int tab_reg = kAbiRegs[k], data_reg = kAbiRegs[k + 1];
+  return Place(p, pos, GEP_LOC(GEP_LOC_REG, tab_reg, 0), GEP_LOC(GEP_LOC_REG, data_reg, 0),
+               p.positions[pos].state.regs[data_reg], via);
+}
+
+PathEnd RefWalker::PlacePair(const Path& p, int pos, const Key& key) {
+  const State& st = p.positions[pos].state;
+  const Slot* data = st.FindSlot(key.first, key.second + 8);
+  std::optional<uint32_t> tab_loc = MemLoc(st, key.first, key.second);
+  std::optional<uint32_t> data_loc = MemLoc(st, key.first, key.second + 8);
+  // A global interface variable has no register base: read the registers.
+  if (!tab_loc) tab_loc = Locate(st, ref_);
+  if (!data_loc) data_loc = Locate(st, data->vid);
+  return Place(p, pos, tab_loc, data_loc, data->vid, CreationProbe::kStore);
+}
+
+// A later consumer replaces a tentative call only when it pairs the
+// reference with another data word (the call then merely saw a stale
+// register).
+PathEnd RefWalker::Resolve(Path& p, PathEnd later, uint32_t later_data) {
+  if (!p.tentative || p.tentative->data != later_data) return later;
+  return PlaceAtRegs(p, p.tentative->pos, p.tentative->k, CreationProbe::kCall);
+}
+
+// runtime.convT2I / convT2E build the interface themselves: probe the
+// instruction after the call, which reads their results.
+PathEnd RefWalker::AfterCall(Path& p, int pos, uint32_t tab_loc, uint32_t data_loc,
+                             absl::string_view callee) {
+  int call = p.positions[pos].idx;
+  int after = call + 1;
+  if (after >= static_cast<int>(insns_.size()) || !p.positions[pos].exclusive ||
+      !AllPredsVisited(p, after)) {
+    return Unplaced(absl::StrCat(callee, " result at a merge point"));
+  }
+  p.positions.push_back({after, p.positions[pos].state, step_, true,
+                         p.positions[pos].frame_gone});
+  return Emit(p, static_cast<int>(p.positions.size()) - 1, tab_loc, data_loc, 0,
+              CreationProbe::kCallResult);
+}
+
+// Stack ABI (Go 1.16): interfaces travel to calls and from returns as slot
+// pairs in the frame. A pair in the first argument words of a runtime call
+// is judged by the callee; any other complete pair is an interface value.
+PathEnd RefWalker::AtStackConsumer(Path& p, int pos, absl::string_view callee, bool* handled) {
+  *handled = false;
+  const State& st = p.positions[pos].state;
+  bool is_call = insns_[p.positions[pos].idx].flow == Flow::kCall;
+  int64_t rsp_off = values_.Key(st.regs[GEP_RSP]).second;
+  for (const auto& [key, store_step] : p.stack_refs) {
+    const Slot* tab = st.FindSlot(key.first, key.second);
+    if (!tab || tab->vid != ref_) continue;
+    int64_t disp = key.second - rsp_off;
+    std::string reason;
+    if (is_call && disp >= 0 && disp < kStackArgBytes) {
+      switch (ClassifyCallee(callee, eface_, static_cast<int>(disp / 8), &reason)) {
+        case CalleeClass::kNotCreation:
+          *handled = true;
+          return Use(reason);
+        case CalleeClass::kPairResult:
+          *handled = true;
+          p.visited.insert(p.positions[pos].idx);
+          return AfterCall(p, pos, GEP_LOC(GEP_LOC_MEM, GEP_RSP, disp + 16),
+                           GEP_LOC(GEP_LOC_MEM, GEP_RSP, disp + 24), callee);
+        case CalleeClass::kCreates:
+          break;
+      }
+    }
+    if (!PairComplete(st, key, store_step)) continue;
+    *handled = true;
+    std::optional<int> at = PairPosition(p, key, store_step);
+    return PlacePair(p, at ? *at : pos, key);
+  }
+  return Lost("");
+}
+
+PathEnd RefWalker::AtCall(Path& p, int pos, absl::string_view callee, bool* handled) {
+  *handled = true;
+  const State& st = p.positions[pos].state;
+  if (!binary_.regabi()) return AtStackConsumer(p, pos, callee, handled);
+  int k = -1, count = 0;
+  for (int i = 0; i < static_cast<int>(kAbiRegs.size()); ++i) {
+    if (st.regs[kAbiRegs[i]] == ref_) {
+      if (k < 0) k = i;
+      ++count;
+    }
+  }
+  if (k < 0) {
+    *handled = false;
+    return Lost("");
+  }
+  // A register that also has a spilled copy may just be stale: let the
+  // spill show the real use unless this call is plainly one.
+  bool spilled = Spilled(st);
+  std::string reason;
+  switch (ClassifyCallee(callee, eface_, k, &reason)) {
+    case CalleeClass::kNotCreation:
+      if (spilled) {
+        *handled = false;
+        return Lost("");
+      }
+      if (p.tentative) return PlaceAtRegs(p, p.tentative->pos, p.tentative->k, CreationProbe::kCall);
+      return Use(reason);
+    case CalleeClass::kPairResult:
+      p.visited.insert(p.positions[pos].idx);
+      return AfterCall(p, pos, GEP_LOC(GEP_LOC_REG, GEP_RAX, 0), GEP_LOC(GEP_LOC_REG, GEP_RBX, 0),
+                       callee);
+    case CalleeClass::kCreates:
+      break;
+  }
+  if (count > 1) return Unplaced(absl::StrCat(Noun(), " in several argument registers"));
+  if (k + 1 >= static_cast<int>(kAbiRegs.size())) {
+    return Unplaced(absl::StrCat(Noun(), " in the last argument register"));
+  }
+  uint32_t data = st.regs[kAbiRegs[k + 1]];
+  // Past a branch or merge the register may be a leftover phi input: the
+  // data word must at least have been set during the walk.
+  if ((p.last_fork >= 0 || !p.positions[pos].exclusive) && data < first_walk_vid_) {
+    *handled = false;
+    return Lost("");
+  }
+  if (p.tentative) return Resolve(p, PlaceAtRegs(p, pos, k, CreationProbe::kCall), data);
+  if (spilled) {
+    p.tentative = Tentative{pos, k, data};
+    *handled = false;
+    return Lost("");
+  }
+  return PlaceAtRegs(p, pos, k, CreationProbe::kCall);
+}
+
+PathEnd RefWalker::AtReturn(Path& p, int pos) {
+  const State& st = p.positions[pos].state;
+  if (!binary_.regabi()) {
+    bool handled = false;
+    PathEnd e = AtStackConsumer(p, pos, "", &handled);
+    if (handled) return e;
+    return End(p, "returned without the " + Noun());
+  }
+  for (int i = 0; i + 1 < static_cast<int>(kAbiRegs.size()); ++i) {
+    if (st.regs[kAbiRegs[i]] != ref_) continue;
+    // Straight from the LEA the value cannot be dead, so it is a result.
+    // Past a branch or merge it may be a leftover phi input, unless the data
+    // word was set during the walk or the function's returns use that many
+    // result registers.
+    bool straight = p.last_fork < 0 && p.positions[pos].exclusive;
+    bool data_set = st.regs[kAbiRegs[i + 1]] >= first_walk_vid_;
+    if (!straight && !data_set && i + 1 >= fn_.result_regs()) {
+      return End(p, "stale register at return");
+    }
+    return Resolve(p, PlaceAtRegs(p, pos, i, CreationProbe::kReturn), st.regs[kAbiRegs[i + 1]]);
+  }
+  return End(p, "returned without the " + Noun());
+}
+
+// The path cannot go on: settle for what was seen on it.
+PathEnd RefWalker::End(Path& p, const std::string& reason) {
+  if (p.heap_ref) {
+    if (p.heap_pre_data && p.heap_ref_pos < static_cast<int>(p.positions.size())) {
+      return PlacePair(p, p.heap_ref_pos, *p.heap_ref);
+    }
+    return Unplaced(absl::StrCat("data word not stored next to the ", Noun(), " (", reason, ")"));
+  }
+  // An interface kept in a stack variable.
+  std::optional<int> pair_pos;
+  Key pair_key;
+  for (const auto& [key, store_step] : p.stack_refs) {
+    auto at = PairPosition(p, key, store_step);
+    if (at && PairComplete(p.positions.back().state, key, store_step)) {
+      pair_pos = at;
+      pair_key = key;
+      break;
+    }
+  }
+  if (p.tentative) {
+    if (!pair_pos) return PlaceAtRegs(p, p.tentative->pos, p.tentative->k, CreationProbe::kCall);
+    const Slot* data = p.positions[*pair_pos].state.FindSlot(pair_key.first, pair_key.second + 8);
+    if (data && data->vid == p.tentative->data) {
+      return PlaceAtRegs(p, p.tentative->pos, p.tentative->k, CreationProbe::kCall);
+    }
+  }
+  if (pair_pos) return PlacePair(p, *pair_pos, pair_key);
+  return Lost(reason);
+}
+
+}  // namespace goerrprof::profiler::planner

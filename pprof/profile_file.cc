@@ -1,0 +1,108 @@
+#include "pprof/profile_file.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include "absl/strings/str_cat.h"
+#include "base/errno.h"
+#include "base/read_file.h"
+
+namespace goerrprof::profiler {
+namespace {
+
+namespace pp = perftools::profiles;
+
+absl::StatusOr<std::string> Gzip(const std::string& in) {
+  z_stream z{};
+  // windowBits 15 + 16: a gzip header and trailer rather than zlib's.
+  if (deflateInit2(&z, Z_DEFAULT_COMPRESSION, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) !=
+      Z_OK) {
+    return absl::InternalError("deflateInit2 failed");
+  }
+  std::string out(deflateBound(&z, in.size()), '\0');
+  z.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(in.data()));
+  z.avail_in = in.size();
+  z.next_out = reinterpret_cast<Bytef*>(out.data());
+  z.avail_out = out.size();
+  int rc = deflate(&z, Z_FINISH);
+  deflateEnd(&z);
+  if (rc != Z_STREAM_END) return absl::InternalError(absl::StrCat("deflate failed: ", rc));
+  out.resize(z.total_out);
+  return out;
+}
+
+absl::StatusOr<std::string> Gunzip(const std::string& in) {
+  z_stream z{};
+  if (inflateInit2(&z, 15 + 16) != Z_OK) return absl::InternalError("inflateInit2 failed");
+  z.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(in.data()));
+  z.avail_in = in.size();
+  std::string out;
+  char buf[1 << 16];
+  int rc;
+  do {
+    z.next_out = reinterpret_cast<Bytef*>(buf);
+    z.avail_out = sizeof(buf);
+    rc = inflate(&z, Z_NO_FLUSH);
+    if (rc != Z_OK && rc != Z_STREAM_END) break;
+    out.append(buf, sizeof(buf) - z.avail_out);
+  } while (rc != Z_STREAM_END);
+  inflateEnd(&z);
+  if (rc != Z_STREAM_END) return absl::InvalidArgumentError("corrupt or truncated gzip data");
+  return out;
+}
+
+}  // namespace
+
+absl::Status WriteProfileFile(const pp::Profile& p, const std::string& path) {
+  std::string raw;
+  if (!p.SerializeToString(&raw)) return absl::InternalError("cannot serialize the profile");
+  absl::StatusOr<std::string> gz = Gzip(raw);
+  if (!gz.ok()) return gz.status();
+  std::string tmp = path + ".tmp.XXXXXX";  // same directory: rename stays atomic
+  int fd = mkstemp(tmp.data());
+  if (fd < 0) return ErrnoStatus(errno, absl::StrCat("cannot create a temporary file for ", path));
+  auto fail = [&](absl::string_view what) {
+    absl::Status s = ErrnoStatus(errno, absl::StrCat(what, " ", tmp));
+    if (fd >= 0) close(fd);
+    unlink(tmp.c_str());
+    return s;
+  };
+  if (fchmod(fd, 0644) != 0) return fail("cannot chmod");
+  const char* data = gz->data();
+  size_t left = gz->size();
+  while (left > 0) {
+    ssize_t n = write(fd, data, left);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return fail("cannot write");
+    data += n;
+    left -= static_cast<size_t>(n);
+  }
+  int rc = close(fd);
+  fd = -1;
+  if (rc != 0) return fail("cannot close");
+  if (rename(tmp.c_str(), path.c_str()) != 0) return fail("cannot rename");
+  return absl::OkStatus();
+}
+
+absl::StatusOr<pp::Profile> ReadProfile(const std::string& path) {
+  absl::StatusOr<std::string> file = ReadWholeFile(path);
+  if (!file.ok()) return file.status();
+  std::string data = std::move(*file);
+  if (data.size() >= 2 && static_cast<uint8_t>(data[0]) == 0x1f &&
+      static_cast<uint8_t>(data[1]) == 0x8b) {
+    absl::StatusOr<std::string> raw = Gunzip(data);
+    if (!raw.ok()) return absl::InvalidArgumentError(absl::StrCat(path, ": ", raw.status().message()));
+    data = std::move(*raw);
+  }
+  pp::Profile p;
+  if (!p.ParseFromString(data)) {
+    return absl::InvalidArgumentError(absl::StrCat(path, ": not a pprof profile"));
+  }
+  return p;
+}
+
+}  // namespace goerrprof::profiler
