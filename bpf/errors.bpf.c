@@ -162,22 +162,7 @@ static __always_inline struct gep_scratch *my_scratch(void) {
   return bpf_map_lookup_elem(&scratch, &cpu);
 }
 
-/* The current thread's tgid and tid as goerrprof counts them; false when
- * the thread is outside goerrprof's PID namespace (it cannot be the
- * target). */
-static __always_inline bool current_ids(__u32 *tgid, __u32 *tid) {
-  if (pidns_ino) {
-    struct bpf_pidns_info ns = {0, 0};
-    if (bpf_get_ns_current_pid_tgid(pidns_dev, pidns_ino, &ns, sizeof(ns))) return false;
-    *tgid = ns.tgid;
-    *tid = ns.pid;
-    return true;
-  }
-  __u64 id = bpf_get_current_pid_tgid();
-  *tgid = id >> 32;
-  *tid = (__u32)id;
-  return true;
-}
+#include "bpf/pidns.bpf.h"
 
 /* The registers in gep_reg order, in the scratch map: a location then
  * picks one by index (the verifier rejects variable ctx offsets, and a

@@ -81,21 +81,7 @@ static __always_inline long rd(void *dst, __u32 size, __u64 src) {
   return bpf_probe_read_user(dst, size, (const void *)src);
 }
 
-/* The current thread's tgid and tid as goerrprof counts them; false when
- * the thread is outside goerrprof's PID namespace. */
-static __always_inline bool current_ids(__u32 *tgid, __u32 *tid) {
-  if (pidns_ino) {
-    struct bpf_pidns_info ns = {0, 0};
-    if (bpf_get_ns_current_pid_tgid(pidns_dev, pidns_ino, &ns, sizeof(ns))) return false;
-    *tgid = ns.tgid;
-    *tid = ns.pid;
-    return true;
-  }
-  __u64 id = bpf_get_current_pid_tgid();
-  *tgid = id >> 32;
-  *tid = (__u32)id;
-  return true;
-}
+#include "bpf/pidns.bpf.h"
 
 /* The running g: R14 under the register ABI (the probed code is all
  * ABIInternal Go), else the TLS slot. */

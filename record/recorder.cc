@@ -46,12 +46,7 @@ absl::StatusOr<std::unique_ptr<ExecutablePlan>> MakeExecutablePlan(const std::st
   c.probes = ProbeSpecsFor(probes->probes);
   c.max_chain = options.max_chain;
   c.ringbuf_bytes = options.ringbuf_bytes;
-  c.g_source = g->g_in_r14 ? GSource::kR14 : GSource::kTls;
-  c.tls_g_offset = g->tls_g_offset;
-  c.goid_offset = g->goid;
-  c.gopc_offset = g->gopc;
-  c.labels_offset = g->labels;
-  c.label_storage = g->label_storage;
+  ApplyGLayout(*g, &c);
   return plan;
 }
 

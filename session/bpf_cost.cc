@@ -24,8 +24,10 @@
 #include "bpf/errors_abi.h"
 #include "goabi/g_layout.h"
 #include "goabi/go_version.h"
+#include "session/bpf_session.h"
 #include "session/kernel_features.h"
 #include "session/libbpf_log.h"
+#include "session/park_session.h"
 #include "session/uprobe_attach.h"
 #include "base/errno.h"
 
@@ -216,68 +218,45 @@ struct Env {
   PidNs pidns;
 };
 
-// Mirrors BpfSession::Load's rodata and map sizing for one setting.
-absl::Status ConfigureErrors(errors_bpf* skel, const Env& env, const goabi::GLayout& g,
-                             const Knobs& k) {
-  auto* ro = skel->rodata;
-  ro->target_tgid = static_cast<uint32_t>(getpid());
-  ro->max_chain = 8;
-  ro->capture_stack = 1;
-  ro->g_source = g.goid < 0 ? GEP_G_NONE : g.g_in_r14 ? GEP_G_R14 : GEP_G_TLS;
-  ro->tls_g_offset = g.tls_g_offset;
-  ro->goid_offset = g.goid;
-  ro->gopc_offset = g.gopc;
-  ro->labels_offset = g.labels;
-  ro->label_storage = g.labels < 0 ? GEP_LABELS_NONE
-                      : g.label_storage == goabi::LabelStorage::kMapPointer ? GEP_LABELS_MAP
-                                                                           : GEP_LABELS_SLICE;
-  ro->wakeup_bytes = k.batched ? env.ring_bytes / 4 : 0;
-  ro->pidns_dev = k.pidns ? env.pidns.dev : 0;
-  ro->pidns_ino = k.pidns ? env.pidns.ino : 0;
-  ro->sleepable = k.sleepable ? 1 : 0;
-  bpf_program* prog = skel->progs.gep_on_error;
-  bool ok = bpf_map__set_max_entries(skel->maps.layouts, 64) == 0 &&
-            bpf_map__set_max_entries(skel->maps.addr_types, 8) == 0 &&
-            bpf_map__set_max_entries(skel->maps.sites, 64) == 0 &&
-            bpf_map__set_max_entries(skel->maps.scratch, env.ncpus) == 0 &&
-            bpf_map__set_max_entries(skel->maps.events, env.ring_bytes) == 0;
-  if (ok) {
-    const uint32_t flags = bpf_program__flags(prog);
-    const uint32_t cleared = flags & ~static_cast<uint32_t>(BPF_F_SLEEPABLE);
-    ok = bpf_program__set_flags(prog, k.sleepable ? flags | BPF_F_SLEEPABLE : cleared) == 0;
+// The target as doctor measures it: this process, in its own namespace
+// when the setting asks for the namespace filter.
+PidNamespaceId MeasuredTarget(const Env& env, const Knobs& k) {
+  PidNamespaceId t;
+  t.pid = static_cast<uint32_t>(getpid());
+  if (k.pidns) {
+    t.dev = env.pidns.dev;
+    t.ino = env.pidns.ino;
   }
-  if (ok && k.multi) {
-    ok = bpf_program__set_expected_attach_type(
-             prog, static_cast<bpf_attach_type>(kTraceUprobeMulti)) == 0;
-  }
-  if (!ok) return absl::InternalError(absl::StrCat("configuring errors.bpf.o: ", Errno(errno)));
-  return absl::OkStatus();
+  return t;
 }
 
-// Mirrors ParkTracer::Load.
+// Configured through BpfSession's own function, as record loads it.
+absl::Status ConfigureErrors(errors_bpf* skel, const Env& env, const goabi::GLayout& g,
+                             const Knobs& k) {
+  SessionConfig config;
+  ApplyGLayout(g, &config);
+  config.max_chain = 8;
+  config.capture_stack = true;
+  config.ringbuf_bytes = env.ring_bytes;
+  config.wakeup_fraction = k.batched ? 0.25 : 0;
+  ErrorProbeLoad load;
+  load.target = MeasuredTarget(env, k);
+  load.n_layouts = 64;
+  load.n_addr_types = 8;
+  load.n_sites = 64;
+  load.multi = k.multi;
+  load.sleepable = k.sleepable;
+  return ConfigureErrorProbe(skel, config, load);
+}
+
+// Configured through ParkTracer's own function, likewise.
 absl::Status ConfigureGoroutines(goroutines_bpf* skel, const Env& env, const goabi::GLayout& g,
                                  const Knobs& k) {
-  auto* ro = skel->rodata;
-  ro->target_tgid = static_cast<uint32_t>(getpid());
-  ro->g_source = g.g_in_r14 ? GPK_G_R14 : GPK_G_TLS;
-  ro->tls_g_offset = g.tls_g_offset;
-  ro->goid_off = static_cast<uint32_t>(g.goid);
-  ro->waitreason_off = static_cast<uint32_t>(g.waitreason);
-  ro->g_m_off = static_cast<uint32_t>(g.m);
-  ro->m_curg_off = static_cast<uint32_t>(g.m_curg);
-  ro->sched_bp_off = static_cast<uint32_t>(g.sched_bp);
-  ro->ready_arg_on_stack = g.g_in_r14 ? 0 : 1;
-  ro->wakeup_bytes = k.batched ? env.ring_bytes / 4 : 0;
-  ro->pidns_dev = k.pidns ? env.pidns.dev : 0;
-  ro->pidns_ino = k.pidns ? env.pidns.ino : 0;
-  bool ok = bpf_map__set_max_entries(skel->maps.events, env.ring_bytes) == 0 &&
-            bpf_map__set_max_entries(skel->maps.parked, 1024) == 0;
-  if (ok && k.multi) {
-    ok = bpf_program__set_expected_attach_type(
-             skel->progs.gpk_on_event, static_cast<bpf_attach_type>(kTraceUprobeMulti)) == 0;
-  }
-  if (!ok) return absl::InternalError(absl::StrCat("configuring goroutines.bpf.o: ", Errno(errno)));
-  return absl::OkStatus();
+  ParkOptions options;
+  options.ringbuf_bytes = env.ring_bytes;
+  options.wakeup_fraction = k.batched ? 0.25 : 0;
+  options.max_parked = 1024;
+  return ConfigureParkProbe(skel, g, options, MeasuredTarget(env, k), k.multi);
 }
 
 std::string GDescription(const goabi::GLayout& g) {

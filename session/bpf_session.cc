@@ -68,6 +68,67 @@ bool ProcessGone(int pidfd, pid_t pid) {
 
 }  // namespace
 
+void ApplyGLayout(const goabi::GLayout& g, SessionConfig* c) {
+  c->g_source = g.g_in_r14 ? GSource::kR14 : GSource::kTls;
+  c->tls_g_offset = g.tls_g_offset;
+  c->goid_offset = g.goid;
+  c->gopc_offset = g.gopc;
+  c->labels_offset = g.labels;
+  c->label_storage = g.label_storage;
+}
+
+absl::Status ConfigureErrorProbe(errors_bpf* skel, const SessionConfig& config,
+                                 const ErrorProbeLoad& load) {
+  skel->rodata->target_tgid = load.target.pid;
+  skel->rodata->pidns_dev = load.target.dev;
+  skel->rodata->pidns_ino = load.target.ino;
+  skel->rodata->max_chain = std::clamp<uint32_t>(config.max_chain, 1, GEP_MAX_CHAIN);
+  skel->rodata->goid_offset = config.goid_offset;
+  skel->rodata->tls_g_offset = config.tls_g_offset;
+  skel->rodata->g_source = config.goid_offset < 0             ? GEP_G_NONE
+                           : config.g_source == GSource::kR14 ? GEP_G_R14
+                           : config.g_source == GSource::kTls ? GEP_G_TLS
+                                                              : GEP_G_NONE;
+  skel->rodata->capture_stack = config.capture_stack ? 1 : 0;
+  skel->rodata->gopc_offset = config.gopc_offset;
+  skel->rodata->labels_offset = config.labels_offset;
+  skel->rodata->label_storage = config.labels_offset < 0 ? GEP_LABELS_NONE
+                                : config.label_storage == goabi::LabelStorage::kMapPointer
+                                    ? GEP_LABELS_MAP
+                                    : GEP_LABELS_SLICE;
+  int ncpus = libbpf_num_possible_cpus();
+  if (ncpus <= 0) return absl::InternalError("cannot count possible CPUs");
+  const uint64_t page = static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
+  const uint32_t ring_bytes = RoundUpPow2(config.ringbuf_bytes, page);
+  skel->rodata->wakeup_bytes =
+      static_cast<uint32_t>(std::clamp(config.wakeup_fraction, 0.0, 1.0) * ring_bytes);
+  bool ok = bpf_map__set_max_entries(skel->maps.layouts,
+                                     std::max<size_t>(1, load.n_layouts)) == 0 &&
+            bpf_map__set_max_entries(skel->maps.addr_types,
+                                     std::max<size_t>(1, load.n_addr_types)) == 0 &&
+            bpf_map__set_max_entries(skel->maps.sites, std::max<size_t>(1, load.n_sites)) == 0 &&
+            bpf_map__set_max_entries(skel->maps.scratch, ncpus) == 0 &&
+            bpf_map__set_max_entries(skel->maps.events, ring_bytes) == 0;
+  if (!ok) return absl::InternalError(absl::StrCat("cannot size BPF maps: ", Errno(errno)));
+  // Set either way: libbpf (1.1 too) adds BPF_F_SLEEPABLE itself to an
+  // SEC("uprobe.s") program whatever its flags say, so only a plain
+  // SEC("uprobe") program can be both.
+  const bool sleepable = load.sleepable;
+  skel->rodata->sleepable = sleepable ? 1 : 0;
+  const uint32_t flags = bpf_program__flags(skel->progs.gep_on_error);
+  if (bpf_program__set_flags(skel->progs.gep_on_error,
+                             sleepable ? flags | BPF_F_SLEEPABLE
+                                       : flags & ~static_cast<uint32_t>(BPF_F_SLEEPABLE)) != 0) {
+    return absl::InternalError(absl::StrCat("cannot set the probe's flags: ", Errno(errno)));
+  }
+  if (load.multi &&
+      bpf_program__set_expected_attach_type(skel->progs.gep_on_error,
+                                            static_cast<bpf_attach_type>(kTraceUprobeMulti)) != 0) {
+    return absl::InternalError(absl::StrCat("cannot set attach type: ", Errno(errno)));
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<std::unique_ptr<BpfSession>> BpfSession::Start(const SessionConfig& config) {
   std::unique_ptr<BpfSession> s(new BpfSession());
   // On failure `s` is destroyed here: the destructor is the one cleanup path.
@@ -275,72 +336,23 @@ absl::Status BpfSession::Load(const SessionConfig& config, size_t n_sites, bool 
     return absl::InternalError(absl::StrCat("cannot open the BPF object: ", Errno(errno), " ",
                                             log.Tail(2)));
   }
+  ErrorProbeLoad load;
   // The target as its threads' BPF sees it (inside a container: its PID namespace).
-  ASSIGN_OR_RETURN(PidNamespaceId ns, PidNamespaceOf(pid_));
-  skel_->rodata->target_tgid = ns.pid;
-  skel_->rodata->pidns_dev = ns.dev;
-  skel_->rodata->pidns_ino = ns.ino;
-  skel_->rodata->max_chain = std::clamp<uint32_t>(config.max_chain, 1, GEP_MAX_CHAIN);
-  skel_->rodata->goid_offset = config.goid_offset;
-  skel_->rodata->tls_g_offset = config.tls_g_offset;
-  skel_->rodata->g_source = config.goid_offset < 0            ? GEP_G_NONE
-                            : config.g_source == GSource::kR14 ? GEP_G_R14
-                            : config.g_source == GSource::kTls ? GEP_G_TLS
-                                                               : GEP_G_NONE;
-  skel_->rodata->capture_stack = config.capture_stack ? 1 : 0;
-  skel_->rodata->gopc_offset = config.gopc_offset;
-  skel_->rodata->labels_offset = config.labels_offset;
-  skel_->rodata->label_storage = config.labels_offset < 0 ? GEP_LABELS_NONE
-                                 : config.label_storage == goabi::LabelStorage::kMapPointer
-                                     ? GEP_LABELS_MAP
-                                     : GEP_LABELS_SLICE;
-  int ncpus = libbpf_num_possible_cpus();
-  if (ncpus <= 0) return absl::InternalError("cannot count possible CPUs");
-  const uint64_t page = static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
-  const uint32_t ring_bytes = RoundUpPow2(config.ringbuf_bytes, page);
-  skel_->rodata->wakeup_bytes =
-      static_cast<uint32_t>(std::clamp(config.wakeup_fraction, 0.0, 1.0) * ring_bytes);
-  size_t n_addr_types = 0;
-  for (const ErrorLayout& l : config.layouts) n_addr_types += l.addr_type.has_value();
-  bool ok = bpf_map__set_max_entries(skel_->maps.layouts,
-                                     std::max<size_t>(1, config.layouts.size())) == 0 &&
-            bpf_map__set_max_entries(skel_->maps.addr_types,
-                                     std::max<size_t>(1, n_addr_types)) == 0 &&
-            bpf_map__set_max_entries(skel_->maps.sites, std::max<size_t>(1, n_sites)) == 0 &&
-            bpf_map__set_max_entries(skel_->maps.scratch, ncpus) == 0 &&
-            bpf_map__set_max_entries(skel_->maps.events, ring_bytes) == 0;
-  if (!ok) return absl::InternalError(absl::StrCat("cannot size BPF maps: ", Errno(errno)));
+  ASSIGN_OR_RETURN(load.target, PidNamespaceOf(pid_));
+  load.n_layouts = config.layouts.size();
+  load.n_addr_types = 0;
+  for (const ErrorLayout& l : config.layouts) load.n_addr_types += l.addr_type.has_value();
+  load.n_sites = n_sites;
+  load.multi = multi;
   // Without sleepable uprobes (before 6.0) the same program loads plain.
-  // Set either way: libbpf (1.1 too) adds BPF_F_SLEEPABLE itself to an
-  // SEC("uprobe.s") program whatever its flags say, so only a plain
-  // SEC("uprobe") program can be both.
-  const bool sleepable = config.sleepable && KernelSupports(KernelFeature::kSleepableUprobe);
-  skel_->rodata->sleepable = sleepable ? 1 : 0;
-  const uint32_t flags = bpf_program__flags(skel_->progs.gep_on_error);
-  if (bpf_program__set_flags(skel_->progs.gep_on_error,
-                             sleepable ? flags | BPF_F_SLEEPABLE
-                                       : flags & ~static_cast<uint32_t>(BPF_F_SLEEPABLE)) != 0) {
-    return absl::InternalError(absl::StrCat("cannot set the probe's flags: ", Errno(errno)));
-  }
-  if (multi &&
-      bpf_program__set_expected_attach_type(skel_->progs.gep_on_error,
-                                            static_cast<bpf_attach_type>(kTraceUprobeMulti)) != 0) {
-    return absl::InternalError(absl::StrCat("cannot set attach type: ", Errno(errno)));
-  }
+  load.sleepable = config.sleepable && KernelSupports(KernelFeature::kSleepableUprobe);
+  RETURN_IF_ERROR(ConfigureErrorProbe(skel_, config, load));
 
   if (int err = errors_bpf__load(skel_); err != 0) {
-    err = -err;
-    // The verifier also answers EACCES/EPERM, so blame privileges only
-    // when we lack them.
-    if ((err == EPERM || err == EACCES) && !HaveBpfPrivileges()) {
-      return absl::PermissionDeniedError(
-          "loading BPF was refused (EPERM): run as root or with CAP_BPF and CAP_PERFMON");
-    }
-    if (multi && err == EINVAL && !UprobeMultiSupported()) {
+    if (multi && -err == EINVAL && !UprobeMultiSupported()) {
       return absl::UnimplementedError("kernel without uprobe_multi");
     }
-    return ExplainLoadFailure(absl::InternalError(
-        absl::StrCat("BPF program failed to load: ", Errno(err), "; libbpf: ", log.Tail(8))));
+    return LoadFailure(err, "BPF program failed to load", log.Tail(8));
   }
   stats_.multi = multi;
   return absl::OkStatus();

@@ -27,6 +27,7 @@
 #include "events/counters.h"
 #include "events/decode.h"
 #include "plan/layouts.h"
+#include "session/pid_namespace.h"
 #include "symbolizer/error_types.h"
 
 struct errors_bpf;
@@ -75,6 +76,23 @@ struct SessionConfig {
   // same program loads as a plain uprobe and such reads fail (counted).
   bool sleepable = true;
 };
+
+// The goroutine-context fields of a SessionConfig (where g is, goid, gopc,
+// labels) from a release's runtime layout.
+void ApplyGLayout(const goabi::GLayout& g, SessionConfig* config);
+
+// Everything loading decides besides `config` that changes what the
+// verifier walks or what the maps hold. BpfSession and doctor's cost
+// measurement (bpf_cost) configure the skeleton through the same function,
+// so doctor measures what record loads.
+struct ErrorProbeLoad {
+  PidNamespaceId target;  // the target's pid, in the namespace its threads see
+  size_t n_layouts = 1, n_addr_types = 1, n_sites = 1;
+  bool multi = false;     // expected attach type uprobe_multi
+  bool sleepable = true;  // BPF_F_SLEEPABLE (else the non-sleepable variant)
+};
+absl::Status ConfigureErrorProbe(errors_bpf* skel, const SessionConfig& config,
+                                 const ErrorProbeLoad& load);
 
 struct AttachStats {
   std::chrono::nanoseconds load{0};    // open + verify + load the program

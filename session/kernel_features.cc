@@ -436,4 +436,14 @@ int RawUprobeMultiLinkCreate(int prog_fd, const char* path, absl::Span<const uin
   return fd < 0 ? -errno : fd;
 }
 
+absl::Status LoadFailure(int err, absl::string_view what, absl::string_view log_tail) {
+  if (err < 0) err = -err;
+  if ((err == EPERM || err == EACCES) && !HaveBpfPrivileges()) {
+    return absl::PermissionDeniedError(
+        "loading BPF was refused (EPERM): run as root or with CAP_BPF and CAP_PERFMON");
+  }
+  return ExplainLoadFailure(
+      absl::InternalError(absl::StrCat(what, ": ", Errno(err), "; libbpf: ", log_tail)));
+}
+
 }  // namespace goerrprof::profiler

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/strings/string_view.h"
 #include "absl/types/span.h"
 
 namespace goerrprof::profiler {
@@ -69,6 +70,12 @@ std::optional<std::string> MissingRequiredFeature(absl::Span<const FeatureCheck>
 absl::Status ExplainLoadFailure(absl::Status load_error);
 absl::Status ExplainLoadFailure(absl::Status load_error, absl::Span<const FeatureCheck> checks);
 bool IsMissingKernelFeature(const absl::Status& status);
+
+// Why loading a BPF object failed (libbpf's -errno `err`), in one line, the
+// same for every session: missing privileges (only when we lack them: the
+// verifier answers EACCES too), a missing kernel feature, or else `what`
+// with the verifier's last words from `log_tail`.
+absl::Status LoadFailure(int err, absl::string_view what, absl::string_view log_tail);
 
 // BPF_LINK_CREATE of a uprobe_multi link (Linux 6.6 UAPI; Debian 12's
 // headers predate it) of prog_fd at `offsets` in `path`, with `cookies`

@@ -150,17 +150,13 @@ absl::Status ParkTracer::Init(pid_t pid, const ParkOptions& options) {
   return absl::OkStatus();
 }
 
-absl::Status ParkTracer::Load(const ParkOptions& options, const goabi::GLayout& layout,
-                              bool multi) {
-  ScopedLibbpfLog log;  // the verifier's reason, should the load fail
-  skel_ = goroutines_bpf__open();
-  if (!skel_) return absl::InternalError(absl::StrCat("cannot open the BPF object: ", Errno(errno)));
-  auto* ro = skel_->rodata;
-  // The target as its threads' BPF sees it (inside a container: its PID namespace).
-  ASSIGN_OR_RETURN(PidNamespaceId ns, PidNamespaceOf(pid_));
-  ro->target_tgid = ns.pid;
-  ro->pidns_dev = ns.dev;
-  ro->pidns_ino = ns.ino;
+absl::Status ConfigureParkProbe(goroutines_bpf* skel, const goabi::GLayout& layout,
+                                const ParkOptions& options, const PidNamespaceId& target,
+                                bool multi) {
+  auto* ro = skel->rodata;
+  ro->target_tgid = target.pid;
+  ro->pidns_dev = target.dev;
+  ro->pidns_ino = target.ino;
   ro->g_source = layout.g_in_r14 ? GPK_G_R14 : GPK_G_TLS;
   ro->tls_g_offset = layout.tls_g_offset;
   ro->goid_off = static_cast<uint32_t>(layout.goid);
@@ -173,28 +169,30 @@ absl::Status ParkTracer::Load(const ParkOptions& options, const goabi::GLayout& 
   const uint32_t ring_bytes = RoundUpPow2(options.ringbuf_bytes, page);
   ro->wakeup_bytes =
       static_cast<uint32_t>(std::clamp(options.wakeup_fraction, 0.0, 1.0) * ring_bytes);
-  if (bpf_map__set_max_entries(skel_->maps.events, ring_bytes) != 0 ||
-      bpf_map__set_max_entries(skel_->maps.parked, std::max<uint32_t>(options.max_parked, 1)) !=
+  if (bpf_map__set_max_entries(skel->maps.events, ring_bytes) != 0 ||
+      bpf_map__set_max_entries(skel->maps.parked, std::max<uint32_t>(options.max_parked, 1)) !=
           0) {
     return absl::InternalError(absl::StrCat("cannot size BPF maps: ", Errno(errno)));
   }
   if (multi && bpf_program__set_expected_attach_type(
-                   skel_->progs.gpk_on_event, static_cast<bpf_attach_type>(kTraceUprobeMulti)) !=
+                   skel->progs.gpk_on_event, static_cast<bpf_attach_type>(kTraceUprobeMulti)) !=
                    0) {
     return absl::InternalError(absl::StrCat("cannot set attach type: ", Errno(errno)));
   }
+  return absl::OkStatus();
+}
+
+absl::Status ParkTracer::Load(const ParkOptions& options, const goabi::GLayout& layout,
+                              bool multi) {
+  ScopedLibbpfLog log;  // the verifier's reason, should the load fail
+  skel_ = goroutines_bpf__open();
+  if (!skel_) return absl::InternalError(absl::StrCat("cannot open the BPF object: ", Errno(errno)));
+  // The target as its threads' BPF sees it (inside a container: its PID namespace).
+  ASSIGN_OR_RETURN(PidNamespaceId ns, PidNamespaceOf(pid_));
+  RETURN_IF_ERROR(ConfigureParkProbe(skel_, layout, options, ns, multi));
   if (int err = goroutines_bpf__load(skel_); err != 0) {
-    err = -err;
-    // The verifier also answers EACCES: blame privileges only when we lack them.
-    if ((err == EPERM || err == EACCES) && !HaveBpfPrivileges()) {
-      return absl::PermissionDeniedError(absl::StrCat(
-          "loading the park probes was refused (", Errno(err),
-          "): run as root or with CAP_BPF and CAP_PERFMON"));
-    }
-    if (multi && err == EINVAL) return absl::UnimplementedError("no uprobe_multi programs");
-    return ExplainLoadFailure(
-        absl::InternalError(absl::StrCat("park probes failed to load: ", Errno(err),
-                                         "; libbpf: ", log.Tail(8))));
+    if (multi && -err == EINVAL) return absl::UnimplementedError("no uprobe_multi programs");
+    return LoadFailure(err, "park probes failed to load", log.Tail(8));
   }
   multi_ = multi;
   ring_ = ring_buffer__new(bpf_map__fd(skel_->maps.events), &ParkTracer::OnSample, this, nullptr);

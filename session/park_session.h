@@ -30,6 +30,7 @@
 #include "bpf/park_abi.h"
 #include "github.com/google/pprof/proto/profile.pb.h"
 #include "plan/park_probes.h"
+#include "session/pid_namespace.h"
 #include "aggregate/park_profile.h"
 #include "symbolizer/go_binary.h"
 
@@ -47,6 +48,13 @@ struct ParkOptions {
   uint32_t max_parked = 1u << 16;  // goroutines parked at once the probe remembers
   bool uprobe_multi = true;  // else one perf uprobe per probe (kernels before 6.6)
 };
+
+// ParkTracer's skeleton settings for a release's runtime `layout`, the
+// target (pid and namespace as its threads see them) and `options`; shared
+// with doctor's cost measurement (bpf_cost), so it measures what loads.
+absl::Status ConfigureParkProbe(goroutines_bpf* skel, const goabi::GLayout& layout,
+                                const ParkOptions& options, const PidNamespaceId& target,
+                                bool multi);
 
 struct ParkCounters {
   std::array<uint64_t, GPK_CTR__COUNT> bpf{};  // summed over CPUs, by gpk_counter

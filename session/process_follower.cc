@@ -43,13 +43,7 @@ absl::StatusOr<std::unique_ptr<ProcessFollower>> ProcessFollower::Start() {
   if (!pidns.ok()) return pidns.status();
   f->skel_->rodata->pidns_ino = static_cast<uint32_t>(pidns->ino);
   if (int err = exec_follow_bpf__load(f->skel_); err != 0) {
-    if (err == -EPERM || err == -EACCES) {
-      return absl::PermissionDeniedError(
-          "loading BPF was refused (EPERM): run as root or with CAP_BPF and CAP_PERFMON");
-    }
-    return ExplainLoadFailure(absl::InternalError(
-        absl::StrCat("cannot load the exec-follow BPF program: ", strerror(-err),
-                     "; libbpf: ", log.Tail(8))));
+    return LoadFailure(err, "cannot load the exec-follow BPF program", log.Tail(8));
   }
   if (int err = exec_follow_bpf__attach(f->skel_); err != 0) {
     return absl::InternalError(absl::StrCat(
