@@ -12,6 +12,8 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "absl/strings/numbers.h"
+#include "absl/strings/strip.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
@@ -285,6 +287,32 @@ std::vector<ProfileSample> ProfileSamples(const perftools::profiles::Profile& p)
     out.push_back(std::move(x));
   }
   return out;
+}
+
+std::vector<int> VersionKey(const std::string& v) {
+  std::vector<int> key;
+  for (absl::string_view part : absl::StrSplit(absl::StripPrefix(v, "go"), '.')) {
+    int n = 0;
+    (void)absl::SimpleAtoi(part, &n);
+    key.push_back(n);
+  }
+  return key;
+}
+
+std::unique_ptr<Child> StartErrgen(const std::string& path, int n, std::string* ready_line,
+                                   int timeout_seconds) {
+  auto errgen = Child::Spawn({path, "-wait", "-n", absl::StrCat(n)});
+  if (!errgen.ok()) {
+    ADD_FAILURE() << errgen.status();
+    return nullptr;
+  }
+  auto ready = (*errgen)->ReadLine(false, timeout_seconds);
+  if (!ready.ok() || *ready != absl::StrCat("ready ", (*errgen)->pid())) {
+    ADD_FAILURE() << "errgen not ready: " << (ready.ok() ? *ready : ready.status().ToString());
+    return nullptr;
+  }
+  if (ready_line) *ready_line = *ready;
+  return std::move(*errgen);
 }
 
 }  // namespace goerrprof::testing

@@ -63,6 +63,15 @@ class Child {
   std::string out_buf_, err_buf_;
 };
 
+// "go1.27.4" -> {1, 27, 4}: numeric, so go1.9 sorts before go1.19.
+std::vector<int> VersionKey(const std::string& go_version);
+
+// `errgen -wait -n N` started and ready (its "ready <pid>" line read within
+// timeout_seconds, and kept in *ready_line when given); null after an
+// ADD_FAILURE otherwise.
+std::unique_ptr<Child> StartErrgen(const std::string& path, int n = 1,
+                                   std::string* ready_line = nullptr, int timeout_seconds = 60);
+
 // Registers one gtest per corpus binary of `program` ("*" for all but the
 // demo; "errgen-cgo" for one flavour), in suite `suite`, running `body`. A missing corpus registers one
 // failing test that says how to build it.

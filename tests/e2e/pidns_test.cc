@@ -42,16 +42,6 @@ constexpr char kExecFlag[] = "--pidns_exec";
 // PROC_PID_INIT_INO: the initial PID namespace's inode.
 constexpr ino_t kInitPidNsIno = 0xEFFFFFFCu;
 
-// "go1.27.4" -> {1, 27, 4}.
-std::vector<int> VersionKey(const std::string& v) {
-  std::vector<int> key;
-  for (absl::string_view part : absl::StrSplit(absl::StripPrefix(v, "go"), '.')) {
-    int n = 0;
-    (void)absl::SimpleAtoi(part, &n);
-    key.push_back(n);
-  }
-  return key;
-}
 
 // The gtest name a corpus test of `suite` has for the newest release's
 // `program`-`flavour` binary ("Record.go1_27_4_errgen_default").

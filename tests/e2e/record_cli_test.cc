@@ -45,16 +45,6 @@ using Clock = std::chrono::steady_clock;
 
 constexpr int kTimeout = 60;  // seconds, for every single wait
 
-// "go1.27.4" -> {1, 27, 4}: numeric, so go1.9 sorts before go1.19.
-std::vector<int> VersionKey(const std::string& v) {
-  std::vector<int> key;
-  for (absl::string_view part : absl::StrSplit(absl::StripPrefix(v, "go"), '.')) {
-    int n = 0;
-    (void)absl::SimpleAtoi(part, &n);
-    key.push_back(n);
-  }
-  return key;
-}
 
 // The corpus binary built by the newest Go release (esbuild: any version).
 std::optional<CorpusBinary> Newest(bool esbuild, const std::string& program,
@@ -345,20 +335,6 @@ std::unique_ptr<Child> StartRecord(pid_t pid, const std::string& out,
 }
 
 // errgen -wait: spawned and past its "ready <pid>" line.
-std::unique_ptr<Child> StartErrgen(const std::string& path, int n, std::string* ready_line) {
-  auto errgen = Child::Spawn({path, "-wait", "-n", absl::StrCat(n)});
-  if (!errgen.ok()) {
-    ADD_FAILURE() << errgen.status();
-    return nullptr;
-  }
-  auto ready = (*errgen)->ReadLine(false, kTimeout);
-  if (!ready.ok() || *ready != absl::StrCat("ready ", (*errgen)->pid())) {
-    ADD_FAILURE() << "errgen not ready: " << (ready.ok() ? *ready : ready.status().ToString());
-    return nullptr;
-  }
-  if (ready_line) *ready_line = *ready;
-  return std::move(*errgen);
-}
 
 // --- 1. Safety --------------------------------------------------------------
 
@@ -383,7 +359,7 @@ TEST_F(RecordCliTest, TargetOutputAndExitCodeUnchangedByRecording) {
   for (bool profiled : {false, true}) {
     SCOPED_TRACE(profiled ? "profiled" : "plain");
     std::string ready;
-    auto errgen = StartErrgen(b.path, 3, &ready);
+    auto errgen = StartErrgen(b.path, 3, &ready, kTimeout);
     ASSERT_NE(errgen, nullptr);
     pid_t pid = errgen->pid();
     std::unique_ptr<Child> rec;
@@ -527,7 +503,7 @@ TEST_F(RecordCliTest, EsbuildResolveErrors) {
 TEST_F(RecordCliTest, RingBufferDropsAreCounted) {
   CorpusBinary b = NewestErrgen();
   ASSERT_FALSE(b.path.empty());
-  auto errgen = StartErrgen(b.path, 20, nullptr);
+  auto errgen = StartErrgen(b.path, 20, nullptr, kTimeout);
   ASSERT_NE(errgen, nullptr);
   std::string out = OutPath("drops");
   auto rec = StartRecord(errgen->pid(), out, {"--ringbuf_bytes=4096"});
@@ -614,7 +590,7 @@ TEST_F(RecordCliTest, PidNotANumber) {
 TEST_F(RecordCliTest, WithoutPrivileges) {
   CorpusBinary b = NewestErrgen();
   ASSERT_FALSE(b.path.empty());
-  auto errgen = StartErrgen(b.path, 1, nullptr);  // root's, blocked on stdin
+  auto errgen = StartErrgen(b.path, 1, nullptr, kTimeout);  // root's, blocked on stdin
   ASSERT_NE(errgen, nullptr);
   CommandResult r = RunCommand({"setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
                                 GoerrprofPath(), "record", absl::StrCat("--pid=", errgen->pid()),
@@ -651,7 +627,7 @@ TEST_F(RecordCliTest, TargetExitsDuringAttach) {
 void StopAndCheck(const std::string& out, int stop, const std::string& want_reason) {
   CorpusBinary b = NewestErrgen();
   ASSERT_FALSE(b.path.empty());
-  auto errgen = StartErrgen(b.path, 1, nullptr);  // never released while recorded
+  auto errgen = StartErrgen(b.path, 1, nullptr, kTimeout);  // never released while recorded
   ASSERT_NE(errgen, nullptr);
   auto started = Clock::now();
   auto rec = StartRecord(errgen->pid(), out,
@@ -726,7 +702,7 @@ int FreeLoopbackPort() {
 TEST_F(RecordCliTest, PprofWebUiServesTheProfile) {
   CorpusBinary eg = NewestErrgen();
   std::string ready;
-  auto errgen = StartErrgen(eg.path, 1, &ready);
+  auto errgen = StartErrgen(eg.path, 1, &ready, kTimeout);
   ASSERT_NE(errgen, nullptr);
   std::string out = OutPath("http");
   auto rec = StartRecord(errgen->pid(), out);

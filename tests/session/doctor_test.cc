@@ -226,19 +226,6 @@ TEST(Doctor, TextHasOneLinePerCheckLikeTheJson) {
 }
 
 // errgen -wait: running, blocked on stdin, until the Child goes.
-std::unique_ptr<Child> StartErrgen(const std::string& path) {
-  auto errgen = Child::Spawn({path, "-wait", "-n", "1"});
-  if (!errgen.ok()) {
-    ADD_FAILURE() << errgen.status();
-    return nullptr;
-  }
-  auto ready = (*errgen)->ReadLine(false, kTimeout);
-  if (!ready.ok() || *ready != absl::StrCat("ready ", (*errgen)->pid())) {
-    ADD_FAILURE() << "errgen not ready: " << (ready.ok() ? *ready : ready.status().ToString());
-    return nullptr;
-  }
-  return std::move(*errgen);
-}
 
 // "goerrprof: recording pid P: N probes attached in T" from record.
 std::optional<uint64_t> RecordedProbes(pid_t pid) {
@@ -257,7 +244,7 @@ std::optional<uint64_t> RecordedProbes(pid_t pid) {
 }
 
 void DoctorOnErrgen(const CorpusBinary& b) {
-  std::unique_ptr<Child> errgen = StartErrgen(b.path);
+  std::unique_ptr<Child> errgen = StartErrgen(b.path, 1, nullptr, kTimeout);
   ASSERT_NE(errgen, nullptr);
   CommandResult r =
       RunCommand({GoerrprofPath(), "doctor", "--json", absl::StrCat("--pid=", errgen->pid())},
