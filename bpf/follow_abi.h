@@ -1,4 +1,4 @@
-/* What bpf/exec_follow.bpf.c and profiler/process_follower share: the
+/* What bpf/exec_follow.bpf.c and session/process_follower share: the
  * records it sends when a followed process execs, and its counters. */
 #ifndef GOERRPROF_BPF_FOLLOW_ABI_H_
 #define GOERRPROF_BPF_FOLLOW_ABI_H_

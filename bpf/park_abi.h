@@ -1,4 +1,4 @@
-/* What bpf/goroutines.bpf.c (park tracing) and profiler/park_session share:
+/* What bpf/goroutines.bpf.c (park tracing) and session/park_session share:
  * probe roles (the uprobe_multi cookie), the ring buffer record and the
  * counters. Plain C, no kernel headers: included by BPF and C++. */
 #ifndef GOERRPROF_BPF_PARK_ABI_H_
