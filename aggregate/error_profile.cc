@@ -18,6 +18,8 @@ void ErrorProfile::Add(const CapturedError& e, uint32_t process) {
 void ErrorProfile::Add(const CapturedError& e, uint32_t process, const RenderOptions& render) {
   SampleKey key;
   key.stack = e.stack.empty() ? std::vector<uint64_t>{e.ip} : e.stack;
+  // Users read the leaf first: the creation, not where the probe could sit.
+  if (e.site != 0) key.stack[0] = e.site;
   key.type = e.links.empty() ? LinkTypeName(CapturedLink{}) : LinkTypeName(e.links[0]);
   key.message = RenderMessage(e, 0, render);
   key.chain = RenderChain(e);

@@ -123,8 +123,12 @@ int BPF_PROG(gef_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm
 
 SEC("tp_btf/sched_process_exit")
 int BPF_PROG(gef_exit, struct task_struct *p) {
-  /* The group leader's exit ends the process: its tgid may be reused. */
-  if (BPF_CORE_READ(p, pid) != BPF_CORE_READ(p, tgid)) return 0;
+  /* The process ends with its last thread (do_exit counts signal->live
+   * down before this tracepoint): its tgid may then be reused. Not with
+   * the leader's exit: a thread that execs (Go's toolchain switch does)
+   * makes the old leader exit in de_thread while the process lives on,
+   * under the same pid, as the new program. */
+  if (BPF_CORE_READ(p, signal, live.counter) != 0) return 0;
   __u32 tgid = visible_tgid(p);
   if (tgid) bpf_map_delete_elem(&followed, &tgid);
   return 0;

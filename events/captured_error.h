@@ -83,6 +83,10 @@ struct CapturedLink {
 struct CapturedError {
   uint64_t timestamp_ns = 0;  // CLOCK_MONOTONIC
   uint64_t ip = 0;            // the probed instruction
+  // The creating instruction (the itab/type reference, or the allocation
+  // inside an inlined errors.New): the planner's site for the probe at `ip`,
+  // in the same function, so stack[1..] are its callers too. 0: unknown.
+  uint64_t site = 0;
   uint64_t cookie = 0;        // the probe's GEP_COOKIE
   uint64_t goid = 0;          // 0 when unknown
   // The goroutine's go statement (g.gopc) as a file vaddr; 0 when unknown.

@@ -1,29 +1,27 @@
 #include "events/decode.h"
 
 #include <algorithm>
-#include <cstring>
+
+#include "base/byte_reader.h"
 
 namespace goerrprof::profiler {
 namespace {
 
-// One gep_str at data[*pos], named from `names` (may be null).
-bool DecodeString(const uint8_t* data, size_t end, size_t* pos,
-                  const std::vector<std::pair<std::string, uint32_t>>* names, CapturedString* out) {
+// The next gep_str and its bytes, named from `names` (may be null).
+bool DecodeString(ByteReader& r, const std::vector<std::pair<std::string, uint32_t>>* names,
+                  CapturedString* out) {
   gep_str gs;
-  if (*pos + sizeof(gs) > end) return false;
-  std::memcpy(&gs, data + *pos, sizeof(gs));
-  *pos += sizeof(gs);
-  size_t padded = (gs.copied + 7u) & ~7u;
-  if (gs.copied > GEP_MAX_STR || *pos + padded > end) return false;
+  if (!r.Read(&gs) || gs.copied > GEP_MAX_STR) return false;
+  ByteView bytes = r.Bytes((gs.copied + 7u) & ~7u);  // padded to 8
+  if (!r.ok()) return false;
   out->field = gs.field;
   if (names != nullptr && gs.field < names->size()) {
     out->name = (*names)[gs.field].first;
     out->offset = (*names)[gs.field].second;
   }
-  out->value.assign(reinterpret_cast<const char*>(data + *pos), gs.copied);
+  out->value.assign(reinterpret_cast<const char*>(bytes.data()), gs.copied);
   out->length = gs.len;
   out->read_failed = (gs.flags & GEP_STR_READ_FAILED) != 0;
-  *pos += padded;
   return true;
 }
 
@@ -32,12 +30,10 @@ bool DecodeString(const uint8_t* data, size_t end, size_t* pos,
 bool DecodeErrorRecord(const uint8_t* data, size_t size, const RecordNames& names,
                        uint64_t bias_, CapturedError* out) {
   gep_event h;
-  if (size < sizeof(h)) return false;
-  std::memcpy(&h, data, sizeof(h));
+  if (!ByteView(data, size).Read(0, &h)) return false;
   if (h.version != GEP_EVENT_VERSION) return false;
   if (h.size > size || h.size < sizeof(h)) return false;
-  size_t pos = sizeof(h);
-  const size_t end = h.size;
+  ByteReader r(ByteView(data, h.size), sizeof(h));  // the record's own size bounds every read
   out->timestamp_ns = h.ts_ns;
   out->ip = h.ip - bias_;
   out->cookie = h.cookie;
@@ -48,20 +44,14 @@ bool DecodeErrorRecord(const uint8_t* data, size_t size, const RecordNames& name
   out->load_bias = bias_;
   // A go statement's pc is in the text: outside it the read was torn.
   out->gopc = h.gopc > bias_ ? h.gopc - bias_ : 0;
-  if (h.n_stack > GEP_MAX_STACK || pos + h.n_stack * 8ull > end) return false;
+  if (h.n_stack > GEP_MAX_STACK || r.remaining() < h.n_stack * 8ull) return false;
   out->stack.resize(h.n_stack);
-  for (uint16_t i = 0; i < h.n_stack; ++i) {
-    uint64_t pc;
-    std::memcpy(&pc, data + pos, 8);
-    out->stack[i] = pc - bias_;
-    pos += 8;
-  }
+  for (uint16_t i = 0; i < h.n_stack; ++i) out->stack[i] = r.U64() - bias_;
   if (h.n_labels > GEP_MAX_LABELS) return false;
   out->labels.resize(h.n_labels);
   for (uint16_t i = 0; i < h.n_labels; ++i) {
     CapturedString key, value;
-    if (!DecodeString(data, end, &pos, nullptr, &key) ||
-        !DecodeString(data, end, &pos, nullptr, &value)) {
+    if (!DecodeString(r, nullptr, &key) || !DecodeString(r, nullptr, &value)) {
       return false;
     }
     if (key.read_failed || value.read_failed || key.truncated() || value.truncated()) {
@@ -73,9 +63,7 @@ bool DecodeErrorRecord(const uint8_t* data, size_t size, const RecordNames& name
   out->links.resize(h.n_links);
   for (uint16_t i = 0; i < h.n_links; ++i) {
     gep_link l;
-    if (pos + sizeof(l) > end) return false;
-    std::memcpy(&l, data + pos, sizeof(l));
-    pos += sizeof(l);
+    if (!r.Read(&l)) return false;
     if (l.parent >= static_cast<int>(i) || l.parent < -1) return false;
     if (l.n_str > GEP_MAX_STR_FIELDS || l.n_addr > GEP_MAX_ADDR_FIELDS) return false;
     CapturedLink& cl = out->links[i];
@@ -90,16 +78,14 @@ bool DecodeErrorRecord(const uint8_t* data, size_t size, const RecordNames& name
     if (info) cl.type_name = info->name;
     cl.strings.resize(l.n_str);
     for (uint8_t k = 0; k < l.n_str; ++k) {
-      if (!DecodeString(data, end, &pos, info ? &info->strings : nullptr, &cl.strings[k])) {
+      if (!DecodeString(r, info ? &info->strings : nullptr, &cl.strings[k])) {
         return false;
       }
     }
     cl.addrs.resize(l.n_addr);
     for (uint8_t k = 0; k < l.n_addr; ++k) {
       gep_addr ga;
-      if (pos + sizeof(ga) > end) return false;
-      std::memcpy(&ga, data + pos, sizeof(ga));
-      pos += sizeof(ga);
+      if (!r.Read(&ga)) return false;
       if (ga.n_str > GEP_MAX_ADDR_STR || ga.kind > GEP_ADDR_UNIX) return false;
       CapturedAddr& a = cl.addrs[k];
       a.field = ga.field;
@@ -117,7 +103,7 @@ bool DecodeErrorRecord(const uint8_t* data, size_t size, const RecordNames& name
       if (ainfo && a.kind != GEP_ADDR_NONE) a.type_name = ainfo->name;
       a.strings.resize(ga.n_str);
       for (uint8_t m = 0; m < ga.n_str; ++m) {
-        if (!DecodeString(data, end, &pos, ainfo ? &ainfo->strings : nullptr, &a.strings[m])) {
+        if (!DecodeString(r, ainfo ? &ainfo->strings : nullptr, &a.strings[m])) {
           return false;
         }
       }

@@ -4,6 +4,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "base/byte_reader.h"
 #include "symbolizer/pclntab.h"
 
 namespace goerrprof::profiler {
@@ -46,12 +47,11 @@ bool GoFrames::IsWrapper(size_t i) {
     bool wide = tab.version() == symbolizer::PclntabVersion::k116;
     uint64_t word = wide ? 8 : 4;
     uint64_t base = tab.address() + tab.functab_offset();
-    uint64_t funcoff = 0;
     uint8_t id = 0;
     auto raw = elf.ReadVirtual(base + i * 2 * word + word, word);
-    if (raw.ok()) {
-      std::memcpy(&funcoff, raw->data(), word);
-      auto b = elf.ReadVirtual(base + funcoff + FuncIdOffset(tab.version()), 1);
+    std::optional<uint64_t> funcoff = raw.ok() ? ByteView(*raw).Uint(0, word) : std::nullopt;
+    if (funcoff) {
+      auto b = elf.ReadVirtual(base + *funcoff + FuncIdOffset(tab.version()), 1);
       if (b.ok()) id = (*b)[0];
     }
     it = func_ids_.emplace(i, id).first;

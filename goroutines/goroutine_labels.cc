@@ -1,10 +1,10 @@
 #include "goroutines/goroutine_labels.h"
 
 #include <algorithm>
-#include <cstring>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_format.h"
+#include "base/byte_reader.h"
 
 namespace goerrprof::profiler {
 namespace {
@@ -12,15 +12,17 @@ namespace {
 constexpr uint64_t kMaxLabels = 4096;
 constexpr uint64_t kMaxString = 1 << 16;
 
-uint64_t Word(const uint8_t* p) {
-  uint64_t v;
-  std::memcpy(&v, p, 8);
-  return v;
-}
-
 struct StringRef {
   uint64_t ptr = 0, len = 0;
 };
+
+// A Go string header {ptr, len}.
+StringRef ReadStringRef(ByteReader& r) {
+  StringRef s;
+  s.ptr = r.U64();
+  s.len = r.U64();
+  return s;
+}
 
 // Reads every string of `refs` in one batch.
 absl::StatusOr<std::vector<std::string>> ReadStrings(ProcessMemory& mem,
@@ -58,14 +60,16 @@ absl::StatusOr<LabelList> FromSlice(ProcessMemory& mem, uint64_t labels) {
   uint8_t hdr[24];
   absl::Status s = mem.Read(labels, hdr, sizeof(hdr));
   if (!s.ok()) return s;
-  uint64_t data = Word(hdr), len = Word(hdr + 8), cap = Word(hdr + 16);
+  ByteReader slice(ByteView(hdr, sizeof(hdr)));
+  uint64_t data = slice.U64(), len = slice.U64(), cap = slice.U64();
   if (len > cap || len > kMaxLabels) return absl::DataLossError("implausible label slice");
   if (len == 0) return LabelList{};
-  std::vector<uint8_t> raw(len * 32);
+  std::vector<uint8_t> raw(len * 32);  // label{key, value string}
   s = mem.Read(data, raw.data(), raw.size());
   if (!s.ok()) return s;
   std::vector<StringRef> refs;
-  for (uint64_t i = 0; i < len * 2; ++i) refs.push_back({Word(&raw[i * 16]), Word(&raw[i * 16 + 8])});
+  ByteReader r(ByteView(raw.data(), raw.size()));
+  for (uint64_t i = 0; i < len * 2; ++i) refs.push_back(ReadStringRef(r));
   return Pair(mem, refs);
 }
 
@@ -74,6 +78,19 @@ absl::StatusOr<LabelList> FromSlice(ProcessMemory& mem, uint64_t labels) {
 constexpr uint64_t kBucketSize = 8 + 8 * 16 + 8 * 16 + 8;
 constexpr uint8_t kEvacuatedX = 2, kEvacuatedEmpty = 4, kMinTopHash = 5;
 constexpr uint8_t kSameSizeGrow = 8;  // hmap.flags
+
+// Adds the filled cells of one bucket; returns its overflow pointer.
+uint64_t ReadBucket(ByteView bucket, std::vector<StringRef>* refs) {
+  ByteReader tophash(bucket), keys(bucket, 8), values(bucket, 8 + 8 * 16);
+  for (int i = 0; i < 8; ++i) {
+    uint8_t top = tophash.U8();
+    StringRef k = ReadStringRef(keys), v = ReadStringRef(values);
+    if (top < kMinTopHash) continue;
+    refs->push_back(k);
+    refs->push_back(v);
+  }
+  return ByteReader(bucket, kBucketSize - 8).U64();
+}
 
 // Adds the filled cells of the bucket chains starting at `first` (n
 // buckets back to back). Old buckets already evacuated are skipped: their
@@ -84,25 +101,19 @@ absl::Status CollectBuckets(ProcessMemory& mem, uint64_t first, uint64_t n, bool
   absl::Status s = mem.Read(first, raw.data(), raw.size());
   if (!s.ok()) return s;
   uint64_t budget = kMaxLabels;  // bounds overflow chains on torn memory
+  std::vector<uint8_t> chained(kBucketSize);
+  ByteReader array(ByteView(raw.data(), raw.size()));
   for (uint64_t b = 0; b < n; ++b) {
-    const uint8_t* bucket = &raw[b * kBucketSize];
-    if (old && bucket[0] >= kEvacuatedX && bucket[0] <= kEvacuatedEmpty) continue;
-    std::vector<uint8_t> chained;
-    while (bucket != nullptr) {
-      for (int i = 0; i < 8; ++i) {
-        if (bucket[i] < kMinTopHash) continue;
-        const uint8_t* k = bucket + 8 + i * 16;
-        const uint8_t* v = bucket + 8 + 128 + i * 16;
-        refs->push_back({Word(k), Word(k + 8)});
-        refs->push_back({Word(v), Word(v + 8)});
-      }
-      uint64_t overflow = Word(bucket + kBucketSize - 8);
+    ByteView bucket = array.Bytes(kBucketSize);
+    uint8_t top0 = ByteReader(bucket).U8();
+    if (old && top0 >= kEvacuatedX && top0 <= kEvacuatedEmpty) continue;
+    for (;;) {
+      uint64_t overflow = ReadBucket(bucket, refs);
       if (overflow == 0) break;
       if (--budget == 0) return absl::DataLossError("label map overflow chain too long");
-      chained.resize(kBucketSize);
       s = mem.Read(overflow, chained.data(), chained.size());
       if (!s.ok()) return s;
-      bucket = chained.data();
+      bucket = ByteView(chained.data(), chained.size());
     }
   }
   return absl::OkStatus();
@@ -116,9 +127,11 @@ absl::StatusOr<LabelList> FromMap(ProcessMemory& mem, uint64_t labels) {
   uint8_t h[48];
   absl::Status s = mem.Read(*hmap, h, sizeof(h));
   if (!s.ok()) return s;
-  uint64_t count = Word(h);
-  uint8_t flags = h[8], b = h[9];
-  uint64_t buckets = Word(h + 16), oldbuckets = Word(h + 24);
+  ByteReader r(ByteView(h, sizeof(h)));
+  uint64_t count = r.U64();
+  uint8_t flags = r.U8(), b = r.U8();
+  r.Skip(6);  // noverflow uint16, hash0 uint32
+  uint64_t buckets = r.U64(), oldbuckets = r.U64();
   if (count > kMaxLabels || b > 12) return absl::DataLossError("implausible label map");
   if (count == 0) return LabelList{};
   std::vector<StringRef> refs;

@@ -4,11 +4,11 @@
 
 #include <algorithm>
 #include <array>
-#include <cstring>
 #include <optional>
 
 #include "absl/status/status.h"
 #include "absl/strings/match.h"
+#include "base/byte_reader.h"
 #include "goroutines/goroutine_memory.h"
 
 namespace goerrprof::profiler {
@@ -27,10 +27,12 @@ constexpr size_t kMaxFrames = 1024;
 // searched for this far above syscallsp.
 constexpr uint64_t kSyscallScan = 1024;
 
+// A field of a g; 0 when the release lacks it (kAbsent) or it is not in
+// what was read.
 template <typename T>
-T At(const uint8_t* b, int32_t off) {
+T At(ByteView g, int32_t off) {
   T v{};
-  if (off >= 0) std::memcpy(&v, b + off, sizeof(T));
+  if (off >= 0) g.Read(off, &v);
   return v;
 }
 
@@ -85,7 +87,7 @@ class Reader {
   // The fields that change when a goroutine runs: its scheduling state,
   // syscall state, status (without the GC's scan bit) and goid. Offsets
   // are relative to the g; `g` may start at recheck_lo_ instead (base).
-  std::array<uint64_t, 8> Key(const uint8_t* g, int32_t base = 0) const {
+  std::array<uint64_t, 8> Key(ByteView g, int32_t base = 0) const {
     auto at = [&](int32_t off) {
       return off == gabi::GLayout::kAbsent ? 0 : At<uint64_t>(g, off - base);
     };
@@ -107,7 +109,7 @@ class Reader {
   }
 
   // Parses the g; false when it does not look like a g (torn or garbage).
-  bool Parse(const uint8_t* g, Pending& p, int64_t now) {
+  bool Parse(ByteView g, Pending& p, int64_t now) {
     uint32_t raw = At<uint32_t>(g, layout_.atomicstatus);
     uint32_t status = raw & ~gabi::kGscan;
     Goroutine& o = p.r->g;
@@ -190,19 +192,17 @@ class Reader {
   }
 
   // Walks the saved frame pointers from (pc, bp) through the stack bytes
-  // [sp, sp + len).
-  Walk WalkFrom(const Pending& p, const uint8_t* stack, uint64_t len, uint64_t bp,
-                std::vector<uint64_t>* out) {
+  // [sp, sp + stack.size()).
+  Walk WalkFrom(const Pending& p, ByteView stack, uint64_t bp, std::vector<uint64_t>* out) {
     out->clear();
     out->reserve(16);
     out->push_back(p.pc - bias_);
-    uint64_t lower = p.sp, end = p.sp + len;
-    if (bp == 0 && len >= 8) {
+    uint64_t lower = p.sp, end = p.sp + stack.size();
+    std::optional<uint64_t> at_sp = bp == 0 ? stack.U64(0) : std::nullopt;
+    if (at_sp) {
       // A goroutine that has not run yet: it sits at its function's entry
       // with no frame pointer saved and goexit's return address at sp.
-      uint64_t ret;
-      std::memcpy(&ret, stack, 8);
-      auto f = Func(ret);
+      auto f = Func(*at_sp);
       if (f && goexit_ && *f == *goexit_) return Walk::kComplete;
     }
     bool after_injected = false;  // the last PC pushed was interrupted by a signal
@@ -212,19 +212,20 @@ class Reader {
         // An interrupted function without a frame of its own (a leaf that
         // never saved BP) has its return address right above the injected
         // call's: at the goroutine's root that is goexit.
-        if (after_injected && last_bp + 24 <= end) {
-          uint64_t ret;
-          std::memcpy(&ret, stack + (last_bp + 16 - p.sp), 8);
-          auto f = Func(ret);
+        std::optional<uint64_t> ret =
+            after_injected ? stack.U64(last_bp + 16 - p.sp) : std::nullopt;
+        if (ret) {
+          auto f = Func(*ret);
           if (f && goexit_ && *f == *goexit_) return Walk::kComplete;
         }
         return Walk::kTruncated;
       }
       if (bp < lower || bp + 16 > p.hi || bp % 8 != 0) return Walk::kBad;
       if (bp + 16 > end) return Walk::kNeedMore;
-      uint64_t next, ret;
-      std::memcpy(&next, stack + (bp - p.sp), 8);
-      std::memcpy(&ret, stack + (bp - p.sp) + 8, 8);
+      // The saved BP and the return address above it.
+      ByteReader frame(stack, bp - p.sp);
+      uint64_t next = frame.U64(), ret = frame.U64();
+      if (!frame.ok()) return Walk::kBad;  // bp + 16 wrapped around
       auto f = Func(ret);
       if (!f) return Walk::kBad;
       if (goexit_ && *f == *goexit_) return Walk::kComplete;
@@ -240,14 +241,15 @@ class Reader {
     return Walk::kTruncated;
   }
 
-  Walk WalkStack(Pending& p, const uint8_t* stack, uint64_t len) {
-    if (p.has_bp) return WalkFrom(p, stack, len, p.bp, &p.r->g.stack);
+  Walk WalkStack(Pending& p, ByteView stack) {
+    uint64_t len = stack.size();
+    if (p.has_bp) return WalkFrom(p, stack, p.bp, &p.r->g.stack);
     // No saved frame pointer (syscall before 1.23): the caller's frame
     // pointer slot is the first one above syscallsp whose chain reaches
     // goexit.
     std::vector<uint64_t> frames;
     for (uint64_t s = p.sp; s + 16 <= p.sp + std::min<uint64_t>(len, kSyscallScan); s += 8) {
-      Walk w = WalkFrom(p, stack, len, s, &frames);
+      Walk w = WalkFrom(p, stack, s, &frames);
       if (w == Walk::kComplete) {
         p.r->g.stack = frames;
         return Walk::kComplete;
@@ -264,7 +266,7 @@ class Reader {
     for (Pending* p : ps) r.push_back({p->r->gaddr, static_cast<uint64_t>(g_size_)});
     return mem_.Visit(r, kMergeG, [&](size_t i, const uint8_t* g) {
       Pending& p = *ps[i];
-      p.parsed = g != nullptr && Parse(g, p, now);
+      p.parsed = g != nullptr && Parse(ByteView(g, g_size_), p, now);
     });
   }
 
@@ -283,7 +285,7 @@ class Reader {
       if (r.empty()) break;
       absl::Status s = mem_.Visit(r, more ? 0 : kMergeStack, [&](size_t i, const uint8_t* st) {
         Pending& p = *who[i];
-        p.walk = st == nullptr ? Walk::kBad : WalkStack(p, st, r[i].len);
+        p.walk = st == nullptr ? Walk::kBad : WalkStack(p, ByteView(st, r[i].len));
         if (more && p.walk == Walk::kNeedMore) p.walk = Walk::kBad;
       });
       if (!s.ok()) return s;
@@ -298,7 +300,7 @@ class Reader {
     for (Pending* p : ps) r.push_back({p->r->gaddr + recheck_lo_, n});
     return mem_.Visit(r, kMergeG, [&](size_t i, const uint8_t* now) {
       Pending& p = *ps[i];
-      p.unchanged = now != nullptr && Key(now, recheck_lo_) == p.key;
+      p.unchanged = now != nullptr && Key(ByteView(now, n), recheck_lo_) == p.key;
     });
   }
 

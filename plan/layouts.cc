@@ -181,12 +181,75 @@ absl::StatusOr<std::vector<ErrorLayout>> LayoutsFor(
   return out;
 }
 
+namespace {
+
+// Appends to a fixed slot array; false (and counted) once it is full.
+template <size_t N, typename Count>
+bool Put(uint32_t (&slots)[N], Count* n, uint32_t value, size_t* dropped) {
+  if (*n >= N) {
+    ++*dropped;
+    return false;
+  }
+  slots[(*n)++] = value;
+  return true;
+}
+
+}  // namespace
+
+std::vector<LayoutMapEntry> MapEntriesFor(const std::vector<ErrorLayout>& layouts) {
+  std::vector<LayoutMapEntry> out;
+  out.reserve(layouts.size());
+  for (const ErrorLayout& l : layouts) {
+    LayoutMapEntry e;
+    e.type_addr = l.type_addr;
+    e.name = l.name;
+    if (l.addr_type) {
+      const AddrTypeLayout& a = *l.addr_type;
+      e.is_addr = true;
+      e.addr.kind = a.kind;
+      e.addr.ip_off = a.ip;
+      e.addr.port_off = a.port;
+      for (const auto& [name, offset] : a.strings) {
+        if (Put(e.addr.str_off, &e.addr.n_str, offset, &e.fields_dropped)) {
+          e.strings.emplace_back(name, offset);
+        }
+      }
+      out.push_back(std::move(e));
+      continue;
+    }
+    gep_type_layout& v = e.type;
+    v.flags = l.deref ? GEP_TYPE_DEREF : 0;
+    v.value_size = std::min<uint8_t>(l.value_size, 8);
+    for (const ErrorLayout::Field& f : l.fields) {
+      switch (f.kind) {
+        case LayoutFieldKind::kString:
+          if (Put(v.str_off, &v.n_str, f.offset, &e.fields_dropped)) {
+            e.strings.emplace_back(f.name, f.offset);
+          }
+          break;
+        case LayoutFieldKind::kError:
+          Put(v.err_off, &v.n_err, f.offset, &e.fields_dropped);
+          break;
+        case LayoutFieldKind::kErrorSlice:
+          Put(v.slice_off, &v.n_slice, f.offset, &e.fields_dropped);
+          break;
+        case LayoutFieldKind::kAddr:
+          if (Put(v.addr_off, &v.n_addr, f.offset, &e.fields_dropped)) e.addrs.push_back(f.name);
+          break;
+      }
+    }
+    out.push_back(std::move(e));
+  }
+  return out;
+}
+
 std::vector<ProbeSpec> ProbeSpecsFor(const std::vector<CreationProbe>& probes) {
   std::vector<ProbeSpec> out;
   out.reserve(probes.size());
   for (const CreationProbe& p : probes) {
     ProbeSpec spec;
     spec.vaddr = p.addr;
+    spec.site = p.site != 0 ? p.site : p.ref_addr;
     spec.cookie = p.cookie;  // low half: the tab location, where the flags go
     if (p.frameless) spec.cookie |= GEP_LOC_F_FRAMELESS;
     if (p.kind == CreationProbe::kEface) spec.cookie |= GEP_LOC_F_TYPE;

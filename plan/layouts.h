@@ -66,6 +66,21 @@ struct ErrorLayout {
 absl::StatusOr<std::vector<ErrorLayout>> LayoutsFor(
     const symbolizer::GoBinary& binary, const std::vector<symbolizer::ErrorType>& types);
 
+// One layout exactly as the session loads it into the probe's maps: the
+// value, and the names the decoder gives to what the probe copies (only the
+// fields that fit the value's GEP_MAX_* slots, in slot order).
+struct LayoutMapEntry {
+  uint64_t type_addr = 0;  // file address: the key once rebased
+  bool is_addr = false;    // goes to the address map, not the layout map
+  gep_type_layout type = {};
+  gep_addr_layout addr = {};
+  std::string name;
+  std::vector<std::pair<std::string, uint32_t>> strings;  // name, offset
+  std::vector<std::string> addrs;                         // address fields' names
+  size_t fields_dropped = 0;  // beyond the slots: never captured
+};
+std::vector<LayoutMapEntry> MapEntriesFor(const std::vector<ErrorLayout>& layouts);
+
 struct ProbeSpec {
   uint64_t vaddr = 0;   // file virtual address of the instruction
   // The bpf_cookie as attached: GEP_COOKIE(tab_loc, data_loc) with the tab
@@ -75,6 +90,9 @@ struct ProbeSpec {
   uint64_t const_type = 0;
   // For a GEP_LOC_CONST data location: the data word as a file address.
   uint64_t const_data = 0;
+  // The creating instruction (CreationProbe::site): the sample's leaf.
+  // 0: the probe's own pc.
+  uint64_t site = 0;
 };
 
 // The planner's creation probes as the session attaches them, each with its

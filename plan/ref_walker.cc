@@ -53,6 +53,17 @@ bool RefWalker::ComparesStoredPair(const Path& p) const {
   return false;
 }
 
+// `test r, r` with r holding the reference: an inlined `err != nil` on the
+// interface under construction (Go checks it when a helper returning an
+// error is inlined). Its itab is never nil; the value lives on.
+bool RefWalker::IsNilCheck(const State& st, const Insn& in) const {
+  if (in.id != X86_INS_TEST || in.nops != 2) return false;
+  const Operand& a = in.ops[0];
+  const Operand& b = in.ops[1];
+  return a.type == Operand::kReg && b.type == Operand::kReg && a.raw_reg == b.raw_reg &&
+         a.size == 8 && a.reg >= 0 && a.reg < kNumRegs && st.regs[a.reg] == ref_;
+}
+
 std::optional<std::string> RefWalker::ClassifyUse(const State& st, const Insn& in) const {
   if (in.id == X86_INS_NOP) return std::nullopt;  // multi-byte NOPs name registers
   for (int i = 0; i < PlannedOps(in); ++i) {
@@ -158,6 +169,8 @@ void RefWalker::Walk(Path p) {
         ends_.push_back(End(p, "itab slot overwritten"));
         return;
       }
+    } else if (IsNilCheck(p.st, in)) {
+      p.nil_check = next;
     } else if (auto use = ClassifyUse(p.st, in)) {
       if (*use == "comparison" && ComparesStoredPair(p)) {
         ends_.push_back(End(p, "comparison of a stored interface"));
@@ -196,6 +209,15 @@ void RefWalker::Walk(Path p) {
         ends_.push_back(p.heap_ref ? End(p, "return") : AtReturn(p, pos));
         return;
       case Flow::kCondJump: {
+        if (p.nil_check == p.cur - 1 && (in.id == X86_INS_JE || in.id == X86_INS_JNE)) {
+          p.nil_check = -1;
+          if (in.id == X86_INS_JE) continue;  // "is nil" is never taken
+          int taken = in.target ? fn_.IndexOf(in.target) : -1;
+          if (taken >= 0) {
+            p.forced_next = taken;
+            continue;
+          }
+        }
         int merge = -1;
         State before = p.st;
         if (TryDiamond(p, p.cur, &merge)) {

@@ -64,6 +64,9 @@ struct Path {
   bool exclusive = true;
   int cur = 0;
   int forced_next = -1;
+  // Index of a `test r, r` of the itab word just walked: the interface being
+  // built is never nil, so the conditional jump after it goes one way only.
+  int nil_check = -1;
   int last_fork = -1;  // positions up to here are shared with sibling paths
   int64_t min_rsp = 0;  // lowest stack pointer offset seen since the walk start
 };
@@ -122,6 +125,7 @@ class RefWalker {
   void NoteNewRefSlots(Path& p, const State& before);
   bool RefAlive(const State& st) const;
   std::optional<std::string> ClassifyUse(const State& st, const Insn& in) const;
+  bool IsNilCheck(const State& st, const Insn& in) const;
   bool Spilled(const State& st) const;
   bool ComparesStoredPair(const Path& p) const;
   void PushPosition(Path& p, int idx, bool exclusive);

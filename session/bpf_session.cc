@@ -42,30 +42,6 @@ namespace {
 
 constexpr char kBtfPath[] = "/sys/kernel/btf/vmlinux";
 
-bool ProcessGone(int pidfd, pid_t pid) {
-  if (pidfd >= 0) {
-    pollfd p = {pidfd, POLLIN, 0};
-    if (poll(&p, 1, 0) > 0 && (p.revents & POLLIN)) return true;
-  }
-  if (kill(pid, 0) != 0 && errno == ESRCH) return true;
-  // Killed but not yet reaped: attach fails (ENOENT/ESRCH) before the pidfd
-  // says so, while the kernel already marks the task PF_EXITING (flags,
-  // the 9th field of /proc/PID/stat, after the parenthesised name).
-  absl::StatusOr<std::string> stat = ReadWholeFile(absl::StrCat("/proc/", pid, "/stat"));
-  if (!stat.ok()) return absl::IsNotFound(stat.status());
-  size_t close = stat->rfind(')');
-  if (close == std::string::npos) return false;
-  std::istringstream rest(stat->substr(close + 1));
-  std::string state;
-  uint64_t field = 0, flags = 0;
-  rest >> state;
-  if (state == "Z" || state == "X") return true;
-  for (int i = 4; i <= 9 && rest >> field; ++i) flags = field;  // fields 4..9
-  constexpr uint64_t kPfExiting = 0x4;
-  return (flags & kPfExiting) != 0;
-}
-
-
 }  // namespace
 
 void ApplyGLayout(const goabi::GLayout& g, SessionConfig* c) {
@@ -137,66 +113,24 @@ absl::StatusOr<std::unique_ptr<BpfSession>> BpfSession::Start(const SessionConfi
 }
 
 BpfSession::~BpfSession() {
-  if (ring_) ring_buffer__free(ring_);
-  if (multi_link_fd_ >= 0) close(multi_link_fd_);   // removes every uprobe
-  for (bpf_link* l : links_) bpf_link__destroy(l);  // removes its uprobe
+  links_.Remove();  // first: nothing new arrives
+  ring_.Close();
   if (skel_) errors_bpf__destroy(skel_);
-  if (pidfd_ >= 0) close(pidfd_);
 }
 
 absl::Status BpfSession::Init(const SessionConfig& config) {
-  pid_ = config.pid;
-  if (pid_ <= 0) return absl::InvalidArgumentError(absl::StrCat("bad pid ", pid_));
+  if (config.pid <= 0) return absl::InvalidArgumentError(absl::StrCat("bad pid ", config.pid));
   if (access(kBtfPath, R_OK) != 0) {
     return absl::FailedPreconditionError(absl::StrCat(
         "kernel BTF not available (", kBtfPath, ": ", Errno(errno),
         "); goerrprof needs a kernel built with CONFIG_DEBUG_INFO_BTF"));
   }
-  pidfd_ = static_cast<int>(syscall(SYS_pidfd_open, pid_, 0));
-  if (pidfd_ < 0) {
-    int err = errno;
-    if (err == ESRCH) return absl::NotFoundError(absl::StrCat("no process with pid ", pid_));
-    if (err == EPERM || err == EACCES) {
-      return absl::PermissionDeniedError(absl::StrCat("not allowed to watch pid ", pid_, ": ",
-                                                      Errno(err)));
-    }
-    return absl::InternalError(absl::StrCat("pidfd_open(", pid_, "): ", Errno(err)));
-  }
-
-  // Attach through /proc/PID/exe: names the exact inode the process runs,
-  // even if it was deleted or lives in another mount namespace.
-  attach_path_ = absl::StrCat("/proc/", pid_, "/exe");
-  struct stat exe_st;
-  if (stat(attach_path_.c_str(), &exe_st) != 0) {
-    int err = errno;
-    if (err == ENOENT || err == ESRCH) {
-      return absl::NotFoundError(absl::StrCat("process ", pid_, " has exited"));
-    }
-    if (err == EACCES || err == EPERM) {
-      return absl::PermissionDeniedError(absl::StrCat("cannot read ", attach_path_, ": ",
-                                                      Errno(err), "; run as root"));
-    }
-    return absl::InternalError(absl::StrCat("stat ", attach_path_, ": ", Errno(err)));
-  }
-  char link_buf[4096];
-  ssize_t link_len = readlink(attach_path_.c_str(), link_buf, sizeof(link_buf) - 1);
-  std::string exe_link(link_buf, link_len > 0 ? link_len : 0);
-  exe_link = std::string(absl::StripSuffix(exe_link, " (deleted)"));
-  if (!config.executable.empty()) {
-    struct stat given;
-    if (stat(config.executable.c_str(), &given) != 0) {
-      return absl::NotFoundError(absl::StrCat("cannot stat ", config.executable, ": ",
-                                              Errno(errno)));
-    }
-    if (given.st_dev != exe_st.st_dev || given.st_ino != exe_st.st_ino) {
-      return absl::InvalidArgumentError(absl::StrCat("process ", pid_, " runs ", exe_link,
-                                                     ", not ", config.executable));
-    }
-  }
+  ASSIGN_OR_RETURN(target_, ProbeTarget::Open(config.pid, config.executable));
   ASSIGN_OR_RETURN(std::unique_ptr<symbolizer::ElfFile> elf,
-                   symbolizer::ElfFile::Open(config.executable.empty() ? attach_path_
+                   symbolizer::ElfFile::Open(config.executable.empty() ? target_.attach_path()
                                                                        : config.executable));
-  ASSIGN_OR_RETURN(bias_, symbolizer::LoadBias(pid_, exe_st, exe_link, *elf));
+  RETURN_IF_ERROR(target_.FindLoadBias(*elf));
+  const uint64_t bias = target_.load_bias();
 
   // Probe file offsets before loading anything, so bad input fails cheaply.
   std::vector<uint64_t> offsets;
@@ -205,9 +139,12 @@ absl::Status BpfSession::Init(const SessionConfig& config) {
     auto off = elf->FileOffsetOf(p.vaddr);
     if (!off.ok()) {
       return absl::InvalidArgumentError(absl::StrFormat(
-          "probe address 0x%x is not in an executable segment of %s", p.vaddr, exe_link));
+          "probe address 0x%x is not in an executable segment of %s", p.vaddr, target_.exe_link()));
     }
     offsets.push_back(*off);
+    // Probe addresses are unique in a plan; a clash would leave the leaf
+    // ambiguous, so it falls back to the probe's own pc.
+    if (!site_of_probe_.try_emplace(p.vaddr, p.site).second) site_of_probe_[p.vaddr] = 0;
     if (GEP_LOC_KIND(GEP_COOKIE_TAB(p.cookie)) == GEP_LOC_CONST ||
         GEP_LOC_KIND(GEP_COOKIE_DATA(p.cookie)) == GEP_LOC_CONST) {
       ++n_sites;
@@ -227,96 +164,38 @@ absl::Status BpfSession::Init(const SessionConfig& config) {
   // Layouts, keyed by runtime type address.
   int layouts_fd = bpf_map__fd(skel_->maps.layouts);
   int addr_types_fd = bpf_map__fd(skel_->maps.addr_types);
-  for (const ErrorLayout& l : config.layouts) {
-    if (l.addr_type) {
-      const AddrTypeLayout& a = *l.addr_type;
-      gep_addr_layout v;
-      std::memset(&v, 0, sizeof(v));
-      v.kind = a.kind;
-      v.ip_off = a.ip;
-      v.port_off = a.port;
-      TypeNames info;
-      info.name = l.name;
-      for (const auto& [name, offset] : a.strings) {
-        if (v.n_str == GEP_MAX_ADDR_STR) {
-          ++stats_.fields_dropped;
-          break;
-        }
-        info.strings.emplace_back(name, offset);
-        v.str_off[v.n_str++] = offset;
-      }
-      uint64_t key = l.type_addr + bias_;
-      if (bpf_map_update_elem(addr_types_fd, &key, &v, BPF_ANY) != 0) {
-        return absl::InternalError(absl::StrCat("filling the address map: ", Errno(errno)));
-      }
-      names_.addr_types[key] = std::move(info);
-      continue;
+  for (LayoutMapEntry& e : MapEntriesFor(config.layouts)) {
+    uint64_t key = e.type_addr + bias;
+    stats_.fields_dropped += e.fields_dropped;
+    const void* value = e.is_addr ? static_cast<const void*>(&e.addr) : &e.type;
+    if (bpf_map_update_elem(e.is_addr ? addr_types_fd : layouts_fd, &key, value, BPF_ANY) != 0) {
+      return absl::InternalError(absl::StrCat("filling the ", e.is_addr ? "address" : "layout",
+                                              " map: ", Errno(errno)));
     }
-    gep_type_layout v;
-    std::memset(&v, 0, sizeof(v));
-    v.flags = l.deref ? GEP_TYPE_DEREF : 0;
-    v.value_size = std::min<uint8_t>(l.value_size, 8);
-    TypeNames info;
-    info.name = l.name;
-    for (const ErrorLayout::Field& f : l.fields) {
-      switch (f.kind) {
-        case LayoutFieldKind::kString:
-          if (v.n_str == GEP_MAX_STR_FIELDS) {
-            ++stats_.fields_dropped;
-            break;
-          }
-          info.strings.emplace_back(f.name, f.offset);
-          v.str_off[v.n_str++] = f.offset;
-          break;
-        case LayoutFieldKind::kError:
-          if (v.n_err == GEP_MAX_ERR_FIELDS) {
-            ++stats_.fields_dropped;
-            break;
-          }
-          v.err_off[v.n_err++] = f.offset;
-          break;
-        case LayoutFieldKind::kErrorSlice:
-          if (v.n_slice == GEP_MAX_SLICE_FIELDS) {
-            ++stats_.fields_dropped;
-            break;
-          }
-          v.slice_off[v.n_slice++] = f.offset;
-          break;
-        case LayoutFieldKind::kAddr:
-          if (v.n_addr == GEP_MAX_ADDR_FIELDS) {
-            ++stats_.fields_dropped;
-            break;
-          }
-          info.addrs.push_back(f.name);
-          v.addr_off[v.n_addr++] = f.offset;
-          break;
-      }
-    }
-    uint64_t key = l.type_addr + bias_;
-    if (bpf_map_update_elem(layouts_fd, &key, &v, BPF_ANY) != 0) {
-      return absl::InternalError(absl::StrCat("filling the layout map: ", Errno(errno)));
-    }
-    names_.types[key] = std::move(info);
+    TypeNames names{std::move(e.name), std::move(e.strings), std::move(e.addrs)};
+    (e.is_addr ? names_.addr_types : names_.types)[key] = std::move(names);
   }
   int sites_fd = bpf_map__fd(skel_->maps.sites);
   for (const ProbeSpec& p : config.probes) {
     bool tconst = GEP_LOC_KIND(GEP_COOKIE_TAB(p.cookie)) == GEP_LOC_CONST;
     bool dconst = GEP_LOC_KIND(GEP_COOKIE_DATA(p.cookie)) == GEP_LOC_CONST;
     if (!tconst && !dconst) continue;
-    uint64_t key = p.vaddr + bias_;
-    gep_site v = {tconst ? p.const_type + bias_ : 0, dconst ? p.const_data + bias_ : 0};
+    uint64_t key = p.vaddr + bias;
+    gep_site v = {tconst ? p.const_type + bias : 0, dconst ? p.const_data + bias : 0};
     if (bpf_map_update_elem(sites_fd, &key, &v, BPF_ANY) != 0) {
       return absl::InternalError(absl::StrCat("filling the site map: ", Errno(errno)));
     }
   }
 
-  ring_ = ring_buffer__new(bpf_map__fd(skel_->maps.events), &BpfSession::OnSample, this,
-                           nullptr);
-  if (!ring_) return absl::InternalError(absl::StrCat("ring buffer setup: ", Errno(errno)));
+  RETURN_IF_ERROR(ring_.Open(skel_->maps.events, &BpfSession::OnSample, this));
 
   auto t1 = std::chrono::steady_clock::now();
   if (!config.probes.empty()) {
-    RETURN_IF_ERROR(stats_.multi ? AttachMulti(config, offsets) : AttachEach(config, offsets));
+    std::vector<uint64_t> cookies;
+    cookies.reserve(config.probes.size());
+    for (const ProbeSpec& p : config.probes) cookies.push_back(p.cookie);
+    RETURN_IF_ERROR(
+        links_.Attach(skel_->progs.gep_on_error, target_, offsets, cookies, stats_.multi));
   }
   stats_.attach = std::chrono::steady_clock::now() - t1;
   stats_.probes = config.probes.size();
@@ -338,7 +217,7 @@ absl::Status BpfSession::Load(const SessionConfig& config, size_t n_sites, bool 
   }
   ErrorProbeLoad load;
   // The target as its threads' BPF sees it (inside a container: its PID namespace).
-  ASSIGN_OR_RETURN(load.target, PidNamespaceOf(pid_));
+  ASSIGN_OR_RETURN(load.target, PidNamespaceOf(target_.pid()));
   load.n_layouts = config.layouts.size();
   load.n_addr_types = 0;
   for (const ErrorLayout& l : config.layouts) load.n_addr_types += l.addr_type.has_value();
@@ -358,90 +237,34 @@ absl::Status BpfSession::Load(const SessionConfig& config, size_t n_sites, bool 
   return absl::OkStatus();
 }
 
-absl::Status BpfSession::AttachMulti(const SessionConfig& config,
-                                     const std::vector<uint64_t>& offsets) {
-  std::vector<uint64_t> cookies;
-  cookies.reserve(config.probes.size());
-  for (const ProbeSpec& p : config.probes) cookies.push_back(p.cookie);
-  int fd = CreateUprobeMultiLink(bpf_program__fd(skel_->progs.gep_on_error), attach_path_,
-                                 offsets, cookies, pid_);
-  if (fd < 0) {
-    int err = -fd;
-    if (err == ESRCH || ProcessGone(pidfd_, pid_)) {
-      return absl::UnavailableError(absl::StrCat("process ", pid_, " exited during attach"));
-    }
-    if (err == EPERM || err == EACCES) {
-      return absl::PermissionDeniedError(
-          "attaching uprobes was refused (EPERM): run as root or with CAP_PERFMON");
-    }
-    return absl::InternalError(absl::StrCat("attaching ", offsets.size(), " uprobes to ",
-                                            attach_path_, ": ", Errno(err)));
-  }
-  multi_link_fd_ = fd;
-  return absl::OkStatus();
-}
-
-absl::Status BpfSession::AttachEach(const SessionConfig& config,
-                                    const std::vector<uint64_t>& offsets) {
-  links_.reserve(config.probes.size());
-  for (size_t i = 0; i < config.probes.size(); ++i) {
-    LIBBPF_OPTS(bpf_uprobe_opts, opts, .bpf_cookie = config.probes[i].cookie,
-                .retprobe = false);
-    bpf_link* link = bpf_program__attach_uprobe_opts(skel_->progs.gep_on_error, pid_,
-                                                     attach_path_.c_str(), offsets[i], &opts);
-    if (!link) {
-      int err = errno;
-      if (ProcessGone(pidfd_, pid_)) {
-        return absl::UnavailableError(absl::StrCat("process ", pid_,
-                                                   " exited during attach (after ", i, " of ",
-                                                   config.probes.size(), " probes)"));
-      }
-      if (err == EPERM || err == EACCES) {
-        return absl::PermissionDeniedError(
-            "attaching uprobes was refused (EPERM): run as root or with CAP_PERFMON");
-      }
-      return absl::InternalError(absl::StrFormat("uprobe at 0x%x (file offset 0x%x): %s",
-                                                 config.probes[i].vaddr, offsets[i],
-                                                 Errno(err)));
-    }
-    links_.push_back(link);
-    // Attaching to a dead process can succeed; do not go on for thousands.
-    if (i % 64 == 63 && ProcessGone(pidfd_, pid_)) {
-      return absl::UnavailableError(absl::StrCat("process ", pid_,
-                                                 " exited during attach (after ", i + 1, " of ",
-                                                 config.probes.size(), " probes)"));
-    }
-  }
-  return absl::OkStatus();
-}
-
 bool BpfSession::target_exited() {
-  if (!exited_ && ProcessGone(pidfd_, pid_)) exited_ = true;
+  if (!exited_ && target_.gone()) exited_ = true;
   return exited_;
 }
 
 absl::StatusOr<int> BpfSession::Poll(int timeout_ms,
                                      absl::FunctionRef<void(const CapturedError&)> callback) {
-  pollfd fds[2] = {{ring_buffer__epoll_fd(ring_), POLLIN, 0}, {pidfd_, POLLIN, 0}};
-  // Once the target is gone only its last events are left: no waiting.
-  int n = poll(fds, exited_ ? 1 : 2, exited_ ? 0 : timeout_ms);
-  if (n < 0 && errno != EINTR) return absl::InternalError(absl::StrCat("poll: ", Errno(errno)));
-  if (!exited_ && n > 0 && (fds[1].revents & POLLIN)) exited_ = true;
   callback_ = &callback;
   uint64_t before = delivered_;
-  int r = ring_buffer__consume(ring_);
+  // Once the target is gone only its last events are left: no waiting.
+  absl::StatusOr<bool> gone =
+      exited_ ? ring_.Wait(0) : ring_.Wait(timeout_ms, target_.pidfd());
   callback_ = nullptr;
-  if (r < 0) return absl::InternalError(absl::StrCat("ring buffer: ", Errno(-r)));
+  RETURN_IF_ERROR(gone.status());
+  if (*gone) exited_ = true;
   return static_cast<int>(delivered_ - before);
 }
 
 int BpfSession::OnSample(void* ctx, void* data, size_t size) {
   auto* self = static_cast<BpfSession*>(ctx);
   CapturedError ev;
-  if (!DecodeErrorRecord(static_cast<const uint8_t*>(data), size, self->names_, self->bias_,
+  if (!DecodeErrorRecord(static_cast<const uint8_t*>(data), size, self->names_, self->target_.load_bias(),
                          &ev)) {
     ++self->decode_errors_;
     return 0;
+  }
+  if (auto it = self->site_of_probe_.find(ev.ip); it != self->site_of_probe_.end()) {
+    ev.site = it->second;
   }
   ++self->delivered_;
   if (self->callback_) (*self->callback_)(ev);

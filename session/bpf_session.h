@@ -27,6 +27,7 @@
 #include "events/counters.h"
 #include "events/decode.h"
 #include "plan/layouts.h"
+#include "session/lifecycle.h"
 #include "session/pid_namespace.h"
 #include "symbolizer/error_types.h"
 
@@ -120,12 +121,12 @@ class BpfSession {
   absl::StatusOr<int> Poll(int timeout_ms, absl::FunctionRef<void(const CapturedError&)> callback);
   bool target_exited();
   // A pidfd of the target: readable once it exits, for callers' own loops.
-  int exit_fd() const { return pidfd_; }
+  int exit_fd() const { return target_.pidfd(); }
 
   SessionCounters Counters() const;
   const AttachStats& attach_stats() const { return stats_; }
-  uint64_t load_bias() const { return bias_; }
-  pid_t pid() const { return pid_; }
+  uint64_t load_bias() const { return target_.load_bias(); }
+  pid_t pid() const { return target_.pid(); }
   // Kernel ids of the loaded programs (for checking cleanup).
   std::vector<uint32_t> prog_ids() const;
 
@@ -134,21 +135,16 @@ class BpfSession {
   absl::Status Init(const SessionConfig& config);
   static int OnSample(void* ctx, void* data, size_t size);
 
-  pid_t pid_ = 0;
-  int pidfd_ = -1;
-  bool exited_ = false;
-  uint64_t bias_ = 0;
-  std::string attach_path_;
   absl::Status Load(const SessionConfig& config, size_t n_sites, bool multi);
-  absl::Status AttachMulti(const SessionConfig& config, const std::vector<uint64_t>& offsets);
-  absl::Status AttachEach(const SessionConfig& config, const std::vector<uint64_t>& offsets);
 
+  ProbeTarget target_;
+  bool exited_ = false;
   errors_bpf* skel_ = nullptr;
-  int multi_link_fd_ = -1;
-  std::vector<bpf_link*> links_;
-  ring_buffer* ring_ = nullptr;
+  EventRing ring_;
+  ProbeLinks links_;
   AttachStats stats_;
   RecordNames names_;  // by runtime type address, for decoding
+  absl::flat_hash_map<uint64_t, uint64_t> site_of_probe_;  // file vaddrs
   absl::FunctionRef<void(const CapturedError&)>* callback_ = nullptr;
   uint64_t decode_errors_ = 0;
   uint64_t delivered_ = 0;

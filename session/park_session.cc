@@ -91,18 +91,13 @@ absl::StatusOr<std::unique_ptr<ParkTracer>> ParkTracer::Start(pid_t pid,
 ParkTracer::~ParkTracer() { Detach(); }
 
 void ParkTracer::Detach() {
-  if (link_fd_ >= 0) close(link_fd_);  // removes every uprobe of the link
-  link_fd_ = -1;
-  for (bpf_link* l : links_) bpf_link__destroy(l);
-  links_.clear();
-  if (ring_) ring_buffer__free(ring_);
-  ring_ = nullptr;
+  links_.Remove();  // first: nothing new arrives
+  ring_.Close();
   if (skel_) goroutines_bpf__destroy(skel_);
   skel_ = nullptr;
 }
 
 absl::Status ParkTracer::Init(pid_t pid, const ParkOptions& options) {
-  pid_ = pid;
   if (pid <= 0) return absl::InvalidArgumentError(absl::StrCat("bad pid ", pid));
   ASSIGN_OR_RETURN(goabi::GLayout layout, goabi::GLayoutFor(binary_.version()));
   if (layout.goid < 0 || layout.waitreason < 0 || layout.m_curg < 0 || layout.sched_bp < 0) {
@@ -111,21 +106,9 @@ absl::Status ParkTracer::Init(pid_t pid, const ParkOptions& options) {
   }
   ASSIGN_OR_RETURN(probes_, FindParkProbes(binary_));
 
-  attach_path_ = absl::StrCat("/proc/", pid, "/exe");
-  struct stat exe;
-  if (stat(attach_path_.c_str(), &exe) != 0) {
-    int err = errno;
-    if (err == ENOENT || err == ESRCH) return absl::NotFoundError(absl::StrCat("no process ", pid));
-    return absl::PermissionDeniedError(absl::StrCat("cannot read ", attach_path_, ": ",
-                                                    Errno(err)));
-  }
-  struct stat given;
-  if (stat(binary_.elf().path().c_str(), &given) == 0 &&
-      (given.st_dev != exe.st_dev || given.st_ino != exe.st_ino)) {
-    return absl::InvalidArgumentError(absl::StrCat("process ", pid, " does not run ",
-                                                   binary_.elf().path()));
-  }
-  ASSIGN_OR_RETURN(bias_, symbolizer::LoadBias(pid, exe, "", binary_.elf()));
+  // The executable must be the binary planned: probe addresses are its own.
+  ASSIGN_OR_RETURN(target_, ProbeTarget::Open(pid, binary_.elf().path()));
+  RETURN_IF_ERROR(target_.FindLoadBias(binary_.elf()));
   std::vector<uint64_t> offsets;
   for (uint64_t vaddr : {probes_.park_call, probes_.resume, probes_.ready}) {
     ASSIGN_OR_RETURN(uint64_t off, binary_.elf().FileOffsetOf(vaddr));
@@ -136,7 +119,8 @@ absl::Status ParkTracer::Init(pid_t pid, const ParkOptions& options) {
     absl::Status st = Load(options, layout, multi);
     if (!st.ok()) return st;
     start_mono_ns_ = MonotonicNs();
-    return Attach(offsets);
+    const uint64_t cookies[3] = {GPK_ROLE_PARK, GPK_ROLE_RESUME, GPK_ROLE_READY};
+    return links_.Attach(skel_->progs.gpk_on_event, target_, offsets, cookies, multi_);
   };
   // Probed: a per-thread pid filter (first uprobe_multi kernels) would lose parks.
   absl::Status loaded = load_and_attach(options.uprobe_multi && UprobeMultiSupported());
@@ -188,65 +172,21 @@ absl::Status ParkTracer::Load(const ParkOptions& options, const goabi::GLayout& 
   skel_ = goroutines_bpf__open();
   if (!skel_) return absl::InternalError(absl::StrCat("cannot open the BPF object: ", Errno(errno)));
   // The target as its threads' BPF sees it (inside a container: its PID namespace).
-  ASSIGN_OR_RETURN(PidNamespaceId ns, PidNamespaceOf(pid_));
+  ASSIGN_OR_RETURN(PidNamespaceId ns, PidNamespaceOf(target_.pid()));
   RETURN_IF_ERROR(ConfigureParkProbe(skel_, layout, options, ns, multi));
   if (int err = goroutines_bpf__load(skel_); err != 0) {
     if (multi && -err == EINVAL) return absl::UnimplementedError("no uprobe_multi programs");
     return LoadFailure(err, "park probes failed to load", log.Tail(8));
   }
   multi_ = multi;
-  ring_ = ring_buffer__new(bpf_map__fd(skel_->maps.events), &ParkTracer::OnSample, this, nullptr);
-  if (!ring_) return absl::InternalError(absl::StrCat("ring buffer setup: ", Errno(errno)));
-  return absl::OkStatus();
+  return ring_.Open(skel_->maps.events, &ParkTracer::OnSample, this);
 }
 
-absl::Status ParkTracer::Attach(const std::vector<uint64_t>& offsets) {
-  const uint64_t cookies[3] = {GPK_ROLE_PARK, GPK_ROLE_RESUME, GPK_ROLE_READY};
-  int prog_fd = bpf_program__fd(skel_->progs.gpk_on_event);
-  auto refused = [&](int err) -> absl::Status {
-    if (err == ESRCH || kill(pid_, 0) != 0) {
-      return absl::NotFoundError(absl::StrCat("process ", pid_, " exited during attach"));
-    }
-    if (err == EPERM || err == EACCES) {
-      return absl::PermissionDeniedError(
-          "attaching uprobes was refused: run as root or with CAP_PERFMON");
-    }
-    return absl::InternalError(absl::StrCat("attaching the park probes to ", attach_path_,
-                                            ": ", Errno(err)));
-  };
-  if (multi_) {
-    int fd = CreateUprobeMultiLink(prog_fd, attach_path_, offsets, cookies, pid_);
-    if (fd < 0) {
-      int err = -fd;
-      if (err == EINVAL || err == EOPNOTSUPP) return absl::UnimplementedError("no uprobe_multi");
-      return refused(err);
-    }
-    link_fd_ = fd;
-    return absl::OkStatus();
-  }
-  for (size_t i = 0; i < offsets.size(); ++i) {
-    LIBBPF_OPTS(bpf_uprobe_opts, opts, .bpf_cookie = cookies[i], .retprobe = false);
-    bpf_link* link = bpf_program__attach_uprobe_opts(skel_->progs.gpk_on_event, pid_,
-                                                     attach_path_.c_str(), offsets[i], &opts);
-    if (!link) return refused(errno);
-    links_.push_back(link);
-  }
-  return absl::OkStatus();
-}
-
-int ParkTracer::fd() const { return ring_ ? ring_buffer__epoll_fd(ring_) : -1; }
+int ParkTracer::fd() const { return ring_.fd(); }
 
 absl::StatusOr<int> ParkTracer::Poll(int timeout_ms) {
-  if (!ring_) return 0;
   uint64_t before = records_;
-  if (timeout_ms != 0) {
-    pollfd p = {ring_buffer__epoll_fd(ring_), POLLIN, 0};
-    if (poll(&p, 1, timeout_ms) < 0 && errno != EINTR) {
-      return absl::InternalError(absl::StrCat("poll: ", Errno(errno)));
-    }
-  }
-  int r = ring_buffer__consume(ring_);
-  if (r < 0) return absl::InternalError(absl::StrCat("park ring buffer: ", Errno(-r)));
+  RETURN_IF_ERROR(ring_.Wait(timeout_ms).status());
   return static_cast<int>(records_ - before);
 }
 
@@ -279,7 +219,7 @@ int ParkTracer::OnSample(void* ctx, void* data, size_t size) {
   for (uint16_t i = 0; i < h.n_stack; ++i) {
     uint64_t pc;
     std::memcpy(&pc, p + 8 * i, 8);
-    r.stack[i] = pc - self->bias_;
+    r.stack[i] = pc - self->target_.load_bias();
   }
   ++self->records_;
   self->agg_->Add(r);
@@ -291,11 +231,8 @@ void ParkTracer::Stop() {
   stopped_ = true;
   stop_mono_ns_ = MonotonicNs();
   // Detach first so nothing new arrives, then drain what is in the ring.
-  if (link_fd_ >= 0) close(link_fd_);
-  link_fd_ = -1;
-  for (bpf_link* l : links_) bpf_link__destroy(l);
-  links_.clear();
-  if (ring_) ring_buffer__consume(ring_);
+  links_.Remove();
+  (void)ring_.Drain();  // a failed read shows in the counters, not here
   final_bpf_ = counters().bpf;
   agg_->Close(stop_mono_ns_);
   Detach();

@@ -30,6 +30,7 @@
 #include "bpf/park_abi.h"
 #include "github.com/google/pprof/proto/profile.pb.h"
 #include "plan/park_probes.h"
+#include "session/lifecycle.h"
 #include "session/pid_namespace.h"
 #include "aggregate/park_profile.h"
 #include "symbolizer/go_binary.h"
@@ -99,7 +100,7 @@ class ParkTracer {
   const ParkAggregator& aggregator() const { return *agg_; }
   const ParkProbes& probes() const { return probes_; }
   bool uprobe_multi() const { return multi_; }
-  uint64_t load_bias() const { return bias_; }
+  uint64_t load_bias() const { return target_.load_bias(); }
   // Kernel ids of the loaded programs (for checking cleanup).
   std::vector<uint32_t> prog_ids() const;
 
@@ -120,20 +121,16 @@ class ParkTracer {
   ParkTracer(const symbolizer::GoBinary& binary) : binary_(binary) {}
   absl::Status Init(pid_t pid, const ParkOptions& options);
   absl::Status Load(const ParkOptions& options, const goabi::GLayout& layout, bool multi);
-  absl::Status Attach(const std::vector<uint64_t>& offsets);
   static int OnSample(void* ctx, void* data, size_t size);
   void Detach();
 
   const symbolizer::GoBinary& binary_;
-  pid_t pid_ = 0;
-  uint64_t bias_ = 0;
-  std::string attach_path_;
+  ProbeTarget target_;
   ParkProbes probes_;
   goroutines_bpf* skel_ = nullptr;
-  int link_fd_ = -1;
-  std::vector<::bpf_link*> links_;
+  EventRing ring_;
+  ProbeLinks links_;
   bool multi_ = false;
-  ring_buffer* ring_ = nullptr;
   std::unique_ptr<ParkAggregator> agg_;
   uint64_t start_mono_ns_ = 0;
   uint64_t stop_mono_ns_ = 0;

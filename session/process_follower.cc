@@ -13,6 +13,8 @@
 #include "session/kernel_features.h"
 #include "session/libbpf_log.h"
 #include "session/pid_namespace.h"
+#include "session/uprobe_attach.h"
+#include "base/status_macros.h"
 
 namespace goerrprof::profiler {
 
@@ -49,16 +51,12 @@ absl::StatusOr<std::unique_ptr<ProcessFollower>> ProcessFollower::Start() {
     return absl::InternalError(absl::StrCat(
         "cannot attach to the sched_process_fork/exec tracepoints: ", strerror(-err)));
   }
-  f->ring_ = ring_buffer__new(bpf_map__fd(f->skel_->maps.follow_events), &ProcessFollower::OnEvent,
-                              f.get(), nullptr);
-  if (!f->ring_) {
-    return absl::InternalError(absl::StrCat("cannot open the exec ring buffer: ", strerror(errno)));
-  }
+  RETURN_IF_ERROR(f->ring_.Open(f->skel_->maps.follow_events, &ProcessFollower::OnEvent, f.get()));
   return f;
 }
 
 ProcessFollower::~ProcessFollower() {
-  if (ring_) ring_buffer__free(ring_);
+  ring_.Close();
   if (skel_) exec_follow_bpf__destroy(skel_);
 }
 
@@ -81,6 +79,7 @@ int ProcessFollower::OnEvent(void* ctx, void* data, size_t size) {
   out.ppid = static_cast<pid_t>(ev.ppid);
   out.stopped = ev.stopped != 0;
   out.timestamp_ns = ev.ts_ns;
+  ++self->delivered_;
   (*self->callback_)(out);
   return 0;
 }
@@ -88,25 +87,16 @@ int ProcessFollower::OnEvent(void* ctx, void* data, size_t size) {
 absl::StatusOr<int> ProcessFollower::Poll(int timeout_ms,
                                           absl::FunctionRef<void(const ExecEvent&)> callback) {
   callback_ = &callback;
-  int n = ring_buffer__poll(ring_, timeout_ms);
+  uint64_t before = delivered_;
+  absl::Status st = ring_.Wait(timeout_ms).status();
   callback_ = nullptr;
-  if (n == -EINTR) return 0;
-  if (n < 0) return absl::InternalError(absl::StrCat("exec ring buffer: ", strerror(-n)));
-  return n;
+  RETURN_IF_ERROR(st);
+  return static_cast<int>(delivered_ - before);
 }
 
 std::array<uint64_t, GEF_CTR__COUNT> ProcessFollower::Counters() const {
   std::array<uint64_t, GEF_CTR__COUNT> out{};
-  int ncpus = libbpf_num_possible_cpus();
-  if (ncpus <= 0) return out;
-  std::vector<uint64_t> values(static_cast<size_t>(ncpus));
-  for (uint32_t c = 0; c < GEF_CTR__COUNT; ++c) {
-    if (bpf_map__lookup_elem(skel_->maps.follow_counters, &c, sizeof(c), values.data(),
-                             values.size() * sizeof(uint64_t), 0) != 0) {
-      continue;
-    }
-    for (uint64_t v : values) out[c] += v;
-  }
+  for (uint32_t c = 0; c < GEF_CTR__COUNT; ++c) out[c] = SumPerCpu(skel_->maps.follow_counters, c);
   return out;
 }
 

@@ -16,6 +16,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "bpf/follow_abi.h"
+#include "session/lifecycle.h"
 
 struct exec_follow_bpf;
 struct ring_buffer;
@@ -51,7 +52,8 @@ class ProcessFollower {
   static int OnEvent(void* ctx, void* data, size_t size);
 
   exec_follow_bpf* skel_ = nullptr;
-  ring_buffer* ring_ = nullptr;
+  EventRing ring_;
+  uint64_t delivered_ = 0;
   absl::FunctionRef<void(const ExecEvent&)>* callback_ = nullptr;
 };
 

@@ -8,6 +8,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/str_replace.h"
 #include "absl/strings/strip.h"
+#include "base/byte_reader.h"
 #include "base/status_macros.h"
 
 namespace goerrprof::symbolizer {
@@ -19,25 +20,11 @@ constexpr uint8_t kFlagInline = 2;   // 1.18+: strings follow the header
 constexpr size_t kSentinel = 16;     // modinfo is wrapped in 16-byte markers
 constexpr uint64_t kMaxString = 1 << 20;
 
-bool Uvarint(absl::Span<const uint8_t> d, size_t* off, uint64_t* out) {
-  uint64_t v = 0;
-  for (int shift = 0; shift < 64; shift += 7) {
-    if (*off >= d.size()) return false;
-    uint8_t b = d[(*off)++];
-    v |= static_cast<uint64_t>(b & 0x7f) << shift;
-    if (!(b & 0x80)) {
-      *out = v;
-      return true;
-    }
-  }
-  return false;
-}
-
-bool InlineString(absl::Span<const uint8_t> d, size_t* off, std::string* out) {
-  uint64_t n;
-  if (!Uvarint(d, off, &n) || n > d.size() - *off) return false;
-  out->assign(reinterpret_cast<const char*>(&d[*off]), n);
-  *off += n;
+// A varint length, then that many bytes.
+bool InlineString(ByteReader& r, std::string* out) {
+  ByteView s = r.Bytes(r.Uvarint());
+  if (!r.ok()) return false;
+  out->assign(reinterpret_cast<const char*>(s.data()), s.size());
   return true;
 }
 
@@ -90,9 +77,10 @@ absl::StatusOr<std::string> FindRuntimeBuildVersion(const ElfFile& elf) {
     if (!(seg.flags & PF_W)) continue;
     auto bytes = elf.ReadVirtual(seg.vaddr, seg.filesz);
     if (!bytes.ok()) continue;
-    for (uint64_t off = 0; off + 16 <= bytes->size(); off += 8) {
-      uint64_t len;
-      std::memcpy(&len, bytes->data() + off + 8, 8);
+    ByteView data(*bytes);
+    // Aligned string headers {ptr, len}.
+    for (uint64_t off = 0; off + 16 <= data.size(); off += 8) {
+      uint64_t len = data.U64(off + 8).value_or(0);
       if (len < kMinLen || len > kMaxLen) continue;
       auto ptr = elf.ReadPointer(seg.vaddr + off);
       if (!ptr.ok()) continue;
@@ -122,9 +110,9 @@ absl::StatusOr<BuildInfo> ReadBuildInfo(const ElfFile& elf) {
   BuildInfo info;
   uint8_t ptr_size = d[14], flags = d[15];
   if (flags & kFlagInline) {
-    size_t off = kHeaderSize;
+    ByteReader r(d, kHeaderSize);
     std::string modinfo;
-    if (!InlineString(d, &off, &info.go_version) || !InlineString(d, &off, &modinfo)) {
+    if (!InlineString(r, &info.go_version) || !InlineString(r, &modinfo)) {
       return absl::InvalidArgumentError(".go.buildinfo strings are truncated");
     }
     ParseModInfo(std::move(modinfo), &info);

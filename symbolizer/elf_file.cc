@@ -14,6 +14,7 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "base/byte_reader.h"
 #include "base/status_macros.h"
 
 namespace goerrprof::symbolizer {
@@ -28,36 +29,21 @@ absl::Status ElfError(const std::string& path, absl::string_view what) {
       absl::StrCat(path, ": not a valid ELF file (", what, ": ", elf_errmsg(-1), ")"));
 }
 
-// Overflow-safe "does [off, off+len) fit in [0, size)".
-bool Fits(uint64_t off, uint64_t len, uint64_t size) {
-  return off <= size && len <= size - off;
-}
-
-uint32_t Load32(const uint8_t* p) {
-  uint32_t v;
-  std::memcpy(&v, p, 4);
-  return v;
-}
-uint64_t Load64(const uint8_t* p) {
-  uint64_t v;
-  std::memcpy(&v, p, 8);
-  return v;
-}
-
 // Walks an SHT_NOTE blob; calls fn(type, name, desc) per note.
 template <typename Fn>
-void ForEachNote(absl::Span<const uint8_t> d, Fn fn) {
-  uint64_t off = 0;
-  auto align4 = [](uint64_t v) { return (v + 3) & ~uint64_t{3}; };
-  while (Fits(off, 12, d.size())) {
-    uint32_t namesz = Load32(&d[off]), descsz = Load32(&d[off + 4]), type = Load32(&d[off + 8]);
-    uint64_t name_off = off + 12;
-    uint64_t desc_off = name_off + align4(namesz);
-    if (!Fits(name_off, namesz, d.size()) || !Fits(desc_off, descsz, d.size())) return;
-    absl::string_view name(reinterpret_cast<const char*>(&d[name_off]), namesz);
+void ForEachNote(ByteView d, Fn fn) {
+  auto pad4 = [](uint32_t n) { return (4 - n % 4) % 4; };  // name and desc are 4-aligned
+  ByteReader r(d);
+  while (r.remaining() >= 12) {
+    uint32_t namesz = r.U32(), descsz = r.U32(), type = r.U32();
+    ByteView name_bytes = r.Bytes(namesz);
+    r.Skip(pad4(namesz));
+    ByteView desc = r.Bytes(descsz);
+    if (!r.ok()) return;
+    absl::string_view name(reinterpret_cast<const char*>(name_bytes.data()), name_bytes.size());
     while (!name.empty() && name.back() == '\0') name.remove_suffix(1);
-    fn(type, name, d.subspan(desc_off, descsz));
-    off = desc_off + align4(descsz);
+    fn(type, name, desc.span());
+    r.Skip(pad4(descsz));
   }
 }
 
@@ -132,7 +118,7 @@ absl::Status ElfFile::Parse() {
       return ElfError(path_, "program header");
     }
     if (ph.p_type != PT_LOAD) continue;
-    if (!Fits(ph.p_offset, ph.p_filesz, size_)) {
+    if (!InBounds(ph.p_offset, ph.p_filesz, size_)) {
       return absl::InvalidArgumentError(absl::StrFormat(
           "%s: truncated ELF file (segment at offset 0x%x needs 0x%x bytes, file has 0x%x)",
           path_, ph.p_offset, ph.p_filesz, size_));
@@ -152,7 +138,7 @@ absl::Status ElfFile::Parse() {
     if (gelf_getshdr(scn, &sh) == nullptr) return ElfError(path_, "section header");
     const char* name = elf_strptr(elf, shstrndx, sh.sh_name);
     ElfSection s{name ? name : "", sh.sh_type, sh.sh_flags, sh.sh_addr, sh.sh_offset, sh.sh_size};
-    if (s.type != SHT_NOBITS && !Fits(s.offset, s.size, size_)) {
+    if (s.type != SHT_NOBITS && !InBounds(s.offset, s.size, size_)) {
       return absl::InvalidArgumentError(absl::StrFormat(
           "%s: truncated ELF file (section %s at offset 0x%x needs 0x%x bytes, file has 0x%x)",
           path_, s.name, s.offset, s.size, size_));
@@ -176,17 +162,19 @@ absl::Status ElfFile::Parse() {
   }
 
   for (const ElfSection& s : sections_) {
+    // Only SHT_NOBITS sections have no bytes in the file (checked above).
+    std::optional<ByteView> contents = ByteView(data_, size_).Sub(s.offset, s.size);
+    if (!contents) continue;
     if (s.type == SHT_RELA && s.size % sizeof(Elf64_Rela) == 0) {
-      const uint8_t* p = data_ + s.offset;
-      for (uint64_t off = 0; off < s.size; off += sizeof(Elf64_Rela)) {
-        Elf64_Rela r;
-        std::memcpy(&r, p + off, sizeof(r));
+      ByteReader relas(*contents);
+      Elf64_Rela r;
+      while (relas.Read(&r)) {
         if (ELF64_R_TYPE(r.r_info) == kRelocRelative) {
           relative_[r.r_offset] = static_cast<uint64_t>(r.r_addend);
         }
       }
     } else if (s.type == SHT_NOTE) {
-      ForEachNote(absl::MakeConstSpan(data_ + s.offset, s.size),
+      ForEachNote(*contents,
                   [&](uint32_t type, absl::string_view name, absl::Span<const uint8_t> desc) {
                     absl::string_view text(reinterpret_cast<const char*>(desc.data()), desc.size());
                     if (name == "GNU" && type == kNoteGnuBuildId) {
@@ -215,7 +203,7 @@ std::optional<uint64_t> ElfFile::LookupSymbol(absl::string_view name) const {
 
 absl::StatusOr<absl::Span<const uint8_t>> ElfFile::SectionData(const ElfSection& s) const {
   if (s.type == SHT_NOBITS) return absl::Span<const uint8_t>();
-  if (!Fits(s.offset, s.size, size_)) {
+  if (!InBounds(s.offset, s.size, size_)) {
     return absl::OutOfRangeError(absl::StrCat(path_, ": section ", s.name, " is outside the file"));
   }
   return absl::MakeConstSpan(data_ + s.offset, s.size);
@@ -245,12 +233,12 @@ absl::StatusOr<absl::Span<const uint8_t>> ElfFile::ReadVirtual(uint64_t addr, ui
 
 absl::StatusOr<uint64_t> ElfFile::ReadU64(uint64_t addr) const {
   ASSIGN_OR_RETURN(absl::Span<const uint8_t> s, ReadVirtual(addr, 8));
-  return Load64(s.data());
+  return ByteReader(s).U64();
 }
 
 absl::StatusOr<uint32_t> ElfFile::ReadU32(uint64_t addr) const {
   ASSIGN_OR_RETURN(absl::Span<const uint8_t> s, ReadVirtual(addr, 4));
-  return Load32(s.data());
+  return ByteReader(s).U32();
 }
 
 absl::StatusOr<uint64_t> ElfFile::ReadPointer(uint64_t addr) const {

@@ -2,12 +2,11 @@
 
 #include <elf.h>
 
-#include <cstring>
-
 #include "absl/status/status.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "base/byte_reader.h"
 #include "base/status_macros.h"
 
 namespace goerrprof::symbolizer {
@@ -62,12 +61,13 @@ absl::Status GoBinary::LocatePclntab() {
     if (seg.flags & PF_X) continue;
     auto bytes = elf_->ReadVirtual(seg.vaddr, seg.filesz);
     if (!bytes.ok()) continue;
-    for (uint64_t off = 0; off + 8 <= bytes->size(); off += 8) {
-      uint32_t magic;
-      std::memcpy(&magic, bytes->data() + off, 4);
+    ByteView data(*bytes);
+    for (uint64_t off = 0; off + 8 <= data.size(); off += 8) {
+      std::optional<uint32_t> magic = data.U32(off);
       for (uint32_t old : kOldPclntabMagics) {
-        if (magic == old && (*bytes)[off + 4] == 0 && (*bytes)[off + 5] == 0 &&
-            (*bytes)[off + 7] == 8) {
+        // Its header: magic, two zero bytes, quantum, pointer size 8.
+        if (magic == old && data.U8(off + 4) == 0 && data.U8(off + 5) == 0 &&
+            data.U8(off + 7) == 8) {
           return absl::UnimplementedError(
               "built by Go 1.15 or older, which goerrprof does not support (1.16 and later are)");
         }

@@ -1,10 +1,10 @@
 #include "symbolizer/go_types.h"
 
 #include <array>
-#include <cstring>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_format.h"
+#include "base/byte_reader.h"
 #include "base/status_macros.h"
 
 namespace goerrprof::symbolizer {
@@ -28,32 +28,32 @@ absl::string_view KindName(GoKind kind) {
 }
 
 absl::StatusOr<std::string> TypeReader::NameAt(uint64_t addr) const {
-  ASSIGN_OR_RETURN(absl::Span<const uint8_t> p, elf_.ReadVirtualUpTo(addr, 3 + 10));
+  ASSIGN_OR_RETURN(absl::Span<const uint8_t> p,
+                   elf_.ReadVirtualUpTo(addr, 1 + ByteReader::kMaxVarintBytes));
   if (p.size() < 2) return absl::OutOfRangeError("truncated type name");
-  uint64_t len = 0, hdr = 1;
+  ByteReader r(p, 1);  // after the flags byte
+  uint64_t len = 0;
   if (layout_.name_varint_length) {
-    for (int shift = 0;; shift += 7) {
-      if (hdr >= p.size() || shift > 28) return absl::OutOfRangeError("bad type name length");
-      uint8_t b = p[hdr++];
-      len |= static_cast<uint64_t>(b & 0x7f) << shift;
-      if (!(b & 0x80)) break;
-    }
+    len = r.Uvarint();
+    if (!r.ok()) return absl::OutOfRangeError("bad type name length");
   } else {
-    if (p.size() < 3) return absl::OutOfRangeError("truncated type name");
-    len = (uint64_t{p[1]} << 8) | p[2];
-    hdr = 3;
+    uint8_t hi = r.U8(), lo = r.U8();  // big-endian
+    if (!r.ok()) return absl::OutOfRangeError("truncated type name");
+    len = (uint64_t{hi} << 8) | lo;
   }
   if (len > kMaxNameBytes) return absl::OutOfRangeError("type name too long");
-  ASSIGN_OR_RETURN(absl::Span<const uint8_t> bytes, elf_.ReadVirtual(addr + hdr, len));
+  ASSIGN_OR_RETURN(absl::Span<const uint8_t> bytes, elf_.ReadVirtual(addr + r.pos(), len));
   return std::string(reinterpret_cast<const char*>(bytes.data()), bytes.size());
 }
 
 absl::StatusOr<std::string> TypeReader::Name(uint64_t addr) const {
-  ASSIGN_OR_RETURN(absl::Span<const uint8_t> hdr, elf_.ReadVirtual(addr, layout_.header_size));
-  int32_t str;
-  std::memcpy(&str, hdr.data() + layout_.str, 4);
-  ASSIGN_OR_RETURN(std::string name, NameOff(str));
-  if ((hdr[layout_.tflag] & kTflagExtraStar) && !name.empty()) name.erase(0, 1);
+  ASSIGN_OR_RETURN(absl::Span<const uint8_t> bytes, elf_.ReadVirtual(addr, layout_.header_size));
+  ByteView hdr(bytes);
+  std::optional<int32_t> str = hdr.Get<int32_t>(layout_.str);
+  std::optional<uint8_t> tflag = hdr.U8(layout_.tflag);
+  if (!str || !tflag) return absl::OutOfRangeError("type header too short");
+  ASSIGN_OR_RETURN(std::string name, NameOff(*str));
+  if ((*tflag & kTflagExtraStar) && !name.empty()) name.erase(0, 1);
   return name;
 }
 
@@ -130,12 +130,10 @@ absl::StatusOr<std::vector<std::string>> TypeReader::ExportedMethods(uint64_t ad
   }
   uint64_t u = addr + layout_.header_size + extra;
   ASSIGN_OR_RETURN(absl::Span<const uint8_t> rec, elf_.ReadVirtual(u, 12));
-  uint16_t mcount, xcount;
-  uint32_t moff;
-  std::memcpy(&mcount, rec.data() + 4, 2);
-  std::memcpy(&xcount, rec.data() + 6, 2);
-  std::memcpy(&moff, rec.data() + 8, 4);
-  if (xcount > mcount || mcount > kMaxFields) {
+  ByteReader r(rec, 4);  // after PkgPath
+  uint16_t mcount = r.U16(), xcount = r.U16();
+  uint32_t moff = r.U32();
+  if (!r.ok() || xcount > mcount || mcount > kMaxFields) {
     return absl::OutOfRangeError("implausible method count");
   }
   // Each method: name nameOff, mtyp typeOff, ifn and tfn textOffs; the

@@ -2,10 +2,9 @@
 
 #include <elf.h>
 
-#include <cstring>
-
 #include "absl/status/status.h"
 #include "absl/strings/str_format.h"
+#include "base/byte_reader.h"
 #include "base/status_macros.h"
 
 namespace goerrprof::symbolizer {
@@ -73,10 +72,10 @@ absl::StatusOr<Moduledata> FindModuledata(const ElfFile& elf, const Pclntab& pcl
     if (!(seg.flags & PF_W)) continue;
     auto bytes = elf.ReadVirtual(seg.vaddr, seg.filesz);
     if (!bytes.ok()) continue;
-    for (uint64_t off = 0; off + 8 <= bytes->size(); off += 8) {
-      uint64_t word;
-      std::memcpy(&word, bytes->data() + off, 8);
-      uint64_t addr = seg.vaddr + off;
+    ByteReader words(*bytes);
+    while (words.remaining() >= 8) {
+      uint64_t addr = seg.vaddr + words.pos();
+      uint64_t word = words.U64();
       if (elf.HasRelocationAt(addr)) word = *elf.ReadPointer(addr);
       if (word != pclntab.address() || addr < seg.vaddr + layout.pcheader) continue;
       auto md = ReadAt(elf, pclntab, layout, addr - layout.pcheader);

@@ -1,10 +1,11 @@
 #include "symbolizer/pclntab.h"
 
 #include <algorithm>
-#include <cstring>
+#include <limits>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_format.h"
+#include "base/byte_reader.h"
 #include "base/status_macros.h"
 
 namespace goerrprof::symbolizer {
@@ -21,25 +22,12 @@ constexpr int kMaxInlineDepth = 256;          // stops cycles in corrupt inline 
 // Reading more than this for a pclntab found without a section is pointless.
 constexpr uint64_t kMaxTableBytes = 1ull << 32;
 
-uint64_t Load64(const uint8_t* p) {
-  uint64_t v;
-  std::memcpy(&v, p, 8);
-  return v;
-}
-
-// Reads an unsigned LEB128 varint as Go's pclntab writes them.
-bool ReadUvarint(absl::Span<const uint8_t> d, uint64_t* off, uint32_t* out) {
-  uint32_t v = 0;
-  for (int shift = 0; shift < 35; shift += 7) {
-    if (*off >= d.size()) return false;
-    uint8_t b = d[(*off)++];
-    v |= static_cast<uint32_t>(b & 0x7f) << shift;
-    if ((b & 0x80) == 0) {
-      *out = v;
-      return true;
-    }
-  }
-  return false;
+// One varint of a pc-value table: Go writes them as uint32s.
+bool ReadUvarint32(ByteReader& r, uint32_t* out) {
+  uint64_t v = r.Uvarint();
+  if (!r.ok() || v > std::numeric_limits<uint32_t>::max()) return false;
+  *out = static_cast<uint32_t>(v);
+  return true;
 }
 
 }  // namespace
@@ -70,9 +58,10 @@ absl::Status Pclntab::Init(uint64_t addr, uint64_t text_start_fallback) {
   if (data_.size() < 72) {
     return absl::InvalidArgumentError(absl::StrFormat("pclntab at 0x%x is truncated", addr));
   }
-  uint32_t magic;
-  std::memcpy(&magic, data_.data(), 4);
-  uint64_t hdr = 8;  // offset of nfunc
+  // pcHeader: magic, two zero bytes, quantum, pointer size, then words
+  // (all within the 72 bytes checked above).
+  ByteReader hdr(data_);
+  uint32_t magic = hdr.U32();
   switch (magic) {
     case kMagic116: version_ = PclntabVersion::k116; layout_ = &kFunc116; break;
     case kMagic118: version_ = PclntabVersion::k118; layout_ = &kFunc118; break;
@@ -81,23 +70,28 @@ absl::Status Pclntab::Init(uint64_t addr, uint64_t text_start_fallback) {
       return absl::UnimplementedError(absl::StrFormat(
           "unknown pclntab magic 0x%08x (supported: Go 1.16 and later)", magic));
   }
-  if (data_[4] != 0 || data_[5] != 0 || data_[6] == 0 || data_[7] != 8) {
+  uint8_t pad1 = hdr.U8(), pad2 = hdr.U8(), quantum = hdr.U8(), ptr_size = hdr.U8();
+  if (pad1 != 0 || pad2 != 0 || quantum == 0 || ptr_size != 8) {
     return absl::InvalidArgumentError(absl::StrFormat(
-        "pclntab at 0x%x has a bad header (quantum %d, pointer size %d)", addr, data_[6], data_[7]));
+        "pclntab at 0x%x has a bad header (quantum %d, pointer size %d)", addr, quantum, ptr_size));
   }
-  quantum_ = data_[6];
-  uint64_t nfunc = Load64(&data_[hdr]);
-  uint64_t field = hdr + 16;  // after nfunc, nfiles
+  quantum_ = quantum;
+  uint64_t nfunc = hdr.U64();
+  hdr.Skip(8);  // nfiles
   if (version_ != PclntabVersion::k116) {
-    ASSIGN_OR_RETURN(text_start_, elf_.ReadPointer(addr + field));
-    field += 8;
+    // textStart is an address: read it with relocations applied.
+    ASSIGN_OR_RETURN(text_start_, elf_.ReadPointer(addr + hdr.pos()));
+    hdr.Skip(8);
   }
   if (text_start_ == 0) text_start_ = text_start_fallback;
-  funcname_off_ = Load64(&data_[field]);
-  cu_off_ = Load64(&data_[field + 8]);
-  filetab_off_ = Load64(&data_[field + 16]);
-  pctab_off_ = Load64(&data_[field + 24]);
-  functab_off_ = Load64(&data_[field + 32]);
+  funcname_off_ = hdr.U64();
+  cu_off_ = hdr.U64();
+  filetab_off_ = hdr.U64();
+  pctab_off_ = hdr.U64();
+  functab_off_ = hdr.U64();
+  if (!hdr.ok()) {
+    return absl::InvalidArgumentError(absl::StrFormat("pclntab at 0x%x is truncated", addr));
+  }
   for (uint64_t off : {funcname_off_, cu_off_, filetab_off_, pctab_off_, functab_off_}) {
     if (off >= data_.size()) {
       return absl::InvalidArgumentError(absl::StrFormat(
@@ -112,8 +106,8 @@ absl::Status Pclntab::Init(uint64_t addr, uint64_t text_start_fallback) {
   // Materialize the function table: entry PCs and _func offsets.
   bool wide = version_ == PclntabVersion::k116;
   uint64_t word = wide ? 8 : 4;
-  uint64_t need = (nfunc + 1) * 2 * word;
-  if (functab_off_ + need > data_.size()) {
+  std::optional<ByteView> functab = data_.Sub(functab_off_, (nfunc + 1) * 2 * word);
+  if (!functab) {
     return absl::InvalidArgumentError(
         absl::StrFormat("pclntab at 0x%x: function table is truncated", addr));
   }
@@ -122,17 +116,15 @@ absl::Status Pclntab::Init(uint64_t addr, uint64_t text_start_fallback) {
   }
   entries_.resize(nfunc + 1);
   func_offs_.resize(nfunc + 1);
+  ByteReader ft(*functab);  // {entry, funcoff} pairs of `word` bytes each
   for (uint64_t i = 0; i <= nfunc; ++i) {
-    uint64_t off = functab_off_ + i * 2 * word;
     if (wide) {
-      ASSIGN_OR_RETURN(entries_[i], elf_.ReadPointer(addr + off));
-      func_offs_[i] = Load64(&data_[off + 8]);
+      ASSIGN_OR_RETURN(entries_[i], elf_.ReadPointer(addr + functab_off_ + ft.pos()));
+      ft.Skip(8);
+      func_offs_[i] = ft.U64();
     } else {
-      uint32_t e, f;
-      std::memcpy(&e, &data_[off], 4);
-      std::memcpy(&f, &data_[off + 4], 4);
-      entries_[i] = text_start_ + e;
-      func_offs_[i] = f;
+      entries_[i] = text_start_ + ft.U32();
+      func_offs_[i] = ft.U32();
     }
     if (i > 0 && entries_[i] < entries_[i - 1]) {
       return absl::InvalidArgumentError(
@@ -143,24 +135,14 @@ absl::Status Pclntab::Init(uint64_t addr, uint64_t text_start_fallback) {
   return absl::OkStatus();
 }
 
-bool Pclntab::U32(uint64_t off, uint32_t* out) const {
-  if (off > data_.size() || data_.size() - off < 4) return false;
-  std::memcpy(out, &data_[off], 4);
-  return true;
-}
-
 absl::string_view Pclntab::CString(uint64_t off) const {
-  if (off >= data_.size()) return {};
-  const char* p = reinterpret_cast<const char*>(&data_[off]);
-  const void* nul = std::memchr(p, 0, data_.size() - off);
-  if (nul == nullptr) return {};
-  return absl::string_view(p, static_cast<const char*>(nul) - p);
+  return data_.CString(off).value_or(absl::string_view());
 }
 
 absl::string_view Pclntab::FuncName(size_t i) const {
-  uint32_t nameoff;
-  if (!U32(functab_off_ + func_offs_[i] + layout_->nameoff, &nameoff)) return {};
-  return CString(funcname_off_ + nameoff);
+  std::optional<uint32_t> nameoff = data_.U32(functab_off_ + func_offs_[i] + layout_->nameoff);
+  if (!nameoff) return {};
+  return CString(funcname_off_ + *nameoff);
 }
 
 std::optional<size_t> Pclntab::FindFunc(uint64_t pc) const {
@@ -172,19 +154,19 @@ std::optional<size_t> Pclntab::FindFunc(uint64_t pc) const {
 std::optional<int32_t> Pclntab::PcValue(uint64_t func_off, uint32_t table, uint64_t entry,
                                         uint64_t pc) const {
   if (table == 0) return std::nullopt;
-  uint64_t off = pctab_off_ + table;
+  ByteReader r(data_, pctab_off_ + table);
   int32_t val = -1;
   uint64_t cur = entry;
   for (;;) {
     uint32_t uvdelta, pcdelta;
-    if (!ReadUvarint(data_, &off, &uvdelta)) return std::nullopt;
+    if (!ReadUvarint32(r, &uvdelta)) return std::nullopt;
     // A zero delta ends the table, except while still at the entry (as the
     // runtime decodes it).
     if (uvdelta == 0 && cur != entry) return std::nullopt;
     // Zig-zag decoding of the value delta.
     int32_t vdelta = (uvdelta & 1) ? ~static_cast<int32_t>(uvdelta >> 1)
                                    : static_cast<int32_t>(uvdelta >> 1);
-    if (!ReadUvarint(data_, &off, &pcdelta)) return std::nullopt;
+    if (!ReadUvarint32(r, &pcdelta)) return std::nullopt;
     val += vdelta;
     cur += static_cast<uint64_t>(pcdelta) * quantum_;
     if (pc < cur) return val;
@@ -193,45 +175,44 @@ std::optional<int32_t> Pclntab::PcValue(uint64_t func_off, uint32_t table, uint6
 
 std::optional<int32_t> Pclntab::PcData(uint64_t func_off, uint32_t index, uint64_t entry,
                                        uint64_t pc) const {
-  uint32_t npcdata, table;
-  if (!U32(func_off + layout_->npcdata, &npcdata) || index >= npcdata) return std::nullopt;
-  if (!U32(func_off + layout_->header_size + 4 * index, &table)) return std::nullopt;
-  return PcValue(func_off, table, entry, pc);
+  std::optional<uint32_t> npcdata = data_.U32(func_off + layout_->npcdata);
+  if (!npcdata || index >= *npcdata) return std::nullopt;
+  std::optional<uint32_t> table = data_.U32(func_off + layout_->header_size + 4 * index);
+  if (!table) return std::nullopt;
+  return PcValue(func_off, *table, entry, pc);
 }
 
 uint64_t Pclntab::FuncData(uint64_t func_off, uint32_t index) const {
-  uint32_t npcdata;
-  if (!U32(func_off + layout_->npcdata, &npcdata)) return 0;
-  if (func_off + layout_->nfuncdata >= data_.size()) return 0;
-  uint8_t nfuncdata = data_[func_off + layout_->nfuncdata];
-  if (index >= nfuncdata) return 0;
-  uint64_t base = func_off + layout_->header_size + 4ull * npcdata;
+  std::optional<uint32_t> npcdata = data_.U32(func_off + layout_->npcdata);
+  std::optional<uint8_t> nfuncdata = data_.U8(func_off + layout_->nfuncdata);
+  if (!npcdata || !nfuncdata || index >= *nfuncdata) return 0;
+  uint64_t base = func_off + layout_->header_size + 4ull * *npcdata;
   if (layout_->funcdata_absolute) {
     base = (base + 7) & ~uint64_t{7};  // pointers are 8-aligned (as is _func)
     auto ptr = elf_.ReadPointer(addr_ + base + 8ull * index);
     return ptr.ok() ? *ptr : 0;
   }
-  uint32_t off;
-  if (gofunc_ == 0 || !U32(base + 4ull * index, &off) || off == kNoFuncdata) return 0;
-  return gofunc_ + off;
+  if (gofunc_ == 0) return 0;
+  std::optional<uint32_t> off = data_.U32(base + 4ull * index);
+  if (!off || *off == kNoFuncdata) return 0;
+  return gofunc_ + *off;
 }
 
 absl::string_view Pclntab::FileName(uint64_t func_off, int32_t fileno) const {
-  uint32_t cu, fileoff;
-  if (fileno < 0 || !U32(func_off + layout_->cuoffset, &cu)) return {};
-  if (!U32(cu_off_ + 4ull * (static_cast<uint64_t>(cu) + fileno), &fileoff)) return {};
-  if (fileoff == 0xffffffff) return {};
-  return CString(filetab_off_ + fileoff);
+  std::optional<uint32_t> cu = data_.U32(func_off + layout_->cuoffset);
+  if (fileno < 0 || !cu) return {};
+  std::optional<uint32_t> fileoff = data_.U32(cu_off_ + 4ull * (uint64_t{*cu} + fileno));
+  if (!fileoff || *fileoff == 0xffffffff) return {};
+  return CString(filetab_off_ + *fileoff);
 }
 
 bool Pclntab::FileLine(uint64_t func_off, uint64_t entry, uint64_t pc, absl::string_view* file,
                        int32_t* line) const {
-  uint32_t pcfile, pcln;
-  if (!U32(func_off + layout_->pcfile, &pcfile) || !U32(func_off + layout_->pcln, &pcln)) {
-    return false;
-  }
-  std::optional<int32_t> fileno = PcValue(func_off, pcfile, entry, pc);
-  std::optional<int32_t> ln = PcValue(func_off, pcln, entry, pc);
+  std::optional<uint32_t> pcfile = data_.U32(func_off + layout_->pcfile);
+  std::optional<uint32_t> pcln = data_.U32(func_off + layout_->pcln);
+  if (!pcfile || !pcln) return false;
+  std::optional<int32_t> fileno = PcValue(func_off, *pcfile, entry, pc);
+  std::optional<int32_t> ln = PcValue(func_off, *pcln, entry, pc);
   if (!fileno || !ln) return false;
   *file = FileName(func_off, *fileno);
   *line = *ln;
@@ -263,12 +244,12 @@ absl::StatusOr<std::vector<SourceFrame>> Pclntab::Frames(uint64_t pc) const {
       if (!ix || *ix < 0) break;
       auto ent = elf_.ReadVirtual(tree + size * static_cast<uint64_t>(*ix), size);
       if (!ent.ok()) break;
-      int32_t nameoff, parent_pc;
-      std::memcpy(&nameoff, ent->data() + name_field, 4);
-      std::memcpy(&parent_pc, ent->data() + parent_field, 4);
-      frame.function = CString(funcname_off_ + static_cast<uint32_t>(nameoff));
+      std::optional<uint32_t> nameoff = ByteView(*ent).U32(name_field);
+      std::optional<uint32_t> parent_pc = ByteView(*ent).U32(parent_field);
+      if (!nameoff || !parent_pc) break;
+      frame.function = CString(funcname_off_ + *nameoff);
       frames.push_back(frame);
-      cur = entry + static_cast<uint32_t>(parent_pc);
+      cur = entry + *parent_pc;
       if (!FileLine(func_off, entry, cur, &frame.file, &frame.line)) break;
     }
   }

@@ -12,7 +12,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "absl/types/span.h"
+#include "base/byte_reader.h"
 #include "symbolizer/elf_file.h"
 
 namespace goerrprof::symbolizer {
@@ -64,8 +64,7 @@ class Pclntab {
   Pclntab(const ElfFile& elf) : elf_(elf) {}
   absl::Status Init(uint64_t addr, uint64_t text_start_fallback);
 
-  // Bounds-checked reads relative to the start of the table.
-  bool U32(uint64_t off, uint32_t* out) const;
+  // The NUL-terminated string at `off` in the table; empty if there is none.
   absl::string_view CString(uint64_t off) const;
   // Decodes a pc-value table; nullopt when pc is past its end or it is corrupt.
   std::optional<int32_t> PcValue(uint64_t func_off, uint32_t table, uint64_t entry,
@@ -79,7 +78,7 @@ class Pclntab {
                 int32_t* line) const;
 
   const ElfFile& elf_;
-  absl::Span<const uint8_t> data_;
+  ByteView data_;  // the table's bytes, every read bounds-checked
   const FuncLayout* layout_ = nullptr;
   PclntabVersion version_ = PclntabVersion::k120;
   uint64_t addr_ = 0;

@@ -299,6 +299,21 @@ std::vector<int> VersionKey(const std::string& v) {
   return key;
 }
 
+uint64_t FindPcWhere(
+    const symbolizer::GoBinary& bin, absl::string_view function,
+    absl::FunctionRef<bool(uint64_t pc, const std::vector<symbolizer::SourceFrame>& frames)> want) {
+  const symbolizer::Pclntab& t = bin.pclntab();
+  for (size_t i = 0; i < t.num_functions(); ++i) {
+    if (t.FuncName(i) != function) continue;
+    for (uint64_t pc = t.FuncEntry(i) + 1; pc < t.FuncEnd(i); ++pc) {
+      auto frames = bin.Symbolize(pc);
+      if (frames.ok() && want(pc, *frames)) return pc;
+    }
+    return 0;
+  }
+  return 0;
+}
+
 std::unique_ptr<Child> StartErrgen(const std::string& path, int n, std::string* ready_line,
                                    int timeout_seconds) {
   auto errgen = Child::Spawn({path, "-wait", "-n", absl::StrCat(n)});
@@ -313,6 +328,30 @@ std::unique_ptr<Child> StartErrgen(const std::string& path, int n, std::string* 
   }
   if (ready_line) *ready_line = *ready;
   return std::move(*errgen);
+}
+
+std::string CorpusBinaryPath(const CorpusBinary& b) {
+  if (access(b.path.c_str(), X_OK) == 0) return b.path;
+  return absl::StrCat(CorpusDir(), "/", b.go_version, "/", b.program, "-", b.flavour);
+}
+
+std::optional<CorpusBinary> NewestCorpusBinary(bool esbuild, const std::string& program,
+                                               const std::string& flavour) {
+  auto corpus = LoadCorpus(esbuild);
+  if (!corpus.ok()) return std::nullopt;
+  std::optional<CorpusBinary> best;
+  for (const CorpusBinary& b : *corpus) {
+    if (!esbuild && (b.program != program || b.flavour != flavour)) continue;
+    if (!best || VersionKey(b.go_version) > VersionKey(best->go_version)) best = b;
+  }
+  return best;
+}
+
+std::string ReadFileOrEmpty(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
 }
 
 }  // namespace goerrprof::testing

@@ -8,12 +8,16 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "absl/functional/function_ref.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "github.com/google/pprof/proto/profile.pb.h"
 #include "google/protobuf/struct.pb.h"
+#include "symbolizer/go_binary.h"
 
 namespace goerrprof::testing {
 
@@ -90,11 +94,28 @@ struct ProfileSample {
 };
 std::vector<ProfileSample> ProfileSamples(const perftools::profiles::Profile& profile);
 
+// The first PC of `function` past its entry (so pc-1 is in it too, as for a
+// return address) that symbolizes to frames, innermost first, for which
+// `want` holds; 0 when there is none or no such function.
+uint64_t FindPcWhere(
+    const symbolizer::GoBinary& bin, absl::string_view function,
+    absl::FunctionRef<bool(uint64_t pc, const std::vector<symbolizer::SourceFrame>& frames)> want);
+
 absl::StatusOr<google::protobuf::Value> ParseJson(const std::string& text);
 // Field lookups on parsed JSON that fail loudly rather than default.
 const google::protobuf::Value& Get(const google::protobuf::Value& obj, const std::string& key);
 std::string GetString(const google::protobuf::Value& obj, const std::string& key);
 int64_t GetInt(const google::protobuf::Value& obj, const std::string& key);
+
+// b's path, or the same file under this checkout's corpus when the
+// manifest was written elsewhere.
+std::string CorpusBinaryPath(const CorpusBinary& b);
+// The binary of `program` in `flavour` built by the newest Go release
+// (esbuild: any, by the newest Go); none without a corpus.
+std::optional<CorpusBinary> NewestCorpusBinary(bool esbuild, const std::string& program,
+                                               const std::string& flavour);
+// A file's whole text; "" when it cannot be read.
+std::string ReadFileOrEmpty(const std::string& path);
 
 }  // namespace goerrprof::testing
 

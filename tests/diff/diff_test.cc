@@ -1,47 +1,27 @@
 // `goerrprof diff`: profiles written by the real pprof writer at real PCs of
-// errgen's error sites, compared by the CLI (exit codes, table, Markdown,
-// JSON) and by `go tool pprof -diff_base`.
+// errgen's error sites, compared by the CLI: what is a finding, and when it
+// regresses (exit codes, table, JSON).
 #include <stdlib.h>
-#include <unistd.h>
 
 #include <algorithm>
-#include <fstream>
-#include <functional>
-#include <iterator>
-#include <limits>
 #include <memory>
-#include <optional>
 #include <regex>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "goabi/go_version.h"
-#include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "aggregate/error_profile.h"
-#include "pprof/pprof_writer.h"
 #include "diff/profile_diff.h"
 #include "symbolizer/go_binary.h"
+#include "tests/diff/diff_test_util.h"
 #include "tests/test_support.h"
-#include "pprof/labels.h"
-#include "pprof/profile_file.h"
 
 namespace goerrprof::testing {
 namespace {
-
-namespace pp = perftools::profiles;
-using profiler::ErrorProfile;
-using profiler::SampleKey;
-
-constexpr char kGo[] = "/usr/local/go/bin/go";
-constexpr char kWrapChain[] =
-    "*fmt.wrapError > *fmt.wrapError > *fmt.wrapError > *errors.errorString";
-constexpr char kOpenChain[] = "*fs.PathError > syscall.Errno";
-constexpr char kAtoiChain[] = "*strconv.NumError > *errors.errorString";
 
 // errgen binaries of the corpus, default flavour, newest Go release last.
 std::vector<CorpusBinary> ErrgenBinaries() {
@@ -58,49 +38,14 @@ std::vector<CorpusBinary> ErrgenBinaries() {
   return out;
 }
 
-std::optional<size_t> FindFunction(const symbolizer::GoBinary& bin, absl::string_view name) {
-  const symbolizer::Pclntab& t = bin.pclntab();
-  for (size_t i = 0; i < t.num_functions(); ++i) {
-    if (t.FuncName(i) == name) return i;
-  }
-  return std::nullopt;
-}
-
 // The first PC of `function` whose innermost frame is `innermost` (the
 // function itself, or a function inlined into it) on a real line.
 uint64_t FindPc(const symbolizer::GoBinary& bin, absl::string_view function,
                 absl::string_view innermost) {
-  auto f = FindFunction(bin, function);
-  if (!f) return 0;
-  for (uint64_t pc = bin.pclntab().FuncEntry(*f) + 1; pc < bin.pclntab().FuncEnd(*f); ++pc) {
-    auto frames = bin.Symbolize(pc);
-    if (frames.ok() && !frames->empty() && (*frames)[0].function == innermost &&
-        (*frames)[0].line > 0) {
-      return pc;
-    }
-  }
-  return 0;
+  return FindPcWhere(bin, function, [&](uint64_t, const auto& frames) {
+    return !frames.empty() && frames[0].function == innermost && frames[0].line > 0;
+  });
 }
-
-// Real creating sites of one errgen binary, and where each is reported.
-struct Sites {
-  std::unique_ptr<symbolizer::GoBinary> bin;
-  std::string path;
-  // Creating PCs: errors.New inlined into main.siteNewInline; fmt.Errorf;
-  // main.siteOpenMissing and main.siteAtoi themselves.
-  uint64_t inl = 0, errorf = 0, open = 0, atoi = 0;
-  // fmt.Errorf, or fmt.errorf (Go 1.26+, where fmt.Errorf is an inlined
-  // wrapper around it).
-  std::string errorf_name;
-  // Return addresses in main.main, main.siteWrapChain and main.wrapMiddle.
-  uint64_t main_ret = 0, wrap_ret = 0, middle_ret = 0;
-  // file:line of the innermost (or outermost) frame at pc.
-  std::string Location(uint64_t pc, bool outer = false) const {
-    auto frames = bin->Symbolize(pc);
-    const auto& f = outer ? frames->back() : frames->front();
-    return absl::StrCat(f.file, ":", f.line);
-  }
-};
 
 std::unique_ptr<Sites> LoadSites(const CorpusBinary& b) {
   auto s = std::make_unique<Sites>();
@@ -137,126 +82,20 @@ std::unique_ptr<Sites> LoadSites(const CorpusBinary& b) {
   return s;
 }
 
-struct Event {
-  uint64_t Sites::*pc;
-  uint64_t Sites::*caller;  // the frame above pc (a return address)
-  std::string type, chain;
-  uint64_t count;
-  uint64_t goroutine = 1;
-  std::string message = "m";
-};
+}  // namespace
 
-class DiffTest : public ::testing::Test {
- protected:
-  static void SetUpTestSuite() {
-    setenv("GOTOOLCHAIN", "local", 1);  // never fetch a toolchain for `go tool`
-    std::vector<CorpusBinary> bins = ErrgenBinaries();
-    if (bins.size() < 2) return;
-    newest_ = LoadSites(bins.back()).release();
-    older_ = LoadSites(bins[bins.size() - 2]).release();
-  }
-  static void TearDownTestSuite() {
-    delete newest_;
-    delete older_;
-    newest_ = older_ = nullptr;
-  }
-  void SetUp() override {
-    ASSERT_NE(newest_, nullptr) << "need two errgen-default binaries in the corpus at "
-                                << CorpusDir() << " (build it with scripts/build_go_corpus.sh)";
-    ASSERT_NE(older_, nullptr);
-    char dir[] = "/tmp/gep_diff_XXXXXX";
-    ASSERT_NE(mkdtemp(dir), nullptr);
-    dir_ = dir;
-  }
-  void TearDown() override {
-    if (!dir_.empty()) RunCommand({"rm", "-rf", dir_});
-  }
-
-  // Builds a profile of `events` with the real writer; returns its path.
-  std::string Write(const std::string& name, const std::vector<Event>& events,
-                    const Sites* sites = nullptr, const std::string& binary_label = "",
-                    int64_t pid = 0) {
-    if (sites == nullptr) sites = newest_;
-    ErrorProfile profile;
-    for (const Event& e : events) {
-      SampleKey k;
-      k.stack = {sites->*e.pc, sites->*e.caller};
-      // fmt.Errorf's callers are called by main.main in turn.
-      if (e.caller != &Sites::main_ret) k.stack.push_back(sites->main_ret);
-      k.type = e.type;
-      k.chain = e.chain;
-      k.message = e.message;
-      k.goroutine = e.goroutine;
-      profile.Add(std::move(k), e.count);
-    }
-    profiler::PprofInfo info;
-    info.duration_nanos = 1000000000;
-    auto p = profiler::BuildPprof(profile, *sites->bin, info);
-    EXPECT_TRUE(p.ok()) << p.status();
-    if (!binary_label.empty()) AddProcessLabels(&*p, binary_label, pid);
-    std::string path = absl::StrCat(dir_, "/", name, ".pb.gz");
-    EXPECT_TRUE(profiler::WriteProfileFile(*p, path).ok());
-    return path;
-  }
-
-  // The labels `record -- COMMAND` puts on each sample of a process.
-  static void AddProcessLabels(pp::Profile* p, const std::string& binary, int64_t pid) {
-    auto index = [&](const std::string& s) {
-      for (int i = 0; i < p->string_table_size(); ++i) {
-        if (p->string_table(i) == s) return static_cast<int64_t>(i);
-      }
-      p->add_string_table(s);
-      return static_cast<int64_t>(p->string_table_size() - 1);
-    };
-    for (pp::Sample& s : *p->mutable_sample()) {
-      pp::Label* b = s.add_label();
-      b->set_key(index(profiler::kLabelBinary));
-      b->set_str(index(binary));
-      pp::Label* n = s.add_label();
-      n->set_key(index(profiler::kLabelPid));
-      n->set_num(pid);
-    }
-  }
-
-  CommandResult Diff(const std::string& base, const std::string& next,
-                     std::vector<std::string> flags = {}) {
-    std::vector<std::string> argv = {GoerrprofPath(), "diff"};
-    argv.insert(argv.end(), flags.begin(), flags.end());
-    argv.push_back(base);
-    argv.push_back(next);
-    return RunCommand(argv);
-  }
-
-  // --json, parsed; the findings array.
-  google::protobuf::Value Json(const std::string& base, const std::string& next,
-                               std::vector<std::string> flags, int want_exit) {
-    flags.push_back("--json");
-    CommandResult r = Diff(base, next, flags);
-    EXPECT_EQ(r.exit_code, want_exit) << r.out << r.err;
-    EXPECT_EQ(r.err, "");
-    auto v = ParseJson(r.out);
-    EXPECT_TRUE(v.ok()) << v.status() << r.out;
-    return v.ok() ? *v : google::protobuf::Value();
-  }
-
-  static const google::protobuf::ListValue& Findings(const google::protobuf::Value& v) {
-    return Get(v, "findings").list_value();
-  }
-
-  std::string dir_;
-  static Sites* newest_;
-  static Sites* older_;
-};
+void DiffTest::SetUpTestSuite() {
+  setenv("GOTOOLCHAIN", "local", 1);  // never fetch a toolchain for `go tool`
+  std::vector<CorpusBinary> bins = ErrgenBinaries();
+  if (bins.size() < 2) return;
+  newest_ = LoadSites(bins.back()).release();
+  older_ = LoadSites(bins[bins.size() - 2]).release();
+}
 
 Sites* DiffTest::newest_ = nullptr;
 Sites* DiffTest::older_ = nullptr;
 
-// Base workload: errors.New inlined ×10, the wrap chain ×100, os.Open ×1.
-std::vector<Event> Base() {
-  return {{&Sites::inl, &Sites::main_ret, "*errors.errorString", "*errors.errorString", 10},
-          {&Sites::errorf, &Sites::wrap_ret, "*fmt.wrapError", kWrapChain, 100},
-          {&Sites::open, &Sites::main_ret, "*fs.PathError", kOpenChain, 1}};
-}
+namespace {
 
 TEST_F(DiffTest, IdenticalProfilesHaveNoFindings) {
   std::string base = Write("base", Base());
@@ -524,190 +363,6 @@ TEST_F(DiffTest, FindingsAreOrdered) {
                                            absl::StrCat("vanished_site ", newest_->errorf_name,
                                                         " main.siteWrapChain")}));
   EXPECT_EQ(GetInt(v, "regressions"), 3);
-}
-
-TEST_F(DiffTest, MarkdownAndBinaries) {
-  std::vector<Event> events = Base();
-  events[0].count = 30;
-  std::string base = Write("base", Base(), newest_, "errgen.test", 10);
-  std::string next = Write("next", events, newest_, "errgen.test", 20);
-  CommandResult r = Diff(base, next, {"--markdown"});
-  EXPECT_EQ(r.exit_code, 1) << r.err;
-  EXPECT_EQ(r.out,
-            absl::StrCat(
-                "### goerrprof diff: 1 regression\n\n"
-                "| Result | Finding | Site | Location | Type / chain | Base | New | Change | "
-                "Binaries |\n"
-                "|---|---|---|---|---|--:|--:|--:|---|\n"
-                "| **FAIL** | growth | `errors.New from main.siteNewInline` | `",
-                newest_->Location(newest_->inl, /*outer=*/true),
-                "` | `*errors.errorString` | 10 | 30 | +200.0% | `errgen.test` |\n\n"
-                "1 regression (0 new sites, 1 grown, 0 new chains); 0 vanished sites, 0 vanished "
-                "chains. BASE: 111 errors at 3 sites; NEW: 131 errors at 3 sites. Rule: new sites "
-                "and chains regress; growth regresses beyond +20% and by at least 5 errors.\n"));
-  // Pipes in labels are escaped so the table keeps its columns.
-  events.push_back({&Sites::atoi, &Sites::main_ret, "*main.a|b", "*main.a|b", 1});
-  r = Diff(base, Write("pipe", events), {"--markdown"});
-  EXPECT_TRUE(absl::StrContains(r.out, "| `*main.a\\|b` | 0 | 1 | new |")) << r.out;
-  // Nothing changed.
-  r = Diff(base, base, {"--markdown"});
-  EXPECT_EQ(r.exit_code, 0);
-  EXPECT_TRUE(absl::StartsWith(r.out, "### goerrprof diff: no regressions\n\n0 regressions"))
-      << r.out;
-
-  auto v = Json(base, next, {}, 1);
-  ASSERT_EQ(Findings(v).values_size(), 1);
-  const auto& bins = Get(Findings(v).values(0), "binaries").list_value();
-  ASSERT_EQ(bins.values_size(), 1);
-  EXPECT_EQ(bins.values(0).string_value(), "errgen.test");
-}
-
-TEST_F(DiffTest, BadInputExitsTwo) {
-  std::string good = Write("good", Base());
-  std::string text = dir_ + "/text.txt";
-  std::ofstream(text) << "not a profile at all\n";
-  // A valid pprof profile of another kind: CPU time, no errors/count.
-  pp::Profile cpu;
-  cpu.add_string_table("");
-  cpu.add_string_table("cpu");
-  cpu.add_string_table("nanoseconds");
-  cpu.add_sample_type()->set_type(1);
-  cpu.mutable_sample_type(0)->set_unit(2);
-  std::string cpu_path = dir_ + "/cpu.pb.gz";
-  ASSERT_TRUE(profiler::WriteProfileFile(cpu, cpu_path).ok());
-  // An error profile whose sample points at a string that does not exist.
-  auto broken = profiler::ReadProfile(good);
-  ASSERT_TRUE(broken.ok());
-  broken->mutable_sample(0)->mutable_label(0)->set_str(1 << 20);
-  std::string broken_path = dir_ + "/broken.pb.gz";
-  ASSERT_TRUE(profiler::WriteProfileFile(*broken, broken_path).ok());
-
-  // A gzipped profile cut short.
-  std::string truncated = dir_ + "/truncated.pb.gz";
-  {
-    std::ifstream in(good, std::ios::binary);
-    std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    std::ofstream(truncated, std::ios::binary) << bytes.substr(0, bytes.size() / 2);
-  }
-
-  struct Case {
-    std::vector<std::string> argv;
-    std::string message;
-  };
-  const std::string missing = dir_ + "/missing.pb.gz";
-  std::vector<Case> cases = {
-      {{good, missing}, "cannot open " + missing},
-      {{text, good}, text + ": not a pprof profile"},
-      {{truncated, good}, truncated + ": corrupt or truncated gzip data"},
-      {{good, cpu_path},
-       cpu_path + ": not an error profile (no errors/count sample type; has cpu/nanoseconds)"},
-      {{good, broken_path}, broken_path + ": malformed profile: index outside the string table"},
-      {{"--threshold=abc", good, good}, "invalid --threshold \"abc\""},
-      {{"--threshold=-5", good, good}, "invalid threshold -5"},
-      {{"--threshold=nan", good, good}, "invalid threshold nan"},
-      {{"--min-increase=x", good, good}, "invalid --min-increase \"x\""},
-      {{"--min-increase=-1", good, good}, "invalid minimum increase -1"},
-      {{good}, "want two profiles, BASE and NEW (got 1 arguments)"},
-      {{good, good, good}, "want two profiles, BASE and NEW (got 3 arguments)"},
-      {{"--json", "--markdown", good, good}, "--json and --markdown exclude each other"},
-  };
-  for (const Case& c : cases) {
-    std::vector<std::string> argv = {GoerrprofPath(), "diff"};
-    argv.insert(argv.end(), c.argv.begin(), c.argv.end());
-    CommandResult r = RunCommand(argv);
-    EXPECT_EQ(r.exit_code, 2) << absl::StrJoin(c.argv, " ") << "\n" << r.err;
-    EXPECT_EQ(r.out, "");
-    EXPECT_TRUE(absl::StartsWith(r.err, "goerrprof: diff: ")) << r.err;
-    EXPECT_TRUE(absl::StrContains(r.err, c.message)) << r.err;
-    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
-  }
-}
-
-// Broken references inside a profile are errors, never a crash (this runs
-// in-process, under the sanitizers in CI).
-TEST_F(DiffTest, MalformedProfilesAreErrors) {
-  auto good = profiler::ReadProfile(Write("good", Base()));
-  ASSERT_TRUE(good.ok());
-  auto sites = profiler::SummarizeProfile(*good);
-  ASSERT_TRUE(sites.ok()) << sites.status();
-  EXPECT_EQ(sites->total, 111);
-  EXPECT_EQ(sites->sites.size(), 3u);
-
-  struct Case {
-    std::function<void(pp::Profile*)> mutate;
-    std::string message;
-  };
-  const std::vector<Case> cases = {
-      {[](pp::Profile* p) { p->mutable_sample(0)->set_location_id(0, 999); },
-       "malformed profile: sample names a missing location"},
-      {[](pp::Profile* p) { p->mutable_location(0)->mutable_line(0)->set_function_id(999); },
-       "malformed profile: location names a missing function"},
-      {[](pp::Profile* p) { p->mutable_function(0)->set_name(-3); },
-       "malformed profile: index outside the string table"},
-      {[](pp::Profile* p) { p->mutable_sample_type(0)->set_unit(1 << 30); },
-       "malformed profile: sample type outside the string table"},
-      {[](pp::Profile* p) { p->mutable_sample(1)->clear_value(); },
-       "malformed profile: sample without an errors/count value"},
-      {[](pp::Profile* p) { p->mutable_sample(1)->set_value(0, -4); },
-       "malformed profile: negative error count (a diff, not a recording?)"},
-      {[](pp::Profile* p) {
-         p->mutable_sample(0)->set_value(0, std::numeric_limits<int64_t>::max());
-       },
-       "malformed profile: error counts overflow"},
-  };
-  for (const Case& c : cases) {
-    pp::Profile p = *good;
-    c.mutate(&p);
-    auto r = profiler::SummarizeProfile(p);
-    ASSERT_FALSE(r.ok()) << c.message;
-    EXPECT_EQ(r.status().message(), c.message);
-  }
-  // A sample without a stack, or whose innermost location has no lines,
-  // still counts (it is a profile of errors, however poor).
-  pp::Profile p = *good;
-  p.mutable_sample(0)->clear_location_id();
-  uint64_t unsymbolized = 0;
-  for (pp::Location& l : *p.mutable_location()) {
-    if (l.id() == p.sample(1).location_id(0)) {
-      l.clear_line();
-      unsymbolized = l.address();
-    }
-  }
-  ASSERT_NE(unsymbolized, 0u);
-  auto poor = profiler::SummarizeProfile(p);
-  ASSERT_TRUE(poor.ok()) << poor.status();
-  EXPECT_EQ(poor->total, 111);
-  std::vector<std::string> functions;
-  for (const auto& [key, stats] : poor->sites) {
-    functions.push_back(absl::StrCat(key.function, "|", key.origin));
-  }
-  // Unsymbolized: named by address, its origin found further out.
-  EXPECT_THAT(functions, ::testing::IsSupersetOf(
-                             {std::string("<no stack>|"),
-                              absl::StrCat("0x", absl::Hex(unsymbolized), "|main.main")}));
-}
-
-// The profiles stay pprof profiles: `go tool pprof -diff_base` shows the
-// same change (flat counts at the innermost function).
-TEST_F(DiffTest, GoToolPprofDiffBase) {
-  if (access(kGo, X_OK) != 0) GTEST_SKIP() << "no " << kGo;
-  std::vector<Event> events = Base();
-  events[0].count = 30;                                            // errors.New +20
-  events[2] = {&Sites::atoi, &Sites::main_ret, "*strconv.NumError", kAtoiChain, 3};  // new +3, os.Open -1
-  std::string base = Write("base", Base()), next = Write("next", events);
-  CommandResult r =
-      RunCommand({kGo, "tool", "pprof", "-top", "-diff_base", base, next}, 300);
-  ASSERT_EQ(r.exit_code, 0) << r.err;
-  EXPECT_TRUE(absl::StrContains(r.out, "Type: errors")) << r.out;
-  // Percentages are of BASE's total (111): +20 +3 -1.
-  EXPECT_TRUE(absl::StrContains(r.out, "Showing nodes accounting for 22, 19.82% of 111 total"))
-      << r.out;
-  EXPECT_TRUE(std::regex_search(r.out, std::regex(R"(\n\s+20\s+18\.02%.*errors\.New \(inline\)\n)")))
-      << r.out;
-  EXPECT_TRUE(std::regex_search(r.out, std::regex(R"(\n\s+3\s+2\.70%.*main\.siteAtoi\n)")))
-      << r.out;
-  EXPECT_TRUE(std::regex_search(r.out, std::regex(R"(\n\s+-1\s+0\.9\d*%.*main\.siteOpenMissing\n)")))
-      << r.out;
 }
 
 }  // namespace

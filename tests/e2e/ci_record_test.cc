@@ -50,13 +50,15 @@ std::string NewDir(const std::string& name) {
 }
 
 // `goerrprof record -o out -- env VARS go test -count=1 ./...` on the module.
+// VARS come last, so they override the defaults.
 CommandResult RecordGoTest(const std::string& out, const std::string& truth_dir,
-                           const std::vector<std::string>& vars) {
+                           const std::vector<std::string>& vars,
+                           const std::string& module = ModuleDir()) {
   std::vector<std::string> argv = {GoerrprofPath(), "record", "-o", out, "--", "env",
                                    "GOTOOLCHAIN=local", "GOFLAGS=-mod=mod",
                                    absl::StrCat("GOERRPROF_TRUTH_DIR=", truth_dir)};
   argv.insert(argv.end(), vars.begin(), vars.end());
-  for (const std::string& a : {GoCommand(), std::string("-C"), ModuleDir(), std::string("test"),
+  for (const std::string& a : {GoCommand(), std::string("-C"), module, std::string("test"),
                                std::string("-count=1"), std::string("./...")}) {
     argv.push_back(a);
   }
@@ -113,13 +115,16 @@ Truth ReadTruth(const std::string& dir) {
 }
 
 // Records one `go test` run and checks the profile against its truth.
+// `summary` (when given) receives goerrprof's stderr.
 void RecordAndCheck(const std::string& name, const std::vector<std::string>& vars,
-                    std::string* profile_path) {
+                    std::string* profile_path, const std::string& module = ModuleDir(),
+                    std::string* summary = nullptr) {
   std::string dir = NewDir(name);
   std::string truth_dir = dir + "/truth";
   std::filesystem::create_directories(truth_dir);
   *profile_path = dir + "/errors.pb.gz";
-  CommandResult r = RecordGoTest(*profile_path, truth_dir, vars);
+  CommandResult r = RecordGoTest(*profile_path, truth_dir, vars, module);
+  if (summary) *summary = r.err;
   ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
   // go test's own output passes through untouched.
   EXPECT_TRUE(absl::StrContains(r.out, "ok  \tgoerrprof.test/cimodule/store")) << r.out;
@@ -185,6 +190,56 @@ TEST(CiRecord, GoTestAgainstTruthAndDiff) {
       {GoCommand(), "tool", "pprof", "-top", "-diff_base", base, regressed}, 120);
   EXPECT_EQ(pprof.exit_code, 0) << pprof.err;
   EXPECT_TRUE(absl::StrContains(pprof.out, "(*Store).Put")) << pprof.out;
+}
+
+// The newest release of the corpus (testdata/go_binaries/versions.txt).
+std::string NewestCorpusRelease() {
+  std::ifstream in(std::string(GOERRPROF_SOURCE_DIR) + "/testdata/go_binaries/versions.txt");
+  std::string line, last;
+  while (std::getline(in, line)) {
+    if (!line.empty() && line[0] != '#') last = line;
+  }
+  return last;
+}
+
+// A module asking for a newer Go than the installed one makes `go` fetch
+// that release and exec it in place (same pid, from whichever thread ran
+// the download). The tree must still be followed: the test binaries the
+// new release builds are recorded, and equal their truth.
+TEST(CiRecord, GoTestAcrossToolchainSwitch) {
+  if (!IsRoot()) GTEST_SKIP() << "needs root for BPF";
+  const std::string release = NewestCorpusRelease();
+  CommandResult local = RunCommand({"env", "GOTOOLCHAIN=local", GoCommand(), "env", "GOVERSION"});
+  ASSERT_EQ(local.exit_code, 0) << local.err;
+  std::string installed(absl::StripAsciiWhitespace(local.out));
+  if (VersionKey(installed) >= VersionKey("go" + release)) {
+    GTEST_SKIP() << "the installed " << installed << " is not older than go" << release
+                 << ": no toolchain switch to test";
+  }
+  std::string dir = NewDir("switch");
+  std::string module = dir + "/module", cache = dir + "/modcache";
+  std::filesystem::copy(ModuleDir(), module, std::filesystem::copy_options::recursive);
+  {
+    std::ofstream mod(module + "/go.mod", std::ios::app);
+    mod << "\ntoolchain go" << release << "\n";
+  }
+  const std::vector<std::string> vars = {"GOTOOLCHAIN=auto", "GOMODCACHE=" + cache};
+  std::string profile, summary;
+  // go.mod's toolchain line, with the release not yet fetched: a download.
+  ASSERT_NO_FATAL_FAILURE(RecordAndCheck("switch_gomod", vars, &profile, module, &summary));
+  EXPECT_TRUE(absl::StrContains(summary, "go: downloading go" + release)) << summary;
+  // env and the installed go are not recorded; the test binaries are.
+  EXPECT_TRUE(absl::StrContains(summary, " in 2 Go processes (")) << summary;
+  EXPECT_TRUE(absl::StrContains(summary, " toolchain, 1 non-Go and 0 failed not recorded)"))
+      << summary;
+  // GOTOOLCHAIN naming the release, the module as it is (now from the cache).
+  ASSERT_NO_FATAL_FAILURE(RecordAndCheck(
+      "switch_env", {"GOTOOLCHAIN=go" + release, "GOMODCACHE=" + cache}, &profile, ModuleDir(),
+      &summary));
+  EXPECT_TRUE(absl::StrContains(summary, " in 2 Go processes (")) << summary;
+  // The module cache is read-only by design.
+  RunCommand({"chmod", "-R", "u+w", cache});
+  std::filesystem::remove_all(dir);
 }
 
 TEST(CiRecord, FailingTestExitCodePassesThrough) {

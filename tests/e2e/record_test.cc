@@ -25,6 +25,8 @@ struct Sample {
   // The scenario function errgen called: the outermost main.site* frame
   // (errgen's scenario functions are named so; the helpers they call not).
   std::string site;
+  // The frames from the leaf up to `site`, innermost first: the creation.
+  std::vector<std::string> leaf;
   std::string type, message, chain;
   int64_t goroutine = 0;
   int64_t count = 0;
@@ -44,8 +46,10 @@ std::vector<Sample> Samples(const Profile& p) {
   for (const ProfileSample& s : ProfileSamples(p)) {
     Sample x;
     x.count = s.value;
-    for (const std::string& fn : s.functions) {
-      if (absl::StartsWith(fn, "main.site")) x.site = fn;
+    for (size_t i = 0; i < s.functions.size(); ++i) {
+      if (!absl::StartsWith(s.functions[i], "main.site")) continue;
+      x.site = s.functions[i];
+      x.leaf.assign(s.functions.begin(), s.functions.begin() + i + 1);
     }
     if (x.site.empty()) x.site = "(no main.site* frame)";
     EXPECT_EQ(s.label_count, s.labels.size() + s.num_labels.size()) << "a label key twice";
@@ -109,6 +113,8 @@ void RecordErrgen(const CorpusBinary& b) {
   // or a library-internal transient listed below with the reason.
   std::map<std::string, std::map<std::string, int64_t>> want, got;
   std::map<std::string, std::set<std::string>> links;  // site -> "type | message"
+  // site -> key -> the leaf frames errgen knows for that creation.
+  std::map<std::string, std::map<std::string, std::string>> want_leaf;
   auto key = [](const std::string& type, const std::string& msg, const std::string& chain,
                 const std::map<std::string, std::string>& labels, const std::string& created_by) {
     return absl::StrCat(type, " | ", msg, " | ", chain, " | labels ", LabelText(labels),
@@ -126,9 +132,15 @@ void RecordErrgen(const CorpusBinary& b) {
     }
     // profile_message: Error() for standard types, the documented
     // fields-and-wrapped rendering for errgen's own (their Error() cannot run).
-    want[GetString(sc, "function")][key(GetString(sc, "type"), GetString(sc, "profile_message"),
-                                        absl::StrJoin(chain, " > "), labels,
-                                        GetString(sc, "created_by"))] += GetInt(sc, "count");
+    std::string k = key(GetString(sc, "type"), GetString(sc, "profile_message"),
+                        absl::StrJoin(chain, " > "), labels, GetString(sc, "created_by"));
+    want[GetString(sc, "function")][k] += GetInt(sc, "count");
+    if (auto leaf = sc.struct_value().fields().find("leaf");
+        leaf != sc.struct_value().fields().end()) {
+      std::vector<std::string> frames;
+      for (const auto& f : leaf->second.list_value().values()) frames.push_back(f.string_value());
+      want_leaf[GetString(sc, "function")][k] = absl::StrJoin(frames, " <- ");
+    }
   }
   // Errors the standard library creates on the way and drops or converts, so
   // errgen never sees them: true creations, allowed by (site, type) only.
@@ -143,6 +155,7 @@ void RecordErrgen(const CorpusBinary& b) {
       "main.siteAtoi: strconv.Error",
   };
   int64_t total = 0;
+  size_t leaf_checked = 0;
   for (const Sample& s : samples) {
     total += s.count;
     EXPECT_GT(s.goroutine, 0) << s.site << " " << s.type;
@@ -155,6 +168,11 @@ void RecordErrgen(const CorpusBinary& b) {
       ADD_FAILURE() << "invented: " << s.count << "x " << k << " at " << s.site;
     } else if (want[s.site].contains(k)) {
       got[s.site][k] += s.count;
+      // The leaf is the creating instruction, with its inlined frames.
+      if (auto w = want_leaf[s.site].find(k); w != want_leaf[s.site].end()) {
+        EXPECT_EQ(absl::StrJoin(s.leaf, " <- "), w->second) << s.site << ": " << k;
+        ++leaf_checked;
+      }
     } else if (!links[s.site].contains(
                    absl::StrCat(s.type, " | ", s.message, " | ", LabelText(s.labels), " | ",
                                 s.created_by)) &&
@@ -169,6 +187,9 @@ void RecordErrgen(const CorpusBinary& b) {
     }
   }
   EXPECT_GT(total, 0);
+  size_t leaf_known = 0;
+  for (const auto& [site, leaves] : want_leaf) leaf_known += leaves.size();
+  EXPECT_GE(leaf_checked, leaf_known) << "samples whose leaf frames were checked";
   std::remove(out.c_str());
 }
 

@@ -32,6 +32,8 @@ type result struct {
 	// statement started it ("" for the main goroutine).
 	Labels    map[string]string `json:"labels"`
 	CreatedBy string            `json:"created_by"`
+	// The creation as a profile's leaf must show it (see leafFrames).
+	Leaf []string `json:"leaf,omitempty"`
 }
 
 // chain walks the Unwrap tree depth-first, the error itself first.
@@ -93,7 +95,8 @@ func main() {
 	}
 
 	results := []result{}
-	scenarios := append(append(baseScenarios, go120Scenarios...), goroutineScenarios...)
+	scenarios := append(append(append(baseScenarios, go120Scenarios...), goroutineScenarios...),
+		inlinedScenarios...)
 	goroutine := map[string]bool{}
 	for _, s := range goroutineScenarios {
 		goroutine[s.name] = true
@@ -122,7 +125,7 @@ func main() {
 			}
 			index[key] = len(results)
 			results = append(results, result{s.name, fn, 1, fmt.Sprintf("%T", e), msg,
-				profileMessage(e), chain(e, nil), labelMap(labels), createdBy})
+				profileMessage(e), chain(e, nil), labelMap(labels), createdBy, leafFrames[s.name]})
 		}
 	}
 	emit(map[string]interface{}{"go_version": runtime.Version(), "pid": os.Getpid(), "scenarios": results})

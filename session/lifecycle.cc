@@ -1,0 +1,206 @@
+#include "session/lifecycle.h"
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <sstream>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/strip.h"
+#include "base/errno.h"
+#include "base/read_file.h"
+#include "base/status_macros.h"
+#include "session/uprobe_attach.h"
+#include "symbolizer/elf_file.h"
+#include "symbolizer/load_bias.h"
+
+namespace goerrprof::profiler {
+
+bool ProcessGone(int pidfd, pid_t pid) {
+  if (pidfd >= 0) {
+    pollfd p = {pidfd, POLLIN, 0};
+    if (poll(&p, 1, 0) > 0 && (p.revents & POLLIN)) return true;
+  }
+  if (kill(pid, 0) != 0 && errno == ESRCH) return true;
+  // Killed but not yet reaped: attach fails (ENOENT/ESRCH) before the pidfd
+  // says so, while the kernel already marks the task PF_EXITING (flags,
+  // the 9th field of /proc/PID/stat, after the parenthesised name).
+  absl::StatusOr<std::string> stat = ReadWholeFile(absl::StrCat("/proc/", pid, "/stat"));
+  if (!stat.ok()) return absl::IsNotFound(stat.status());
+  size_t close = stat->rfind(')');
+  if (close == std::string::npos) return false;
+  std::istringstream rest(stat->substr(close + 1));
+  std::string state;
+  uint64_t field = 0, flags = 0;
+  rest >> state;
+  if (state == "Z" || state == "X") return true;
+  for (int i = 4; i <= 9 && rest >> field; ++i) flags = field;  // fields 4..9
+  constexpr uint64_t kPfExiting = 0x4;
+  return (flags & kPfExiting) != 0;
+}
+
+// ---- ProbeTarget ----
+
+absl::StatusOr<ProbeTarget> ProbeTarget::Open(pid_t pid, const std::string& executable) {
+  if (pid <= 0) return absl::InvalidArgumentError(absl::StrCat("bad pid ", pid));
+  ProbeTarget t;
+  t.pid_ = pid;
+  t.pidfd_ = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
+  if (t.pidfd_ < 0) {
+    int err = errno;
+    if (err == ESRCH) return absl::NotFoundError(absl::StrCat("no process with pid ", pid));
+    if (err == EPERM || err == EACCES) {
+      return absl::PermissionDeniedError(absl::StrCat("not allowed to watch pid ", pid, ": ",
+                                                      Errno(err)));
+    }
+    return absl::InternalError(absl::StrCat("pidfd_open(", pid, "): ", Errno(err)));
+  }
+  t.attach_path_ = absl::StrCat("/proc/", pid, "/exe");
+  if (stat(t.attach_path_.c_str(), &t.exe_st_) != 0) {
+    int err = errno;
+    if (err == ENOENT || err == ESRCH) {
+      return absl::NotFoundError(absl::StrCat("process ", pid, " has exited"));
+    }
+    if (err == EACCES || err == EPERM) {
+      return absl::PermissionDeniedError(absl::StrCat("cannot read ", t.attach_path_, ": ",
+                                                      Errno(err), "; run as root"));
+    }
+    return absl::InternalError(absl::StrCat("stat ", t.attach_path_, ": ", Errno(err)));
+  }
+  char buf[4096];
+  ssize_t n = readlink(t.attach_path_.c_str(), buf, sizeof(buf) - 1);
+  t.exe_link_ = std::string(absl::StripSuffix(std::string(buf, n > 0 ? n : 0), " (deleted)"));
+  if (!executable.empty()) {
+    struct stat given;
+    if (stat(executable.c_str(), &given) != 0) {
+      return absl::NotFoundError(absl::StrCat("cannot stat ", executable, ": ", Errno(errno)));
+    }
+    if (given.st_dev != t.exe_st_.st_dev || given.st_ino != t.exe_st_.st_ino) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("process ", pid, " does not run ", executable, " (it runs ", t.exe_link_,
+                       ")"));
+    }
+  }
+  return t;
+}
+
+ProbeTarget& ProbeTarget::operator=(ProbeTarget&& o) noexcept {
+  if (this == &o) return *this;
+  if (pidfd_ >= 0) close(pidfd_);
+  pid_ = o.pid_;
+  pidfd_ = std::exchange(o.pidfd_, -1);
+  attach_path_ = std::move(o.attach_path_);
+  exe_link_ = std::move(o.exe_link_);
+  exe_st_ = o.exe_st_;
+  bias_ = o.bias_;
+  return *this;
+}
+
+ProbeTarget::~ProbeTarget() {
+  if (pidfd_ >= 0) close(pidfd_);
+}
+
+absl::Status ProbeTarget::FindLoadBias(const symbolizer::ElfFile& elf) {
+  ASSIGN_OR_RETURN(bias_, symbolizer::LoadBias(pid_, exe_st_, exe_link_, elf));
+  return absl::OkStatus();
+}
+
+// ---- ProbeLinks ----
+
+absl::Status ProbeLinks::Attach(const bpf_program* prog, const ProbeTarget& target,
+                                absl::Span<const uint64_t> offsets,
+                                absl::Span<const uint64_t> cookies, bool multi) {
+  const pid_t pid = target.pid();
+  auto exited = [&](size_t done) {
+    return absl::UnavailableError(absl::StrCat("process ", pid, " exited during attach (after ",
+                                               done, " of ", offsets.size(), " probes)"));
+  };
+  auto refused = [&](int err, size_t done, std::string what) -> absl::Status {
+    if (err == ESRCH || target.gone()) return exited(done);
+    if (err == EPERM || err == EACCES) {
+      return absl::PermissionDeniedError(
+          "attaching uprobes was refused (EPERM): run as root or with CAP_PERFMON");
+    }
+    return absl::InternalError(absl::StrCat(what, ": ", Errno(err)));
+  };
+  if (multi) {
+    int fd = CreateUprobeMultiLink(bpf_program__fd(prog), target.attach_path(), offsets,
+                                   cookies, pid);
+    if (fd < 0) {
+      int err = -fd;
+      if (err == EINVAL || err == EOPNOTSUPP) return absl::UnimplementedError("no uprobe_multi");
+      return refused(err, 0,
+                     absl::StrCat("attaching ", offsets.size(), " uprobes to ",
+                                  target.attach_path()));
+    }
+    multi_fd_ = fd;
+    return absl::OkStatus();
+  }
+  links_.reserve(offsets.size());
+  for (size_t i = 0; i < offsets.size(); ++i) {
+    LIBBPF_OPTS(bpf_uprobe_opts, opts, .bpf_cookie = cookies[i], .retprobe = false);
+    bpf_link* link = bpf_program__attach_uprobe_opts(prog, pid, target.attach_path().c_str(),
+                                                     offsets[i], &opts);
+    if (!link) {
+      return refused(errno, i,
+                     absl::StrFormat("uprobe at file offset 0x%x of %s", offsets[i],
+                                     target.attach_path()));
+    }
+    links_.push_back(link);
+    // Attaching to a dead process can succeed; do not go on for thousands.
+    if (i % 64 == 63 && target.gone()) return exited(i + 1);
+  }
+  return absl::OkStatus();
+}
+
+void ProbeLinks::Remove() {
+  if (multi_fd_ >= 0) close(multi_fd_);  // removes every uprobe of the link
+  multi_fd_ = -1;
+  for (bpf_link* l : links_) bpf_link__destroy(l);
+  links_.clear();
+}
+
+// ---- EventRing ----
+
+absl::Status EventRing::Open(const bpf_map* map, SampleFn fn, void* ctx) {
+  Close();
+  ring_ = ring_buffer__new(bpf_map__fd(map), fn, ctx, nullptr);
+  if (!ring_) return absl::InternalError(absl::StrCat("ring buffer setup: ", Errno(errno)));
+  return absl::OkStatus();
+}
+
+void EventRing::Close() {
+  if (ring_) ring_buffer__free(ring_);
+  ring_ = nullptr;
+}
+
+int EventRing::fd() const { return ring_ ? ring_buffer__epoll_fd(ring_) : -1; }
+
+absl::StatusOr<bool> EventRing::Wait(int timeout_ms, int also_fd) {
+  if (!ring_) return false;
+  bool also_ready = false;
+  if (timeout_ms != 0 || also_fd >= 0) {
+    pollfd fds[2] = {{ring_buffer__epoll_fd(ring_), POLLIN, 0}, {also_fd, POLLIN, 0}};
+    int n = poll(fds, also_fd >= 0 ? 2 : 1, timeout_ms);
+    if (n < 0 && errno != EINTR) return absl::InternalError(absl::StrCat("poll: ", Errno(errno)));
+    also_ready = n > 0 && also_fd >= 0 && (fds[1].revents & POLLIN);
+  }
+  RETURN_IF_ERROR(Drain());
+  return also_ready;
+}
+
+absl::Status EventRing::Drain() {
+  if (!ring_) return absl::OkStatus();
+  int r = ring_buffer__consume(ring_);
+  if (r < 0 && r != -EINTR) return absl::InternalError(absl::StrCat("ring buffer: ", Errno(-r)));
+  return absl::OkStatus();
+}
+
+}  // namespace goerrprof::profiler

@@ -1,0 +1,85 @@
+// The aggregation of captured errors into samples: by stack, labels and
+// goroutine, with a budget of messages per site, and the drop counters.
+#include <cstdint>
+#include <map>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "aggregate/error_profile.h"
+#include "tests/pprof/pprof_test_util.h"
+
+namespace goerrprof::testing {
+namespace {
+
+using profiler::CapturedError;
+using profiler::ErrorProfile;
+
+CapturedError Event(std::vector<uint64_t> stack, const std::string& msg, uint64_t goid) {
+  Tree t;
+  t.Add(-1, "*errors.errorString", {{"s", msg}});
+  CapturedError e = t.error();
+  e.ip = stack.empty() ? 0 : stack[0];
+  e.stack = std::move(stack);
+  e.goid = goid;
+  return e;
+}
+
+TEST(ErrorProfile, AggregatesByStackLabelsAndGoroutine) {
+  ErrorProfile p;
+  for (int i = 0; i < 3; ++i) p.Add(Event({0x401000, 0x402000}, "a", 1));
+  p.Add(Event({0x401000, 0x402000}, "a", 2));  // other goroutine
+  p.Add(Event({0x401000, 0x402100}, "a", 1));  // other caller
+  p.Add(Event({0x401000, 0x402000}, "b", 1));  // other message
+  CapturedError no_stack = Event({}, "c", 0);
+  no_stack.ip = 0x403000;
+  no_stack.flags = GEP_EV_STACK_FAILED;
+  p.Add(no_stack);
+
+  EXPECT_EQ(p.counters().events, 7u);
+  EXPECT_EQ(p.num_samples(), 5u);
+  EXPECT_THAT(std::vector<uint64_t>(p.sites().begin(), p.sites().end()),
+              ::testing::ElementsAre(0x401000, 0x403000));
+  std::vector<ErrorProfile::Sample> samples = p.Samples();
+  ASSERT_EQ(samples.size(), 5u);
+  EXPECT_EQ(samples[0].count, 3u);
+  EXPECT_EQ(samples[0].key->message, "a");
+  EXPECT_EQ(samples[0].key->goroutine, 1u);
+  EXPECT_EQ(samples[0].key->type, "*errors.errorString");
+  EXPECT_EQ(samples[0].key->chain, "*errors.errorString");
+  EXPECT_EQ(samples[4].key->stack, std::vector<uint64_t>{0x403000});
+}
+
+TEST(ErrorProfile, CapsMessagesPerSite) {
+  ErrorProfile::Options options;
+  options.max_messages_per_site = 2;
+  ErrorProfile p(options);
+  for (int i = 0; i < 5; ++i) p.Add(Event({0x401000}, absl::StrCat("id ", i), 1));
+  p.Add(Event({0x401000}, "id 1", 1));  // seen before: kept
+  p.Add(Event({0x405000}, "id 4", 1));  // another site has its own budget
+  EXPECT_EQ(p.counters().events, 7u);
+  EXPECT_EQ(p.counters().other_messages, 3u);
+  std::map<std::string, uint64_t> by_message;
+  for (const auto& s : p.Samples()) by_message[absl::StrCat(s.key->stack[0], " ", s.key->message)] += s.count;
+  EXPECT_EQ(by_message, (std::map<std::string, uint64_t>{{"4198400 id 0", 1},
+                                                         {"4198400 id 1", 2},
+                                                         {"4198400 <other>", 3},
+                                                         {"4214784 id 4", 1}}));
+}
+
+TEST(ErrorProfile, Drops) {
+  ErrorProfile p;
+  p.SetDrops("ringbuf_full", 3);
+  p.SetDrops("decode", 1);
+  p.SetDrops("ringbuf_full", 5);
+  p.SetDrops("unused", 0);
+  EXPECT_EQ(p.counters().drops,
+            (std::map<std::string, uint64_t>{{"decode", 1}, {"ringbuf_full", 5}}));
+  EXPECT_EQ(p.counters().dropped(), 6u);
+}
+
+}  // namespace
+}  // namespace goerrprof::testing
