@@ -15,7 +15,19 @@ void ErrorProfile::Add(const CapturedError& e, uint32_t process) {
   Add(e, process, options_.render);
 }
 
+void ErrorProfile::AddPanic(const CapturedError& e, uint32_t process,
+                            const RenderOptions& render, bool recovered) {
+  SampleKey key = KeyOf(e, process, render);
+  key.panic = recovered ? PanicState::kRecovered : PanicState::kUnrecovered;
+  Add(std::move(key), 1, e.complete() ? 0 : 1);
+}
+
 void ErrorProfile::Add(const CapturedError& e, uint32_t process, const RenderOptions& render) {
+  Add(KeyOf(e, process, render), 1, e.complete() ? 0 : 1);
+}
+
+SampleKey ErrorProfile::KeyOf(const CapturedError& e, uint32_t process,
+                              const RenderOptions& render) {
   SampleKey key;
   key.stack = e.stack.empty() ? std::vector<uint64_t>{e.ip} : e.stack;
   // Users read the leaf first: the creation, not where the probe could sit.
@@ -29,7 +41,7 @@ void ErrorProfile::Add(const CapturedError& e, uint32_t process, const RenderOpt
   key.labels = e.labels;
   std::sort(key.labels.begin(), key.labels.end());
   key.process = process;
-  Add(std::move(key), 1, e.complete() ? 0 : 1);
+  return key;
 }
 
 void ErrorProfile::Add(SampleKey key, uint64_t count, uint64_t partial) {
@@ -46,6 +58,7 @@ void ErrorProfile::Add(SampleKey key, uint64_t count, uint64_t partial) {
     }
   }
   counters_.events += count;
+  if (key.panic != PanicState::kNone) counters_.panics += count;
   counters_.partial += partial;
   samples_[std::move(key)] += count;
 }

@@ -24,6 +24,9 @@ namespace goerrprof::profiler {
 // The message of events past a site's distinct-message cap.
 inline constexpr absl::string_view kOtherMessage = "<other>";
 
+// An error creation is no panic; a panic's value is keyed like an error.
+enum class PanicState : uint8_t { kNone, kRecovered, kUnrecovered };
+
 struct SampleKey {
   std::vector<uint64_t> stack;  // file vaddrs, innermost first; [0] is the site
   std::string type;             // error.type: the created error's type
@@ -37,9 +40,10 @@ struct SampleKey {
   std::vector<std::pair<std::string, std::string>> labels;
   // Which process (the writer's list of processes) the stack belongs to.
   uint32_t process = 0;
+  PanicState panic = PanicState::kNone;
 
   auto Tie() const {
-    return std::tie(process, stack, type, message, chain, goroutine, created_by, labels);
+    return std::tie(process, stack, type, message, chain, goroutine, created_by, labels, panic);
   }
   bool operator==(const SampleKey& o) const { return Tie() == o.Tie(); }
   template <typename H>
@@ -52,6 +56,7 @@ struct ProfileCounters {
   uint64_t events = 0;          // events aggregated (sum of all sample counts)
   uint64_t partial = 0;         // of those, captured incompletely
   uint64_t other_messages = 0;  // of those, relabelled kOtherMessage by the cap
+  uint64_t panics = 0;          // of those, panics
   // Events lost before aggregation, by the caller's reason names.
   std::map<std::string, uint64_t> drops;
   uint64_t dropped() const;
@@ -75,6 +80,10 @@ class ErrorProfile {
   // Likewise, rendering with `render` instead of the profile's options (a
   // recording of several processes built by different Go releases).
   void Add(const CapturedError& e, uint32_t process, const RenderOptions& render);
+  // A panic (e.kind kPanic or kFatalPanic) whose value `e` holds, placed at
+  // its stack (runtime.gopanic or runtime.fatalpanic innermost).
+  void AddPanic(const CapturedError& e, uint32_t process, const RenderOptions& render,
+                bool recovered);
   // Counts `count` events with labels already rendered. key.stack must not be
   // empty. `partial`: how many of them were captured incompletely.
   void Add(SampleKey key, uint64_t count = 1, uint64_t partial = 0);
@@ -98,6 +107,8 @@ class ErrorProfile {
   const Options& options() const { return options_; }
 
  private:
+  static SampleKey KeyOf(const CapturedError& e, uint32_t process, const RenderOptions& render);
+
   Options options_;
   absl::flat_hash_map<SampleKey, uint64_t> samples_;
   absl::btree_set<uint64_t> sites_;

@@ -2,6 +2,8 @@
 
 #include <string.h>
 
+#include <optional>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/ascii.h"
@@ -82,6 +84,11 @@ class Renderer {
       if (l.flags & GEP_LINK_VALUE_FAILED) return std::string(kMissingMark);
       return ErrnoText(l.value, options_);
     }
+    // Panic values: strings and integers as panic prints them, and the
+    // runtime's string-typed errors.
+    if (t == "string" || t == "runtime.plainError") return Field(l, "");
+    if (t == "runtime.errorString") return absl::StrCat("runtime error: ", Field(l, ""));
+    if (std::optional<std::string> n = Integer(l)) return *n;
     // Fieldless types with a constant message.
     if (t == "context.deadlineExceededError") return "context deadline exceeded";
     if (t == "*poll.DeadlineExceededError") return "i/o timeout";
@@ -89,6 +96,29 @@ class Renderer {
   }
 
  private:
+  // An unnamed integer type's value, as fmt prints it.
+  static std::optional<std::string> Integer(const CapturedLink& l) {
+    static const std::pair<absl::string_view, int> kSigned[] = {
+        {"int", 64}, {"int64", 64}, {"int32", 32}, {"int16", 16}, {"int8", 8}};
+    static const std::pair<absl::string_view, int> kUnsigned[] = {
+        {"uint", 64},   {"uint64", 64}, {"uintptr", 64}, {"uint32", 32},
+        {"uint16", 16}, {"uint8", 8}};
+    const std::string& t = l.type_name;
+    for (const auto& [name, bits] : kSigned) {
+      if (t != name) continue;
+      if (l.flags & GEP_LINK_VALUE_FAILED) return std::string(kMissingMark);
+      uint64_t v = bits == 64 ? l.value : l.value & ((uint64_t{1} << bits) - 1);
+      if (bits < 64 && (v >> (bits - 1)) != 0) v |= ~uint64_t{0} << bits;  // sign-extend
+      return absl::StrCat(static_cast<int64_t>(v));
+    }
+    for (const auto& [name, bits] : kUnsigned) {
+      if (t != name) continue;
+      if (l.flags & GEP_LINK_VALUE_FAILED) return std::string(kMissingMark);
+      return absl::StrCat(bits == 64 ? l.value : l.value & ((uint64_t{1} << bits) - 1));
+    }
+    return std::nullopt;
+  }
+
   std::string Quoted(const CapturedLink& l, const std::string& name) const {
     const CapturedString* s = l.String(name);
     if (s == nullptr || s->read_failed) return std::string(kMissingMark);

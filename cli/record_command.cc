@@ -163,9 +163,10 @@ int RecordPid(pid_t pid) {
   if (auto s = rec.Write(out, info); !s.ok()) return Fail(s);
   std::string parks = WriteParks(rec, out, info);
   std::fprintf(stderr,
-               "goerrprof: %s: %llu errors at %zu sites, %llu dropped, %zu probes attached "
-               "in %s (%zu references unplanned) -> %s%s\n",
-               stop_reason.c_str(), static_cast<unsigned long long>(rec.delivered()),
+               "goerrprof: %s: %llu errors and %llu panics at %zu sites, %llu dropped, %zu probes "
+               "attached in %s (%zu references unplanned) -> %s%s\n",
+               stop_reason.c_str(), static_cast<unsigned long long>(rec.errors()),
+               static_cast<unsigned long long>(rec.panics()),
                rec.profile().sites().size(), static_cast<unsigned long long>(rec.dropped()),
                rec.probes(), absl::FormatDuration(attach_time).c_str(), rec.unplanned(),
                out.c_str(), parks.c_str());
@@ -270,10 +271,12 @@ int RecordCommand(const std::vector<std::string>& command) {
   absl::Status written = rec.Write(out, info);
   std::string parks = WriteParks(rec, out, info);
   std::fprintf(stderr,
-               "goerrprof: command exited with %d: %llu errors at %zu sites in %zu Go processes "
+               "goerrprof: command exited with %d: %llu errors and %llu panics at %zu sites in %zu "
+               "Go processes "
                "(%zu toolchain, %zu non-Go and %zu failed not recorded), %llu dropped%s%s -> "
                "%s%s\n",
-               code, static_cast<unsigned long long>(rec.delivered()),
+               code, static_cast<unsigned long long>(rec.errors()),
+               static_cast<unsigned long long>(rec.panics()),
                rec.profile().sites().size(), go_recorded, toolchain, not_go, failed,
                static_cast<unsigned long long>(rec.dropped()), misses.empty() ? "" : ", ",
                absl::StrJoin(misses, " ").c_str(), written.ok() ? out.c_str() : "nothing written",

@@ -66,12 +66,13 @@ absl::StatusOr<ErrorSites> SummarizeProfile(const pp::Profile& p) {
     return p.string_table(static_cast<int>(i));
   };
 
-  int value_index = -1;
+  int value_index = -1, panic_index = -1;
   std::vector<std::string> types;
   for (int i = 0; i < p.sample_type_size(); ++i) {
     const std::string& type = str(p.sample_type(i).type());
     const std::string& unit = str(p.sample_type(i).unit());
     if (type == "errors" && unit == "count") value_index = i;
+    if (type == "panics" && unit == "count") panic_index = i;
     types.push_back(absl::StrCat(type, "/", unit));
   }
   if (bad_string) return Broken("sample type outside the string table");
@@ -89,7 +90,10 @@ absl::StatusOr<ErrorSites> SummarizeProfile(const pp::Profile& p) {
   ErrorSites out;
   for (const pp::Sample& s : p.sample()) {
     if (s.value_size() <= value_index) return Broken("sample without an errors/count value");
-    const int64_t count = s.value(value_index);
+    // A panic is a site like an error's creation (its type marked below).
+    const bool panic = panic_index >= 0 && s.value_size() > panic_index &&
+                       s.value(panic_index) != 0;
+    const int64_t count = panic ? s.value(panic_index) : s.value(value_index);
     if (count < 0) return Broken("negative error count (a diff, not a recording?)");
     if (count == 0) continue;
 
@@ -141,6 +145,7 @@ absl::StatusOr<ErrorSites> SummarizeProfile(const pp::Profile& p) {
       }
     }
     if (bad_string) return Broken("index outside the string table");
+    if (panic) key.type = absl::StrCat("panic: ", key.type);
 
     SiteStats& site = out.sites[key];
     if (!AddCount(&site.count, count) || !AddCount(&out.total, count) ||

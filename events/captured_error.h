@@ -80,7 +80,12 @@ struct CapturedLink {
   }
 };
 
+// What the probe saw (plan/layouts.h: ProbeKind): an error's creation, a
+// panic with its value, or a panic nothing recovered, ending the process.
+enum class EventKind : uint8_t { kCreation, kPanic, kFatalPanic };
+
 struct CapturedError {
+  EventKind kind = EventKind::kCreation;
   uint64_t timestamp_ns = 0;  // CLOCK_MONOTONIC
   uint64_t ip = 0;            // the probed instruction
   // The creating instruction (the itab/type reference, or the allocation

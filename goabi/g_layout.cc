@@ -401,6 +401,7 @@ absl::StatusOr<GLayout> GLayoutFor(const GoVersion& version) {
   } else if (version.AtLeast(1, 20)) {
     g.tracking = 188, g.tracking_stamp = 192;
   }
+  g.panic_arg = version.AtLeast(1, 26) ? 0 : 8;
   // pprof labels became a sorted slice in 1.24.
   g.label_storage = version.AtLeast(1, 24) ? LabelStorage::kSortedSlice
                                            : LabelStorage::kMapPointer;

@@ -73,6 +73,10 @@ struct GLayout {
 
   LabelStorage label_storage = LabelStorage::kSortedSlice;
 
+  // runtime._panic.arg (any): the panic value, read through fatalpanic's
+  // *_panic argument (1.26 dropped the argp field before it).
+  int32_t panic_arg = 0;
+
   // Where the running thread's g is. In Go code built with the register
   // ABI (1.17+ on amd64) R14 holds it, but only inside ABIInternal
   // functions; assembly, cgo and signal code do not keep it. The TLS slot

@@ -146,6 +146,11 @@ absl::StatusOr<std::vector<ErrorLayout>> LayoutsFor(
     for (const symbolizer::ErrorField& f : t.fields) {
       l.fields.push_back({f.name, static_cast<uint32_t>(f.offset), ToLayoutFieldKind(f.kind)});
     }
+    // A string type (runtime.plainError, net.UnknownNetworkError): the
+    // boxed string itself is the text.
+    if (t.kind == GoKind::kString && t.fields.empty()) {
+      l.fields.push_back({"", 0, LayoutFieldKind::kString});
+    }
     if (tr && l.deref) {
       if (std::optional<GoType> st = ObjectStruct(*tr, t.type_addr)) {
         for (const symbolizer::GoField& f : st->fields) {

@@ -81,6 +81,11 @@ struct LayoutMapEntry {
 };
 std::vector<LayoutMapEntry> MapEntriesFor(const std::vector<ErrorLayout>& layouts);
 
+// What a probe of the error program sees: an error's creation, a panic
+// (runtime.gopanic's entry), or a panic nothing recovered, about to end the
+// process (runtime.fatalpanic's entry).
+enum class ProbeKind : uint8_t { kCreation, kPanic, kFatalPanic };
+
 struct ProbeSpec {
   uint64_t vaddr = 0;   // file virtual address of the instruction
   // The bpf_cookie as attached: GEP_COOKIE(tab_loc, data_loc) with the tab
@@ -93,6 +98,7 @@ struct ProbeSpec {
   // The creating instruction (CreationProbe::site): the sample's leaf.
   // 0: the probe's own pc.
   uint64_t site = 0;
+  ProbeKind kind = ProbeKind::kCreation;
 };
 
 // The planner's creation probes as the session attaches them, each with its

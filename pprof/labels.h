@@ -9,6 +9,12 @@ namespace goerrprof::profiler {
 inline constexpr char kLabelType[] = "error.type";
 inline constexpr char kLabelMessage[] = "error.message";
 inline constexpr char kLabelChain[] = "error.chain";
+// Panic samples (sample type panics/count): whether something recovered the
+// panic ("true"/"false"), and "true" for the runtime's own errors
+// (runtime.Error values: nil map writes, bounds, failed assertions, nil
+// dereferences). error.type / error.message are the panic value's.
+inline constexpr char kLabelPanicRecovered[] = "panic.recovered";
+inline constexpr char kLabelPanicRuntimeError[] = "panic.runtime_error";
 inline constexpr char kLabelBinary[] = "process.binary";  // executable's base name
 inline constexpr char kLabelPid[] = "process.pid";        // numeric
 

@@ -36,6 +36,8 @@ class PprofBuilder {
   // Sample value types in order; the first also becomes the period type
   // (period 1).
   void AddSampleType(absl::string_view type, absl::string_view unit);
+  // What `go tool pprof` shows unless told otherwise (else: the last type).
+  void SetDefaultSampleType(absl::string_view type) { p_.set_default_sample_type(String(type)); }
   void AddComment(absl::string_view text) { p_.add_comment(String(text)); }
 
   // Registers a binary (it must outlive the builder) and its mappings;

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
@@ -51,6 +52,8 @@ absl::StatusOr<pp::Profile> BuildPprof(const ErrorProfile& profile,
   // empty profile: a CI job can diff it.
   PprofBuilder b;
   b.AddSampleType("errors", "count");
+  b.AddSampleType("panics", "count");
+  b.SetDefaultSampleType("errors");
   pp::Profile& p = b.profile();
   p.set_time_nanos(info.time_nanos);
   p.set_duration_nanos(info.duration_nanos);
@@ -78,7 +81,16 @@ absl::StatusOr<pp::Profile> BuildPprof(const ErrorProfile& profile,
       return absl::InvalidArgumentError(absl::StrCat("sample of unknown process ", proc));
     }
     pp::Sample* out = b.AddSample(binary_of[proc], s.key->stack);
-    out->add_value(static_cast<int64_t>(s.count));
+    const bool panic = s.key->panic != PanicState::kNone;
+    out->add_value(panic ? 0 : static_cast<int64_t>(s.count));
+    out->add_value(panic ? static_cast<int64_t>(s.count) : 0);
+    if (panic) {
+      b.Label(out, kLabelPanicRecovered, s.key->panic == PanicState::kRecovered ? "true" : "false");
+      // runtime.Error values: only the runtime's own types implement it.
+      if (absl::StartsWith(s.key->type, "runtime.") || absl::StartsWith(s.key->type, "*runtime.")) {
+        b.Label(out, kLabelPanicRuntimeError, "true");
+      }
+    }
     b.Label(out, kLabelType, s.key->type);
     b.Label(out, kLabelMessage, s.key->message);
     b.Label(out, kLabelChain, s.key->chain);
@@ -118,8 +130,9 @@ absl::StatusOr<pp::Profile> BuildPprof(const ErrorProfile& profile,
   comments.push_back(absl::StrCat("probes attached: ", info.probes_attached));
   comments.push_back(DropsLine(c));
   comments.push_back(absl::StrFormat(
-      "counts: events=%d samples=%d sites=%d partial=%d other_messages=%d dropped=%d", c.events,
-      profile.num_samples(), profile.sites().size(), c.partial, c.other_messages, c.dropped()));
+      "counts: events=%d samples=%d sites=%d partial=%d other_messages=%d dropped=%d panics=%d",
+      c.events, profile.num_samples(), profile.sites().size(), c.partial, c.other_messages,
+      c.dropped(), c.panics));
   for (const std::string& line : comments) b.AddComment(line);
   return b.Release();
 }

@@ -10,6 +10,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "goabi/g_layout.h"
+#include "plan/panic_probes.h"
 #include "plan/probe_plan.h"
 #include "symbolizer/type_refs.h"
 
@@ -40,10 +41,15 @@ absl::StatusOr<std::unique_ptr<ExecutablePlan>> MakeExecutablePlan(const std::st
   if (!layouts.ok()) return layouts.status();
   auto g = goabi::GLayoutFor(plan->binary->version());
   if (!g.ok()) return g.status();
+  // Panic values that are not errors: strings, integers.
+  auto values = PanicValueLayouts(*plan->binary, *candidates, *layouts);
+  if (!values.ok()) return values.status();
 
   SessionConfig& c = plan->config;
   c.layouts = std::move(*layouts);
+  for (ErrorLayout& l : *values) c.layouts.push_back(std::move(l));
   c.probes = ProbeSpecsFor(probes->probes);
+  for (const ProbeSpec& p : PanicProbeSpecs(*plan->binary, *g)) c.probes.push_back(p);
   c.max_chain = options.max_chain;
   c.ringbuf_bytes = options.ringbuf_bytes;
   ApplyGLayout(*g, &c);
@@ -116,10 +122,10 @@ absl::Status Recorder::Attach(pid_t pid) {
 void Recorder::Close(Traced& t) {
   if (!t.session) return;
   const uint32_t index = static_cast<uint32_t>(&t - processes_.data());
-  RenderOptions render;
-  render.go_version = t.plan->binary->version();  // errno texts vary by release
-  t.session->Poll(0, [&](const CapturedError& e) { profile_.Add(e, index, render); })
-      .IgnoreError();
+  t.session->Poll(0, [&](const CapturedError& e) { Deliver(t, index, e); }).IgnoreError();
+  // Nothing ended the process with these: recovered (or still unwinding
+  // when the recording stopped).
+  FlushPanics(t, index);
   t.final_counters = t.session->Counters();
   t.session.reset();  // detach: the process runs free
   if (t.parks) t.parks->Stop();  // goroutines still parked count until now
@@ -130,10 +136,8 @@ absl::Status Recorder::Poll(int timeout_ms) {
   for (size_t i = 0; i < processes_.size(); ++i) {
     Traced& t = processes_[i];
     if (!t.session) continue;
-    RenderOptions render;
-    render.go_version = t.plan->binary->version();
     auto polled = t.session->Poll(alone ? timeout_ms : 0, [&](const CapturedError& e) {
-      profile_.Add(e, static_cast<uint32_t>(i), render);
+      Deliver(t, static_cast<uint32_t>(i), e);
     });
     if (!polled.ok() && !absl::IsCancelled(polled.status())) return polled.status();
     if (t.parks) {
@@ -143,6 +147,63 @@ absl::Status Recorder::Poll(int timeout_ms) {
     if (t.session->target_exited()) Close(t);
   }
   return absl::OkStatus();
+}
+
+namespace {
+
+RenderOptions RenderFor(const symbolizer::GoBinary& binary) {
+  RenderOptions render;
+  render.go_version = binary.version();  // errno texts vary by release
+  return render;
+}
+
+// A panic value of a type without a layout (a struct, a named type): its
+// name from the binary's type data, so the profile says what was thrown.
+void NameValueTypes(const symbolizer::GoBinary& binary, CapturedError* e) {
+  for (CapturedLink& l : e->links) {
+    if (!l.type_name.empty() || l.type == 0) continue;
+    auto reader = binary.types();
+    if (!reader.ok()) return;
+    if (auto name = (*reader)->Name(l.type - e->load_bias); name.ok()) l.type_name = *name;
+  }
+}
+
+}  // namespace
+
+void Recorder::Deliver(Traced& t, uint32_t index, const CapturedError& e) {
+  const RenderOptions render = RenderFor(*t.plan->binary);
+  if (e.kind == EventKind::kCreation) {
+    profile_.Add(e, index, render);
+    return;
+  }
+  CapturedError v = e;
+  NameValueTypes(*t.plan->binary, &v);
+  if (v.kind == EventKind::kPanic) {
+    // Whether it is recovered shows later: at fatalpanic, or never. A
+    // goroutine that panics again has recovered the earlier panic.
+    auto [it, fresh] = t.pending_panics.try_emplace(v.goid, v);
+    if (!fresh) {
+      profile_.AddPanic(it->second, index, render, true);
+      it->second = std::move(v);
+    }
+    // Bounded: one held per goroutine that panicked; a panic still
+    // unwinding while thousands of others are made is not plausible.
+    if (t.pending_panics.size() > kMaxPendingPanics) FlushPanics(t, index);
+    return;
+  }
+  // Fatal: the goroutine's pending panic is the one ending the process.
+  if (auto it = t.pending_panics.find(v.goid); it != t.pending_panics.end()) {
+    profile_.AddPanic(it->second, index, render, false);
+    t.pending_panics.erase(it);
+  } else {
+    profile_.AddPanic(v, index, render, false);  // its gopanic went unseen
+  }
+}
+
+void Recorder::FlushPanics(Traced& t, uint32_t index) {
+  const RenderOptions render = RenderFor(*t.plan->binary);
+  for (const auto& [goid, e] : t.pending_panics) profile_.AddPanic(e, index, render, true);
+  t.pending_panics.clear();
 }
 
 void Recorder::DetachAll() {

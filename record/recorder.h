@@ -65,6 +65,9 @@ class Recorder {
   size_t live_sessions() const;
   size_t processes() const { return processes_.size(); }
   uint64_t delivered() const;
+  // In the profile so far: error creations, and panics.
+  uint64_t errors() const { return profile_.counters().events - profile_.counters().panics; }
+  uint64_t panics() const { return profile_.counters().panics; }
   uint64_t dropped() const;
   size_t probes() const;         // attached over all processes
   size_t unplanned() const;      // references left unplanned, over executables
@@ -94,9 +97,16 @@ class Recorder {
     std::unique_ptr<ParkTracer> parks;    // with options.goroutines; stopped on close
     SessionCounters final_counters;        // kept when the session closes
     size_t probes = 0;
+    // Panics not yet known to be recovered or fatal, by goroutine.
+    absl::flat_hash_map<uint64_t, CapturedError> pending_panics;
   };
+  static constexpr size_t kMaxPendingPanics = 4096;
   absl::StatusOr<std::shared_ptr<ExecutablePlan>> PlanFor(pid_t pid);
   void Close(Traced& t);
+  // One event of process `index`: an error into the profile; a panic held
+  // until its fate is known (FlushPanics: recovered).
+  void Deliver(Traced& t, uint32_t index, const CapturedError& e);
+  void FlushPanics(Traced& t, uint32_t index);
 
   RecordOptions options_;
   ErrorProfile profile_;

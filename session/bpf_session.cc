@@ -40,6 +40,12 @@
 namespace goerrprof::profiler {
 namespace {
 
+// The plan's probe kinds are the events' kinds.
+static_assert(static_cast<int>(ProbeKind::kCreation) == static_cast<int>(EventKind::kCreation) &&
+              static_cast<int>(ProbeKind::kPanic) == static_cast<int>(EventKind::kPanic) &&
+              static_cast<int>(ProbeKind::kFatalPanic) ==
+                  static_cast<int>(EventKind::kFatalPanic));
+
 constexpr char kBtfPath[] = "/sys/kernel/btf/vmlinux";
 
 }  // namespace
@@ -144,7 +150,8 @@ absl::Status BpfSession::Init(const SessionConfig& config) {
     offsets.push_back(*off);
     // Probe addresses are unique in a plan; a clash would leave the leaf
     // ambiguous, so it falls back to the probe's own pc.
-    if (!site_of_probe_.try_emplace(p.vaddr, p.site).second) site_of_probe_[p.vaddr] = 0;
+    ProbeInfo info{p.site, static_cast<EventKind>(p.kind)};
+    if (!probe_info_.try_emplace(p.vaddr, info).second) probe_info_[p.vaddr].site = 0;
     if (GEP_LOC_KIND(GEP_COOKIE_TAB(p.cookie)) == GEP_LOC_CONST ||
         GEP_LOC_KIND(GEP_COOKIE_DATA(p.cookie)) == GEP_LOC_CONST) {
       ++n_sites;
@@ -263,8 +270,9 @@ int BpfSession::OnSample(void* ctx, void* data, size_t size) {
     ++self->decode_errors_;
     return 0;
   }
-  if (auto it = self->site_of_probe_.find(ev.ip); it != self->site_of_probe_.end()) {
-    ev.site = it->second;
+  if (auto it = self->probe_info_.find(ev.ip); it != self->probe_info_.end()) {
+    ev.site = it->second.site;
+    ev.kind = it->second.kind;
   }
   ++self->delivered_;
   if (self->callback_) (*self->callback_)(ev);

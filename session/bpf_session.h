@@ -144,7 +144,12 @@ class BpfSession {
   ProbeLinks links_;
   AttachStats stats_;
   RecordNames names_;  // by runtime type address, for decoding
-  absl::flat_hash_map<uint64_t, uint64_t> site_of_probe_;  // file vaddrs
+  // By probe address (file vaddr): the creating instruction and the kind.
+  struct ProbeInfo {
+    uint64_t site = 0;
+    EventKind kind = EventKind::kCreation;
+  };
+  absl::flat_hash_map<uint64_t, ProbeInfo> probe_info_;
   absl::FunctionRef<void(const CapturedError&)>* callback_ = nullptr;
   uint64_t decode_errors_ = 0;
   uint64_t delivered_ = 0;

@@ -271,6 +271,7 @@ std::vector<ProfileSample> ProfileSamples(const perftools::profiles::Profile& p)
   for (const auto& s : p.sample()) {
     ProfileSample x;
     x.value = s.value_size() > 0 ? s.value(0) : 0;
+    x.values.assign(s.value().begin(), s.value().end());
     for (uint64_t id : s.location_id()) {
       auto loc = locs.find(id);
       if (loc == locs.end()) continue;

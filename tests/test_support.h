@@ -86,7 +86,8 @@ void RegisterCorpusTests(const char* suite, const std::string& program, bool wit
 // stack (leaf first, each location's inlined frames innermost first), and
 // its labels by key (a key given twice keeps the last value).
 struct ProfileSample {
-  int64_t value = 0;
+  int64_t value = 0;            // the first sample type's
+  std::vector<int64_t> values;  // every sample type's
   std::vector<std::string> functions;
   std::map<std::string, std::string> labels;
   std::map<std::string, int64_t> num_labels;

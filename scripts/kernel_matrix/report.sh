@@ -10,7 +10,7 @@ reason() {
   local log=$work/$1/$2.log line=""
   if [ -f "$log" ]; then
     line=$(grep -o 'goerrprof: .*' "$log" |
-      grep -vE 'goerrprof: (recording pid|warning: --goroutines|.*errors at [0-9]+ sites|command exited)' |
+      grep -vE 'goerrprof: (recording pid|warning: --goroutines|.*panics at [0-9]+ sites|command exited)' |
       head -n 1)
     if [ -z "$line" ]; then
       # The failed tests and the first failure's message, on one line.

@@ -178,6 +178,28 @@ TEST_F(DiffTest, NewSiteRegresses) {
   EXPECT_EQ(GetInt(v, "regressions"), 1);
 }
 
+// A panic is a site of its own: the same function and value type as an
+// error creation in BASE is still new when it panics.
+TEST_F(DiffTest, NewPanicSiteRegresses) {
+  std::vector<Event> events = Base();
+  Event panic = events[0];
+  panic.count = 2;
+  panic.panic = profiler::PanicState::kUnrecovered;
+  events.push_back(panic);
+  std::string base = Write("base", Base()), next = Write("next", events);
+  CommandResult r = Diff(base, next);
+  EXPECT_EQ(r.exit_code, 1) << r.out << r.err;
+  auto v = Json(base, next, {}, 1);
+  ASSERT_EQ(Findings(v).values_size(), 1) << r.out;
+  const auto& f = Findings(v).values(0);
+  EXPECT_EQ(GetString(f, "kind"), "new_site");
+  EXPECT_EQ(GetString(f, "type"), absl::StrCat("panic: ", events[0].type));
+  EXPECT_EQ(GetInt(f, "new_count"), 2);
+  // Unchanged panics are no change either.
+  CommandResult same = Diff(next, Write("again", events));
+  EXPECT_EQ(same.exit_code, 0) << same.out << same.err;
+}
+
 // The site's function is the innermost inlined frame: errors.New, not the
 // function it was inlined into, which is its origin (the first frame outside
 // the standard library); the same function with another error type is

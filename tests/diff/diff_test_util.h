@@ -55,6 +55,7 @@ struct Event {
   uint64_t count;
   uint64_t goroutine = 1;
   std::string message = "m";
+  profiler::PanicState panic = profiler::PanicState::kNone;
 };
 
 class DiffTest : public ::testing::Test {
@@ -93,6 +94,7 @@ class DiffTest : public ::testing::Test {
       k.chain = e.chain;
       k.message = e.message;
       k.goroutine = e.goroutine;
+      k.panic = e.panic;
       profile.Add(std::move(k), e.count);
     }
     profiler::PprofInfo info;

@@ -101,7 +101,8 @@ CorpusBinary NewestErrgen() {
 
 std::optional<Summary> ParseSummary(const std::string& stderr_text) {
   static const std::regex re(
-      R"(^goerrprof: (.+): (\d+) errors at (\d+) sites, (\d+) dropped, (\d+) probes attached )"
+      R"(^goerrprof: (.+): (\d+) errors and (\d+) panics at (\d+) sites, (\d+) dropped, )"
+      R"((\d+) probes attached )"
       R"(in \S+ \(\d+ references unplanned\) -> (.+)$)");
   std::vector<std::string> lines = absl::StrSplit(stderr_text, '\n', absl::SkipEmpty());
   if (lines.empty()) return std::nullopt;
@@ -110,10 +111,11 @@ std::optional<Summary> ParseSummary(const std::string& stderr_text) {
   Summary s;
   s.reason = m[1];
   s.errors = std::stoull(m[2]);
-  s.sites = std::stoull(m[3]);
-  s.dropped = std::stoull(m[4]);
-  s.probes = std::stoull(m[5]);
-  s.file = m[6];
+  s.panics = std::stoull(m[3]);
+  s.sites = std::stoull(m[4]);
+  s.dropped = std::stoull(m[5]);
+  s.probes = std::stoull(m[6]);
+  s.file = m[7];
   return s;
 }
 

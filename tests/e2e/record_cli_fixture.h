@@ -26,11 +26,11 @@ constexpr int kTimeout = 60;  // seconds, for every single wait
 // The newest default errgen; an empty one after a failure.
 CorpusBinary NewestErrgen();
 
-// The closing line: "goerrprof: <reason>: N errors at S sites, D dropped, P
-// probes attached in T (U references unplanned) -> FILE".
+// The closing line: "goerrprof: <reason>: N errors and K panics at S sites,
+// D dropped, P probes attached in T (U references unplanned) -> FILE".
 struct Summary {
   std::string reason;
-  uint64_t errors = 0, sites = 0, dropped = 0, probes = 0;
+  uint64_t errors = 0, panics = 0, sites = 0, dropped = 0, probes = 0;
   std::string file;
 };
 std::optional<Summary> ParseSummary(const std::string& stderr_text);

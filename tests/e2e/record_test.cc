@@ -30,6 +30,9 @@ struct Sample {
   std::string type, message, chain;
   int64_t goroutine = 0;
   int64_t count = 0;
+  // A panic sample (panics/count): "true"/"false" for panic.recovered, and
+  // panic.runtime_error; empty for an error's creation.
+  std::string recovered, runtime_error;
   // The creating goroutine: its go statement's function and own labels.
   std::string created_by, created_at;
   std::map<std::string, std::string> labels;
@@ -46,6 +49,13 @@ std::vector<Sample> Samples(const Profile& p) {
   for (const ProfileSample& s : ProfileSamples(p)) {
     Sample x;
     x.count = s.value;
+    if (s.labels.contains(profiler::kLabelPanicRecovered)) {
+      EXPECT_EQ(s.values.size(), 2u);
+      EXPECT_EQ(s.value, 0) << "a panic counted as an error";
+      x.count = s.values.size() > 1 ? s.values[1] : 0;
+    } else {
+      EXPECT_EQ(s.values.size() > 1 ? s.values[1] : 0, 0) << "an error counted as a panic";
+    }
     for (size_t i = 0; i < s.functions.size(); ++i) {
       if (!absl::StartsWith(s.functions[i], "main.site")) continue;
       x.site = s.functions[i];
@@ -64,6 +74,10 @@ std::vector<Sample> Samples(const Profile& p) {
         x.created_by = value;
       } else if (key == profiler::kLabelCreatedAt) {
         x.created_at = value;
+      } else if (key == profiler::kLabelPanicRecovered) {
+        x.recovered = value;
+      } else if (key == profiler::kLabelPanicRuntimeError) {
+        x.runtime_error = value;
       } else {
         x.labels[key] = value;
       }
@@ -77,7 +91,8 @@ std::vector<Sample> Samples(const Profile& p) {
 }
 
 void RecordErrgen(const CorpusBinary& b) {
-  auto errgen = Child::Spawn({b.path, "-wait", "-n", "2"});
+  // Ends with a panic nothing recovers: its exit status is 2.
+  auto errgen = Child::Spawn({b.path, "-wait", "-n", "2", "-fatal-panic"});
   ASSERT_TRUE(errgen.ok()) << errgen.status();
   auto ready = (*errgen)->ReadLine(false);
   ASSERT_TRUE(ready.ok()) << ready.status();
@@ -95,7 +110,8 @@ void RecordErrgen(const CorpusBinary& b) {
   ASSERT_TRUE((*errgen)->Write("go\n").ok());
   auto truth_run = (*errgen)->Finish();
   ASSERT_TRUE(truth_run.ok()) << truth_run.status();
-  ASSERT_EQ(truth_run->exit_code, 0) << truth_run->err;
+  ASSERT_EQ(truth_run->exit_code, 2) << truth_run->err;
+  ASSERT_TRUE(absl::StrContains(truth_run->err, "panic: errgen: fatal panic")) << truth_run->err;
   auto rec_run = (*rec)->Finish();  // stops by itself: the target exited
   ASSERT_TRUE(rec_run.ok()) << rec_run.status();
   ASSERT_EQ(rec_run->exit_code, 0) << rec_run->err;
@@ -154,9 +170,36 @@ void RecordErrgen(const CorpusBinary& b) {
       // Go 1.27's strconv builds a strconv.Error value before its NumError.
       "main.siteAtoi: strconv.Error",
   };
+  // Panics: per site, value (type | message) and fate, exactly.
+  std::map<std::string, int64_t> want_panics, got_panics;
+  auto panic_key = [](const std::string& site, const std::string& type, const std::string& msg,
+                      const std::string& recovered, const std::string& runtime_error) {
+    return absl::StrCat(site, " | ", type, " | ", msg, " | recovered=", recovered,
+                        " | runtime_error=", runtime_error);
+  };
+  // The runtime creates some of the errors it panics with (a bounds or
+  // assertion error, boxed at the fault; on older releases the nil map
+  // one): at a runtime-error panic site, a creation of that value is a true
+  // one, and then there is one per panic.
+  std::map<std::string, int64_t> runtime_panics, runtime_created;
+  for (const auto& p : Get(*truth, "panics").list_value().values()) {
+    if (Get(p, "runtime_error").bool_value()) {
+      runtime_panics[absl::StrCat(GetString(p, "function"), " | ", GetString(p, "type"), " | ",
+                                  GetString(p, "profile_message"))] += GetInt(p, "count");
+    }
+    want_panics[panic_key(GetString(p, "function"), GetString(p, "type"),
+                          GetString(p, "profile_message"),
+                          Get(p, "recovered").bool_value() ? "true" : "false",
+                          Get(p, "runtime_error").bool_value() ? "true" : "")] +=
+        GetInt(p, "count");
+  }
   int64_t total = 0;
   size_t leaf_checked = 0;
   for (const Sample& s : samples) {
+    if (!s.recovered.empty()) {
+      got_panics[panic_key(s.site, s.type, s.message, s.recovered, s.runtime_error)] += s.count;
+      continue;
+    }
     total += s.count;
     EXPECT_GT(s.goroutine, 0) << s.site << " " << s.type;
     // The go statement in runLabelled (goroutines.go) is errgen's only one.
@@ -164,7 +207,10 @@ void RecordErrgen(const CorpusBinary& b) {
       EXPECT_TRUE(absl::EndsWith(s.created_at, "errgen/goroutines.go:45")) << s.created_at;
     }
     std::string k = key(s.type, s.message, s.chain, s.labels, s.created_by);
-    if (!want.contains(s.site)) {
+    if (std::string r = absl::StrCat(s.site, " | ", s.type, " | ", s.message);
+        runtime_panics.contains(r) && s.chain == s.type) {
+      runtime_created[r] += s.count;
+    } else if (!want.contains(s.site)) {
       ADD_FAILURE() << "invented: " << s.count << "x " << k << " at " << s.site;
     } else if (want[s.site].contains(k)) {
       got[s.site][k] += s.count;
@@ -185,6 +231,13 @@ void RecordErrgen(const CorpusBinary& b) {
     for (const auto& [k, count] : errors) {
       EXPECT_EQ(got[site][k], count) << site << ": " << k;
     }
+  }
+  for (const auto& [k, n] : want_panics) EXPECT_EQ(got_panics[k], n) << "panic " << k;
+  for (const auto& [k, n] : runtime_created) {
+    EXPECT_EQ(n, runtime_panics[k]) << "runtime-created errors at " << k;
+  }
+  for (const auto& [k, n] : got_panics) {
+    EXPECT_TRUE(want_panics.contains(k)) << "invented panic: " << n << "x " << k;
   }
   EXPECT_GT(total, 0);
   size_t leaf_known = 0;

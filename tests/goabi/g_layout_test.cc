@@ -43,7 +43,8 @@ void CheckAgainstDwarf(const CorpusBinary& b) {
   ASSERT_TRUE(bin.ok()) << bin.status();
   auto g = goabi::GLayoutFor((*bin)->version());
   ASSERT_TRUE(g.ok()) << g.status();
-  CommandResult r = RunCommand({OraclePath(), "fields", b.path, "runtime.g", "runtime.m"});
+  CommandResult r =
+      RunCommand({OraclePath(), "fields", b.path, "runtime.g", "runtime.m", "runtime._panic"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   std::map<std::string, int32_t> dwarf;
   for (absl::string_view line : absl::StrSplit(r.out, '\n', absl::SkipEmpty())) {
@@ -75,6 +76,7 @@ void CheckAgainstDwarf(const CorpusBinary& b) {
       {"runtime.g.trackingStamp", g->tracking_stamp},
       {"runtime.m.procid", g->m_procid},
       {"runtime.m.curg", g->m_curg},
+      {"runtime._panic.arg", g->panic_arg},
   };
   for (const auto& [name, ours] : fields) {
     auto it = dwarf.find(name);

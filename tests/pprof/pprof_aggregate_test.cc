@@ -53,6 +53,27 @@ TEST(ErrorProfile, AggregatesByStackLabelsAndGoroutine) {
   EXPECT_EQ(samples[4].key->stack, std::vector<uint64_t>{0x403000});
 }
 
+// Panics are samples of their own, keyed by their fate, and counted apart.
+TEST(ErrorProfile, PanicsAreTheirOwnSamples) {
+  ErrorProfile p;
+  CapturedError e = Event({0x401000, 0x402000}, "boom", 1);
+  p.Add(e);
+  p.AddPanic(e, 0, {}, true);
+  p.AddPanic(e, 0, {}, true);
+  p.AddPanic(e, 0, {}, false);
+  EXPECT_EQ(p.counters().events, 4u);
+  EXPECT_EQ(p.counters().panics, 3u);
+  std::map<profiler::PanicState, uint64_t> by_state;
+  for (const ErrorProfile::Sample& s : p.Samples()) {
+    EXPECT_EQ(s.key->message, "boom");
+    by_state[s.key->panic] += s.count;
+  }
+  EXPECT_EQ(by_state, (std::map<profiler::PanicState, uint64_t>{
+                          {profiler::PanicState::kNone, 1},
+                          {profiler::PanicState::kRecovered, 2},
+                          {profiler::PanicState::kUnrecovered, 1}}));
+}
+
 TEST(ErrorProfile, CapsMessagesPerSite) {
   ErrorProfile::Options options;
   options.max_messages_per_site = 2;

@@ -38,6 +38,31 @@ TEST(Render, ErrorString) {
   EXPECT_EQ(RenderChain(t.error()), "*errors.errorString");
 }
 
+// Panic values: strings and integers as panic prints them, and the
+// runtime's string-typed errors.
+TEST(Render, PanicValues) {
+  auto message = [](std::string type, std::vector<std::pair<std::string, std::string>> strings,
+                    uint64_t value) {
+    Tree t;
+    t.Add(-1, std::move(type), std::move(strings), value);
+    return t.Message();
+  };
+  EXPECT_EQ(message("string", {{"", "errgen: panic with a string"}}, 0),
+            "errgen: panic with a string");
+  EXPECT_EQ(message("runtime.plainError", {{"", "assignment to entry in nil map"}}, 0),
+            "assignment to entry in nil map");
+  EXPECT_EQ(message("runtime.errorString", {{"", "integer divide by zero"}}, 0),
+            "runtime error: integer divide by zero");
+  EXPECT_EQ(message("int", {}, 41), "41");
+  EXPECT_EQ(message("int", {}, ~uint64_t{0}), "-1");
+  EXPECT_EQ(message("int8", {}, 0xff), "-1");
+  EXPECT_EQ(message("int32", {}, 0x7fffffff), "2147483647");
+  EXPECT_EQ(message("uint8", {}, 0x1ff), "255");
+  EXPECT_EQ(message("uint64", {}, ~uint64_t{0}), "18446744073709551615");
+  // A type without a known rendering and no strings: its name.
+  EXPECT_EQ(message("runtime.boundsError", {}, 5), "runtime.boundsError");
+}
+
 TEST(Render, WrapErrorChain) {
   // fmt.Errorf("outer 0: %w", fmt.Errorf("middle: %w", fmt.Errorf("inner: %w", errors.New(…))))
   Tree t;

@@ -209,9 +209,13 @@ TEST_P(PprofTest, ReadBack) {
   ASSERT_TRUE(read.ok()) << read.status();
   const pp::Profile& p = *read;
 
-  ASSERT_EQ(p.sample_type_size(), 1);
+  // errors/count (the default), then panics/count.
+  ASSERT_EQ(p.sample_type_size(), 2);
   EXPECT_EQ(Str(p, p.sample_type(0).type()), "errors");
   EXPECT_EQ(Str(p, p.sample_type(0).unit()), "count");
+  EXPECT_EQ(Str(p, p.sample_type(1).type()), "panics");
+  EXPECT_EQ(Str(p, p.sample_type(1).unit()), "count");
+  EXPECT_EQ(Str(p, p.default_sample_type()), "errors");
   EXPECT_EQ(Str(p, p.period_type().type()), "errors");
   EXPECT_EQ(Str(p, p.period_type().unit()), "count");
   EXPECT_EQ(p.period(), 1);
@@ -307,7 +311,7 @@ TEST_P(PprofTest, ReadBack) {
                           "probes attached: 42",
                           "drops: decode_errors=1 ringbuf_full=2 (total 3)",
                           "counts: events=10 samples=4 sites=3 partial=0 other_messages=0 "
-                          "dropped=3",
+                          "dropped=3 panics=0",
                       }));
 }
 

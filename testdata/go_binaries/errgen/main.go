@@ -70,6 +70,7 @@ func main() {
 	types := flag.Bool("types", false, "print the layout of errgen's own error types and exit")
 	n := flag.Int("n", 1, "multiply every scenario's count by N")
 	wait := flag.Bool("wait", false, "print 'ready <pid>' and wait for a line on stdin before working")
+	fatal := flag.Bool("fatal-panic", false, "end with a panic nothing recovers (exit status 2)")
 	flag.Parse()
 
 	if *types {
@@ -95,6 +96,7 @@ func main() {
 	}
 
 	results := []result{}
+	panics := []panicResult{}
 	scenarios := append(append(append(baseScenarios, go120Scenarios...), goroutineScenarios...),
 		inlinedScenarios...)
 	goroutine := map[string]bool{}
@@ -117,6 +119,9 @@ func main() {
 			if e == nil {
 				fail("scenario %s returned nil", s.name)
 			}
+			if s.name == "recovered_panic" { // sitePanic returns the value it recovered
+				notePanic(&panics, s.name, fn, e, true)
+			}
 			msg := e.Error()
 			key := msg + "\x00" + labelKey(labels)
 			if k, ok := index[key]; ok {
@@ -128,5 +133,22 @@ func main() {
 				profileMessage(e), chain(e, nil), labelMap(labels), createdBy, leafFrames[s.name]})
 		}
 	}
-	emit(map[string]interface{}{"go_version": runtime.Version(), "pid": os.Getpid(), "scenarios": results})
+	for _, s := range panicScenarios {
+		fn := runtime.FuncForPC(reflect.ValueOf(s.fn).Pointer()).Name()
+		for i := 0; i < s.count**n; i++ {
+			r := runPanic(s.fn, i)
+			if r == nil {
+				fail("scenario %s did not panic", s.name)
+			}
+			notePanic(&panics, s.name, fn, r, true)
+		}
+	}
+	if *fatal {
+		notePanic(&panics, "fatal_panic", "main.siteFatalPanic", "errgen: fatal panic", false)
+	}
+	emit(map[string]interface{}{"go_version": runtime.Version(), "pid": os.Getpid(), "scenarios": results,
+		"panics": panics})
+	if *fatal {
+		siteFatalPanic()
+	}
 }
