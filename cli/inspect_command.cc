@@ -1,5 +1,6 @@
 // `goerrprof inspect`: what goerrprof knows about a Go binary.
 #include <cstdio>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -10,6 +11,7 @@
 #include "cli/commands.h"
 #include "cli/flags.h"
 #include "cli/json_writer.h"
+#include "plan/probe_plan.h"
 #include "symbolizer/go_binary.h"
 #include "symbolizer/type_refs.h"
 
@@ -35,8 +37,32 @@ void WriteFields(JsonWriter& j, const ErrorType& t, ErrorFieldKind kind, const c
   j.EndArray();
 }
 
+// The probe plan's counts: what `record` would attach, and every
+// reference it leaves unplanned, by reason.
+struct PlanSummary {
+  absl::Status status;
+  size_t references = 0, probes = 0, missed = 0;
+  std::map<std::string, size_t> unplanned;
+};
+
+PlanSummary Summarize(const GoBinary& bin, const std::vector<ErrorType>& types) {
+  PlanSummary s;
+  auto plan = PlanCreationProbes(bin, types);
+  if (!plan.ok()) {
+    s.status = plan.status();
+    return s;
+  }
+  s.references = plan->references;
+  s.probes = plan->probes.size();
+  for (const SkippedRef& r : plan->skipped) {
+    ++s.unplanned[ReasonClass(r.reason)];
+    s.missed += !SkipLosesNothing(r.reason);
+  }
+  return s;
+}
+
 void PrintJson(const GoBinary& bin, const std::vector<ErrorType>& types,
-               const absl::Status& types_status) {
+               const absl::Status& types_status, const PlanSummary& plan) {
   const auto& bi = bin.build_info();
   JsonWriter j;
   j.BeginObject();
@@ -80,6 +106,18 @@ void PrintJson(const GoBinary& bin, const std::vector<ErrorType>& types,
     j.EndObject();
   }
   j.EndArray();
+  j.Key("plan").BeginObject();
+  if (!plan.status.ok()) {
+    j.Key("error").String(plan.status.message());
+  } else {
+    j.Key("references").Uint(plan.references);
+    j.Key("probes").Uint(plan.probes);
+    j.Key("unplanned").BeginObject();
+    for (const auto& [reason, n] : plan.unplanned) j.Key(reason).Uint(n);
+    j.EndObject();
+    j.Key("possibly_missed").Uint(plan.missed);
+  }
+  j.EndObject();
   j.EndObject();
   std::printf("%s\n", j.str().c_str());
 }
@@ -93,7 +131,7 @@ std::string FieldsText(const ErrorType& t, ErrorFieldKind kind) {
 }
 
 void PrintText(const GoBinary& bin, const std::vector<ErrorType>& types,
-               const absl::Status& types_status) {
+               const absl::Status& types_status, const PlanSummary& plan) {
   const auto& bi = bin.build_info();
   const auto& tab = bin.pclntab();
   auto yes = [](bool b) { return b ? "yes" : "no"; };
@@ -115,6 +153,13 @@ void PrintText(const GoBinary& bin, const std::vector<ErrorType>& types,
   if (!types_status.ok()) {
     std::printf("error types:  unavailable (%s)\n", std::string(types_status.message()).c_str());
     return;
+  }
+  if (plan.status.ok()) {
+    size_t unplanned = 0;
+    for (const auto& [reason, n] : plan.unplanned) unplanned += n;
+    std::printf("probe plan:   %zu probes for %zu references; %zu unplanned, %zu of them "
+                "possibly missed creations\n",
+                plan.probes, plan.references, unplanned, plan.missed);
   }
   std::printf("error types:  %zu\n", types.size());
   for (const ErrorType& t : types) {
@@ -154,10 +199,16 @@ int RunInspect(const std::vector<std::string>& args) {
   } else {
     types_status = reader.status();
   }
-  if (absl::GetFlag(FLAGS_json)) {
-    PrintJson(**bin, types, types_status);
+  PlanSummary plan;
+  if (types_status.ok()) {
+    plan = Summarize(**bin, types);
   } else {
-    PrintText(**bin, types, types_status);
+    plan.status = types_status;
+  }
+  if (absl::GetFlag(FLAGS_json)) {
+    PrintJson(**bin, types, types_status, plan);
+  } else {
+    PrintText(**bin, types, types_status, plan);
   }
   return 0;
 }

@@ -7,37 +7,13 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/string_view.h"
 #include "bpf/probe_abi.h"
+#include "plan/entry_probe.h"
 #include "x86/decoder.h"
 
 namespace goerrprof::profiler {
 namespace {
 
 using symbolizer::GoKind;
-
-// Where to probe a function so that one call is one hit: past its
-// prologue's stack check (CMP of SP against g.stackguard0, then a jump to
-// the morestack call). When the stack must grow, morestack restarts the
-// function from its entry, and a probe there would fire twice. Registers
-// and the frame are untouched up to that point; the entry for functions
-// without the check.
-std::optional<uint64_t> ProbePoint(const symbolizer::GoBinary& binary, x86::Decoder& decoder,
-                                   absl::string_view name) {
-  const symbolizer::Pclntab& tab = binary.pclntab();
-  for (size_t i = 0; i < tab.num_functions(); ++i) {
-    if (tab.FuncName(i) != name) continue;
-    const uint64_t entry = tab.FuncEntry(i), end = tab.FuncEnd(i);
-    auto code = binary.elf().ReadVirtual(entry, std::min<uint64_t>(end - entry, 64));
-    if (!code.ok()) return std::nullopt;
-    std::vector<x86::Insn> insns = decoder.Decode(*code, entry);
-    for (size_t k = 1; k + 1 < insns.size() && k < 4; ++k) {
-      if (insns[k].flow == x86::Flow::kCondJump && insns[k - 1].id == X86_INS_CMP) {
-        return insns[k + 1].addr;
-      }
-    }
-    return entry;
-  }
-  return std::nullopt;
-}
 
 bool IsInteger(GoKind k) { return k >= GoKind::kInt && k <= GoKind::kUintptr; }
 
@@ -52,7 +28,7 @@ std::vector<ProbeSpec> PanicProbeSpecs(const symbolizer::GoBinary& binary,
   // Before the prologue pushes RBP no frame is made yet: the caller's
   // return address is at [rsp].
   const uint32_t entry = GEP_LOC_F_TYPE | GEP_LOC_F_FRAMELESS;
-  if (std::optional<uint64_t> gopanic = ProbePoint(binary, **decoder, "runtime.gopanic")) {
+  if (std::optional<uint64_t> gopanic = PastStackCheck(binary, **decoder, "runtime.gopanic")) {
     ProbeSpec p;
     p.vaddr = *gopanic;
     // func gopanic(e any): the type word in RAX, the data word in RBX.
@@ -61,7 +37,7 @@ std::vector<ProbeSpec> PanicProbeSpecs(const symbolizer::GoBinary& binary,
     p.kind = ProbeKind::kPanic;
     out.push_back(p);
   }
-  if (std::optional<uint64_t> fatal = ProbePoint(binary, **decoder, "runtime.fatalpanic")) {
+  if (std::optional<uint64_t> fatal = PastStackCheck(binary, **decoder, "runtime.fatalpanic")) {
     ProbeSpec p;
     p.vaddr = *fatal;
     // func fatalpanic(msgs *_panic): the value is _panic.arg, at [RAX + off].

@@ -7,6 +7,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "plan/entry_probe.h"
 #include "x86/decoder.h"
 
 namespace goerrprof::profiler {
@@ -48,7 +49,8 @@ absl::StatusOr<ParkProbes> FindParkProbes(const symbolizer::GoBinary& binary) {
   ParkProbes out;
   out.gopark = gopark->entry;
   out.mcall = mcall->entry;
-  out.ready = ready->entry;
+  // Past its stack check: a stack growth would restart it and wake twice.
+  out.ready = PastStackCheck(binary, **decoder, "runtime.ready").value_or(ready->entry);
   // Linear decoding is exact here: Go emits no data inside functions.
   for (const x86::Insn& in : (*decoder)->Decode(*code, gopark->entry)) {
     bool jump = in.flow == x86::Flow::kJump || in.flow == x86::Flow::kCondJump;

@@ -11,6 +11,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/types/span.h"
@@ -161,6 +162,24 @@ absl::StatusOr<ProbePlan> PlanCreationProbes(const GoBinary& bin,
   std::sort(plan.skipped.begin(), plan.skipped.end(),
             [](const SkippedRef& a, const SkippedRef& b) { return a.addr < b.addr; });
   return plan;
+}
+
+std::string ReasonClass(absl::string_view reason) {
+  absl::string_view r = reason.substr(0, reason.find(" ("));
+  if (absl::StartsWith(r, "no probe point")) r = "no probe point";
+  return std::string(r);
+}
+
+bool SkipLosesNothing(absl::string_view reason) {
+  if (absl::StartsWith(reason, "comparison")) return true;
+  // Allocation helpers; interface comparisons; the failed-assertion panics,
+  // which take the types to name them in the error the runtime then makes.
+  for (absl::string_view helper : {"runtime.newobject", "runtime.mallocgc", "runtime.convT",
+                                   "runtime.ifaceeq", "runtime.efaceeq",
+                                   "runtime.panicdottype"}) {
+    if (absl::StartsWith(reason, absl::StrCat("passed to ", helper))) return true;
+  }
+  return false;
 }
 
 }  // namespace goerrprof::profiler

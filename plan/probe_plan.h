@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "symbolizer/error_types.h"
 #include "symbolizer/go_binary.h"
 
@@ -68,6 +69,17 @@ struct ProbePlan {
 // read or the disassembler cannot start.
 absl::StatusOr<ProbePlan> PlanCreationProbes(const symbolizer::GoBinary& bin,
                                              const std::vector<symbolizer::ErrorType>& types);
+
+// A skip reason without its details (operands, addresses): the key of the
+// counts by reason that probe_plan_tool and `inspect --json` report.
+std::string ReasonClass(absl::string_view reason);
+// Whether a skipped reference loses nothing: a comparison (a type switch, a
+// check against a sentinel's type, runtime.ifaceeq) creates no error, a
+// type handed to an allocation helper (runtime.newobject, mallocgc, convT*)
+// is probed where the helper's result becomes an interface, and one handed
+// to a failed assertion's panic only names it. Any other skip is a creation
+// that may be missed.
+bool SkipLosesNothing(absl::string_view reason);
 
 // "call", "ret", "store", "call-result", "early".
 const char* ViaName(CreationProbe::Via via);

@@ -133,10 +133,10 @@ int main(int argc, char** argv) {
     if (disasm) Disasm(b, p.ref_addr, p.addr + 16);
   }
   std::map<std::string, int> reasons;
+  int missed = 0;
   for (const auto& s : plan->skipped) {
-    std::string r = s.reason.substr(0, s.reason.find(" ("));
-    if (absl::StartsWith(r, "no probe point")) r = "no probe point";
-    ++reasons[r];
+    ++reasons[goerrprof::profiler::ReasonClass(s.reason)];
+    missed += !goerrprof::profiler::SkipLosesNothing(s.reason);
     std::string frames = Frames(b, s.addr);
     if (!only.empty() && !absl::StrContains(frames, only)) continue;
     std::printf("skip  %x %s: %s\n  at %s\n", static_cast<unsigned>(s.addr),
@@ -156,6 +156,8 @@ int main(int argc, char** argv) {
               std::chrono::duration<double, std::milli>(t1 - t0).count());
   for (const auto& [v, n] : vias) std::printf("  via %-12s %d\n", v.c_str(), n);
   for (const auto& [r, n] : reasons) std::printf("  skipped %5d  %s\n", n, r.c_str());
+  std::printf("  creations possibly missed (not a comparison or an allocation helper's input): "
+              "%d\n", missed);
 
   if (!bpftrace_out.empty()) {
     // bpftrace 0.17 refuses raw addresses inside symbolized functions, so the

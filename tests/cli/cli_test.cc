@@ -43,6 +43,16 @@ TEST(Cli, InspectJsonHasTheDocumentedKeys) {
     EXPECT_EQ(Get(*j, "pie").bool_value(), flavour == "pie") << flavour;
     EXPECT_EQ(Get(*j, "cgo").bool_value(), flavour == "cgo") << flavour;
     EXPECT_GT(Get(*j, "error_types").list_value().values_size(), 10) << flavour;
+    // The probe plan: what record attaches, the rest counted by reason.
+    const auto& plan = Get(*j, "plan");
+    EXPECT_GT(GetInt(plan, "probes"), 100) << flavour;
+    int64_t unplanned = 0;
+    for (const auto& [reason, n] : Get(plan, "unplanned").struct_value().fields()) {
+      unplanned += static_cast<int64_t>(n.number_value());
+    }
+    EXPECT_LE(unplanned, GetInt(plan, "references")) << flavour;
+    EXPECT_LE(GetInt(plan, "possibly_missed"), unplanned) << flavour;
+    EXPECT_TRUE(Get(plan, "unplanned").struct_value().fields().contains("comparison")) << flavour;
   }
 }
 
