@@ -28,18 +28,19 @@ std::vector<ProbeSpec> PanicProbeSpecs(const symbolizer::GoBinary& binary,
   // Before the prologue pushes RBP no frame is made yet: the caller's
   // return address is at [rsp].
   const uint32_t entry = GEP_LOC_F_TYPE | GEP_LOC_F_FRAMELESS;
-  if (std::optional<uint64_t> gopanic = PastStackCheck(binary, **decoder, "runtime.gopanic")) {
+  const symbolizer::Pclntab& tab = binary.pclntab();
+  if (std::optional<FuncRange> gopanic = FindFunction(tab, "runtime.gopanic")) {
     ProbeSpec p;
-    p.vaddr = *gopanic;
+    p.vaddr = PastStackCheck(binary, **decoder, *gopanic);
     // func gopanic(e any): the type word in RAX, the data word in RBX.
     p.cookie = GEP_COOKIE(GEP_LOC(GEP_LOC_REG, GEP_RAX, 0) | entry,
                           GEP_LOC(GEP_LOC_REG, GEP_RBX, 0));
     p.kind = ProbeKind::kPanic;
     out.push_back(p);
   }
-  if (std::optional<uint64_t> fatal = PastStackCheck(binary, **decoder, "runtime.fatalpanic")) {
+  if (std::optional<FuncRange> fatal = FindFunction(tab, "runtime.fatalpanic")) {
     ProbeSpec p;
-    p.vaddr = *fatal;
+    p.vaddr = PastStackCheck(binary, **decoder, *fatal);
     // func fatalpanic(msgs *_panic): the value is _panic.arg, at [RAX + off].
     p.cookie = GEP_COOKIE(GEP_LOC(GEP_LOC_MEM, GEP_RAX, g.panic_arg) | entry,
                           GEP_LOC(GEP_LOC_MEM, GEP_RAX, g.panic_arg + 8));

@@ -11,26 +11,12 @@
 #include "x86/decoder.h"
 
 namespace goerrprof::profiler {
-namespace {
-
-struct Func {
-  uint64_t entry = 0, end = 0;
-};
-
-std::optional<Func> FindFunc(const symbolizer::Pclntab& tab, absl::string_view name) {
-  for (size_t i = 0; i < tab.num_functions(); ++i) {
-    if (tab.FuncName(i) == name) return Func{tab.FuncEntry(i), tab.FuncEnd(i)};
-  }
-  return std::nullopt;
-}
-
-}  // namespace
 
 absl::StatusOr<ParkProbes> FindParkProbes(const symbolizer::GoBinary& binary) {
   const symbolizer::Pclntab& tab = binary.pclntab();
-  std::optional<Func> gopark = FindFunc(tab, "runtime.gopark");
-  std::optional<Func> mcall = FindFunc(tab, "runtime.mcall");
-  std::optional<Func> ready = FindFunc(tab, "runtime.ready");
+  std::optional<FuncRange> gopark = FindFunction(tab, "runtime.gopark");
+  std::optional<FuncRange> mcall = FindFunction(tab, "runtime.mcall");
+  std::optional<FuncRange> ready = FindFunction(tab, "runtime.ready");
   for (auto [f, name] : {std::pair{&gopark, "runtime.gopark"}, std::pair{&mcall, "runtime.mcall"},
                          std::pair{&ready, "runtime.ready"}}) {
     if (!f->has_value()) {
@@ -50,7 +36,7 @@ absl::StatusOr<ParkProbes> FindParkProbes(const symbolizer::GoBinary& binary) {
   out.gopark = gopark->entry;
   out.mcall = mcall->entry;
   // Past its stack check: a stack growth would restart it and wake twice.
-  out.ready = PastStackCheck(binary, **decoder, "runtime.ready").value_or(ready->entry);
+  out.ready = PastStackCheck(binary, **decoder, *ready);
   // Linear decoding is exact here: Go emits no data inside functions.
   for (const x86::Insn& in : (*decoder)->Decode(*code, gopark->entry)) {
     bool jump = in.flow == x86::Flow::kJump || in.flow == x86::Flow::kCondJump;

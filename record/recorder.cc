@@ -104,6 +104,7 @@ absl::Status Recorder::Attach(pid_t pid) {
   Traced t;
   t.pid = pid;
   t.plan = *plan;
+  t.render.go_version = (*plan)->binary->version();
   t.probes = (*session)->attach_stats().probes;
   t.session = std::move(*session);
   if (options_.goroutines) {
@@ -151,12 +152,6 @@ absl::Status Recorder::Poll(int timeout_ms) {
 
 namespace {
 
-RenderOptions RenderFor(const symbolizer::GoBinary& binary) {
-  RenderOptions render;
-  render.go_version = binary.version();  // errno texts vary by release
-  return render;
-}
-
 // A panic value of a type without a layout (a struct, a named type): its
 // name from the binary's type data, so the profile says what was thrown.
 void NameValueTypes(const symbolizer::GoBinary& binary, CapturedError* e) {
@@ -171,7 +166,7 @@ void NameValueTypes(const symbolizer::GoBinary& binary, CapturedError* e) {
 }  // namespace
 
 void Recorder::Deliver(Traced& t, uint32_t index, const CapturedError& e) {
-  const RenderOptions render = RenderFor(*t.plan->binary);
+  const RenderOptions& render = t.render;
   if (e.kind == EventKind::kCreation) {
     profile_.Add(e, index, render);
     return;
@@ -201,8 +196,7 @@ void Recorder::Deliver(Traced& t, uint32_t index, const CapturedError& e) {
 }
 
 void Recorder::FlushPanics(Traced& t, uint32_t index) {
-  const RenderOptions render = RenderFor(*t.plan->binary);
-  for (const auto& [goid, e] : t.pending_panics) profile_.AddPanic(e, index, render, true);
+  for (const auto& [goid, e] : t.pending_panics) profile_.AddPanic(e, index, t.render, true);
   t.pending_panics.clear();
 }
 

@@ -97,6 +97,7 @@ class Recorder {
     std::unique_ptr<ParkTracer> parks;    // with options.goroutines; stopped on close
     SessionCounters final_counters;        // kept when the session closes
     size_t probes = 0;
+    RenderOptions render;  // by its Go release: errno texts vary
     // Panics not yet known to be recovered or fatal, by goroutine.
     absl::flat_hash_map<uint64_t, CapturedError> pending_panics;
   };
