@@ -38,6 +38,16 @@ bool IsWriteBarrier(absl::string_view name) {
 }
 
 // What handing the reference as argument `k` to `callee` means.
+int RuntimeArgWords(absl::string_view name) {
+  if (name == "runtime.newobject" || name == "runtime.convT16" || name == "runtime.convT32" ||
+      name == "runtime.convT64" || name == "runtime.convTstring" || name == "runtime.convTslice") {
+    return 1;
+  }
+  if (name == "runtime.convT" || name == "runtime.convTnoptr") return 2;
+  if (name == "runtime.mallocgc") return 3;
+  return -1;
+}
+
 CalleeClass ClassifyCallee(absl::string_view callee, bool eface, int k, std::string* reason) {
   if (callee.empty()) return CalleeClass::kCreates;  // closure or method value
   if (k == 0 && (eface ? (callee == "runtime.convT2E" || callee == "runtime.convT2Enoptr")

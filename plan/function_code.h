@@ -91,6 +91,9 @@ class Binary {
 // Calls after which control never comes back: the instruction that follows
 // is reachable only by a branch (or not at all).
 bool IsNoReturn(absl::string_view name);
+// Argument words of a runtime helper that takes a type, -1 when not known:
+// a reference in an argument register past them is a stale register.
+int RuntimeArgWords(absl::string_view name);
 // Pre-1.21 write barrier: stores a value register to [DI] itself.
 // Returns the value register, or kNoReg when `name` is not one.
 int OldWriteBarrierValueReg(absl::string_view name);

@@ -260,6 +260,7 @@ std::vector<ProbeSpec> ProbeSpecsFor(const std::vector<CreationProbe>& probes) {
     if (p.kind == CreationProbe::kEface) spec.cookie |= GEP_LOC_F_TYPE;
     // A statically known word (GEP_LOC_CONST) is given by the plan.
     if (GEP_LOC_KIND(p.tab_loc) == GEP_LOC_CONST) spec.const_type = p.type;
+    if (GEP_LOC_KIND(p.data_loc) == GEP_LOC_CONST) spec.const_data = p.data_const;
     out.push_back(spec);
   }
   return out;

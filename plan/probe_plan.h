@@ -40,6 +40,9 @@ struct CreationProbe {
   uint32_t tab_loc = 0;   // bpf/probe_abi.h locations at `addr`
   uint32_t data_loc = 0;
   uint64_t cookie = 0;  // GEP_COOKIE(tab_loc, data_loc)
+  // For a GEP_LOC_CONST data_loc: the data word, a static address (a
+  // zero-size value's runtime.zerobase, a global) not yet in a register.
+  uint64_t data_const = 0;
   Kind kind = kIface;
   Via via = kCall;
   // The pc whose frames best name the creation: the allocation call of the
@@ -74,7 +77,8 @@ absl::StatusOr<ProbePlan> PlanCreationProbes(const symbolizer::GoBinary& bin,
 // counts by reason that probe_plan_tool and `inspect --json` report.
 std::string ReasonClass(absl::string_view reason);
 // Whether a skipped reference loses nothing: a comparison (a type switch, a
-// check against a sentinel's type, runtime.ifaceeq) creates no error, a
+// check against a sentinel's type, runtime.ifaceeq) creates no error, nor
+// does an itab only ever held in registers and overwritten there; a
 // type handed to an allocation helper (runtime.newobject, mallocgc, convT*)
 // is probed where the helper's result becomes an interface, and one handed
 // to a failed assertion's panic only names it. Any other skip is a creation

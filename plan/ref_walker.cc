@@ -4,7 +4,9 @@
 
 #include <algorithm>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
 
 namespace goerrprof::profiler::planner {
 
@@ -62,6 +64,89 @@ bool RefWalker::IsNilCheck(const State& st, const Insn& in) const {
   const Operand& b = in.ops[1];
   return a.type == Operand::kReg && b.type == Operand::kReg && a.raw_reg == b.raw_reg &&
          a.size == 8 && a.reg >= 0 && a.reg < kNumRegs && st.regs[a.reg] == ref_;
+}
+
+// The number a value is known to hold: the reference (the address it
+// loads), a word read from its itab, a static address or a constant.
+std::optional<uint64_t> RefWalker::KnownNumber(uint32_t vid) const {
+  if (vid == ref_) return eface_ ? target_.type : target_.itab;
+  if (auto it = derived_.find(vid); it != derived_.end()) return it->second;
+  const Value& v = values_[vid];
+  if (v.kind == Value::kAddr && v.root == kGlobalRoot) return static_cast<uint64_t>(v.off);
+  if (v.kind == Value::kConst) return v.aux;
+  return std::nullopt;
+}
+
+// `cmp` of the reference, or of a word read from its itab, with a known
+// number: a type test (switch, inlined errors.As) of the interface being
+// built, whose outcome is known. Not a use of the itab for another value.
+bool RefWalker::KnownCompare(Path& p, const Insn& in) const {
+  if (in.id != X86_INS_CMP || in.nops != 2) return false;
+  const Operand& a = in.ops[0];
+  const Operand& b = in.ops[1];
+  if (a.type != Operand::kReg || a.reg < 0 || a.reg >= kNumRegs || (a.size != 8 && a.size != 4)) {
+    return false;
+  }
+  uint32_t va = p.st.regs[a.reg];
+  std::optional<uint64_t> na = KnownNumber(va), nb;
+  bool mine = va == ref_ || derived_.contains(va);
+  if (b.type == Operand::kImm) {
+    nb = static_cast<uint64_t>(b.value);
+  } else if (b.type == Operand::kReg && b.reg >= 0 && b.reg < kNumRegs && b.size == a.size) {
+    uint32_t vb = p.st.regs[b.reg];
+    nb = KnownNumber(vb);
+    mine = mine != (vb == ref_ || derived_.contains(vb));  // exactly one side is ours
+  } else {
+    return false;
+  }
+  if (!mine || !na || !nb) return false;
+  p.cmp_a = *na;
+  p.cmp_b = *nb;
+  p.cmp_size = a.size;
+  return true;
+}
+
+// `mov r, [ref+8]` (an itab's type) or `mov r32, [ref+16]` (the hash an
+// itab or a type descriptor carries), the loads of a type switch. Returns
+// the word, read from the binary.
+std::optional<uint64_t> RefWalker::ItabWordLoad(const State& st, const Insn& in) const {
+  if (in.id != X86_INS_MOV || in.nops != 2) return std::nullopt;
+  const Operand& a = in.ops[0];
+  const Operand& b = in.ops[1];
+  if (a.type != Operand::kReg || b.type != Operand::kMem || b.index != kNoReg || b.segment ||
+      b.base < 0 || b.base >= kNumRegs || st.regs[b.base] != ref_) {
+    return std::nullopt;
+  }
+  uint64_t base = eface_ ? target_.type : target_.itab;
+  if (!eface_ && b.value == 8 && a.size == 8) return target_.type;
+  if (b.value != 16 || a.size != 4) return std::nullopt;
+  auto bytes = binary_.bin().elf().ReadVirtual(base + 16, 4);
+  if (!bytes.ok() || bytes->size() < 4) return std::nullopt;
+  const uint8_t* q = bytes->data();
+  return uint64_t{q[0]} | uint64_t{q[1]} << 8 | uint64_t{q[2]} << 16 | uint64_t{q[3]} << 24;
+}
+
+// The outcome of a conditional jump after `cmp a, b` of `size` bytes.
+static std::optional<bool> JumpTaken(unsigned id, uint64_t a, uint64_t b, int size) {
+  if (size == 4) {
+    a = static_cast<uint32_t>(a);
+    b = static_cast<uint32_t>(b);
+  }
+  int64_t sa = size == 4 ? static_cast<int32_t>(a) : static_cast<int64_t>(a);
+  int64_t sb = size == 4 ? static_cast<int32_t>(b) : static_cast<int64_t>(b);
+  switch (id) {
+    case X86_INS_JE: return a == b;
+    case X86_INS_JNE: return a != b;
+    case X86_INS_JA: return a > b;
+    case X86_INS_JAE: return a >= b;
+    case X86_INS_JB: return a < b;
+    case X86_INS_JBE: return a <= b;
+    case X86_INS_JG: return sa > sb;
+    case X86_INS_JGE: return sa >= sb;
+    case X86_INS_JL: return sa < sb;
+    case X86_INS_JLE: return sa <= sb;
+    default: return std::nullopt;
+  }
 }
 
 std::optional<std::string> RefWalker::ClassifyUse(const State& st, const Insn& in) const {
@@ -155,6 +240,7 @@ void RefWalker::Walk(Path p) {
     int pos = static_cast<int>(p.positions.size()) - 1;
     const Insn& in = insns_[next];
     p.cur = next;
+    std::optional<uint64_t> itab_word;  // `in` reads a word of the reference's itab
 
     if (p.heap_ref) {
       if (PairComplete(p.st, *p.heap_ref, p.heap_ref_step)) {
@@ -171,6 +257,10 @@ void RefWalker::Walk(Path p) {
       }
     } else if (IsNilCheck(p.st, in)) {
       p.nil_check = next;
+    } else if (KnownCompare(p, in)) {
+      p.known_cmp = next;
+    } else if (auto word = ItabWordLoad(p.st, in)) {
+      itab_word = word;
     } else if (auto use = ClassifyUse(p.st, in)) {
       if (*use == "comparison" && ComparesStoredPair(p)) {
         ends_.push_back(End(p, "comparison of a stored interface"));
@@ -218,6 +308,15 @@ void RefWalker::Walk(Path p) {
             continue;
           }
         }
+        if (p.known_cmp == p.cur - 1) {
+          p.known_cmp = -1;
+          std::optional<bool> jump = JumpTaken(in.id, p.cmp_a, p.cmp_b, p.cmp_size);
+          int taken = in.target ? fn_.IndexOf(in.target) : -1;
+          if (jump && (!*jump || taken >= 0)) {
+            if (*jump) p.forced_next = taken;
+            continue;
+          }
+        }
         int merge = -1;
         State before = p.st;
         if (TryDiamond(p, p.cur, &merge)) {
@@ -236,6 +335,7 @@ void RefWalker::Walk(Path p) {
         }
         ++paths_;
         p.last_fork = pos;
+        if (first_fork_ < 0 || pos < first_fork_) first_fork_ = pos;
         Path q = p;
         q.forced_next = taken;
         Walk(std::move(q));
@@ -255,12 +355,35 @@ void RefWalker::Walk(Path p) {
     }
     State before = p.st;
     Simulate(p.st, in);
+    if (itab_word) {
+      uint32_t v = values_.Fresh();
+      p.st.regs[in.ops[0].reg] = v;
+      derived_[v] = *itab_word;
+    }
     NoteNewRefSlots(p, before);
     if (!p.heap_ref && !p.tentative && !RefAlive(p.st)) {
-      ends_.push_back(End(p, absl::StrCat(Noun(), " discarded before use")));
+      // Never stored and never read by anything but moves: the value was
+      // not built on this path. (A stored copy may live on unseen.)
+      if (p.stack_refs.empty() && !p.heap_ref && !p.tentative) {
+        ends_.push_back(Lost(absl::StrCat(Noun(), " overwritten unused")));
+      } else {
+        ends_.push_back(End(p, absl::StrCat(Noun(), " discarded before use")));
+      }
       return;
     }
   }
+}
+
+bool RefWalker::Neutral(const PathEnd& e, bool fresh) const {
+  if (e.probe || e.creation) return false;
+  absl::string_view r = e.reason;
+  if (e.use) {
+    // A stale register at a panic call (panicBounds, …), not an argument.
+    return absl::ConsumePrefix(&r, "passed to ") && IsNoReturn(r) && r != "runtime.gopanic";
+  }
+  if (absl::StartsWith(r, "trap before use")) return true;
+  if (absl::ConsumePrefix(&r, "call to ") && absl::EndsWith(r, " before use")) return true;
+  return fresh;
 }
 
 WalkResult RefWalker::Run() {
@@ -303,15 +426,35 @@ WalkResult RefWalker::Run() {
   Walk(std::move(p));
 
   WalkResult out;
-  bool all_same = !ends_.empty();
+  // Paths that end in a panic, or that lose a value built from an
+  // allocation, say nothing against a probe on the paths that create.
+  bool fresh = false;
+  for (const PathEnd& e : ends_) fresh = fresh || (e.probe && e.fresh_data);
+  std::vector<PathEnd> all = std::move(ends_);
+  ends_.clear();
+  for (PathEnd& e : all) {
+    if (!Neutral(e, fresh)) ends_.push_back(std::move(e));
+  }
+  if (ends_.empty()) ends_ = std::move(all);  // nothing but neutral ends: report them
+  bool all_same = !ends_.empty(), all_probes = !ends_.empty();
+  const PathEnd* earliest = nullptr;
   for (const PathEnd& e : ends_) {
     const CreationProbe* first = ends_[0].probe ? &*ends_[0].probe : nullptr;
-    if (!e.probe || !first || e.probe->addr != first->addr || e.probe->cookie != first->cookie) {
+    if (!e.probe || !first || e.probe->addr != first->addr || e.probe->cookie != first->cookie ||
+        e.probe->data_const != first->data_const) {
       all_same = false;
     }
+    all_probes = all_probes && e.probe && e.data_vid == ends_[0].data_vid;
+    if (e.probe && (!earliest || e.probe_pos < earliest->probe_pos)) earliest = &e;
   }
   if (all_same) {
     out.probes.push_back(*ends_[0].probe);
+    return out;
+  }
+  // Every path creates with the same data word, and one probe point lies
+  // before the first fork: every path passes it with the pair built.
+  if (all_probes && first_fork_ >= 0 && earliest->probe_pos <= first_fork_) {
+    out.probes.push_back(*earliest->probe);
     return out;
   }
   // Paths differ: each creating path needs its own probe past its last

@@ -12,6 +12,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/string_view.h"
 #include "plan/function_code.h"
@@ -67,6 +68,12 @@ struct Path {
   // Index of a `test r, r` of the itab word just walked: the interface being
   // built is never nil, so the conditional jump after it goes one way only.
   int nil_check = -1;
+  // Index of a `cmp` whose operands are known numbers, one of them the
+  // reference or a word read from its itab (a type test of the interface
+  // being built), and those numbers.
+  int known_cmp = -1;
+  uint64_t cmp_a = 0, cmp_b = 0;
+  int cmp_size = 8;
   int last_fork = -1;  // positions up to here are shared with sibling paths
   int64_t min_rsp = 0;  // lowest stack pointer offset seen since the walk start
 };
@@ -79,6 +86,10 @@ struct PathEnd {
   int probe_pos = -1;
   int last_fork = -1;
   uint64_t at = 0;  // where a use was seen
+  // The probe's data word is an allocation's result: the value was built
+  // for certain, so paths that lose it later do not undo the creation.
+  bool fresh_data = false;
+  uint32_t data_vid = 0;  // the probe's data word
 };
 
 struct Diamond {
@@ -126,6 +137,10 @@ class RefWalker {
   bool RefAlive(const State& st) const;
   std::optional<std::string> ClassifyUse(const State& st, const Insn& in) const;
   bool IsNilCheck(const State& st, const Insn& in) const;
+  std::optional<uint64_t> KnownNumber(uint32_t vid) const;
+  bool KnownCompare(Path& p, const Insn& in) const;
+  std::optional<uint64_t> ItabWordLoad(const State& st, const Insn& in) const;
+  bool Neutral(const PathEnd& e, bool fresh) const;
   bool Spilled(const State& st) const;
   bool ComparesStoredPair(const Path& p) const;
   void PushPosition(Path& p, int idx, bool exclusive);
@@ -149,6 +164,7 @@ class RefWalker {
   PathEnd PlaceAtRegs(const Path& p, int pos, int k, CreationProbe::Via via);
   PathEnd PlacePair(const Path& p, int pos, const Key& key);
   uint64_t SiteOf(uint32_t data_vid) const;
+  bool IsAllocation(uint32_t data_vid) const;
 
   static PathEnd Use(std::string reason) {
     PathEnd e;
@@ -184,6 +200,10 @@ class RefWalker {
   int step_ = 0;
   int budget_ = 0;
   int paths_ = 1;
+  int first_fork_ = -1;  // positions up to here are shared by every path
+  // Values read from the reference's itab or type (its type word, its
+  // hash), with their numbers: type switches compare them with constants.
+  absl::flat_hash_map<uint32_t, uint64_t> derived_;
   std::vector<PathEnd> ends_;
 };
 

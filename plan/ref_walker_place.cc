@@ -63,19 +63,21 @@ std::optional<uint32_t> RefWalker::Locate(const State& st, uint32_t vid) const {
   return std::nullopt;
 }
 
-uint64_t RefWalker::SiteOf(uint32_t data_vid) const {
+// newobject, mallocgc and its size-specialized forms (1.26+), convT*.
+bool RefWalker::IsAllocation(uint32_t data_vid) const {
   const Value& v = values_[data_vid];
-  uint64_t ref_addr = insns_[lea_].addr;
-  if (v.kind != Value::kCallResult) return ref_addr;
+  if (v.kind != Value::kCallResult) return false;
   int call = fn_.IndexOf(v.aux);
-  if (call < 0) return ref_addr;
+  if (call < 0) return false;
   absl::string_view callee = binary_.FuncAt(insns_[call].target);
-  // newobject, mallocgc and its size-specialized forms (1.26+), convT*.
-  if (callee == "runtime.newobject" || absl::StartsWith(callee, "runtime.mallocgc") ||
-      absl::StartsWith(callee, "runtime.convT")) {
-    return v.aux;
-  }
-  return ref_addr;
+  return callee == "runtime.newobject" || absl::StartsWith(callee, "runtime.mallocgc") ||
+         absl::StartsWith(callee, "runtime.convT");
+}
+
+// The allocation call of the data word (inside an inlined errors.New, a
+// composite literal) names the creation best; else the reference itself.
+uint64_t RefWalker::SiteOf(uint32_t data_vid) const {
+  return IsAllocation(data_vid) ? values_[data_vid].aux : insns_[lea_].addr;
 }
 
 PathEnd RefWalker::Emit(const Path& p, int pos, uint32_t tab_loc, uint32_t data_loc,
@@ -88,6 +90,9 @@ PathEnd RefWalker::Emit(const Path& p, int pos, uint32_t tab_loc, uint32_t data_
   probe.tab_loc = tab_loc;
   probe.data_loc = data_loc;
   probe.cookie = GEP_COOKIE(tab_loc, data_loc);
+  if (GEP_LOC_KIND(data_loc) == GEP_LOC_CONST) {
+    probe.data_const = static_cast<uint64_t>(values_[data_vid].off);
+  }
   probe.kind = eface_ ? CreationProbe::kEface : CreationProbe::kIface;
   probe.via = via;
   probe.site = SiteOf(data_vid);
@@ -97,6 +102,8 @@ PathEnd RefWalker::Emit(const Path& p, int pos, uint32_t tab_loc, uint32_t data_
   e.probe = probe;
   e.probe_pos = pos;
   e.last_fork = p.last_fork;
+  e.fresh_data = data_vid != 0 && IsAllocation(data_vid);
+  e.data_vid = data_vid;
   return e;
 }
 
@@ -115,6 +122,12 @@ PathEnd RefWalker::Place(const Path& p, int pos, std::optional<uint32_t> tab_loc
     // Before the LEA has run, the itab is only known statically.
     if (!tab && i == 0) tab = GEP_LOC(GEP_LOC_CONST, 0, 0);
     std::optional<uint32_t> data = Locate(st, data_vid);
+    // A static data word (runtime.zerobase for a zero-size value, a global)
+    // is known before it is loaded: the plan gives it.
+    if (!data && data_vid != 0 && values_[data_vid].kind == Value::kAddr &&
+        values_[data_vid].root == kGlobalRoot) {
+      data = GEP_LOC(GEP_LOC_CONST, 0, 0);
+    }
     if (tab && data) {
       return Emit(p, i, *tab, *data, data_vid, i == pos ? via : CreationProbe::kEarly);
     }
@@ -211,6 +224,11 @@ PathEnd RefWalker::AtCall(Path& p, int pos, absl::string_view callee, bool* hand
     }
   }
   if (k < 0) {
+    *handled = false;
+    return Lost("");
+  }
+  int words = RuntimeArgWords(callee);
+  if (words >= 0 && k >= words) {  // left over in a register the callee does not read
     *handled = false;
     return Lost("");
   }

@@ -125,7 +125,9 @@ void CheckWellFormed(const Planned& p) {
     SCOPED_TRACE(Describe(p, c));
     EXPECT_EQ(c.cookie, GEP_COOKIE(c.tab_loc, c.data_loc));
     EXPECT_TRUE(ValidLoc(c.tab_loc, true));
-    EXPECT_TRUE(ValidLoc(c.data_loc, false));
+    // A constant data word is a static address the plan supplies.
+    EXPECT_TRUE(ValidLoc(c.data_loc, c.data_const != 0));
+    EXPECT_EQ(c.data_const != 0, GEP_LOC_KIND(c.data_loc) == GEP_LOC_CONST);
     EXPECT_EQ(tab.FindFunc(c.addr), tab.FindFunc(c.ref_addr));
     EXPECT_GE(c.addr, c.ref_addr);
     if (c.via == CreationProbe::kReturn) {

@@ -97,8 +97,8 @@ func main() {
 
 	results := []result{}
 	panics := []panicResult{}
-	scenarios := append(append(append(baseScenarios, go120Scenarios...), goroutineScenarios...),
-		inlinedScenarios...)
+	scenarios := append(append(append(append(baseScenarios, go120Scenarios...),
+		goroutineScenarios...), inlinedScenarios...), pathScenarios...)
 	goroutine := map[string]bool{}
 	for _, s := range goroutineScenarios {
 		goroutine[s.name] = true

@@ -41,7 +41,7 @@ type PanicError struct {
 func (e *PanicError) Error() string { return "panic: " + e.Reason }
 
 // ownErrorTypes are the dynamic types errgen boxes into error.
-var ownErrorTypes = []error{CodeError{}, &QueryError{}, &MultiError{}, &PanicError{}}
+var ownErrorTypes = []error{CodeError{}, &QueryError{}, &MultiError{}, &PanicError{}, ZeroError{}}
 
 type fieldInfo struct {
 	Name   string  `json:"name"`

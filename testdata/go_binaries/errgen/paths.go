@@ -1,0 +1,79 @@
+package main
+
+import "errors"
+
+// Shapes where the interface is built before a branch and only some of the
+// paths after it carry the value on. The planner once reported each as
+// "created on some paths only" or "data word not held before the merge"
+// (shapes found in the standard library and esbuild); every call here
+// creates exactly one error, and the profile must see it.
+var pathScenarios = []scenario{
+	{"zero_size_value", siteZeroSize, 20},
+	{"type_tested_new", siteTypeTested, 21},
+	{"named_result_defer", siteNamedDefer, 23},
+}
+
+// ZeroError has no fields: its data word is runtime.zerobase, a static
+// address the code loads only after the paths merge (internal/poll's
+// errClosing has this shape).
+type ZeroError struct{}
+
+func (ZeroError) Error() string { return "errgen: zero-size error" }
+
+var (
+	errPathSentinel = errors.New("errgen: path sentinel")
+	zeroValue       = ZeroError{}
+	pathCount       int
+)
+
+func zeroOr(sentinel bool) error {
+	if sentinel {
+		return errPathSentinel
+	}
+	return zeroValue
+}
+
+//go:noinline
+func siteZeroSize(i int) error {
+	if pathCount < 0 {
+		return nil
+	}
+	return zeroOr(i < 0)
+}
+
+func isOwnType(err error) bool {
+	switch err.(type) {
+	case *QueryError, *MultiError, CodeError:
+		return true
+	}
+	return false
+}
+
+// A type switch inlined after the creation compares the new value's itab
+// with other itabs: a test of the value, not a use of the itab.
+//
+//go:noinline
+func siteTypeTested(i int) error {
+	var err error
+	if i >= 0 {
+		err = errors.New("errgen: type-tested after creation")
+	} else {
+		err = errPathSentinel
+	}
+	if isOwnType(err) {
+		return &QueryError{Query: "never", Err: err}
+	}
+	return err
+}
+
+// A named result written before a deferred call runs: the paths with and
+// without the deferred call both return the one value.
+//
+//go:noinline
+func siteNamedDefer(i int) (err error) {
+	if i%2 == 0 {
+		defer func() { pathCount++ }()
+	}
+	err = errors.New("errgen: named result before a defer")
+	return
+}
