@@ -2,7 +2,8 @@
 // with a data word, and placing the probe there. Internal to plan/; the
 // walker's code is split by job: ref_walker.cc (the walk and the uses),
 // ref_walker_simulate.cc (stepping instructions, write barrier diamonds),
-// ref_walker_place.cc (consumers and probe placement).
+// ref_walker_known.cc (type tests with known outcomes), ref_walker_place.cc
+// (consumers and probe placement).
 #ifndef GOERRPROF_PLAN_REF_WALKER_H_
 #define GOERRPROF_PLAN_REF_WALKER_H_
 
@@ -106,6 +107,10 @@ struct WalkResult {
 // instructions walked over all of them.
 constexpr int kMaxPaths = 12;
 constexpr int kMaxBudget = 3000;
+
+// The outcome of a conditional jump `id` after `cmp a, b` of `size` bytes;
+// nullopt for jumps on other flags.
+std::optional<bool> JumpTaken(unsigned id, uint64_t a, uint64_t b, int size);
 
 class RefWalker {
  public:
