@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <tuple>
 
+#include "absl/strings/str_cat.h"
+
 namespace goerrprof::profiler {
 
 uint64_t ProfileCounters::dropped() const {
@@ -46,15 +48,35 @@ SampleKey ErrorProfile::KeyOf(const CapturedError& e, uint32_t process,
 
 void ErrorProfile::Add(SampleKey key, uint64_t count, uint64_t partial) {
   if (key.stack.empty() || count == 0) return;
+  // Before the key is counted: texts that redact alike are one sample, and
+  // the per-site cap counts what is exported.
+  switch (options_.messages) {
+    case MessagePolicy::kFull:
+      break;
+    case MessagePolicy::kRedact:
+      key.message = RedactText(key.message);
+      for (auto& [name, value] : key.labels) value = RedactText(value);
+      break;
+    case MessagePolicy::kOff:
+      key.message.clear();
+      key.labels.clear();
+      break;
+  }
   const uint64_t site = key.stack[0];
   sites_.insert(site);
+  // Everything that varies per event at one site (message, chain text,
+  // goroutine) is capped together: a server formatting ids into messages,
+  // or running each request on a new goroutine, stays bounded.
   absl::flat_hash_set<std::string>& seen = site_messages_[site];
-  if (!seen.contains(key.message)) {
+  std::string detail = absl::StrCat(key.message, "\x00", key.chain, "\x00", key.goroutine);
+  if (!seen.contains(detail)) {
     if (seen.size() >= options_.max_messages_per_site) {
       key.message = std::string(kOtherMessage);
+      key.chain = std::string(kOtherMessage);
+      key.goroutine = 0;
       counters_.other_messages += count;
     } else {
-      seen.insert(key.message);
+      seen.insert(std::move(detail));
     }
   }
   counters_.events += count;

@@ -18,6 +18,7 @@
 #include "absl/strings/string_view.h"
 #include "events/captured_error.h"
 #include "aggregate/error_render.h"
+#include "aggregate/message_policy.h"
 
 namespace goerrprof::profiler {
 
@@ -65,10 +66,13 @@ struct ProfileCounters {
 class ErrorProfile {
  public:
   struct Options {
-    // Distinct messages kept per creating site; later new ones count under
-    // kOtherMessage, so a site formatting ids into messages stays bounded.
+    // Distinct (message, chain, goroutine) kept per creating site; later new
+    // ones count under kOtherMessage (goroutine 0), so a site formatting ids
+    // into messages, or a server with a goroutine per request, stays bounded.
     size_t max_messages_per_site = 1000;
     RenderOptions render;
+    // What the samples keep of messages and goroutine labels.
+    MessagePolicy messages = MessagePolicy::kFull;
   };
 
   ErrorProfile() : ErrorProfile(Options{}) {}
@@ -84,7 +88,8 @@ class ErrorProfile {
   // its stack (runtime.gopanic or runtime.fatalpanic innermost).
   void AddPanic(const CapturedError& e, uint32_t process, const RenderOptions& render,
                 bool recovered);
-  // Counts `count` events with labels already rendered. key.stack must not be
+  // Counts `count` events with labels already rendered; the message policy
+  // is applied here, so every sample passes it once. key.stack must not be
   // empty. `partial`: how many of them were captured incompletely.
   void Add(SampleKey key, uint64_t count = 1, uint64_t partial = 0);
 

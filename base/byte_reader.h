@@ -72,9 +72,17 @@ class ByteView {
   // The bytes from `off` up to (not including) the next NUL; nullopt when
   // off is outside the view or no NUL follows.
   std::optional<absl::string_view> CString(uint64_t off) const {
+    return CString(off, size_);
+  }
+  // The same, for a string of at most max_len bytes: nullopt when no NUL
+  // follows within that, so a table of names costs at most max_len a
+  // lookup (crafted tables name long suffixes of one unterminated run).
+  std::optional<absl::string_view> CString(uint64_t off, uint64_t max_len) const {
     if (off >= size_) return std::nullopt;
     const char* p = reinterpret_cast<const char*>(data_ + off);
-    const void* nul = std::memchr(p, 0, size_ - off);
+    uint64_t avail = size_ - off;
+    uint64_t window = max_len < avail ? max_len + 1 : avail;
+    const void* nul = std::memchr(p, 0, window);
     if (nul == nullptr) return std::nullopt;
     return absl::string_view(p, static_cast<const char*>(nul) - p);
   }

@@ -216,12 +216,13 @@ ErrgenRun Errgen(const std::string& errgen, long n, Mode mode, const std::string
 
 AttachRun Attach(const std::string& esbuild, const std::string& goerrprof, const ElfImage& elf,
                  const std::vector<uint64_t>& addrs, const std::vector<uint8_t>& file_bytes,
-                 const std::string& out_file) {
+                 const std::string& out_file, const std::string& plan_cache) {
   // --bundle with no entry point reads stdin to EOF: it blocks until we close it.
   Child es = Spawn({esbuild, "--bundle", "--log-level=silent"}, true, false, false);
   auto t0 = Clock::now();
-  Child rec = Spawn({goerrprof, "record", "--pid", std::to_string(es.pid), "-o", out_file}, false,
-                    false, true);
+  Child rec = Spawn({goerrprof, "record", "--pid", std::to_string(es.pid), "-o", out_file,
+                     "--plan_cache=" + plan_cache},
+                    false, false, true);
   LineReader r(rec.err);
   std::string line = AwaitRecording(r, rec);
   AttachRun a;

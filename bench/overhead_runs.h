@@ -45,7 +45,7 @@ struct AttachRun {
 
 AttachRun Attach(const std::string& esbuild, const std::string& goerrprof, const ElfImage& elf,
                  const std::vector<uint64_t>& addrs, const std::vector<uint8_t>& file_bytes,
-                 const std::string& out_file);
+                 const std::string& out_file, const std::string& plan_cache);
 
 }  // namespace goerrprof::bench
 

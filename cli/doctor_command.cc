@@ -19,6 +19,7 @@
 #include "cli/commands.h"
 #include "cli/flags.h"
 #include "cli/json_writer.h"
+#include "session/capabilities.h"
 #include "session/kernel_features.h"
 #include "record/recorder.h"
 #include "symbolizer/go_binary.h"
@@ -44,6 +45,15 @@ Line FeatureLine(const FeatureCheck& c) {
   // Could not tell (no privileges, which its own line fails on): a warning.
   l.verdict = c.unknown || !c.required ? Verdict::kWarn : Verdict::kFail;
   if (!c.unknown) absl::StrAppend(&l.detail, " (needs ", c.needs, ")");
+  return l;
+}
+
+// Every capability some command needs, held or not: FAIL without those
+// record cannot run with, warn without those only some targets need.
+Line CapabilitiesLine() {
+  bool required_missing = false, any_missing = false;
+  Line l{"capabilities", Verdict::kOk, CapabilityReport(&required_missing, &any_missing)};
+  if (any_missing) l.verdict = required_missing ? Verdict::kFail : Verdict::kWarn;
   return l;
 }
 
@@ -84,6 +94,7 @@ absl::StatusOr<Target> InspectTarget(int64_t pid) {
   if (access(proc.c_str(), F_OK) != 0) {
     return absl::NotFoundError(absl::StrCat("no process with pid ", pid));
   }
+  if (absl::Status s = CheckProcessReadable(static_cast<pid_t>(pid)); !s.ok()) return s;
   std::string exe = proc + "/exe";
   char link[4096];
   ssize_t n = readlink(exe.c_str(), link, sizeof(link) - 1);
@@ -208,6 +219,7 @@ int RunDoctor(const std::vector<std::string>& args) {
 
   std::vector<Line> checks;
   for (const FeatureCheck& c : KernelFeatures()) checks.push_back(FeatureLine(c));
+  checks.push_back(CapabilitiesLine());
   auto costs = MeasureBpfCost();
   std::vector<ProgramCost> programs = costs.ok() ? *costs : std::vector<ProgramCost>{};
 

@@ -16,6 +16,7 @@
 #include "absl/strings/str_cat.h"
 #include "cli/commands.h"
 #include "cli/flags.h"
+#include "session/capabilities.h"
 #include "session/pid_namespace.h"
 
 ABSL_FLAG(bool, json, false, "print machine-readable JSON");
@@ -30,8 +31,9 @@ constexpr char kUsage[] =
     "  goerrprof inspect [--json] (BINARY | --pid PID)\n"
     "  goerrprof symbolize [--json] BINARY ADDR...\n"
     "  goerrprof record --pid PID [--duration D] [-o errors.pb.gz] [--max-chain N]\n"
-    "                 [--ringbuf-bytes N] [--goroutines]\n"
-    "  goerrprof record [-o errors.pb.gz] [--toolchain] [--goroutines] -- COMMAND ARGS...\n"
+    "                 [--ringbuf-bytes N] [--goroutines] [--messages full|redact|off]\n"
+    "  goerrprof record [-o errors.pb.gz] [--toolchain] [--goroutines]\n"
+    "                 [--messages full|redact|off] -- COMMAND ARGS...\n"
     "  goerrprof goroutines --pid PID [-o goroutines.pb.gz] [--text] [--leaks [--min-wait D]] [--all]\n"
     "  goerrprof diff BASE NEW [--threshold PCT] [--min-increase N] [--json | --markdown]\n"
     "  goerrprof doctor [--pid PID] [--json]\n";
@@ -59,6 +61,7 @@ absl::StatusOr<std::string> TargetPath(const std::vector<std::string>& args) {
     if (access(proc.c_str(), F_OK) != 0) {
       return absl::NotFoundError(absl::StrCat("no process with pid ", pid));
     }
+    if (absl::Status s = CheckProcessReadable(static_cast<pid_t>(pid)); !s.ok()) return s;
     return proc + "/exe";
   }
   if (args.empty()) return absl::InvalidArgumentError("no binary given (name one, or use --pid)");

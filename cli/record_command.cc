@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <string>
 #include <vector>
 
@@ -20,14 +21,21 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/time.h"
+#include "base/fault_point.h"
 #include "cli/commands.h"
+#include "session/capabilities.h"
 #include "session/kernel_features.h"
+#include "session/exec_guardian.h"
 #include "session/process_follower.h"
+#include "plan/plan_cache.h"
+#include "pprof/profile_file.h"
 #include "record/recorder.h"
 
 ABSL_FLAG(absl::Duration, duration, absl::ZeroDuration(),
           "record: stop after this long (0: until Ctrl-C or the target exits)");
 ABSL_FLAG(std::string, o, "errors.pb.gz", "record: the profile to write");
+ABSL_FLAG(std::string, plan_cache, "auto",
+          "record: where probe plans are cached (auto: $XDG_CACHE_HOME/goerrprof/plans; off)");
 ABSL_FLAG(int32_t, max_chain, 8, "record: how deep to follow Unwrap chains");
 ABSL_FLAG(int64_t, ringbuf_bytes, 8 << 20,
           "record: kernel ring buffer size; events that do not fit are dropped and counted");
@@ -38,6 +46,10 @@ ABSL_FLAG(std::string, goroutines_o, "",
           "record --goroutines: the park profile (default: goroutines.pb.gz beside -o)");
 ABSL_FLAG(bool, toolchain, false,
           "record -- COMMAND: also record the Go toolchain's own processes (go, compile, vet...)");
+ABSL_FLAG(std::string, messages, "full",
+          "record: what the profile keeps of error messages and goroutine labels (user data): "
+          "full, redact (numbers, addresses, quoted text, path tails replaced; cut short) or "
+          "off (none)");
 
 namespace goerrprof::profiler {
 namespace {
@@ -73,14 +85,22 @@ void InstallForwarders() {
   for (int sig : kForwarded) sigaction(sig, &sa, nullptr);
 }
 
-RecordOptions OptionsFromFlags() {
+absl::StatusOr<RecordOptions> OptionsFromFlags() {
   RecordOptions o;
+  auto messages = ParseMessagePolicy(absl::GetFlag(FLAGS_messages));
+  if (!messages.ok()) return messages.status();
+  o.messages = *messages;
   o.max_chain = static_cast<uint32_t>(absl::GetFlag(FLAGS_max_chain));
   o.ringbuf_bytes = static_cast<uint32_t>(absl::GetFlag(FLAGS_ringbuf_bytes));
   o.toolchain = absl::GetFlag(FLAGS_toolchain);
   o.goroutines = absl::GetFlag(FLAGS_goroutines);
-  if (o.goroutines) std::fprintf(stderr, "%s\n", ParkTracer::OverheadWarning().c_str());
+  std::string cache = absl::GetFlag(FLAGS_plan_cache);
+  o.plan_cache_dir = cache == "auto" ? PlanCache::DefaultDir() : cache == "off" ? "" : cache;
   return o;
+}
+
+void WarnOverhead(const RecordOptions& options) {
+  if (options.goroutines) std::fprintf(stderr, "%s\n", ParkTracer::OverheadWarning().c_str());
 }
 
 // --goroutines_o, or goroutines.pb.gz in the directory of the errors profile.
@@ -105,6 +125,31 @@ std::string WriteParks(Recorder& rec, const std::string& errors_path, const Ppro
                       written->empty() ? "nothing written" : absl::StrJoin(*written, " "));
 }
 
+// Writes the profile to `wanted`; when that fails at the end (disk full,
+// directory gone), to $TMPDIR or /tmp instead, so what was recorded is not
+// lost. Says so in one line, sets *failure, and returns where it went
+// (empty: nowhere).
+std::string WriteOrRescue(Recorder& rec, const std::string& wanted, const PprofInfo& info,
+                          absl::Status* failure) {
+  *failure = rec.Write(wanted, info);
+  if (failure->ok()) return wanted;
+  const char* dir = std::getenv("TMPDIR");
+  std::string rescue = absl::StrCat(dir != nullptr && *dir != '\0' ? dir : "/tmp",
+                                    "/goerrprof-", getpid(), ".pb.gz");
+  bool saved = rescue != wanted && rec.Write(rescue, info).ok();
+  std::fprintf(stderr, "goerrprof: %s%s\n", std::string(failure->message()).c_str(),
+               saved ? absl::StrCat("; the profile was saved to ", rescue, " instead").c_str()
+                     : "");
+  return saved ? rescue : "";
+}
+
+// Fails a recording before it starts when its output cannot be written.
+absl::Status CheckOutput() {
+  absl::Status s = CheckWritable(absl::GetFlag(FLAGS_o));
+  if (s.ok()) return s;
+  return absl::Status(s.code(), absl::StrCat(s.message(), "; nothing recorded"));
+}
+
 void PrintStatus(const Recorder& rec, absl::Duration elapsed) {
   std::fprintf(stderr, "\rgoerrprof: %llu errors, %llu dropped, %.1fs   ",
                static_cast<unsigned long long>(rec.delivered()),
@@ -119,14 +164,18 @@ int FailRecord(const absl::Status& status) {
   return 1;
 }
 
-int RecordPid(pid_t pid) {
-  Recorder rec(OptionsFromFlags());
+int RecordPid(pid_t pid, const RecordOptions& options) {
+  if (absl::Status s = CheckOutput(); !s.ok()) return Fail(s);
+  WarnOverhead(options);
+  Recorder rec(options);
   InstallStopHandlers();
   absl::Time start = absl::Now();
   if (absl::Status s = rec.Attach(pid); !s.ok()) return FailRecord(s);
   absl::Duration attach_time = absl::Now() - start;
-  std::fprintf(stderr, "goerrprof: recording pid %d: %zu probes attached in %s\n", pid,
-               rec.probes(), absl::FormatDuration(attach_time).c_str());
+  std::fprintf(stderr, "goerrprof: recording pid %d: %zu probes attached in %s%s\n", pid,
+               rec.probes(), absl::FormatDuration(attach_time).c_str(),
+               rec.plans_cached() > 0 ? " (plan from cache)" : "");
+  FaultPoint("attached");
 
   absl::Duration limit = absl::GetFlag(FLAGS_duration);
   bool tty = isatty(STDERR_FILENO);
@@ -159,9 +208,10 @@ int RecordPid(pid_t pid) {
   PprofInfo info;
   info.time_nanos = absl::ToUnixNanos(recording);
   info.duration_nanos = absl::ToInt64Nanoseconds(recorded);
-  std::string out = absl::GetFlag(FLAGS_o);
-  if (auto s = rec.Write(out, info); !s.ok()) return Fail(s);
-  std::string parks = WriteParks(rec, out, info);
+  std::string wanted = absl::GetFlag(FLAGS_o);
+  absl::Status failure;
+  std::string out = WriteOrRescue(rec, wanted, info, &failure);
+  std::string parks = WriteParks(rec, wanted, info);
   std::fprintf(stderr,
                "goerrprof: %s: %llu errors and %llu panics at %zu sites, %llu dropped, %zu probes "
                "attached in %s (%zu references unplanned) -> %s%s\n",
@@ -169,8 +219,8 @@ int RecordPid(pid_t pid) {
                static_cast<unsigned long long>(rec.panics()),
                rec.profile().sites().size(), static_cast<unsigned long long>(rec.dropped()),
                rec.probes(), absl::FormatDuration(attach_time).c_str(), rec.unplanned(),
-               out.c_str(), parks.c_str());
-  return 0;
+               out.empty() ? "nothing written" : out.c_str(), parks.c_str());
+  return failure.ok() ? 0 : 1;
 }
 
 // fork + exec of the command, held at a gate until it is followed so its
@@ -189,6 +239,7 @@ absl::StatusOr<pid_t> SpawnGated(const std::vector<std::string>& command, Proces
     while (read(gate[0], &c, 1) < 0 && errno == EINTR) {
     }
     for (int sig : kForwarded) signal(sig, SIG_DFL);
+    DropTracingCapabilitiesBeforeExec();  // the command gets none of ours
     execvp(argv[0], argv.data());
     int err = errno;
     std::fprintf(stderr, "goerrprof: cannot run %s: %s\n", argv[0], strerror(err));
@@ -201,13 +252,18 @@ absl::StatusOr<pid_t> SpawnGated(const std::vector<std::string>& command, Proces
   return pid;
 }
 
-int RecordCommand(const std::vector<std::string>& command) {
+int RecordCommand(const std::vector<std::string>& command, const RecordOptions& options) {
   if (absl::GetFlag(FLAGS_duration) != absl::ZeroDuration()) {
     return Fail(absl::InvalidArgumentError("--duration does not apply to record -- COMMAND"));
   }
-  auto follower = ProcessFollower::Start();
+  auto follower = ProcessFollower::Start();  // a missing privilege is said first
   if (!follower.ok()) return FailRecord(follower.status());
-  Recorder rec(OptionsFromFlags());
+  if (absl::Status s = CheckOutput(); !s.ok()) return Fail(s);
+  // Forked before any probe is attached, so it holds none of their links.
+  auto guardian = ExecGuardian::Start((*follower)->followed_map_fd());
+  if (!guardian.ok()) return Fail(guardian.status());
+  WarnOverhead(options);
+  Recorder rec(options);
   InstallForwarders();
   absl::Time start = absl::Now();
   auto child = SpawnGated(command, **follower);
@@ -229,7 +285,11 @@ int RecordCommand(const std::vector<std::string>& command) {
       std::fprintf(stderr, "goerrprof: pid %d not recorded: %s\n", ev.pid,
                    std::string(s.message()).c_str());
     }
-    if (ev.stopped) kill(ev.pid, SIGCONT);
+    if (s.ok()) FaultPoint("attached");
+    if (ev.stopped) {
+      FaultPoint("exec-stopped");
+      kill(ev.pid, SIGCONT);
+    }
   };
   int status = 0;
   for (;;) {
@@ -247,6 +307,7 @@ int RecordCommand(const std::vector<std::string>& command) {
   g_command_pid = 0;
   // Execs reported before the command ended still wait for their SIGCONT.
   (*follower)->Poll(0, on_exec).IgnoreError();
+  guardian->Disarm();  // every stopped exec has been continued
   auto follow_counters = (*follower)->Counters();
   follower->reset();
   absl::Duration recorded = absl::Now() - start;
@@ -267,9 +328,10 @@ int RecordCommand(const std::vector<std::string>& command) {
   info.time_nanos = absl::ToUnixNanos(start);
   info.duration_nanos = absl::ToInt64Nanoseconds(recorded);
   info.label_processes = true;
-  std::string out = absl::GetFlag(FLAGS_o);
-  absl::Status written = rec.Write(out, info);
-  std::string parks = WriteParks(rec, out, info);
+  std::string wanted = absl::GetFlag(FLAGS_o);
+  absl::Status failure;
+  std::string out = WriteOrRescue(rec, wanted, info, &failure);
+  std::string parks = WriteParks(rec, wanted, info);
   std::fprintf(stderr,
                "goerrprof: command exited with %d: %llu errors and %llu panics at %zu sites in %zu "
                "Go processes "
@@ -279,12 +341,9 @@ int RecordCommand(const std::vector<std::string>& command) {
                static_cast<unsigned long long>(rec.panics()),
                rec.profile().sites().size(), go_recorded, toolchain, not_go, failed,
                static_cast<unsigned long long>(rec.dropped()), misses.empty() ? "" : ", ",
-               absl::StrJoin(misses, " ").c_str(), written.ok() ? out.c_str() : "nothing written",
+               absl::StrJoin(misses, " ").c_str(), out.empty() ? "nothing written" : out.c_str(),
                parks.c_str());
-  if (!written.ok()) {
-    std::fprintf(stderr, "goerrprof: %s\n", std::string(written.message()).c_str());
-    if (code == 0) code = 1;
-  }
+  if (!failure.ok() && code == 0) code = 1;
   return code;
 }
 
@@ -293,17 +352,19 @@ int RecordCommand(const std::vector<std::string>& command) {
 int RunRecord(const std::vector<std::string>& args, const std::vector<std::string>& command) {
   auto pid_flag = PidFlag();
   if (!pid_flag.ok()) return Fail(pid_flag.status());
+  auto options = OptionsFromFlags();
+  if (!options.ok()) return Fail(options.status());
   if (!command.empty()) {
     if (*pid_flag != 0 || !args.empty()) {
       return Fail(absl::InvalidArgumentError("record takes --pid PID or -- COMMAND, not both"));
     }
-    return RecordCommand(command);
+    return RecordCommand(command, *options);
   }
   if (*pid_flag == 0) {
     return Fail(absl::InvalidArgumentError("record needs --pid PID or -- COMMAND ARGS..."));
   }
   if (auto path = TargetPath(args); !path.ok()) return Fail(path.status());
-  return RecordPid(static_cast<pid_t>(*pid_flag));
+  return RecordPid(static_cast<pid_t>(*pid_flag), *options);
 }
 
 }  // namespace goerrprof::profiler

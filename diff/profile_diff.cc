@@ -18,6 +18,14 @@ namespace {
 
 namespace pp = perftools::profiles;
 
+// Frames looked at per sample: a recorded stack has at most 127 locations
+// (GEP_MAX_STACK) of a few inlined frames each. A crafted sample names one
+// location of many frames thousands of times.
+constexpr int kMaxFramesPerSample = 1024;
+// Text copied into site keys over the whole profile: one long string can be
+// named by every sample, and keys are compared in full.
+constexpr uint64_t kMaxKeyBytes = uint64_t{512} << 20;
+
 absl::Status Broken(absl::string_view what) {
   return absl::InvalidArgumentError(absl::StrCat("malformed profile: ", what));
 }
@@ -87,7 +95,19 @@ absl::StatusOr<ErrorSites> SummarizeProfile(const pp::Profile& p) {
   absl::flat_hash_map<uint64_t, const pp::Function*> functions;
   for (const pp::Function& f : p.function()) functions[f.id()] = &f;
 
+  // Whether a name is in the standard library, by string: worked out once
+  // per string, however many frames name it.
+  absl::flat_hash_map<const std::string*, bool> std_lib;
+  auto in_std_lib = [&](const std::string* name) {
+    auto [it, fresh] = std_lib.try_emplace(name, false);
+    if (fresh) it->second = InStandardLibrary(*name);
+    return it->second;
+  };
+  static const std::string kUnknownName = "?";
+  static const std::string kEmptyString;
+
   ErrorSites out;
+  uint64_t key_bytes = 0;
   for (const pp::Sample& s : p.sample()) {
     if (s.value_size() <= value_index) return Broken("sample without an errors/count value");
     // A panic is a site like an error's creation (its type marked below).
@@ -102,7 +122,8 @@ absl::StatusOr<ErrorSites> SummarizeProfile(const pp::Profile& p) {
     SiteKey key;
     std::string line;
     bool want_origin = false;
-    for (int i = 0; i < s.location_id_size(); ++i) {
+    int frames = 0;
+    for (int i = 0; i < s.location_id_size() && frames < kMaxFramesPerSample; ++i) {
       auto loc = locations.find(s.location_id(i));
       if (loc == locations.end()) return Broken("sample names a missing location");
       const pp::Location& l = *loc->second;
@@ -111,21 +132,22 @@ absl::StatusOr<ErrorSites> SummarizeProfile(const pp::Profile& p) {
         want_origin = true;
       }
       for (const pp::Line& ln : l.line()) {
+        if (++frames > kMaxFramesPerSample) break;
         auto fn = functions.find(ln.function_id());
         if (fn == functions.end()) return Broken("location names a missing function");
-        std::string name = str(fn->second->name());
-        if (name.empty()) name = str(fn->second->system_name());
-        if (name.empty()) name = "?";
+        const std::string* name = &str(fn->second->name());
+        if (name->empty()) name = &str(fn->second->system_name());
+        if (name->empty()) name = &kUnknownName;
         const std::string& file = str(fn->second->filename());
-        std::string at = file.empty() ? "" : absl::StrCat(file, ":", ln.line());
+        auto at = [&] { return file.empty() ? "" : absl::StrCat(file, ":", ln.line()); };
         if (i == 0 && key.function.empty()) {
-          key.function = name;
-          line = at;
-          want_origin = InStandardLibrary(name);
+          key.function = *name;
+          line = at();
+          want_origin = in_std_lib(name);
           if (!want_origin) break;
-        } else if (!InStandardLibrary(name)) {
-          key.origin = name;
-          line = at;
+        } else if (!in_std_lib(name)) {
+          key.origin = *name;
+          line = at();
           want_origin = false;
           break;
         }
@@ -133,19 +155,28 @@ absl::StatusOr<ErrorSites> SummarizeProfile(const pp::Profile& p) {
       if (!want_origin) break;
     }
     if (key.function.empty()) key.function = "<no stack>";
-    std::string chain, binary;
+    // The last of each label wins; copied once.
+    const std::string* type = nullptr;
+    const std::string* chain_label = nullptr;
+    const std::string* binary_label = nullptr;
     for (const pp::Label& label : s.label()) {
       const std::string& k = str(label.key());
       if (k == kLabelType) {
-        key.type = str(label.str());
+        type = &str(label.str());
       } else if (k == kLabelChain) {
-        chain = str(label.str());
+        chain_label = &str(label.str());
       } else if (k == kLabelBinary) {
-        binary = str(label.str());
+        binary_label = &str(label.str());
       }
     }
     if (bad_string) return Broken("index outside the string table");
+    const std::string& chain = chain_label ? *chain_label : kEmptyString;
+    const std::string& binary = binary_label ? *binary_label : kEmptyString;
+    if (type != nullptr) key.type = *type;
     if (panic) key.type = absl::StrCat("panic: ", key.type);
+    key_bytes += key.function.size() + key.origin.size() + key.type.size() + line.size() +
+                 chain.size() + binary.size();
+    if (key_bytes > kMaxKeyBytes) return Broken("its sites name more than 512 MB of text");
 
     SiteStats& site = out.sites[key];
     if (!AddCount(&site.count, count) || !AddCount(&out.total, count) ||

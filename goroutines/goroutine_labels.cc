@@ -11,6 +11,9 @@ namespace {
 
 constexpr uint64_t kMaxLabels = 4096;
 constexpr uint64_t kMaxString = 1 << 16;
+// All of one goroutine's label strings: checked before any is allocated,
+// as each length is only what the target's memory claims.
+constexpr uint64_t kMaxLabelBytes = 1 << 20;
 
 struct StringRef {
   uint64_t ptr = 0, len = 0;
@@ -27,10 +30,15 @@ StringRef ReadStringRef(ByteReader& r) {
 // Reads every string of `refs` in one batch.
 absl::StatusOr<std::vector<std::string>> ReadStrings(ProcessMemory& mem,
                                                      const std::vector<StringRef>& refs) {
+  uint64_t total = 0;
+  for (const StringRef& r : refs) {
+    if (r.len > kMaxString) return absl::DataLossError("implausible label length");
+    total += r.len;
+  }
+  if (total > kMaxLabelBytes) return absl::DataLossError("implausible label sizes");
   std::vector<std::string> out(refs.size());
   std::vector<ReadRange> ranges;
   for (size_t i = 0; i < refs.size(); ++i) {
-    if (refs[i].len > kMaxString) return absl::DataLossError("implausible label length");
     out[i].resize(refs[i].len);
     if (refs[i].len > 0) {
       ranges.push_back({refs[i].ptr, refs[i].len, reinterpret_cast<uint8_t*>(out[i].data())});

@@ -43,7 +43,10 @@ absl::Status ProcessMemory::ReadEach(std::vector<ReadRange>& ranges) {
       remote.push_back({reinterpret_cast<void*>(ranges[i].addr), ranges[i].len});
     }
     ++syscalls_;
-    ssize_t n = process_vm_readv(pid_, local.data(), local.size(), remote.data(), remote.size(), 0);
+    ssize_t n = source_ != nullptr
+                    ? source_->ReadV(local.data(), remote.data(), local.size())
+                    : process_vm_readv(pid_, local.data(), local.size(), remote.data(),
+                                       remote.size(), 0);
     if (n < 0) {
       if (errno != EFAULT) return ErrnoError(pid_, errno);
       n = 0;  // the very first range faulted
@@ -98,7 +101,8 @@ absl::Status ProcessMemory::Visit(const std::vector<ReadRange>& ranges, uint64_t
     }
     spans.push_back({k, k + 1, r.addr, r.addr + r.len});
   }
-  std::vector<uint8_t> single;
+  std::unique_ptr<uint8_t[]> single;
+  uint64_t single_size = 0;
   size_t g = 0;
   while (g < spans.size()) {
     size_t h = g;
@@ -128,12 +132,22 @@ absl::Status ProcessMemory::Visit(const std::vector<ReadRange>& ranges, uint64_t
           visit(idx, got.out + (r.addr - spans[i].addr));
           continue;
         }
-        // Some part of the span faults: this range on its own.
-        single.resize(r.len);
-        std::vector<ReadRange> one = {{r.addr, r.len, single.data()}};
+        // A span of one range: that range faulted (it may claim up to a
+        // GB, of which little is mapped: read nothing again).
+        if (spans[i].last - spans[i].first == 1) {
+          visit(idx, nullptr);
+          continue;
+        }
+        // Some part of the span faults: this range on its own (merged
+        // ranges are at most kMaxSpan long).
+        if (single_size < r.len) {
+          single.reset(new uint8_t[r.len]);  // uninitialized: the read fills it
+          single_size = r.len;
+        }
+        std::vector<ReadRange> one = {{r.addr, r.len, single.get()}};
         s = ReadEach(one);
         if (!s.ok()) return s;
-        visit(idx, one[0].ok ? single.data() : nullptr);
+        visit(idx, one[0].ok ? single.get() : nullptr);
       }
     }
     g = h;

@@ -5,6 +5,7 @@
 #define GOERRPROF_GOROUTINES_GOROUTINE_MEMORY_H_
 
 #include <sys/types.h>
+#include <sys/uio.h>
 
 #include <cstdint>
 #include <memory>
@@ -22,9 +23,24 @@ struct ReadRange {
   bool ok = false;         // set by ReadBatch: all len bytes were read
 };
 
+// Where the bytes come from when not from a live process: a memory image
+// in tests and fuzzers. process_vm_readv's contract: local[i] and
+// remote[i] have the same length and are filled in order, stopping at the
+// first remote range not wholly readable; returns the bytes copied, or -1
+// with errno set (EFAULT when the first range is unreadable). Called from
+// several reader threads at once.
+class MemorySource {
+ public:
+  virtual ~MemorySource() = default;
+  virtual ssize_t ReadV(const iovec* local, const iovec* remote, size_t n) = 0;
+};
+
 class ProcessMemory {
  public:
-  explicit ProcessMemory(pid_t pid) : pid_(pid) {}
+  // Reads pid's memory, or `source` when given (pid then only names the
+  // process in messages).
+  explicit ProcessMemory(pid_t pid, MemorySource* source = nullptr)
+      : pid_(pid), source_(source) {}
 
   // Fills every range it can; ranges that fault keep ok == false. Fails
   // only when the process cannot be read at all (gone, no permission).
@@ -49,6 +65,7 @@ class ProcessMemory {
   absl::Status ReadEach(std::vector<ReadRange>& ranges);
 
   pid_t pid_;
+  MemorySource* source_;
   uint64_t syscalls_ = 0;
   std::unique_ptr<uint8_t[]> scratch_;
   uint64_t scratch_size_ = 0;

@@ -19,6 +19,10 @@ namespace gabi = goabi;
 constexpr uint64_t kMaxGoid = uint64_t{1} << 48;
 constexpr uint64_t kMaxStackBytes = uint64_t{1} << 30;  // the runtime's own limit (amd64)
 constexpr uint64_t kStackRead = 16 << 10;  // first read of a stack: its used top
+// Second read, for a chain that leaves the first: the walk follows at most
+// kMaxFrames frames, so more than this is a g whose bounds lie (or frames
+// no program has); reading the whole claimed stack would cost up to a GB.
+constexpr uint64_t kMaxStackRead = 64 << 20;
 // gs lie back to back in heap spans and small stacks in stack spans; the
 // kernel's cost is per range, so neighbours are read as one span.
 constexpr uint64_t kMergeG = 4096, kMergeStack = 2048;
@@ -60,8 +64,9 @@ struct Pending {
 
 class Reader {
  public:
-  Reader(pid_t pid, const symbolizer::GoBinary& bin, const gabi::GLayout& layout, uint64_t bias)
-      : mem_(pid), bin_(bin), layout_(layout), bias_(bias) {
+  Reader(pid_t pid, MemorySource* source, const symbolizer::GoBinary& bin,
+         const gabi::GLayout& layout, uint64_t bias)
+      : mem_(pid, source), bin_(bin), layout_(layout), bias_(bias) {
     const symbolizer::Pclntab& tab = bin.pclntab();
     for (size_t i = 0; i < tab.num_functions(); ++i) {
       absl::string_view name = tab.FuncName(i);
@@ -278,7 +283,7 @@ class Reader {
       std::vector<Pending*> who;
       for (Pending* p : ps) {
         if (more && p->walk != Walk::kNeedMore) continue;
-        uint64_t want = std::min<uint64_t>(p->hi - p->sp, more ? kMaxStackBytes : kStackRead);
+        uint64_t want = std::min<uint64_t>(p->hi - p->sp, more ? kMaxStackRead : kStackRead);
         r.push_back({p->sp, want});
         who.push_back(p);
       }
@@ -377,7 +382,7 @@ int64_t MonotonicNanos() {
 absl::Status ReadGoroutines(pid_t pid, const symbolizer::GoBinary& binary,
                             const goabi::GLayout& layout, uint64_t bias,
                             absl::Span<GoroutineRead> share, int max_attempts,
-                            SnapshotStats* stats) {
+                            SnapshotStats* stats, MemorySource* source) {
   std::vector<Pending> pending(share.size());
   std::vector<Pending*> todo;
   todo.reserve(share.size());
@@ -385,7 +390,7 @@ absl::Status ReadGoroutines(pid_t pid, const symbolizer::GoBinary& binary,
     pending[i].r = &share[i];
     todo.push_back(&pending[i]);
   }
-  Reader reader(pid, binary, layout, bias);
+  Reader reader(pid, source, binary, layout, bias);
   absl::Status s = ReadShare(reader, std::move(todo), max_attempts, bias, stats);
   stats->syscalls += reader.mem().syscalls();
   return s;

@@ -13,6 +13,7 @@
 #include "absl/status/status.h"
 #include "absl/types/span.h"
 #include "goabi/g_layout.h"
+#include "goroutines/goroutine_memory.h"
 #include "goroutines/goroutine_snapshot.h"
 #include "symbolizer/go_binary.h"
 
@@ -28,10 +29,11 @@ struct GoroutineRead {
 // Reads `share` (one thread's part of runtime.allgs); `bias` is the load
 // bias of the executable. Counts into stats: dead, retried, skipped,
 // stacks_truncated, syscalls. Fails only when the process cannot be read.
+// `source`: where the memory comes from instead of pid (ProcessMemory).
 absl::Status ReadGoroutines(pid_t pid, const symbolizer::GoBinary& binary,
                             const goabi::GLayout& layout, uint64_t bias,
                             absl::Span<GoroutineRead> share, int max_attempts,
-                            SnapshotStats* stats);
+                            SnapshotStats* stats, MemorySource* source = nullptr);
 
 // CLOCK_MONOTONIC in nanoseconds: the clock of the runtime's nanotime.
 int64_t MonotonicNanos();

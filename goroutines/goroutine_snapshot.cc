@@ -22,6 +22,7 @@ namespace {
 namespace gabi = goabi;
 
 constexpr uint64_t kMaxGoroutines = uint64_t{1} << 26;
+constexpr uint64_t kGptrsPerRead = 1 << 16;
 // Below this many gs a second reader thread costs more than it saves.
 constexpr size_t kGsPerThread = 20000;
 
@@ -41,24 +42,30 @@ absl::StatusOr<Snapshot> TakeSnapshot(pid_t pid, const symbolizer::GoBinary& bin
   if (!allgs.ok()) return allgs.status();
   auto bias = symbolizer::LoadBias(pid, binary.elf());
   if (!bias.ok()) return bias.status();
+  return ReadSnapshot(pid, nullptr, binary, *layout, *allgs + *bias, *bias, options);
+}
 
+absl::StatusOr<Snapshot> ReadSnapshot(pid_t pid, MemorySource* source,
+                                      const symbolizer::GoBinary& binary,
+                                      const gabi::GLayout& layout, uint64_t allgs, uint64_t bias,
+                                      const SnapshotOptions& options) {
   Snapshot snap;
   snap.pid = pid;
   snap.time_nanos = WallNow();
   int64_t start = MonotonicNanos();
-  ProcessMemory mem(pid);
+  ProcessMemory mem(pid, source);
 
   // The slice header; allgadd may be appending, so read until two reads
   // agree.
   uint64_t hdr[3] = {0, 0, 0};
   for (int attempt = 0;; ++attempt) {
     uint64_t again[3];
-    absl::Status s = mem.Read(*allgs + *bias, hdr, sizeof(hdr));
-    if (s.ok()) s = mem.Read(*allgs + *bias, again, sizeof(again));
+    absl::Status s = mem.Read(allgs, hdr, sizeof(hdr));
+    if (s.ok()) s = mem.Read(allgs, again, sizeof(again));
     if (absl::IsUnavailable(s)) {
       return absl::FailedPreconditionError(
           absl::StrFormat("pid %d: runtime.allgs at 0x%x is unreadable (is it this binary?)", pid,
-                          *allgs + *bias));
+                          allgs));
     }
     if (!s.ok()) return s;
     if (std::memcmp(hdr, again, sizeof(hdr)) == 0) break;
@@ -71,10 +78,17 @@ absl::StatusOr<Snapshot> TakeSnapshot(pid_t pid, const symbolizer::GoBinary& bin
     return absl::FailedPreconditionError(absl::StrFormat(
         "pid %d: runtime.allgs does not look like a slice (len %d, cap %d)", pid, len, hdr[2]));
   }
-  std::vector<uint64_t> gptrs(len);
-  absl::Status s = mem.Read(hdr[0], gptrs.data(), len * 8);
-  if (!s.ok()) {
-    return absl::UnavailableError(absl::StrCat("cannot read the goroutine list: ", s.message()));
+  // Read in pieces: the array grows with what the target really holds,
+  // not with what its length word claims.
+  std::vector<uint64_t> gptrs;
+  for (uint64_t done = 0; done < len;) {
+    uint64_t n = std::min(len - done, kGptrsPerRead);
+    gptrs.resize(done + n);
+    absl::Status s = mem.Read(hdr[0] + done * 8, gptrs.data() + done, n * 8);
+    if (!s.ok()) {
+      return absl::UnavailableError(absl::StrCat("cannot read the goroutine list: ", s.message()));
+    }
+    done += n;
   }
   snap.stats.allgs = len;
 
@@ -100,8 +114,8 @@ absl::StatusOr<Snapshot> TakeSnapshot(pid_t pid, const symbolizer::GoBinary& bin
     size_t from = all.size() * t / threads, to = all.size() * (t + 1) / threads;
     absl::Span<GoroutineRead> share = absl::MakeSpan(all).subspan(from, to - from);
     auto run = [&, t, share]() {
-      statuses[t] =
-          ReadGoroutines(pid, binary, *layout, *bias, share, options.max_attempts, &stats[t]);
+      statuses[t] = ReadGoroutines(pid, binary, layout, bias, share, options.max_attempts,
+                                   &stats[t], source);
     };
     if (t + 1 == threads) {
       run();
@@ -124,7 +138,7 @@ absl::StatusOr<Snapshot> TakeSnapshot(pid_t pid, const symbolizer::GoBinary& bin
     if (!r.accepted || r.labels == 0) continue;
     absl::StatusOr<LabelList> l = absl::UnavailableError("");
     for (int a = 0; a < options.max_attempts && !l.ok(); ++a) {
-      l = ReadLabels(mem, r.labels, layout->label_storage);
+      l = ReadLabels(mem, r.labels, layout.label_storage);
       if (!l.ok() && !absl::IsUnavailable(l.status()) && !absl::IsDataLoss(l.status())) {
         return l.status();
       }

@@ -18,6 +18,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "goabi/g_layout.h"
 #include "symbolizer/creation_site.h"
 #include "symbolizer/go_binary.h"
 
@@ -96,6 +97,15 @@ struct SnapshotOptions {
 // Fails with one line when the process is gone, not readable, or its
 // goroutine list cannot be found.
 absl::StatusOr<Snapshot> TakeSnapshot(pid_t pid, const symbolizer::GoBinary& binary,
+                                      const SnapshotOptions& options);
+
+class MemorySource;
+// TakeSnapshot once the binary is understood: `allgs` is the runtime
+// address of the runtime.allgs slice header, `bias` the load bias. Reads
+// `source` when given (a memory image in tests and fuzzers), else pid.
+absl::StatusOr<Snapshot> ReadSnapshot(pid_t pid, MemorySource* source,
+                                      const symbolizer::GoBinary& binary,
+                                      const goabi::GLayout& layout, uint64_t allgs, uint64_t bias,
                                       const SnapshotOptions& options);
 
 }  // namespace goerrprof::profiler

@@ -92,7 +92,10 @@ absl::StatusOr<pp::Profile> BuildPprof(const ErrorProfile& profile,
       }
     }
     b.Label(out, kLabelType, s.key->type);
-    b.Label(out, kLabelMessage, s.key->message);
+    // Off: no message at all, not even an empty one.
+    if (profile.options().messages != MessagePolicy::kOff) {
+      b.Label(out, kLabelMessage, s.key->message);
+    }
     b.Label(out, kLabelChain, s.key->chain);
     b.NumLabel(out, kLabelGoroutine, static_cast<int64_t>(s.key->goroutine));
     if (s.key->created_by != 0) {
@@ -128,6 +131,7 @@ absl::StatusOr<pp::Profile> BuildPprof(const ErrorProfile& profile,
   comments.push_back(
       absl::StrCat("duration: ", absl::FormatDuration(absl::Nanoseconds(info.duration_nanos))));
   comments.push_back(absl::StrCat("probes attached: ", info.probes_attached));
+  comments.push_back(MessagePolicyComment(profile.options().messages));
   comments.push_back(DropsLine(c));
   comments.push_back(absl::StrFormat(
       "counts: events=%d samples=%d sites=%d partial=%d other_messages=%d dropped=%d panics=%d",

@@ -1,8 +1,9 @@
 // Writes an ErrorProfile as a gzipped pprof profile (pprof's profile.proto)
 // that `go tool pprof` reads: sample type errors/count, one location per
 // distinct PC with its inlined frames, and on every sample the labels
-// error.type, error.message, error.chain (strings) and goroutine (numeric;
-// 0 when the goroutine id was not captured).
+// error.type, error.message (none under MessagePolicy::kOff), error.chain
+// (strings) and goroutine (numeric; 0 when the goroutine id was not
+// captured). A comment says which message policy the profile was made with.
 //
 // Location addresses are file virtual addresses of the target executable
 // (not runtime addresses); each executable PT_LOAD segment gets a Mapping

@@ -11,7 +11,9 @@
 #include "absl/strings/str_cat.h"
 #include "goabi/g_layout.h"
 #include "plan/panic_probes.h"
+#include "plan/plan_cache.h"
 #include "plan/probe_plan.h"
+#include "session/capabilities.h"
 #include "symbolizer/type_refs.h"
 
 namespace goerrprof::profiler {
@@ -28,39 +30,63 @@ absl::StatusOr<std::unique_ptr<ExecutablePlan>> MakeExecutablePlan(const std::st
     plan->not_recorded = "part of the Go toolchain (--toolchain records it)";
     return plan;
   }
-  auto reader = plan->binary->types();
-  if (!reader.ok()) return reader.status();
-  auto candidates = TypeDescriptorRefs(*plan->binary);
-  if (!candidates.ok()) return candidates.status();
-  auto types = symbolizer::FindErrorTypes(**reader, *candidates);
-  if (!types.ok()) return types.status();
-  auto probes = PlanCreationProbes(*plan->binary, *types);
-  if (!probes.ok()) return probes.status();
-  plan->skipped = probes->skipped.size();
-  auto layouts = LayoutsFor(*plan->binary, *types);
-  if (!layouts.ok()) return layouts.status();
   auto g = goabi::GLayoutFor(plan->binary->version());
   if (!g.ok()) return g.status();
-  // Panic values that are not errors: strings, integers.
-  auto values = PanicValueLayouts(*plan->binary, *candidates, *layouts);
-  if (!values.ok()) return values.status();
-
   SessionConfig& c = plan->config;
-  c.layouts = std::move(*layouts);
-  for (ErrorLayout& l : *values) c.layouts.push_back(std::move(l));
-  c.probes = ProbeSpecsFor(probes->probes);
-  for (const ProbeSpec& p : PanicProbeSpecs(*plan->binary, *g)) c.probes.push_back(p);
+  PlanCache cache(options.plan_cache_dir);
+  if (auto hit = cache.Load(*plan->binary, &plan->cache)) {
+    c.layouts = std::move(hit->layouts);
+    c.probes = std::move(hit->probes);
+    plan->skipped = hit->skipped;
+    plan->cache = "hit";
+  } else {
+    auto reader = plan->binary->types();
+    if (!reader.ok()) return reader.status();
+    auto candidates = TypeDescriptorRefs(*plan->binary);
+    if (!candidates.ok()) return candidates.status();
+    auto types = symbolizer::FindErrorTypes(**reader, *candidates);
+    if (!types.ok()) return types.status();
+    auto probes = PlanCreationProbes(*plan->binary, *types);
+    if (!probes.ok()) return probes.status();
+    plan->skipped = probes->skipped.size();
+    auto layouts = LayoutsFor(*plan->binary, *types);
+    if (!layouts.ok()) return layouts.status();
+    // Panic values that are not errors: strings, integers.
+    auto values = PanicValueLayouts(*plan->binary, *candidates, *layouts);
+    if (!values.ok()) return values.status();
+    c.layouts = std::move(*layouts);
+    for (ErrorLayout& l : *values) c.layouts.push_back(std::move(l));
+    c.probes = ProbeSpecsFor(probes->probes);
+    for (const ProbeSpec& p : PanicProbeSpecs(*plan->binary, *g)) c.probes.push_back(p);
+    if (cache.enabled()) {
+      absl::Status stored = cache.Store(*plan->binary, {c.layouts, c.probes, plan->skipped});
+      if (!stored.ok()) absl::StrAppend(&plan->cache, "; not stored: ", stored.message());
+    }
+  }
   c.max_chain = options.max_chain;
   c.ringbuf_bytes = options.ringbuf_bytes;
   ApplyGLayout(*g, &c);
   return plan;
 }
 
-Recorder::Recorder(RecordOptions options) : options_(options) {}
+namespace {
+
+ErrorProfile::Options ProfileOptions(const RecordOptions& options) {
+  ErrorProfile::Options o;
+  o.messages = options.messages;
+  return o;
+}
+
+}  // namespace
+
+Recorder::Recorder(RecordOptions options) : options_(options), profile_(ProfileOptions(options)) {}
 
 Recorder::~Recorder() { DetachAll(); }
 
 absl::StatusOr<std::shared_ptr<ExecutablePlan>> Recorder::PlanFor(pid_t pid) {
+  // Another user's process, or an unreadable executable: the capability
+  // that is missing, named.
+  if (absl::Status readable = CheckProcessReadable(pid); !readable.ok()) return readable;
   std::string exe = absl::StrCat("/proc/", pid, "/exe");
   struct stat st;
   if (stat(exe.c_str(), &st) != 0) {
@@ -68,10 +94,6 @@ absl::StatusOr<std::shared_ptr<ExecutablePlan>> Recorder::PlanFor(pid_t pid) {
     if (errno == ENOENT && access(absl::StrCat("/proc/", pid).c_str(), F_OK) == 0) {
       return absl::FailedPreconditionError(
           absl::StrCat("process ", pid, " has exited; nothing to record"));
-    }
-    if (errno == EACCES) {
-      return absl::PermissionDeniedError(
-          absl::StrCat("cannot read ", exe, ": permission denied (run as root)"));
     }
     return absl::NotFoundError(absl::StrCat("no process with pid ", pid));
   }
@@ -81,6 +103,7 @@ absl::StatusOr<std::shared_ptr<ExecutablePlan>> Recorder::PlanFor(pid_t pid) {
   auto made = MakeExecutablePlan(exe, options_);
   if (!made.ok()) return made.status();
   std::shared_ptr<ExecutablePlan> plan = std::move(*made);
+  if (plan->cache == "hit") ++plans_cached_;
   char target[PATH_MAX];
   ssize_t n = readlink(exe.c_str(), target, sizeof(target) - 1);
   plan->path = n > 0 ? std::string(target, static_cast<size_t>(n)) : exe;

@@ -32,6 +32,10 @@ struct RecordOptions {
   bool toolchain = false;
   // Trace goroutine parks too (ParkTracer; about three traps per park).
   bool goroutines = false;
+  // What the profile keeps of messages and goroutine labels (user data).
+  MessagePolicy messages = MessagePolicy::kFull;
+  // Where plans are cached (plan/plan_cache.h); empty: not cached.
+  std::string plan_cache_dir;
 };
 
 // What was learnt about one executable (by device and inode).
@@ -41,6 +45,7 @@ struct ExecutablePlan {
   SessionConfig config;                          // pid left 0
   size_t skipped = 0;                            // references left unplanned
   std::string not_recorded;                      // why binary is null / skipped
+  std::string cache;  // "hit", or why the plan cache missed ("absent", …)
   bool toolchain = false;
   // Trace goroutine parks too (ParkTracer; about three traps per park).
   bool goroutines = false;
@@ -71,6 +76,7 @@ class Recorder {
   uint64_t dropped() const;
   size_t probes() const;         // attached over all processes
   size_t unplanned() const;      // references left unplanned, over executables
+  size_t plans_cached() const { return plans_cached_; }  // executables planned from the cache
   const ErrorProfile& profile() const { return profile_; }
   // True when pid's session is gone because the process exited.
   bool exited(pid_t pid) const;
@@ -115,6 +121,7 @@ class Recorder {
   std::vector<Traced> processes_;
   // By "dev:ino" of the executable.
   absl::flat_hash_map<std::string, std::shared_ptr<ExecutablePlan>> plans_;
+  size_t plans_cached_ = 0;
 };
 
 // The plan for one Go executable: its probes, layouts and goroutine layout.

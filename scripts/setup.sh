@@ -5,7 +5,7 @@ set -euo pipefail
 
 packages=(
   build-essential cmake ninja-build pkg-config git ca-certificates
-  clang llvm libbpf-dev bpftool
+  clang llvm libclang-rt-14-dev libbpf-dev bpftool
   libelf-dev libdw-dev libunwind-dev zlib1g-dev
   protobuf-compiler libprotobuf-dev golang-github-google-pprof-dev
   libabsl-dev libgtest-dev libgmock-dev libcapstone-dev

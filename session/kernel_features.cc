@@ -26,6 +26,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "base/errno.h"
+#include "session/capabilities.h"
 
 namespace goerrprof::profiler {
 namespace {
@@ -148,16 +149,14 @@ FeatureCheck ProbePrivileges() {
     Unknown(c, absl::StrCat("capget: ", Errno(errno)));
     return c;
   }
-  auto has = [&](int cap) { return (data[cap / 32].effective >> (cap % 32)) & 1u; };
-  constexpr int kSysAdmin = 21, kSysPtrace = 19, kPerfmon = 38, kBpf = 39;
-  if (has(kSysAdmin)) {
+  if (HasCapability(Capability::kSysAdmin)) {
     c.supported = true;
     c.reason = geteuid() == 0 ? "root (CAP_SYS_ADMIN)" : "CAP_SYS_ADMIN";
-  } else if (has(kBpf) && has(kPerfmon)) {
+  } else if (HasCapability(Capability::kBpf) && HasCapability(Capability::kPerfmon)) {
     c.supported = true;
     c.reason = "CAP_BPF and CAP_PERFMON";
     // /proc/PID/exe and maps of another user's process need it.
-    if (!has(kSysPtrace)) {
+    if (!HasCapability(Capability::kSysPtrace)) {
       absl::StrAppend(&c.reason, " (other users' processes need CAP_SYS_PTRACE)");
     }
   } else {
@@ -440,7 +439,8 @@ absl::Status LoadFailure(int err, absl::string_view what, absl::string_view log_
   if (err < 0) err = -err;
   if ((err == EPERM || err == EACCES) && !HaveBpfPrivileges()) {
     return absl::PermissionDeniedError(
-        "loading BPF was refused (EPERM): run as root or with CAP_BPF and CAP_PERFMON");
+        absl::StrCat("loading BPF was refused (EPERM): needs ", MissingBpfCapabilities(),
+                     " (goerrprof loads BPF with CAP_BPF and CAP_PERFMON, or as root)"));
   }
   return ExplainLoadFailure(
       absl::InternalError(absl::StrCat(what, ": ", Errno(err), "; libbpf: ", log_tail)));

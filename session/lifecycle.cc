@@ -17,6 +17,7 @@
 #include "base/errno.h"
 #include "base/read_file.h"
 #include "base/status_macros.h"
+#include "session/capabilities.h"
 #include "session/uprobe_attach.h"
 #include "symbolizer/elf_file.h"
 #include "symbolizer/load_bias.h"
@@ -69,8 +70,9 @@ absl::StatusOr<ProbeTarget> ProbeTarget::Open(pid_t pid, const std::string& exec
       return absl::NotFoundError(absl::StrCat("process ", pid, " has exited"));
     }
     if (err == EACCES || err == EPERM) {
-      return absl::PermissionDeniedError(absl::StrCat("cannot read ", t.attach_path_, ": ",
-                                                      Errno(err), "; run as root"));
+      if (absl::Status named = CheckProcessReadable(pid); !named.ok()) return named;
+      return absl::PermissionDeniedError(
+          absl::StrCat("cannot read ", t.attach_path_, ": ", Errno(err)));
     }
     return absl::InternalError(absl::StrCat("stat ", t.attach_path_, ": ", Errno(err)));
   }
@@ -125,8 +127,11 @@ absl::Status ProbeLinks::Attach(const bpf_program* prog, const ProbeTarget& targ
   auto refused = [&](int err, size_t done, std::string what) -> absl::Status {
     if (err == ESRCH || target.gone()) return exited(done);
     if (err == EPERM || err == EACCES) {
-      return absl::PermissionDeniedError(
-          "attaching uprobes was refused (EPERM): run as root or with CAP_PERFMON");
+      std::string missing = MissingBpfCapabilities();
+      return absl::PermissionDeniedError(absl::StrCat(
+          "attaching uprobes was refused (EPERM): needs ",
+          missing.empty() ? "CAP_SYS_PTRACE for another user's or a more privileged process"
+                          : missing));
     }
     return absl::InternalError(absl::StrCat(what, ": ", Errno(err)));
   };

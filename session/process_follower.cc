@@ -60,6 +60,8 @@ ProcessFollower::~ProcessFollower() {
   if (skel_) exec_follow_bpf__destroy(skel_);
 }
 
+int ProcessFollower::followed_map_fd() const { return bpf_map__fd(skel_->maps.followed); }
+
 absl::Status ProcessFollower::Follow(pid_t pid) {
   uint32_t key = static_cast<uint32_t>(pid), one = 1;
   if (bpf_map__update_elem(skel_->maps.followed, &key, sizeof(key), &one, sizeof(one), BPF_ANY) !=

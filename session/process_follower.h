@@ -44,6 +44,8 @@ class ProcessFollower {
   absl::Status Follow(pid_t pid);
   // Waits up to timeout_ms for exec reports, then delivers all ready ones.
   absl::StatusOr<int> Poll(int timeout_ms, absl::FunctionRef<void(const ExecEvent&)> callback);
+  // The map of followed tgids, for the ExecGuardian (exec_guardian.h).
+  int followed_map_fd() const;
   // Summed over CPUs, by gef_counter.
   std::array<uint64_t, GEF_CTR__COUNT> Counters() const;
 

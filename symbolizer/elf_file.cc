@@ -23,6 +23,14 @@ namespace {
 constexpr uint32_t kRelocRelative = 8;  // R_X86_64_RELATIVE
 constexpr uint32_t kNoteGnuBuildId = 3;
 constexpr uint32_t kNoteGoBuildId = 4;
+// Real executables have a handful of PT_LOADs; every address lookup walks
+// them, so a crafted table of thousands would multiply all work.
+constexpr size_t kMaxLoads = 64;
+// Longer symbol names are not kept (no symbol goerrprof looks up is near
+// this): a crafted string table can make each symbol a long suffix of one
+// run of bytes. Section names likewise.
+constexpr uint64_t kMaxSymbolName = 4096;
+constexpr size_t kMaxSectionName = 256;
 
 absl::Status ElfError(const std::string& path, absl::string_view what) {
   return absl::InvalidArgumentError(
@@ -74,12 +82,26 @@ absl::StatusOr<std::unique_ptr<ElfFile>> ElfFile::Open(const std::string& path) 
     return absl::ErrnoToStatus(err, absl::StrCat("cannot map ", path));
   }
   file->data_ = static_cast<const uint8_t*>(map);
+  file->mapped_ = true;
+  RETURN_IF_ERROR(file->Parse());
+  return file;
+}
+
+absl::StatusOr<std::unique_ptr<ElfFile>> ElfFile::FromBytes(const std::string& name,
+                                                           absl::Span<const uint8_t> bytes) {
+  auto file = std::unique_ptr<ElfFile>(new ElfFile());
+  file->path_ = name;
+  if (bytes.size() < sizeof(Elf64_Ehdr)) {
+    return absl::InvalidArgumentError(absl::StrCat(name, ": not an ELF file (too small)"));
+  }
+  file->data_ = bytes.data();
+  file->size_ = bytes.size();
   RETURN_IF_ERROR(file->Parse());
   return file;
 }
 
 ElfFile::~ElfFile() {
-  if (data_ != nullptr) munmap(const_cast<uint8_t*>(data_), size_);
+  if (mapped_) munmap(const_cast<uint8_t*>(data_), size_);
 }
 
 absl::Status ElfFile::Parse() {
@@ -124,6 +146,10 @@ absl::Status ElfFile::Parse() {
           path_, ph.p_offset, ph.p_filesz, size_));
     }
     loads_.push_back({ph.p_vaddr, ph.p_offset, ph.p_filesz, ph.p_memsz, ph.p_flags});
+    if (loads_.size() > kMaxLoads) {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "%s: implausible ELF file (more than %d loadable segments)", path_, kMaxLoads));
+    }
   }
   if (loads_.empty()) {
     return absl::InvalidArgumentError(absl::StrCat(path_, ": ELF file has no loadable segment"));
@@ -137,7 +163,9 @@ absl::Status ElfFile::Parse() {
     GElf_Shdr sh;
     if (gelf_getshdr(scn, &sh) == nullptr) return ElfError(path_, "section header");
     const char* name = elf_strptr(elf, shstrndx, sh.sh_name);
-    ElfSection s{name ? name : "", sh.sh_type, sh.sh_flags, sh.sh_addr, sh.sh_offset, sh.sh_size};
+    std::string short_name = name ? std::string(name, strnlen(name, kMaxSectionName)) : "";
+    ElfSection s{std::move(short_name), sh.sh_type, sh.sh_flags, sh.sh_addr, sh.sh_offset,
+                 sh.sh_size};
     if (s.type != SHT_NOBITS && !InBounds(s.offset, s.size, size_)) {
       return absl::InvalidArgumentError(absl::StrFormat(
           "%s: truncated ELF file (section %s at offset 0x%x needs 0x%x bytes, file has 0x%x)",
@@ -147,24 +175,38 @@ absl::Status ElfFile::Parse() {
     sections_.push_back(std::move(s));
   }
 
+  const ByteView file(data_, size_);
   if (symtab != nullptr) {
+    // Names stay in the file (views, not copies). sections_[i] is section
+    // i + 1: elf_nextscn starts after the null section.
     GElf_Shdr sh;
-    Elf_Data* d = elf_getdata(symtab, nullptr);
-    if (d != nullptr && gelf_getshdr(symtab, &sh) != nullptr && sh.sh_entsize != 0) {
-      size_t n = d->d_size / sh.sh_entsize;
-      for (size_t i = 0; i < n; ++i) {
-        GElf_Sym sym;
-        if (gelf_getsym(d, static_cast<int>(i), &sym) == nullptr) break;
-        const char* name = elf_strptr(elf, sh.sh_link, sym.st_name);
-        if (name != nullptr && *name != '\0') symbols_.try_emplace(name, sym.st_value);
+    if (gelf_getshdr(symtab, &sh) != nullptr && sh.sh_entsize == sizeof(Elf64_Sym) &&
+        sh.sh_link >= 1 && sh.sh_link <= sections_.size()) {
+      const ElfSection& strtab = sections_[sh.sh_link - 1];
+      std::optional<ByteView> syms = file.Sub(sh.sh_offset, sh.sh_size);
+      std::optional<ByteView> strs = strtab.type == SHT_NOBITS
+                                         ? std::nullopt
+                                         : file.Sub(strtab.offset, strtab.size);
+      if (syms && strs) {
+        ByteReader r(*syms);
+        Elf64_Sym sym;
+        while (r.Read(&sym)) {
+          std::optional<absl::string_view> name = strs->CString(sym.st_name, kMaxSymbolName);
+          if (name && !name->empty()) symbols_.try_emplace(*name, sym.st_value);
+        }
       }
     }
   }
 
+  // Sections may overlap: all of them together are read at most the
+  // file's size in bytes.
+  uint64_t budget = size_;
   for (const ElfSection& s : sections_) {
     // Only SHT_NOBITS sections have no bytes in the file (checked above).
-    std::optional<ByteView> contents = ByteView(data_, size_).Sub(s.offset, s.size);
-    if (!contents) continue;
+    std::optional<ByteView> contents = file.Sub(s.offset, s.size);
+    if (!contents || (s.type != SHT_RELA && s.type != SHT_NOTE)) continue;
+    if (contents->size() > budget) break;
+    budget -= contents->size();
     if (s.type == SHT_RELA && s.size % sizeof(Elf64_Rela) == 0) {
       ByteReader relas(*contents);
       Elf64_Rela r;

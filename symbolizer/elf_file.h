@@ -38,6 +38,10 @@ struct ElfSegment {  // PT_LOAD
 class ElfFile {
  public:
   static absl::StatusOr<std::unique_ptr<ElfFile>> Open(const std::string& path);
+  // The file's bytes already in memory (fuzzers, crafted inputs), borrowed:
+  // they must outlive the ElfFile. `name` stands for the path in messages.
+  static absl::StatusOr<std::unique_ptr<ElfFile>> FromBytes(const std::string& name,
+                                                            absl::Span<const uint8_t> bytes);
   ~ElfFile();
   ElfFile(const ElfFile&) = delete;
   ElfFile& operator=(const ElfFile&) = delete;
@@ -79,10 +83,11 @@ class ElfFile {
   std::string path_;
   const uint8_t* data_ = nullptr;
   uint64_t size_ = 0;
+  bool mapped_ = false;  // data_ is our mapping of the file (else borrowed)
   bool is_dyn_ = false;
   std::vector<ElfSection> sections_;
   std::vector<ElfSegment> loads_;
-  absl::flat_hash_map<std::string, uint64_t> symbols_;
+  absl::flat_hash_map<absl::string_view, uint64_t> symbols_;  // names in the file
   absl::flat_hash_map<uint64_t, uint64_t> relative_;  // r_offset -> addend
   std::string gnu_build_id_;
   std::string go_build_id_;

@@ -15,6 +15,10 @@ namespace {
 constexpr uint32_t kPclntabMagics[] = {0xfffffffa, 0xfffffff0, 0xfffffff1};
 // Magics of formats we know exist but do not read, so they get a clear error.
 constexpr uint32_t kOldPclntabMagics[] = {0xfffffffb};
+// A scan builds the function table (linear in its size) only for headers
+// that pass Pclntab::Check; crafted data can hold any number of those
+// sharing one table, so only this many are built.
+constexpr int kMaxScanBuilds = 4;
 
 // Where the Go text begins, for pclntab formats that do not record it.
 uint64_t TextStartFallback(const ElfFile& elf) {
@@ -31,8 +35,17 @@ absl::Status WithPath(const std::string& path, const absl::Status& s) {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<GoBinary>> GoBinary::Open(const std::string& path) {
+  ASSIGN_OR_RETURN(std::unique_ptr<ElfFile> elf, ElfFile::Open(path));
   auto bin = std::unique_ptr<GoBinary>(new GoBinary());
-  RETURN_IF_ERROR(WithPath(path, bin->Init(path)));
+  RETURN_IF_ERROR(WithPath(path, bin->Init(std::move(elf))));
+  return bin;
+}
+
+absl::StatusOr<std::unique_ptr<GoBinary>> GoBinary::FromBytes(const std::string& name,
+                                                              absl::Span<const uint8_t> bytes) {
+  ASSIGN_OR_RETURN(std::unique_ptr<ElfFile> elf, ElfFile::FromBytes(name, bytes));
+  auto bin = std::unique_ptr<GoBinary>(new GoBinary());
+  RETURN_IF_ERROR(WithPath(name, bin->Init(std::move(elf))));
   return bin;
 }
 
@@ -57,6 +70,7 @@ absl::Status GoBinary::LocatePclntab() {
   }
   if (!first_error.ok()) return first_error;  // a table was there but is bad
   // Scan non-executable segments for a header that validates.
+  int builds = 0;
   for (const ElfSegment& seg : elf_->loads()) {
     if (seg.flags & PF_X) continue;
     auto bytes = elf_->ReadVirtual(seg.vaddr, seg.filesz);
@@ -73,15 +87,21 @@ absl::Status GoBinary::LocatePclntab() {
         }
       }
       for (uint32_t m : kPclntabMagics) {
-        if (magic == m && attempt(seg.vaddr + off, "scan")) return absl::OkStatus();
+        if (magic != m || !Pclntab::Check(*elf_, seg.vaddr + off, text).ok()) continue;
+        if (++builds > kMaxScanBuilds) {
+          return absl::NotFoundError(absl::StrCat(
+              "not a Go binary (no pclntab found; gave up after ", kMaxScanBuilds,
+              " bad candidates)"));
+        }
+        if (attempt(seg.vaddr + off, "scan")) return absl::OkStatus();
       }
     }
   }
   return absl::NotFoundError("not a Go binary (no pclntab found)");
 }
 
-absl::Status GoBinary::Init(const std::string& path) {
-  ASSIGN_OR_RETURN(elf_, ElfFile::Open(path));
+absl::Status GoBinary::Init(std::unique_ptr<ElfFile> elf) {
+  elf_ = std::move(elf);
   auto bi = ReadBuildInfo(*elf_);
   RETURN_IF_ERROR(LocatePclntab());
   if (bi.ok()) {

@@ -27,6 +27,9 @@ class GoBinary {
   // Fails with a one-line message for non-ELF, non-Go, corrupt or
   // unsupported (pre-1.16) binaries.
   static absl::StatusOr<std::unique_ptr<GoBinary>> Open(const std::string& path);
+  // A binary already in memory, borrowed (see ElfFile::FromBytes).
+  static absl::StatusOr<std::unique_ptr<GoBinary>> FromBytes(const std::string& name,
+                                                             absl::Span<const uint8_t> bytes);
 
   const ElfFile& elf() const { return *elf_; }
   const Pclntab& pclntab() const { return *pclntab_; }
@@ -51,7 +54,7 @@ class GoBinary {
 
  private:
   GoBinary() = default;
-  absl::Status Init(const std::string& path);
+  absl::Status Init(std::unique_ptr<ElfFile> elf);
   absl::Status LocatePclntab();
 
   std::unique_ptr<ElfFile> elf_;

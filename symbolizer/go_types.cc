@@ -14,8 +14,31 @@ constexpr uint8_t kKindMask = 0x1f;
 constexpr uint8_t kTflagExtraStar = 1 << 1;
 constexpr uint64_t kMaxFields = 4096;
 constexpr uint64_t kMaxNameBytes = 1 << 16;
+// The reader's budget (see TypeReader): these floors plus the file's size
+// in name bytes and an eighth of it in records. A real binary's error
+// types and their fields read a small part of that.
+constexpr int64_t kRecordFloor = 1 << 20;
+constexpr int64_t kNameByteFloor = 64 << 20;
 
 }  // namespace
+
+TypeReader::TypeReader(const ElfFile& elf, const Moduledata& md, const goabi::TypeLayout& layout)
+    : elf_(elf),
+      md_(md),
+      layout_(layout),
+      records_left_(kRecordFloor + static_cast<int64_t>(elf.file_size() / 8)),
+      name_bytes_left_(kNameByteFloor + static_cast<int64_t>(elf.file_size())) {}
+
+absl::Status TypeReader::Spend(uint64_t records, uint64_t name_bytes) const {
+  // Both amounts are small (capped by kMaxFields, kMaxNameBytes).
+  if (records_left_.fetch_sub(static_cast<int64_t>(records)) < static_cast<int64_t>(records) ||
+      name_bytes_left_.fetch_sub(static_cast<int64_t>(name_bytes)) <
+          static_cast<int64_t>(name_bytes)) {
+    return absl::ResourceExhaustedError(
+        "type data refers to more than the file holds (crafted descriptors?)");
+  }
+  return absl::OkStatus();
+}
 
 absl::string_view KindName(GoKind kind) {
   static constexpr std::array<absl::string_view, 27> kNames = {
@@ -42,6 +65,7 @@ absl::StatusOr<std::string> TypeReader::NameAt(uint64_t addr) const {
     len = (uint64_t{hi} << 8) | lo;
   }
   if (len > kMaxNameBytes) return absl::OutOfRangeError("type name too long");
+  RETURN_IF_ERROR(Spend(0, len));
   ASSIGN_OR_RETURN(absl::Span<const uint8_t> bytes, elf_.ReadVirtual(addr + r.pos(), len));
   return std::string(reinterpret_cast<const char*>(bytes.data()), bytes.size());
 }
@@ -63,6 +87,19 @@ absl::StatusOr<GoKind> TypeReader::Kind(uint64_t addr) const {
 }
 
 absl::StatusOr<GoType> TypeReader::Read(uint64_t addr) const {
+  ASSIGN_OR_RETURN(const GoType* t, Get(addr));
+  return *t;
+}
+
+absl::StatusOr<const GoType*> TypeReader::Get(uint64_t addr) const {
+  absl::MutexLock lock(&mu_);
+  auto it = cache_.find(addr);
+  if (it == cache_.end()) it = cache_.emplace(addr, ReadUncached(addr)).first;
+  if (!it->second.ok()) return it->second.status();
+  return &*it->second;
+}
+
+absl::StatusOr<GoType> TypeReader::ReadUncached(uint64_t addr) const {
   GoType t;
   t.addr = addr;
   ASSIGN_OR_RETURN(t.size, elf_.ReadU64(addr + layout_.size));
@@ -80,6 +117,7 @@ absl::StatusOr<GoType> TypeReader::Read(uint64_t addr) const {
       ASSIGN_OR_RETURN(uint64_t data, elf_.ReadPointer(addr + layout_.struct_fields));
       ASSIGN_OR_RETURN(uint64_t n, elf_.ReadU64(addr + layout_.struct_fields + 8));
       if (n > kMaxFields) return absl::OutOfRangeError("implausible struct field count");
+      RETURN_IF_ERROR(Spend(n, 0));
       for (uint64_t i = 0; i < n; ++i) {
         uint64_t f = data + i * layout_.struct_field_size;
         GoField field;
@@ -96,6 +134,7 @@ absl::StatusOr<GoType> TypeReader::Read(uint64_t addr) const {
       ASSIGN_OR_RETURN(uint64_t data, elf_.ReadPointer(addr + layout_.interface_methods));
       ASSIGN_OR_RETURN(uint64_t n, elf_.ReadU64(addr + layout_.interface_methods + 8));
       if (n > kMaxFields) return absl::OutOfRangeError("implausible method count");
+      RETURN_IF_ERROR(Spend(n, 0));
       for (uint64_t i = 0; i < n; ++i) {
         ASSIGN_OR_RETURN(uint32_t name, elf_.ReadU32(data + 8 * i));
         ASSIGN_OR_RETURN(std::string m, NameOff(static_cast<int32_t>(name)));
@@ -136,6 +175,7 @@ absl::StatusOr<std::vector<std::string>> TypeReader::ExportedMethods(uint64_t ad
   if (!r.ok() || xcount > mcount || mcount > kMaxFields) {
     return absl::OutOfRangeError("implausible method count");
   }
+  RETURN_IF_ERROR(Spend(xcount, 0));
   // Each method: name nameOff, mtyp typeOff, ifn and tfn textOffs; the
   // exported ones come first.
   for (uint16_t i = 0; i < xcount; ++i) {
@@ -150,7 +190,12 @@ absl::StatusOr<std::vector<GoItab>> TypeReader::Itabs() const {
   std::vector<GoItab> out;
   if (md_.itab_bytes > 0) {
     // 1.27+: itabs back to back; each is 32 bytes plus one word per method
-    // past the first, unless its first method slot is empty.
+    // past the first, unless its first method slot is empty. The region
+    // must be in the file before it bounds the walk.
+    if (!elf_.ReadVirtual(md_.itabs, md_.itab_bytes).ok()) {
+      return absl::OutOfRangeError(absl::StrFormat(
+          "the itabs (0x%x bytes at 0x%x) are not in the file", md_.itab_bytes, md_.itabs));
+    }
     for (uint64_t p = md_.itabs; p < md_.itabs + md_.itab_bytes;) {
       GoItab it{p, 0, 0};
       ASSIGN_OR_RETURN(it.inter, elf_.ReadPointer(p));
@@ -162,6 +207,11 @@ absl::StatusOr<std::vector<GoItab>> TypeReader::Itabs() const {
       out.push_back(it);
     }
     return out;
+  }
+  // The count sizes an allocation: the array must be in the file first.
+  if (!elf_.ReadVirtual(md_.itablinks, md_.nitablinks * 8).ok()) {
+    return absl::OutOfRangeError(absl::StrFormat(
+        "itablinks (%d entries at 0x%x) are not in the file", md_.nitablinks, md_.itablinks));
   }
   out.reserve(md_.nitablinks);
   for (uint64_t i = 0; i < md_.nitablinks; ++i) {

@@ -19,6 +19,9 @@ constexpr uint32_t kFuncdataInlTree = 3;
 constexpr uint32_t kNoFuncdata = 0xffffffff;  // 1.18+: absent funcdata offset
 constexpr uint64_t kMaxFunctions = 1u << 24;  // sanity bound for corrupt headers
 constexpr int kMaxInlineDepth = 256;          // stops cycles in corrupt inline trees
+// Function and file names longer than this read as none: each lookup costs
+// at most this, however the names are laid out.
+constexpr uint64_t kMaxNameBytes = 16 << 10;
 // Reading more than this for a pclntab found without a section is pointless.
 constexpr uint64_t kMaxTableBytes = 1ull << 32;
 
@@ -48,11 +51,17 @@ constexpr Pclntab::FuncLayout kFunc120 = {4, 20, 24, 28, 32, 43, 44, false};
 absl::StatusOr<std::unique_ptr<Pclntab>> Pclntab::Create(const ElfFile& elf, uint64_t addr,
                                                          uint64_t text_start_fallback) {
   auto table = std::unique_ptr<Pclntab>(new Pclntab(elf));
-  RETURN_IF_ERROR(table->Init(addr, text_start_fallback));
+  RETURN_IF_ERROR(table->ReadHeader(addr, text_start_fallback));
+  RETURN_IF_ERROR(table->BuildTable());
   return table;
 }
 
-absl::Status Pclntab::Init(uint64_t addr, uint64_t text_start_fallback) {
+absl::Status Pclntab::Check(const ElfFile& elf, uint64_t addr, uint64_t text_start_fallback) {
+  Pclntab table(elf);
+  return table.ReadHeader(addr, text_start_fallback);
+}
+
+absl::Status Pclntab::ReadHeader(uint64_t addr, uint64_t text_start_fallback) {
   addr_ = addr;
   ASSIGN_OR_RETURN(data_, elf_.ReadVirtualUpTo(addr, kMaxTableBytes));
   if (data_.size() < 72) {
@@ -76,7 +85,7 @@ absl::Status Pclntab::Init(uint64_t addr, uint64_t text_start_fallback) {
         "pclntab at 0x%x has a bad header (quantum %d, pointer size %d)", addr, quantum, ptr_size));
   }
   quantum_ = quantum;
-  uint64_t nfunc = hdr.U64();
+  nfunc_ = hdr.U64();
   hdr.Skip(8);  // nfiles
   if (version_ != PclntabVersion::k116) {
     // textStart is an address: read it with relocations applied.
@@ -93,33 +102,86 @@ absl::Status Pclntab::Init(uint64_t addr, uint64_t text_start_fallback) {
     return absl::InvalidArgumentError(absl::StrFormat("pclntab at 0x%x is truncated", addr));
   }
   for (uint64_t off : {funcname_off_, cu_off_, filetab_off_, pctab_off_, functab_off_}) {
-    if (off >= data_.size()) {
+    if (off < hdr.pos() || off >= data_.size()) {
       return absl::InvalidArgumentError(absl::StrFormat(
-          "pclntab at 0x%x: header offset 0x%x is past the table's end", addr, off));
+          "pclntab at 0x%x: header offset 0x%x is outside the table", addr, off));
     }
   }
-  if (nfunc == 0 || nfunc > kMaxFunctions) {
+  if (nfunc_ == 0 || nfunc_ > kMaxFunctions) {
     return absl::InvalidArgumentError(
-        absl::StrFormat("pclntab at 0x%x: implausible function count %d", addr, nfunc));
+        absl::StrFormat("pclntab at 0x%x: implausible function count %d", addr, nfunc_));
   }
-
-  // Materialize the function table: entry PCs and _func offsets.
-  bool wide = version_ == PclntabVersion::k116;
-  uint64_t word = wide ? 8 : 4;
-  std::optional<ByteView> functab = data_.Sub(functab_off_, (nfunc + 1) * 2 * word);
-  if (!functab) {
+  uint64_t word = version_ == PclntabVersion::k116 ? 8 : 4;
+  if (!data_.Sub(functab_off_, (nfunc_ + 1) * 2 * word)) {
     return absl::InvalidArgumentError(
         absl::StrFormat("pclntab at 0x%x: function table is truncated", addr));
   }
   if (version_ != PclntabVersion::k116 && text_start_ == 0) {
     return absl::InvalidArgumentError("pclntab: cannot tell where the text starts");
   }
-  entries_.resize(nfunc + 1);
-  func_offs_.resize(nfunc + 1);
-  ByteReader ft(*functab);  // {entry, funcoff} pairs of `word` bytes each
-  for (uint64_t i = 0; i <= nfunc; ++i) {
+  // The ends of the function table, before anything reads all of it.
+  uint64_t first = 0, last = 0, off = 0;
+  RETURN_IF_ERROR(Slot(0, &first, &off));
+  RETURN_IF_ERROR(Slot(nfunc_, &last, &off));
+  if (last < first) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("pclntab at 0x%x: function table ends before it starts", addr));
+  }
+  RETURN_IF_ERROR(CheckFunc(0));
+  return CheckFunc(nfunc_ - 1);
+}
+
+absl::Status Pclntab::Slot(uint64_t i, uint64_t* entry, uint64_t* funcoff) const {
+  std::optional<uint64_t> off;
+  if (version_ == PclntabVersion::k116) {
+    ASSIGN_OR_RETURN(*entry, elf_.ReadPointer(addr_ + functab_off_ + 16 * i));
+    off = data_.U64(functab_off_ + 16 * i + 8);
+  } else {
+    std::optional<uint32_t> e = data_.U32(functab_off_ + 8 * i);
+    off = data_.U32(functab_off_ + 8 * i + 4);
+    if (e) *entry = text_start_ + *e;
+  }
+  if (!off) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("pclntab at 0x%x: function table is truncated", addr_));
+  }
+  *funcoff = *off;
+  return absl::OkStatus();
+}
+
+// Function i's _func must be in the table, start at i's entry, and name
+// itself within the table.
+absl::Status Pclntab::CheckFunc(uint64_t i) const {
+  uint64_t entry = 0, funcoff = 0;
+  RETURN_IF_ERROR(Slot(i, &entry, &funcoff));
+  auto bad = [&] {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "pclntab at 0x%x: function %d does not match its record", addr_, i));
+  };
+  uint64_t f = functab_off_ + funcoff;
+  if (funcoff > data_.size() || !data_.Sub(f, layout_->header_size)) return bad();
+  if (version_ == PclntabVersion::k116) {
+    auto at = elf_.ReadPointer(addr_ + f);
+    if (!at.ok() || *at != entry) return bad();
+  } else if (data_.U32(f) != data_.U32(functab_off_ + 8 * i)) {
+    return bad();
+  }
+  std::optional<uint32_t> nameoff = data_.U32(f + layout_->nameoff);
+  if (!nameoff || funcname_off_ + *nameoff >= data_.size()) return bad();
+  return absl::OkStatus();
+}
+
+absl::Status Pclntab::BuildTable() {
+  // Materialize the function table: entry PCs and _func offsets.
+  bool wide = version_ == PclntabVersion::k116;
+  uint64_t word = wide ? 8 : 4;
+  ByteView functab = *data_.Sub(functab_off_, (nfunc_ + 1) * 2 * word);  // checked by ReadHeader
+  entries_.resize(nfunc_ + 1);
+  func_offs_.resize(nfunc_ + 1);
+  ByteReader ft(functab);  // {entry, funcoff} pairs of `word` bytes each
+  for (uint64_t i = 0; i <= nfunc_; ++i) {
     if (wide) {
-      ASSIGN_OR_RETURN(entries_[i], elf_.ReadPointer(addr + functab_off_ + ft.pos()));
+      ASSIGN_OR_RETURN(entries_[i], elf_.ReadPointer(addr_ + functab_off_ + ft.pos()));
       ft.Skip(8);
       func_offs_[i] = ft.U64();
     } else {
@@ -127,8 +189,8 @@ absl::Status Pclntab::Init(uint64_t addr, uint64_t text_start_fallback) {
       func_offs_[i] = ft.U32();
     }
     if (i > 0 && entries_[i] < entries_[i - 1]) {
-      return absl::InvalidArgumentError(
-          absl::StrFormat("pclntab at 0x%x: function table is not sorted at entry %d", addr, i));
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "pclntab at 0x%x: function table is not sorted at entry %d", addr_, i));
     }
   }
   if (version_ == PclntabVersion::k116) text_start_ = entries_[0];
@@ -136,7 +198,7 @@ absl::Status Pclntab::Init(uint64_t addr, uint64_t text_start_fallback) {
 }
 
 absl::string_view Pclntab::CString(uint64_t off) const {
-  return data_.CString(off).value_or(absl::string_view());
+  return data_.CString(off, kMaxNameBytes).value_or(absl::string_view());
 }
 
 absl::string_view Pclntab::FuncName(size_t i) const {
@@ -167,7 +229,8 @@ std::optional<int32_t> Pclntab::PcValue(uint64_t func_off, uint32_t table, uint6
     int32_t vdelta = (uvdelta & 1) ? ~static_cast<int32_t>(uvdelta >> 1)
                                    : static_cast<int32_t>(uvdelta >> 1);
     if (!ReadUvarint32(r, &pcdelta)) return std::nullopt;
-    val += vdelta;
+    // Go's int32 would wrap; no table the compiler writes does: corrupt.
+    if (__builtin_add_overflow(val, vdelta, &val)) return std::nullopt;
     cur += static_cast<uint64_t>(pcdelta) * quantum_;
     if (pc < cur) return val;
   }

@@ -34,6 +34,10 @@ class Pclntab {
   // used when the header does not carry the text start (1.16) or carries 0.
   static absl::StatusOr<std::unique_ptr<Pclntab>> Create(const ElfFile& elf, uint64_t addr,
                                                          uint64_t text_start_fallback);
+  // Create's cheap checks alone: the header, and the first and last
+  // entries of the function table (not the table in between, which
+  // Create reads in full). A scan tries every magic it meets with this.
+  static absl::Status Check(const ElfFile& elf, uint64_t addr, uint64_t text_start_fallback);
 
   PclntabVersion version() const { return version_; }
   uint64_t address() const { return addr_; }
@@ -62,7 +66,11 @@ class Pclntab {
 
  private:
   Pclntab(const ElfFile& elf) : elf_(elf) {}
-  absl::Status Init(uint64_t addr, uint64_t text_start_fallback);
+  absl::Status ReadHeader(uint64_t addr, uint64_t text_start_fallback);
+  absl::Status BuildTable();
+  // Entry PC of function table slot i (0..nfunc) and its _func offset.
+  absl::Status Slot(uint64_t i, uint64_t* entry, uint64_t* funcoff) const;
+  absl::Status CheckFunc(uint64_t i) const;
 
   // The NUL-terminated string at `off` in the table; empty if there is none.
   absl::string_view CString(uint64_t off) const;
@@ -86,6 +94,7 @@ class Pclntab {
   uint64_t gofunc_ = 0;
   uint32_t quantum_ = 1;
   uint64_t funcname_off_ = 0, cu_off_ = 0, filetab_off_ = 0, pctab_off_ = 0, functab_off_ = 0;
+  uint64_t nfunc_ = 0;
   std::vector<uint64_t> entries_;   // nfunc+1 entry PCs; the last is the end of text
   std::vector<uint64_t> func_offs_; // offset of each _func from the table start
 };

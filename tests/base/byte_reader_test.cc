@@ -90,6 +90,18 @@ TEST(ByteViewTest, CString) {
   EXPECT_EQ(v.CString(16), std::nullopt);
 }
 
+// A bounded lookup finds a string of up to max_len bytes, right to the end
+// of the view, and never reads past either.
+TEST(ByteViewTest, CStringWithin) {
+  const uint8_t bytes[] = {'a', 'b', 'c', 0, 'x', 'y', 'z'};
+  ByteView v(bytes, 4);  // "abc\0": the NUL is the view's last byte
+  EXPECT_EQ(v.CString(0, 3), "abc");
+  EXPECT_EQ(v.CString(0, 2), std::nullopt);  // longer than max_len
+  EXPECT_EQ(v.CString(1, 2), "bc");
+  EXPECT_EQ(v.CString(0, ~uint64_t{0}), "abc");
+  EXPECT_EQ(ByteView(bytes, 3).CString(0, 3), std::nullopt);  // no NUL in the view
+}
+
 TEST(ByteReaderTest, ReadsInOrderAndStopsAtTheEnd) {
   ByteReader r(View());
   EXPECT_EQ(r.U8(), 0x01);

@@ -79,12 +79,16 @@ class DiffTest : public ::testing::Test {
     if (!dir_.empty()) RunCommand({"rm", "-rf", dir_});
   }
 
-  // Builds a profile of `events` with the real writer; returns its path.
+  // Builds a profile of `events` with the real writer, under the message
+  // policy `messages` (record --messages); returns its path.
   std::string Write(const std::string& name, const std::vector<Event>& events,
                     const Sites* sites = nullptr, const std::string& binary_label = "",
-                    int64_t pid = 0) {
+                    int64_t pid = 0,
+                    profiler::MessagePolicy messages = profiler::MessagePolicy::kFull) {
     if (sites == nullptr) sites = newest_;
-    profiler::ErrorProfile profile;
+    profiler::ErrorProfile::Options options;
+    options.messages = messages;
+    profiler::ErrorProfile profile(options);
     for (const Event& e : events) {
       profiler::SampleKey k;
       k.stack = {sites->*e.pc, sites->*e.caller};

@@ -346,8 +346,8 @@ TEST(CiRecord, NonGoAndMissingCommands) {
                   "record", "-o", dir + "/c.pb.gz", "--", "sh", "-c", "echo ran"});
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_EQ(r.out, "");
-  EXPECT_EQ(r.err, "goerrprof: loading BPF was refused (EPERM): run as root or with CAP_BPF and "
-                   "CAP_PERFMON\n");
+  EXPECT_EQ(r.err, "goerrprof: loading BPF was refused (EPERM): needs CAP_BPF and CAP_PERFMON "
+                   "(goerrprof loads BPF with CAP_BPF and CAP_PERFMON, or as root)\n");
 
   r = RunCommand({GoerrprofPath(), "record", "--pid=1", "--", "true"});
   EXPECT_EQ(r.exit_code, 1);

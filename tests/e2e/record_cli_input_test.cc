@@ -105,7 +105,11 @@ TEST_F(RecordCliTest, WithoutPrivileges) {
                                 GoerrprofPath(), "record", absl::StrCat("--pid=", errgen->pid()),
                                 "-o", OutPath("x")},
                                kTimeout);
-  ExpectOneLineError(r, {"Permission denied", "not allowed", "permission"});
+  // Root's process, to nobody: the capability that would allow it, named.
+  EXPECT_EQ(r.err, absl::StrCat("goerrprof: process ", errgen->pid(),
+                                " is another user's or more privileged: reading it needs "
+                                "CAP_SYS_PTRACE\n"));
+  ExpectOneLineError(r, {"CAP_SYS_PTRACE"});
   // The failed attempt left the target alone.
   ASSERT_TRUE(errgen->Write("go\n").ok());
   auto run = errgen->Finish(kTimeout);

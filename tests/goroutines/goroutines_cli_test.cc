@@ -156,7 +156,11 @@ TEST(GoroutinesCli, WithoutPrivileges) {
                                 GoerrprofPath(), "goroutines",
                                 absl::StrCat("--pid=", child->pid()), "--text"},
                                kTimeout);
-  ExpectOneLineError(r, {"Permission denied", "permission", "not allowed"});
+  // Root's process, to nobody: the capability that would allow it, named.
+  EXPECT_EQ(r.err, absl::StrCat("goerrprof: process ", child->pid(),
+                                " is another user's or more privileged: reading it needs "
+                                "CAP_SYS_PTRACE\n"));
+  ExpectOneLineError(r, {"CAP_SYS_PTRACE"});
   ASSERT_TRUE(child->Write("quit\n").ok());
   auto done = child->Finish(kTimeout);
   ASSERT_TRUE(done.ok()) << done.status();

@@ -91,6 +91,24 @@ TEST(ErrorProfile, CapsMessagesPerSite) {
                                                          {"4214784 id 4", 1}}));
 }
 
+// A server runs each request on a new goroutine: goroutine ids count
+// against the same cap as messages, so samples stay bounded.
+TEST(ErrorProfile, CapsGoroutinesPerSite) {
+  ErrorProfile::Options options;
+  options.max_messages_per_site = 3;
+  ErrorProfile p(options);
+  for (uint64_t goid = 1; goid <= 10; ++goid) p.Add(Event({0x401000}, "same", goid));
+  EXPECT_EQ(p.counters().events, 10u);
+  EXPECT_EQ(p.counters().other_messages, 7u);
+  std::map<std::string, uint64_t> by_key;
+  for (const auto& s : p.Samples()) {
+    by_key[absl::StrCat(s.key->message, " g", s.key->goroutine, " ", s.key->chain)] += s.count;
+  }
+  ASSERT_EQ(by_key.size(), 4u);
+  EXPECT_EQ(by_key["<other> g0 <other>"], 7u);
+  EXPECT_EQ(p.Samples().size(), 4u);
+}
+
 TEST(ErrorProfile, Drops) {
   ErrorProfile p;
   p.SetDrops("ringbuf_full", 3);

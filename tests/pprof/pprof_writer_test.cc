@@ -309,6 +309,8 @@ TEST_P(PprofTest, ReadBack) {
                           absl::StrCat("go version: ", corpus_.go_version),
                           "duration: 2.5s",
                           "probes attached: 42",
+                          "messages: full (error messages and goroutine labels as the target "
+                          "held them)",
                           "drops: decode_errors=1 ringbuf_full=2 (total 3)",
                           "counts: events=10 samples=4 sites=3 partial=0 other_messages=0 "
                           "dropped=3 panics=0",

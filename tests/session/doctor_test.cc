@@ -97,6 +97,11 @@ std::map<std::string, std::string> ExpectedVerdicts() {
   uint64_t caps = OwnEffectiveCaps();
   auto cap = [&](int c) { return (caps >> c) & 1; };
   want["privileges"] = cap(21) || (cap(38) && cap(39)) ? "ok" : "FAIL";
+  // CAP_BPF and CAP_PERFMON (or CAP_SYS_ADMIN) for record; CAP_SYS_PTRACE
+  // and CAP_DAC_READ_SEARCH for some targets only.
+  want["capabilities"] = !(cap(21) || (cap(38) && cap(39))) ? "FAIL"
+                         : cap(19) && cap(2)                ? "ok"
+                                                            : "warn";
   struct stat st;
   want["btf"] = stat("/sys/kernel/btf/vmlinux", &st) == 0 ? "ok" : "FAIL";
   std::ifstream lockdown("/sys/kernel/security/lockdown");
@@ -157,7 +162,7 @@ TEST(Doctor, ExitsZeroWithEveryCheckAsTheSystemSays) {
   }
   std::set<std::string> every = {"privileges", "btf",      "lockdown",          "ring_buffer",
                                  "bpf_loop",   "attach_cookie", "atomics", "sleepable_uprobes",
-                                 "uprobe_multi"};
+                                 "uprobe_multi", "capabilities"};
   EXPECT_EQ(names, every);
 }
 

@@ -1,0 +1,267 @@
+#include "tests/e2e/errgen_truth.h"
+
+#include <cstdio>
+#include <map>
+#include <set>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "gtest/gtest.h"
+#include "pprof/labels.h"
+#include "pprof/profile_file.h"
+#include "tests/test_support.h"
+
+namespace goerrprof::testing {
+namespace {
+
+using perftools::profiles::Profile;
+
+struct Sample {
+  // The scenario function errgen called: the outermost main.site* frame
+  // (errgen's scenario functions are named so; the helpers they call not).
+  std::string site;
+  // The frames from the leaf up to `site`, innermost first: the creation.
+  std::vector<std::string> leaf;
+  std::string type, message, chain;
+  int64_t goroutine = 0;
+  int64_t count = 0;
+  // A panic sample (panics/count): "true"/"false" for panic.recovered, and
+  // panic.runtime_error; empty for an error's creation.
+  std::string recovered, runtime_error;
+  // The creating goroutine: its go statement's function and own labels.
+  std::string created_by, created_at;
+  std::map<std::string, std::string> labels;
+};
+
+std::string LabelText(const std::map<std::string, std::string>& labels) {
+  std::string out;
+  for (const auto& [k, v] : labels) absl::StrAppend(&out, k, "=", v, ";");
+  return out;
+}
+
+std::vector<Sample> Samples(const Profile& p) {
+  std::vector<Sample> out;
+  for (const ProfileSample& s : ProfileSamples(p)) {
+    Sample x;
+    x.count = s.value;
+    if (s.labels.contains(profiler::kLabelPanicRecovered)) {
+      EXPECT_EQ(s.values.size(), 2u);
+      EXPECT_EQ(s.value, 0) << "a panic counted as an error";
+      x.count = s.values.size() > 1 ? s.values[1] : 0;
+    } else {
+      EXPECT_EQ(s.values.size() > 1 ? s.values[1] : 0, 0) << "an error counted as a panic";
+    }
+    for (size_t i = 0; i < s.functions.size(); ++i) {
+      if (!absl::StartsWith(s.functions[i], "main.site")) continue;
+      x.site = s.functions[i];
+      x.leaf.assign(s.functions.begin(), s.functions.begin() + i + 1);
+    }
+    if (x.site.empty()) x.site = "(no main.site* frame)";
+    EXPECT_EQ(s.label_count, s.labels.size() + s.num_labels.size()) << "a label key twice";
+    for (const auto& [key, value] : s.labels) {
+      if (key == profiler::kLabelType) {
+        x.type = value;
+      } else if (key == profiler::kLabelMessage) {
+        x.message = value;
+      } else if (key == profiler::kLabelChain) {
+        x.chain = value;
+      } else if (key == profiler::kLabelCreatedBy) {
+        x.created_by = value;
+      } else if (key == profiler::kLabelCreatedAt) {
+        x.created_at = value;
+      } else if (key == profiler::kLabelPanicRecovered) {
+        x.recovered = value;
+      } else if (key == profiler::kLabelPanicRuntimeError) {
+        x.runtime_error = value;
+      } else if (key == profiler::kLabelBinary) {
+        continue;  // record -- COMMAND's, not the goroutine's
+      } else {
+        x.labels[key] = value;
+      }
+    }
+    if (auto g = s.num_labels.find(profiler::kLabelGoroutine); g != s.num_labels.end()) {
+      x.goroutine = g->second;
+    }
+    out.push_back(x);
+  }
+  return out;
+}
+
+}  // namespace
+
+void ExpectErrgenTruth(const Profile& profile, const google::protobuf::Value& truth,
+                       const TruthText& text) {
+  std::vector<Sample> samples = Samples(profile);
+  // Per scenario: the returned error (type | message | chain) with its
+  // count must match exactly. Other samples under a scenario must be inner
+  // links of its truth chain (same type and message: created on the way),
+  // or a library-internal transient listed below with the reason.
+  std::map<std::string, std::map<std::string, int64_t>> want, got;
+  std::map<std::string, std::set<std::string>> links;  // site -> "type | message"
+  // site -> key -> the leaf frames errgen knows for that creation.
+  std::map<std::string, std::map<std::string, std::string>> want_leaf;
+  auto key = [](const std::string& type, const std::string& msg, const std::string& chain,
+                const std::map<std::string, std::string>& labels, const std::string& created_by) {
+    return absl::StrCat(type, " | ", msg, " | ", chain, " | labels ", LabelText(labels),
+                        " | created by ", created_by);
+  };
+  for (const auto& sc : Get(truth, "scenarios").list_value().values()) {
+    std::map<std::string, std::string> labels;
+    for (const auto& [k, v] : Get(sc, "labels").struct_value().fields()) {
+      if (text.labels) labels[k] = text.text(v.string_value());
+    }
+    std::vector<std::string> chain;
+    for (const auto& link : Get(sc, "chain").list_value().values()) {
+      chain.push_back(GetString(link, "type"));
+      links[GetString(sc, "function")].insert(
+          absl::StrCat(GetString(link, "type"), " | ", text.text(GetString(link, "profile_message")),
+                       " | ", LabelText(labels), " | ", GetString(sc, "created_by")));
+    }
+    // profile_message: Error() for standard types, the documented
+    // fields-and-wrapped rendering for errgen's own (their Error() cannot run).
+    std::string k = key(GetString(sc, "type"), text.text(GetString(sc, "profile_message")),
+                        absl::StrJoin(chain, " > "), labels, GetString(sc, "created_by"));
+    want[GetString(sc, "function")][k] += GetInt(sc, "count");
+    if (auto leaf = sc.struct_value().fields().find("leaf");
+        leaf != sc.struct_value().fields().end()) {
+      std::vector<std::string> frames;
+      for (const auto& f : leaf->second.list_value().values()) frames.push_back(f.string_value());
+      want_leaf[GetString(sc, "function")][k] = absl::StrJoin(frames, " <- ");
+    }
+  }
+  // Errors the standard library creates on the way and drops or converts, so
+  // errgen never sees them: true creations, allowed by (site, type) only.
+  const std::set<std::string> transients = {
+      // Non-blocking connect returns EINPROGRESS before the real result.
+      "main.siteDialRefused: syscall.Errno",
+      // encoding/json on json/v2 internals (Go 1.25+) builds these, then
+      // converts them to *json.SyntaxError.
+      "main.siteJSON: *jsonwire.InvalidTextError",
+      "main.siteJSON: *jsontext.SyntacticError",
+      // Go 1.27's strconv builds a strconv.Error value before its NumError.
+      "main.siteAtoi: strconv.Error",
+  };
+  // Panics: per site, value (type | message) and fate, exactly.
+  std::map<std::string, int64_t> want_panics, got_panics;
+  auto panic_key = [](const std::string& site, const std::string& type, const std::string& msg,
+                      const std::string& recovered, const std::string& runtime_error) {
+    return absl::StrCat(site, " | ", type, " | ", msg, " | recovered=", recovered,
+                        " | runtime_error=", runtime_error);
+  };
+  // The runtime creates some of the errors it panics with (a bounds or
+  // assertion error, boxed at the fault; on older releases the nil map
+  // one): at a runtime-error panic site, a creation of that value is a true
+  // one, and then there is one per panic.
+  std::map<std::string, int64_t> runtime_panics, runtime_created;
+  for (const auto& p : Get(truth, "panics").list_value().values()) {
+    if (Get(p, "runtime_error").bool_value()) {
+      runtime_panics[absl::StrCat(GetString(p, "function"), " | ", GetString(p, "type"), " | ",
+                                  text.text(GetString(p, "profile_message")))] +=
+          GetInt(p, "count");
+    }
+    want_panics[panic_key(GetString(p, "function"), GetString(p, "type"),
+                          text.text(GetString(p, "profile_message")),
+                          Get(p, "recovered").bool_value() ? "true" : "false",
+                          Get(p, "runtime_error").bool_value() ? "true" : "")] +=
+        GetInt(p, "count");
+  }
+  int64_t total = 0;
+  size_t leaf_checked = 0;
+  for (const Sample& s : samples) {
+    if (!s.recovered.empty()) {
+      got_panics[panic_key(s.site, s.type, s.message, s.recovered, s.runtime_error)] += s.count;
+      continue;
+    }
+    total += s.count;
+    EXPECT_GT(s.goroutine, 0) << s.site << " " << s.type;
+    // The go statement in runLabelled (goroutines.go) is errgen's only one.
+    if (!s.created_by.empty()) {
+      EXPECT_TRUE(absl::EndsWith(s.created_at, "errgen/goroutines.go:45")) << s.created_at;
+    }
+    std::string k = key(s.type, s.message, s.chain, s.labels, s.created_by);
+    if (std::string r = absl::StrCat(s.site, " | ", s.type, " | ", s.message);
+        runtime_panics.contains(r) && s.chain == s.type) {
+      runtime_created[r] += s.count;
+    } else if (!want.contains(s.site)) {
+      ADD_FAILURE() << "invented: " << s.count << "x " << k << " at " << s.site;
+    } else if (want[s.site].contains(k)) {
+      got[s.site][k] += s.count;
+      // The leaf is the creating instruction, with its inlined frames.
+      if (auto w = want_leaf[s.site].find(k); w != want_leaf[s.site].end()) {
+        EXPECT_EQ(absl::StrJoin(s.leaf, " <- "), w->second) << s.site << ": " << k;
+        ++leaf_checked;
+      }
+    } else if (!links[s.site].contains(
+                   absl::StrCat(s.type, " | ", s.message, " | ", LabelText(s.labels), " | ",
+                                s.created_by)) &&
+               !transients.contains(absl::StrCat(s.site, ": ", s.type))) {
+      ADD_FAILURE() << s.site << " created " << s.count << "x " << k
+                    << ", which is not in its truth chain";
+    }
+  }
+  for (const auto& [site, errors] : want) {
+    for (const auto& [k, count] : errors) {
+      EXPECT_EQ(got[site][k], count) << site << ": " << k;
+    }
+  }
+  for (const auto& [k, n] : want_panics) EXPECT_EQ(got_panics[k], n) << "panic " << k;
+  for (const auto& [k, n] : runtime_created) {
+    EXPECT_EQ(n, runtime_panics[k]) << "runtime-created errors at " << k;
+  }
+  for (const auto& [k, n] : got_panics) {
+    EXPECT_TRUE(want_panics.contains(k)) << "invented panic: " << n << "x " << k;
+  }
+  EXPECT_GT(total, 0);
+  size_t leaf_known = 0;
+  for (const auto& [site, leaves] : want_leaf) leaf_known += leaves.size();
+  EXPECT_GE(leaf_checked, leaf_known) << "samples whose leaf frames were checked";
+}
+
+void RecordErrgenRun(const CorpusBinary& b, const std::vector<std::string>& flags,
+                     ErrgenRecording* recording) {
+  // Ends with a panic nothing recovers: its exit status is 2.
+  auto errgen = Child::Spawn({b.path, "-wait", "-n", "2", "-fatal-panic"});
+  ASSERT_TRUE(errgen.ok()) << errgen.status();
+  auto ready = (*errgen)->ReadLine(false);
+  ASSERT_TRUE(ready.ok()) << ready.status();
+  ASSERT_EQ(*ready, absl::StrCat("ready ", (*errgen)->pid()));
+
+  // The flags in the name keep runs of one binary apart.
+  std::string out = absl::StrCat(::testing::TempDir(), "/record_", b.Label(),
+                                 absl::StrJoin(flags, ""), ".pb.gz");
+  std::vector<std::string> argv = {GoerrprofPath(), "record",
+                                   absl::StrCat("--pid=", (*errgen)->pid()), "-o", out};
+  argv.insert(argv.end(), flags.begin(), flags.end());
+  auto rec = Child::Spawn(argv);
+  ASSERT_TRUE(rec.ok()) << rec.status();
+  // "recording pid N: …" means every probe is attached.
+  auto attached = (*rec)->ReadLine(true, 120);
+  ASSERT_TRUE(attached.ok()) << attached.status();
+  ASSERT_TRUE(absl::StrContains(*attached, "recording pid")) << *attached;
+
+  ASSERT_TRUE((*errgen)->Write("go\n").ok());
+  auto truth_run = (*errgen)->Finish();
+  ASSERT_TRUE(truth_run.ok()) << truth_run.status();
+  ASSERT_EQ(truth_run->exit_code, 2) << truth_run->err;
+  ASSERT_TRUE(absl::StrContains(truth_run->err, "panic: errgen: fatal panic")) << truth_run->err;
+  auto rec_run = (*rec)->Finish();  // stops by itself: the target exited
+  ASSERT_TRUE(rec_run.ok()) << rec_run.status();
+  ASSERT_EQ(rec_run->exit_code, 0) << rec_run->err;
+  EXPECT_TRUE(absl::StrContains(rec_run->err, " 0 dropped")) << rec_run->err;
+
+  auto truth = ParseJson(truth_run->out);
+  ASSERT_TRUE(truth.ok()) << truth.status() << truth_run->out;
+  auto profile = profiler::ReadProfile(out);
+  ASSERT_TRUE(profile.ok()) << profile.status();
+  std::remove(out.c_str());
+  recording->truth = std::move(*truth);
+  recording->profile = std::move(*profile);
+  recording->record_stderr = rec_run->err;
+}
+
+
+}  // namespace goerrprof::testing
