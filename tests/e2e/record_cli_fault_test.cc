@@ -16,7 +16,6 @@
 #include <fstream>
 #include <map>
 #include <random>
-#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -42,12 +41,6 @@ class FaultEnv {
   ~FaultEnv() { unsetenv("GOERRPROF_FAULT"); }
 };
 
-std::string Slurp(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 
 void WriteFile(const std::string& path, const std::string& text) {
   std::ofstream(path, std::ios::binary) << text;
@@ -57,7 +50,8 @@ void WriteFile(const std::string& path, const std::string& text) {
 // the test sees the end of the command and of goerrprof's guardian.
 std::vector<pid_t> OwnChildren() {
   std::vector<pid_t> out;
-  std::string line = Slurp(absl::StrCat("/proc/", getpid(), "/task/", getpid(), "/children"));
+  std::string line =
+      ReadFileOrEmpty(absl::StrCat("/proc/", getpid(), "/task/", getpid(), "/children"));
   for (absl::string_view s : absl::StrSplit(line, ' ', absl::SkipEmpty())) {
     int pid;
     if (absl::SimpleAtoi(s, &pid)) out.push_back(pid);
@@ -74,8 +68,8 @@ std::vector<std::pair<std::string, int>> ReapAll(int timeout_seconds) {
     std::vector<pid_t> kids = OwnChildren();
     if (kids.empty()) break;
     pid_t pid = kids.front();
-    std::string comm = Slurp(absl::StrCat("/proc/", pid, "/comm"));
-    std::string state = Slurp(absl::StrCat("/proc/", pid, "/stat"));
+    std::string comm = ReadFileOrEmpty(absl::StrCat("/proc/", pid, "/comm"));
+    std::string state = ReadFileOrEmpty(absl::StrCat("/proc/", pid, "/stat"));
     int fd = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
     if (fd >= 0) {
       auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
@@ -131,7 +125,7 @@ TEST_F(RecordFaultTest, KilledWhileExecStopped) {
     errgen_seen = errgen_seen || comm.rfind("errgen", 0) == 0;
   }
   EXPECT_TRUE(errgen_seen) << "errgen was not reparented to the test";
-  EXPECT_EQ(Slurp(out), kPrevious);
+  EXPECT_EQ(ReadFileOrEmpty(out), kPrevious);
 }
 
 // Killed once its probes are attached (errors and goroutine waits): the
@@ -142,16 +136,9 @@ TEST_F(RecordFaultTest, KilledOnceAttached) {
   std::string out = OutPath("attached");
   WriteFile(out, kPrevious);
   FaultEnv fault("attached");
-  auto rec = Child::Spawn({GoerrprofPath(), "record", absl::StrCat("--pid=", errgen->pid()), "-o",
-                           out, "--goroutines"});
-  ASSERT_TRUE(rec.ok()) << rec.status();
-  // A warning about --goroutines' cost comes first.
-  for (int i = 0; i < 3; ++i) {
-    auto line = (*rec)->ReadLine(true, kTimeout);
-    ASSERT_TRUE(line.ok()) << line.status();
-    if (line->find("recording pid") != std::string::npos) break;
-  }
-  auto rec_done = (*rec)->Finish(kTimeout);
+  auto rec = StartRecord(errgen->pid(), out, {"--goroutines"});
+  ASSERT_TRUE(rec);
+  auto rec_done = rec->Finish(kTimeout);
   ASSERT_TRUE(rec_done.ok()) << rec_done.status();
   EXPECT_EQ(rec_done->exit_code, 128 + SIGKILL) << rec_done->err;
   ASSERT_TRUE(errgen->Write("go\n").ok());
@@ -159,7 +146,7 @@ TEST_F(RecordFaultTest, KilledOnceAttached) {
   ASSERT_TRUE(run.ok()) << run.status();
   EXPECT_EQ(run->exit_code, 0) << run->err;
   EXPECT_TRUE(ParseJson(run->out).ok());
-  EXPECT_EQ(Slurp(out), kPrevious);
+  EXPECT_EQ(ReadFileOrEmpty(out), kPrevious);
 }
 
 // Killed between writing the new profile and renaming it over the old one.
@@ -178,7 +165,7 @@ TEST_F(RecordFaultTest, KilledWhileWriting) {
   auto rec_done = rec->Finish(kTimeout);  // the target exited: it writes, and dies there
   ASSERT_TRUE(rec_done.ok()) << rec_done.status();
   EXPECT_EQ(rec_done->exit_code, 128 + SIGKILL) << rec_done->err;
-  EXPECT_EQ(Slurp(out), kPrevious);
+  EXPECT_EQ(ReadFileOrEmpty(out), kPrevious);
 }
 
 // Killed at random moments of `record -- COMMAND` whose command execs
@@ -201,7 +188,7 @@ TEST_F(RecordFaultTest, KilledAtRandomMoments) {
     ASSERT_TRUE(done.ok()) << done.status() << ": a process stayed stopped";
     for (const auto& [comm, code] : ReapAll(kTimeout)) EXPECT_EQ(code, 0) << comm;
     // Killed or finished first, the output is the old one or a whole new one.
-    std::string now = Slurp(out);
+    std::string now = ReadFileOrEmpty(out);
     if (now != kPrevious) {
       EXPECT_TRUE(profiler::ReadProfile(out).ok());
     }

@@ -217,13 +217,20 @@ std::unique_ptr<Child> StartRecord(pid_t pid, const std::string& out,
     ADD_FAILURE() << rec.status();
     return nullptr;
   }
-  auto line = (*rec)->ReadLine(true, kTimeout);
-  if (!line.ok()) {
-    ADD_FAILURE() << "record did not attach: " << line.status();
-    return nullptr;
-  }
-  if (!absl::StartsWith(*line, absl::StrCat("goerrprof: recording pid ", pid, ": "))) {
-    ADD_FAILURE() << "unexpected first line: " << *line;
+  // --goroutines warns of its cost first; nothing else may come before.
+  bool warned = false;
+  for (;;) {
+    auto line = (*rec)->ReadLine(true, kTimeout);
+    if (!line.ok()) {
+      ADD_FAILURE() << "record did not attach: " << line.status();
+      return nullptr;
+    }
+    if (absl::StartsWith(*line, absl::StrCat("goerrprof: recording pid ", pid, ": "))) break;
+    if (!warned && absl::StartsWith(*line, "goerrprof: warning: --goroutines")) {
+      warned = true;
+      continue;
+    }
+    ADD_FAILURE() << "unexpected line before attaching: " << *line;
     return nullptr;
   }
   return std::move(*rec);

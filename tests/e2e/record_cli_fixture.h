@@ -53,7 +53,7 @@ class RecordCliTest : public ::testing::Test {
 };
 
 // Spawns `goerrprof record --pid PID extra...` and waits for its
-// "recording pid" line (all probes attached).
+// "recording pid" line (all probes attached), past --goroutines' warning.
 std::unique_ptr<Child> StartRecord(pid_t pid, const std::string& out,
                                    const std::vector<std::string>& extra = {});
 

@@ -101,24 +101,6 @@ std::unique_ptr<Child> StartService(const std::string& svc, std::string* addr) {
   return std::move(*c);
 }
 
-std::unique_ptr<Child> StartRecorder(pid_t pid, const std::string& out,
-                                     const std::vector<std::string>& extra) {
-  std::vector<std::string> argv = {GoerrprofPath(), "record", absl::StrCat("--pid=", pid), "-o",
-                                   out};
-  argv.insert(argv.end(), extra.begin(), extra.end());
-  auto c = Child::Spawn(argv);
-  EXPECT_TRUE(c.ok()) << c.status();
-  if (!c.ok()) return nullptr;
-  for (int i = 0; i < 3; ++i) {  // a cost warning may come first
-    auto line = (*c)->ReadLine(true, kTimeout);
-    EXPECT_TRUE(line.ok()) << line.status();
-    if (!line.ok()) return nullptr;
-    if (line->find("recording pid") != std::string::npos) return std::move(*c);
-  }
-  ADD_FAILURE() << "no \"recording pid\" line";
-  return nullptr;
-}
-
 TEST_F(RecordCliTest, Soak) {
   const char* svc_env = std::getenv("GOERRPROF_SOAKSVC");
   if (svc_env == nullptr) GTEST_SKIP() << "run through scripts/soak.sh (GOERRPROF_SOAKSVC unset)";
@@ -132,7 +114,7 @@ TEST_F(RecordCliTest, Soak) {
   auto profiled = StartService(svc, &profiled_addr);
   ASSERT_TRUE(control && profiled);
   std::string long_out = OutPath("long");
-  auto long_rec = StartRecorder(profiled->pid(), long_out, {"--goroutines"});
+  auto long_rec = StartRecord(profiled->pid(), long_out, {"--goroutines"});
   ASSERT_TRUE(long_rec);
 
   auto end = Clock::now() + std::chrono::seconds(seconds);
@@ -143,7 +125,7 @@ TEST_F(RecordCliTest, Soak) {
     SCOPED_TRACE(absl::StrCat("round ", rounds, " (seed ", seed, ")"));
     std::string short_out = OutPath(absl::StrCat("short", rounds % 2));
     Counts before = Stats(svc, profiled_addr);
-    auto short_rec = StartRecorder(profiled->pid(), short_out, {});
+    auto short_rec = StartRecord(profiled->pid(), short_out, {});
     ASSERT_TRUE(short_rec);
     std::vector<std::string> load = {svc, "-load", "", "-n", absl::StrCat(kRequests), "-seed",
                                       absl::StrCat(seed)};

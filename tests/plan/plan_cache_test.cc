@@ -8,7 +8,6 @@
 #include <unistd.h>
 
 #include <fstream>
-#include <sstream>
 #include <string>
 
 #include "absl/strings/str_cat.h"
@@ -24,12 +23,6 @@ using profiler::ExecutablePlan;
 using profiler::MakeExecutablePlan;
 using profiler::RecordOptions;
 
-std::string Slurp(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 
 void Spit(const std::string& path, const std::string& bytes) {
   std::ofstream(path, std::ios::binary | std::ios::trunc) << bytes;
@@ -94,7 +87,7 @@ class PlanCacheTest : public ::testing::Test {
   template <typename F>
   void EditEntry(F edit) {
     plancache::Plan entry;
-    ASSERT_TRUE(entry.ParseFromString(Slurp(EntryPath())));
+    ASSERT_TRUE(entry.ParseFromString(ReadFileOrEmpty(EntryPath())));
     edit(entry);
     std::string bytes;
     ASSERT_TRUE(entry.SerializeToString(&bytes));
@@ -135,7 +128,7 @@ TEST_F(PlanCacheTest, ChangedExecutableIsAMiss) {
   auto first = Plan();
   ASSERT_TRUE(first);
   // One byte of code changed, size and build ID kept.
-  std::string bytes = Slurp(exe_);
+  std::string bytes = ReadFileOrEmpty(exe_);
   auto bin = symbolizer::GoBinary::Open(exe_);
   ASSERT_TRUE(bin.ok());
   uint64_t text = (*bin)->pclntab().FuncEntry(0);
@@ -157,7 +150,7 @@ TEST_F(PlanCacheTest, CorruptEntryIsAMiss) {
   std::string want = Describe(*first);
   Spit(EntryPath(), "\x0a\xff\xff\xff\xff\x0f garbage");
   ExpectMissThenHit("corrupt (unreadable)", want);
-  std::string whole = Slurp(EntryPath());
+  std::string whole = ReadFileOrEmpty(EntryPath());
   Spit(EntryPath(), whole.substr(0, whole.size() / 2));  // cut short
   auto cut = Plan();
   ASSERT_TRUE(cut);
