@@ -87,7 +87,9 @@ TEST(BadInput, TruncatedGoBinary) {
     std::string path = WriteTemp("truncated", bytes.substr(0, bytes.size() * frac));
     auto bin = symbolizer::GoBinary::Open(path);
     EXPECT_FALSE(bin.ok()) << "accepted a binary cut at " << frac;
-    if (!bin.ok()) EXPECT_TRUE(absl::StrContains(bin.status().message(), path));
+    if (!bin.ok()) {
+      EXPECT_TRUE(absl::StrContains(bin.status().message(), path));
+    }
   }
   ExpectCliRefuses({"inspect", WriteTemp("truncated", bytes.substr(0, bytes.size() / 2))},
                    "truncated");

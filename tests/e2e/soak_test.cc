@@ -107,7 +107,9 @@ TEST_F(RecordCliTest, Soak) {
   std::string svc = svc_env;
   const char* secs_env = std::getenv("GOERRPROF_SOAK_SECONDS");
   int seconds = 120;
-  if (secs_env != nullptr) ASSERT_TRUE(absl::SimpleAtoi(secs_env, &seconds)) << secs_env;
+  if (secs_env != nullptr) {
+    ASSERT_TRUE(absl::SimpleAtoi(secs_env, &seconds)) << secs_env;
+  }
 
   std::string control_addr, profiled_addr;
   auto control = StartService(svc, &control_addr);
