@@ -93,10 +93,45 @@ void ErrorProfile::SetDrops(absl::string_view reason, uint64_t count) {
   }
 }
 
+void ErrorProfile::SetEstimate(uint32_t process, uint64_t site, double missed) {
+  if (missed > 0) {
+    estimates_[{process, site}] = missed;
+  } else {
+    estimates_.erase(std::make_pair(process, site));
+  }
+}
+
+uint64_t ErrorProfile::estimated_total() const {
+  uint64_t total = 0;
+  for (const Sample& s : Samples()) total += s.count - s.observed;
+  return total;
+}
+
 std::vector<ErrorProfile::Sample> ErrorProfile::Samples() const {
   std::vector<Sample> out;
   out.reserve(samples_.size());
-  for (const auto& [key, count] : samples_) out.push_back({&key, count});
+  // Observed creations (not panics) per estimated site, for the shares.
+  absl::flat_hash_map<std::pair<uint32_t, uint64_t>, uint64_t> observed;
+  if (!estimates_.empty()) {
+    for (const auto& [key, count] : samples_) {
+      if (key.panic != PanicState::kNone || key.stack.empty()) continue;
+      auto id = std::make_pair(key.process, key.stack[0]);
+      if (estimates_.contains(id)) observed[id] += count;
+    }
+  }
+  for (const auto& [key, count] : samples_) {
+    Sample s{&key, count, count, false};
+    if (!observed.empty() && key.panic == PanicState::kNone && !key.stack.empty()) {
+      auto id = std::make_pair(key.process, key.stack[0]);
+      if (auto it = estimates_.find(id); it != estimates_.end()) {
+        const double share = it->second * static_cast<double>(count) /
+                             static_cast<double>(observed[id]);
+        s.count = count + static_cast<uint64_t>(share + 0.5);
+        s.estimated = true;
+      }
+    }
+    out.push_back(s);
+  }
   std::sort(out.begin(), out.end(), [](const Sample& a, const Sample& b) {
     if (a.count != b.count) return a.count > b.count;
     return a.key->Tie() < b.key->Tie();

@@ -97,12 +97,23 @@ class ErrorProfile {
   // earlier value: pass cumulative counters). Zero counts are not kept.
   void SetDrops(absl::string_view reason, uint64_t count);
 
+  // Creations at `site` (stack[0]) of process `process` the probes did not
+  // see (the overhead budget had taken it off), estimated: replaces any
+  // earlier value. The site's samples are scaled up by it in Samples().
+  void SetEstimate(uint32_t process, uint64_t site, double missed);
+  bool estimated() const { return !estimates_.empty(); }
+  // Estimated creations over every site (rounded as the samples are).
+  uint64_t estimated_total() const;
+
   struct Sample {
     const SampleKey* key;
-    uint64_t count;
+    uint64_t count;  // with its share of an estimate
+    uint64_t observed = 0;  // seen by a probe
+    bool estimated = false;  // count includes an estimate
   };
   // Every sample, most frequent first, ties in key order (deterministic).
-  // Pointers stay valid until the next Add.
+  // Pointers stay valid until the next Add. A site with an estimate shares
+  // it among its samples in proportion to their observed counts.
   std::vector<Sample> Samples() const;
   size_t num_samples() const { return samples_.size(); }
 
@@ -119,6 +130,8 @@ class ErrorProfile {
   absl::btree_set<uint64_t> sites_;
   absl::flat_hash_map<uint64_t, absl::flat_hash_set<std::string>> site_messages_;
   ProfileCounters counters_;
+  // By (process, site): estimated creations not observed.
+  absl::flat_hash_map<std::pair<uint32_t, uint64_t>, double> estimates_;
 };
 
 }  // namespace goerrprof::profiler

@@ -213,12 +213,8 @@ absl::StatusOr<pp::Profile> BuildParkProfile(const ParkAggregator& agg,
     b.Label(s, kLabelWoken, key.woken);
   }
 
-  std::string go_version = binary.build_info().go_version;
-  if (go_version.empty()) go_version = binary.version().ToString();
-  b.AddComment(absl::StrCat("goerrprof: goroutine parks in ", binary.elf().path()));
-  b.AddComment(absl::StrCat("go version: ", go_version));
-  b.AddComment(
-      absl::StrCat("duration: ", absl::FormatDuration(absl::Nanoseconds(info.duration_nanos))));
+  b.AddHeaderComments(absl::StrCat("goerrprof: goroutine parks in ", binary.elf().path()), binary,
+                      info.duration_nanos);
   const ParkTotals& t = agg.totals();
   b.AddComment(absl::StrFormat(
       "parks=%d resumes=%d wakeups=%d still_parked=%d parked_before_start=%d lost_parks=%d "

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -55,7 +56,9 @@ struct Args {
   std::string target, errgen, goerrprof, plan_tool, esbuild, tmp = "/tmp";
   std::string errgen_label, esbuild_label;
   long m = 200000, n = 2000;
-  int trap_reps = 5, errgen_reps = 5, attach_reps = 5;
+  int trap_reps = 5, errgen_reps = 5, attach_reps = 5, storm_reps = 3;
+  long storm_n = 40000000;
+  std::string storm_budget = "1";
   int budget_s = 1800;
   int64_t ringbuf = 0;  // goerrprof record --ringbuf_bytes to start with; 0: its default
 };
@@ -81,6 +84,9 @@ Args Parse(int argc, char** argv) {
     else if (k == "--trap_reps") a.trap_reps = atoi(val().c_str());
     else if (k == "--errgen_reps") a.errgen_reps = atoi(val().c_str());
     else if (k == "--attach_reps") a.attach_reps = atoi(val().c_str());
+    else if (k == "--storm_reps") a.storm_reps = atoi(val().c_str());
+    else if (k == "--storm_n") a.storm_n = atol(val().c_str());
+    else if (k == "--max_overhead") a.storm_budget = val();
     else if (k == "--budget") a.budget_s = atoi(val().c_str());
     else if (k == "--ringbuf") a.ringbuf = atoll(val().c_str());
     else Die("unknown argument %s", k.c_str());
@@ -182,6 +188,21 @@ int Run(int argc, char** argv) {
         Attach(a.esbuild, a.goerrprof, es, es_sites, es_bytes, a.tmp + "/esbuild.pb.gz", cache);
     warm_attach.push_back(warm.attach_s), warm_ready.push_back(warm.ready_s);
   }
+  // 4. The error storm: alone and under the budget, interleaved; without
+  // the budget on a storm 200 times shorter (every creation trapped).
+  std::vector<double> storm_alone, storm_budget, storm_est, small_alone, small_full;
+  StormRun storm_last;
+  const long small_n = std::max(1L, a.storm_n / 200);
+  for (int i = 0; i < a.storm_reps; ++i) {
+    storm_alone.push_back(Storm(a.errgen, a.storm_n, "", a.goerrprof, out_file).seconds);
+    storm_last = Storm(a.errgen, a.storm_n, a.storm_budget, a.goerrprof, out_file);
+    storm_budget.push_back(storm_last.seconds);
+    storm_est.push_back(static_cast<double>(storm_last.observed + storm_last.estimated) /
+                        static_cast<double>(a.storm_n));
+    small_alone.push_back(Storm(a.errgen, small_n, "", a.goerrprof, out_file).seconds);
+    small_full.push_back(Storm(a.errgen, small_n, "0", a.goerrprof, out_file).seconds);
+  }
+
   unsigned long long unplanned = 0;
   if (const char* p = strstr(last.summary.c_str(), " references unplanned)")) {
     while (p > last.summary.c_str() && p[-1] != '(') --p;
@@ -254,6 +275,26 @@ int Run(int argc, char** argv) {
   else
     std::printf("   breakpoints in esbuild's text: >= %zu of %zu while recording, <= %zu after exit\n",
                 min_armed, es_sites.size(), max_left);
+  const double slow_budget = Median(storm_budget) / Median(storm_alone) - 1;
+  const double slow_full = Median(small_full) / Median(small_alone) - 1;
+  const double budget_pct = atof(a.storm_budget.c_str());
+  std::printf("\n4. error storm: errgen -storm (one site, fmt.Errorf in a loop), its own loop time\n");
+  std::printf("   %-44s %10.3f s %s\n", "alone", Median(storm_alone),
+              Spread(storm_alone, 1, "%.3f").c_str());
+  std::printf("   %-44s %10.3f s %s  slowdown %+.2f%% (goal <= %.1f%%: %s)\n",
+              ("goerrprof record --max-overhead=" + a.storm_budget + "%").c_str(),
+              Median(storm_budget), Spread(storm_budget, 1, "%.3f").c_str(), slow_budget * 100,
+              budget_pct + 0.5, slow_budget * 100 <= budget_pct + 0.5 ? "met" : "NOT met");
+  std::printf("   %-44s %10.3f s vs %.3f s alone: slowdown %+.0f%% (%ld creations)\n",
+              "without a budget (--max-overhead=0)", Median(small_full), Median(small_alone),
+              slow_full * 100, small_n);
+  std::printf("   estimated / true count: median %.3f %s (goal within 10%%: %s); last run: "
+              "%llu observed + %llu estimated of %ld\n",
+              Median(storm_est), Spread(storm_est, 1, "%.3f").c_str(),
+              std::abs(Median(storm_est) - 1) <= 0.1 ? "met" : "NOT met",
+              (unsigned long long)storm_last.observed, (unsigned long long)storm_last.estimated,
+              a.storm_n);
+  std::printf("   %s\n", storm_last.budget_line.c_str());
   bool ok = max_left == 0 && (min_armed == SIZE_MAX || min_armed > 0);
   if (!ok) std::printf("   WARNING: breakpoints not as expected\n");
   KillAllKids();

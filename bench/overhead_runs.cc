@@ -184,8 +184,9 @@ ErrgenRun Errgen(const std::string& errgen, long n, Mode mode, const std::string
   std::unique_ptr<LineReader> rec_err;
   if (mode == Mode::kEmptySites) probe = std::make_unique<Probe>(c.pid, site_offsets, true);
   if (mode == Mode::kRecord) {
-    std::vector<std::string> argv = {goerrprof, "record", "--pid", std::to_string(pid), "-o",
-                                     out_file};
+    // Every error observed: the budget would take errgen's busiest sites off.
+    std::vector<std::string> argv = {goerrprof, "record", "--max-overhead=0", "--pid",
+                                     std::to_string(pid), "-o", out_file};
     if (ringbuf > 0) argv.push_back("--ringbuf_bytes=" + std::to_string(ringbuf));
     rec = Spawn(argv, false, false, true);
     rec_err = std::make_unique<LineReader>(rec.err);
@@ -205,8 +206,8 @@ ErrgenRun Errgen(const std::string& errgen, long n, Mode mode, const std::string
     if (Wait(rec, 60, "goerrprof record") != 0) Die("goerrprof record failed: %s", run.summary.c_str());
     unsigned long long errors = 0, dropped = 0;
     const char* p = strstr(run.summary.c_str(), "target exited: ");
-    if (!p || sscanf(p, "target exited: %llu errors at %*u sites, %llu dropped", &errors,
-                     &dropped) != 2)
+    if (!p || sscanf(p, "target exited: %llu errors and %*u panics at %*u sites, %llu dropped",
+                     &errors, &dropped) != 2)
       Die("cannot parse goerrprof's summary '%s'", run.summary.c_str());
     run.errors = errors, run.dropped = dropped;
     unlink(out_file.c_str());

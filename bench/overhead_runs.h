@@ -47,6 +47,17 @@ AttachRun Attach(const std::string& esbuild, const std::string& goerrprof, const
                  const std::vector<uint64_t>& addrs, const std::vector<uint8_t>& file_bytes,
                  const std::string& out_file, const std::string& plan_cache);
 
+// 4. errgen -storm N alone (`budget` empty) or under `goerrprof record
+// --max-overhead=budget -- errgen ...`: the storm loop's own time, and
+// what the recording observed and estimated.
+struct StormRun {
+  double seconds = 0;
+  uint64_t observed = 0, estimated = 0;
+  std::string budget_line;
+};
+StormRun Storm(const std::string& errgen, long n, const std::string& budget,
+               const std::string& goerrprof, const std::string& out_file);
+
 }  // namespace goerrprof::bench
 
 #endif  // GOERRPROF_BENCH_OVERHEAD_RUNS_H_

@@ -52,7 +52,6 @@ const volatile __u64 pidns_ino = 0;
  * reads that would fault fail instead. The verifier never visits the
  * other branch, so the program holds no helper the kernel refuses. */
 const volatile __u32 sleepable = 1;
-
 struct {
   __uint(type, BPF_MAP_TYPE_HASH);
   __uint(max_entries, 1); /* resized by user space */
@@ -73,6 +72,16 @@ struct {
   __type(key, __u64);
   __type(value, struct gep_addr_layout);
 } addr_types SEC(".maps");
+
+/* Probes whose shared link was replaced (the overhead budget took a
+ * neighbour off), keyed by runtime address: the generation bit
+ * (GEP_COOKIE_F_GEN) of the link that counts. See probe_abi.h. */
+struct {
+  __uint(type, BPF_MAP_TYPE_HASH);
+  __uint(max_entries, 1); /* resized by user space */
+  __type(key, __u64);
+  __type(value, __u32);
+} link_gen SEC(".maps");
 
 struct {
   __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -341,6 +350,13 @@ int gep_on_error(struct pt_regs *ctx) {
   __u64 cookie = bpf_get_attach_cookie(ctx);
   __u32 tloc = GEP_COOKIE_TAB(cookie), dloc = GEP_COOKIE_DATA(cookie);
   __u64 ip = PT_REGS_IP(ctx);
+  if (!(cookie & GEP_COOKIE_F_SOLO)) {
+    __u32 *gen = bpf_map_lookup_elem(&link_gen, &ip);
+    if (gen && *gen != !!(cookie & GEP_COOKIE_F_GEN)) {
+      bump(GEP_CTR_STALE_LINK);
+      return 0;
+    }
+  }
 
   struct gep_scratch *s = my_scratch();
   if (!s) {

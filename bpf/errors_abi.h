@@ -187,6 +187,7 @@ enum gep_counter {
   GEP_CTR_ADDR_UNKNOWN,    /* address of a type not in the address map */
   GEP_CTR_LABELS_READ,     /* goroutine label storage or a label unreadable */
   GEP_CTR_LABELS_CUT,      /* labels beyond GEP_MAX_LABELS (or a map too big) */
+  GEP_CTR_STALE_LINK,      /* hit through a link being replaced: counted by the other */
   GEP_CTR__COUNT,
 };
 

@@ -57,4 +57,17 @@ enum gep_loc_kind { GEP_LOC_NONE = 0, GEP_LOC_REG = 1, GEP_LOC_MEM = 2, GEP_LOC_
 #define GEP_COOKIE_TAB(c) ((gep_u32)(c))
 #define GEP_COOKIE_DATA(c) ((gep_u32)((c) >> 32))
 
+/* Link tags, in the data location's flag bits (6-7, unused there): set by
+ * the session as it attaches, never by the planner. The overhead budget
+ * takes single sites off and puts them back; a uprobe_multi link cannot
+ * lose one offset, so the session replaces the link (a shard of the probes)
+ * that held it by one without it, its cookies' generation bit flipped, and
+ * then sets each remaining probe's generation in the link_gen map. While
+ * both links are in, each hit runs twice; the probe ignores the run whose
+ * generation is stale. A site put back gets a link of its own, tagged SOLO
+ * (never stale). */
+#define GEP_COOKIE_F_SOLO (0x40ull << 32)
+#define GEP_COOKIE_F_GEN (0x80ull << 32)
+#define GEP_COOKIE_TAGS (GEP_COOKIE_F_SOLO | GEP_COOKIE_F_GEN)
+
 #endif /* GOERRPROF_BPF_PROBE_ABI_H_ */

@@ -25,6 +25,11 @@ int RunDoctor(const std::vector<std::string>& args);
 absl::StatusOr<int64_t> PidFlag();
 // The executable to read: /proc/PID/exe with --pid, else the first argument.
 absl::StatusOr<std::string> TargetPath(const std::vector<std::string>& args);
+// argv with record's --goroutines made explicit for absl (a string flag):
+// a bare --goroutines is --goroutines=sample, `--goroutines trace` (or
+// sample, off) is --goroutines=trace, --nogoroutines is --goroutines=off.
+// Nothing after a bare "--" is touched.
+std::vector<std::string> NormalizeRecordFlags(std::vector<std::string> argv);
 // Prints "goerrprof: <message>" on stderr and returns the exit code for it.
 int Fail(const absl::Status& status);
 

@@ -24,6 +24,9 @@ ABSL_FLAG(std::string, threshold, "20",
           "diff: growth of a site beyond this percentage of BASE regresses");
 ABSL_FLAG(std::string, min_increase, "5",
           "diff: growth by fewer errors than this never regresses (absolute floor)");
+ABSL_FLAG(std::string, estimate_tolerance, "10",
+          "diff: added to --threshold for sites whose counts were estimated (record's "
+          "overhead budget: errors.estimated=true)");
 ABSL_FLAG(bool, markdown, false, "diff: print a Markdown table and summary");
 
 namespace goerrprof::profiler {
@@ -48,6 +51,11 @@ absl::StatusOr<DiffOptions> OptionsFromFlags() {
     return absl::InvalidArgumentError(
         absl::StrCat("invalid --min-increase \"", floor, "\" (want a count, e.g. 5)"));
   }
+  const std::string tolerance = absl::GetFlag(FLAGS_estimate_tolerance);
+  if (!absl::SimpleAtod(tolerance, &o.estimate_tolerance_percent)) {
+    return absl::InvalidArgumentError(absl::StrCat("invalid --estimate-tolerance \"", tolerance,
+                                                   "\" (want a percentage, e.g. 10)"));
+  }
   if (absl::Status s = ValidateDiffOptions(o); !s.ok()) return s;
   return o;
 }
@@ -69,7 +77,8 @@ std::string ChangeText(const Finding& f) {
     case FindingKind::kNewChain: return "new";
     case FindingKind::kVanishedSite:
     case FindingKind::kVanishedChain: return "gone";
-    case FindingKind::kGrowth: return absl::StrFormat("%+.1f%%", f.ChangePercent());
+    case FindingKind::kGrowth:
+      return absl::StrFormat("%+.1f%%%s", f.ChangePercent(), f.estimated ? " (estimated)" : "");
   }
   return "?";
 }

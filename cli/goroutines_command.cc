@@ -1,6 +1,9 @@
 // goerrprof goroutines: a snapshot of every goroutine of a live Go
 // process, as a pprof profile, a Go-style text dump, or a leak report.
+#include <sys/mman.h>
+
 #include <cstdio>
+#include <new>
 #include <string>
 #include <vector>
 
@@ -10,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/time.h"
+#include "google/protobuf/arena.h"
 #include "cli/commands.h"
 #include "cli/flags.h"
 #include "goroutines/goroutine_frames.h"
@@ -36,6 +40,26 @@ namespace {
 
 constexpr char kRecordDefaultOut[] = "errors.pb.gz";
 constexpr char kDefaultOut[] = "goroutines.pb.gz";
+
+// The profile's arena takes its blocks with their pages populated in one
+// call: 100 000 goroutines make about 65 MB of messages, and faulting
+// them in page by page costs about as much as building them.
+void* PopulatedBlock(size_t n) {
+  void* p = mmap(nullptr, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE,
+                 -1, 0);
+  if (p == MAP_FAILED) throw std::bad_alloc();
+  return p;
+}
+void FreeBlock(void* p, size_t n) { munmap(p, n); }
+
+// The snapshot is left to the process's exit (kept reachable, not leaked):
+// freeing 100 000 goroutines' stacks one by one costs milliseconds for
+// nothing.
+void KeepUntilExit(Snapshot&& snap) {
+  static Snapshot* kept = nullptr;
+  delete kept;
+  kept = new Snapshot(std::move(snap));
+}
 
 std::string Summary(const Snapshot& s) {
   const SnapshotStats& st = s.stats;
@@ -80,15 +104,25 @@ int RunGoroutines(const std::vector<std::string>& args) {
     std::fwrite(out.data(), 1, out.size(), stdout);
     std::fflush(stdout);
     std::fprintf(stderr, "%s\n", Summary(*snap).c_str());
+    KeepUntilExit(std::move(*snap));
     return 0;
   }
   std::string out = absl::GetFlag(FLAGS_o);
   if (out == kRecordDefaultOut) out = kDefaultOut;
-  auto profile = GoroutineProfile(*snap, **binary);
-  if (!profile.ok()) return Fail(profile.status());
-  absl::Status s = WriteProfileFile(*profile, out);
+  // On an arena: a sample per goroutine is about ten small messages.
+  google::protobuf::ArenaOptions arena_options;
+  arena_options.start_block_size = 1 << 20;
+  arena_options.max_block_size = 8 << 20;
+  arena_options.block_alloc = PopulatedBlock;
+  arena_options.block_dealloc = FreeBlock;
+  google::protobuf::Arena arena(arena_options);
+  auto* profile = google::protobuf::Arena::CreateMessage<perftools::profiles::Profile>(&arena);
+  absl::Status s = GoroutineProfileInto(*snap, **binary, profile);
+  if (!s.ok()) return Fail(s);
+  s = WriteProfileFile(*profile, out);
   if (!s.ok()) return Fail(s);
   std::fprintf(stderr, "%s -> %s\n", Summary(*snap).c_str(), out.c_str());
+  KeepUntilExit(std::move(*snap));
   return 0;
 }
 

@@ -31,11 +31,13 @@ constexpr char kUsage[] =
     "  goerrprof inspect [--json] (BINARY | --pid PID)\n"
     "  goerrprof symbolize [--json] BINARY ADDR...\n"
     "  goerrprof record --pid PID [--duration D] [-o errors.pb.gz] [--max-chain N]\n"
-    "                 [--ringbuf-bytes N] [--goroutines] [--messages full|redact|off]\n"
-    "  goerrprof record [-o errors.pb.gz] [--toolchain] [--goroutines]\n"
-    "                 [--messages full|redact|off] -- COMMAND ARGS...\n"
+    "                 [--ringbuf-bytes N] [--goroutines[=sample|trace|off]] [--hz N]\n"
+    "                 [--messages full|redact|off] [--max-overhead PCT]\n"
+    "  goerrprof record [-o errors.pb.gz] [--toolchain] [--goroutines[=sample|trace|off]]\n"
+    "                 [--hz N] [--messages full|redact|off] [--max-overhead PCT] -- COMMAND ARGS...\n"
     "  goerrprof goroutines --pid PID [-o goroutines.pb.gz] [--text] [--leaks [--min-wait D]] [--all]\n"
-    "  goerrprof diff BASE NEW [--threshold PCT] [--min-increase N] [--json | --markdown]\n"
+    "  goerrprof diff BASE NEW [--threshold PCT] [--min-increase N] [--estimate-tolerance PCT]\n"
+    "                 [--json | --markdown]\n"
     "  goerrprof doctor [--pid PID] [--json]\n";
 
 }  // namespace
@@ -79,7 +81,9 @@ int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(goerrprof::profiler::kUsage);
   // Accept --max-chain as well as --max_chain: flag names are identifiers.
   // Nothing after a bare "--" is ours to respell.
-  std::vector<std::string> spelled(argv, argv + argc);
+  // A bare --goroutines (record's string flag) made explicit first.
+  std::vector<std::string> spelled =
+      goerrprof::profiler::NormalizeRecordFlags(std::vector<std::string>(argv, argv + argc));
   std::vector<char*> respelled;
   bool ours = true;
   for (std::string& a : spelled) {
@@ -108,7 +112,9 @@ int main(int argc, char** argv) {
       return 2;
     }
   }
-  std::vector<char*> positional = absl::ParseCommandLine(argc, respelled.data());
+  respelled.push_back(nullptr);
+  std::vector<char*> positional =
+      absl::ParseCommandLine(static_cast<int>(respelled.size() - 1), respelled.data());
   if (positional.size() < 2) {
     std::fputs(goerrprof::profiler::kUsage, stderr);
     return 2;

@@ -19,7 +19,10 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/strip.h"
 #include "absl/time/time.h"
 #include "base/fault_point.h"
 #include "cli/commands.h"
@@ -36,14 +39,23 @@ ABSL_FLAG(absl::Duration, duration, absl::ZeroDuration(),
 ABSL_FLAG(std::string, o, "errors.pb.gz", "record: the profile to write");
 ABSL_FLAG(std::string, plan_cache, "auto",
           "record: where probe plans are cached (auto: $XDG_CACHE_HOME/goerrprof/plans; off)");
+ABSL_FLAG(std::string, max_overhead, "1%",
+          "record: what the error probes may cost each target process, in percent of one CPU "
+          "(\"1%\", \"0.5\"); sites over it are detached for a while and their counts "
+          "estimated (errors.estimated=true); 0: no limit, every creation observed");
 ABSL_FLAG(int32_t, max_chain, 8, "record: how deep to follow Unwrap chains");
 ABSL_FLAG(int64_t, ringbuf_bytes, 8 << 20,
           "record: kernel ring buffer size; events that do not fit are dropped and counted");
-ABSL_FLAG(bool, goroutines, false,
-          "record: also trace where goroutines park, why and for how long, and who wakes "
-          "them (uprobes on the scheduler: costly for code that blocks often)");
+// A string: sample, trace or off. A bare --goroutines means sample (main
+// rewrites it before absl parses: NormalizeRecordFlags).
+ABSL_FLAG(std::string, goroutines, "off",
+          "record: also profile where goroutines wait, why and for how long: sample (outside "
+          "snapshots --hz times a second, no probe; a bare --goroutines), trace (every park, "
+          "its waker and exact times: uprobes on the scheduler, costly for code that blocks "
+          "often) or off");
+ABSL_FLAG(int32_t, hz, 19, "record --goroutines=sample: snapshots per second (1-1000)");
 ABSL_FLAG(std::string, goroutines_o, "",
-          "record --goroutines: the park profile (default: goroutines.pb.gz beside -o)");
+          "record --goroutines: the wait profile (default: goroutines.pb.gz beside -o)");
 ABSL_FLAG(bool, toolchain, false,
           "record -- COMMAND: also record the Go toolchain's own processes (go, compile, vet...)");
 ABSL_FLAG(std::string, messages, "full",
@@ -93,7 +105,28 @@ absl::StatusOr<RecordOptions> OptionsFromFlags() {
   o.max_chain = static_cast<uint32_t>(absl::GetFlag(FLAGS_max_chain));
   o.ringbuf_bytes = static_cast<uint32_t>(absl::GetFlag(FLAGS_ringbuf_bytes));
   o.toolchain = absl::GetFlag(FLAGS_toolchain);
-  o.goroutines = absl::GetFlag(FLAGS_goroutines);
+  {
+    std::string pct(absl::StripSuffix(absl::GetFlag(FLAGS_max_overhead), "%"));
+    double v = 0;
+    if (!absl::SimpleAtod(pct, &v) || !(v >= 0) || v > 100) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--max-overhead must be a percentage from 0 to 100, not \"",
+          absl::GetFlag(FLAGS_max_overhead), "\""));
+    }
+    o.max_overhead = v / 100;
+  }
+  std::string mode = absl::GetFlag(FLAGS_goroutines);
+  if (mode != "sample" && mode != "trace" && mode != "off") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--goroutines must be sample, trace or off, not \"", mode, "\""));
+  }
+  o.goroutines = mode == "trace";
+  o.goroutine_samples = mode == "sample";
+  o.goroutine_hz = absl::GetFlag(FLAGS_hz);
+  if (o.goroutine_hz < 1 || o.goroutine_hz > 1000) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--hz must be between 1 and 1000, not ", o.goroutine_hz));
+  }
   std::string cache = absl::GetFlag(FLAGS_plan_cache);
   o.plan_cache_dir = cache == "auto" ? PlanCache::DefaultDir() : cache == "off" ? "" : cache;
   return o;
@@ -112,14 +145,32 @@ std::string ParksPath(const std::string& errors_path) {
          "goroutines.pb.gz";
 }
 
-// Writes the park profiles and says so; "" when parks were not traced.
+// The overhead budget's line, when it had to act; its failures.
+void PrintBudget(const Recorder& rec) {
+  for (const std::string& w : rec.warnings()) {
+    if (absl::StrContains(w, "overhead budget")) std::fprintf(stderr, "goerrprof: %s\n", w.c_str());
+  }
+  if (rec.budget_sites_off() > 0) {
+    std::fprintf(stderr, "goerrprof: %s\n", rec.BudgetSummary().c_str());
+  }
+}
+
+// Writes the park (or sampled wait) profiles and says so; "" when neither
+// was asked for.
 std::string WriteParks(Recorder& rec, const std::string& errors_path, const PprofInfo& info) {
-  if (!absl::GetFlag(FLAGS_goroutines)) return "";
+  const std::string mode = absl::GetFlag(FLAGS_goroutines);
+  if (mode == "off") return "";
   for (const std::string& w : rec.warnings()) std::fprintf(stderr, "goerrprof: %s\n", w.c_str());
   auto written = rec.WriteParks(ParksPath(errors_path), info);
   if (!written.ok()) {
     std::fprintf(stderr, "goerrprof: %s\n", std::string(written.status().message()).c_str());
-    return "; goroutine parks not written";
+    return mode == "sample" ? "; goroutine waits not written" : "; goroutine parks not written";
+  }
+  if (mode == "sample") {
+    return absl::StrCat("; ", rec.wait_snapshots(), " goroutine snapshots at ",
+                        absl::GetFlag(FLAGS_hz), " Hz, ", rec.wait_snapshots_failed(),
+                        " failed -> ",
+                        written->empty() ? "nothing written" : absl::StrJoin(*written, " "));
   }
   return absl::StrCat("; ", rec.parks(), " goroutine parks, ", rec.park_drops(), " dropped -> ",
                       written->empty() ? "nothing written" : absl::StrJoin(*written, " "));
@@ -182,7 +233,7 @@ int RecordPid(pid_t pid, const RecordOptions& options) {
   absl::Time recording = absl::Now(), last_status = absl::InfinitePast();
   std::string stop_reason = "interrupted";
   for (;;) {
-    if (absl::Status s = rec.Poll(100); !s.ok()) return Fail(s);
+    if (absl::Status s = rec.Poll(rec.max_wait_ms(100)); !s.ok()) return Fail(s);
     absl::Time now = absl::Now();
     if (tty && now - last_status > absl::Milliseconds(250)) {
       PrintStatus(rec, now - recording);
@@ -212,6 +263,7 @@ int RecordPid(pid_t pid, const RecordOptions& options) {
   absl::Status failure;
   std::string out = WriteOrRescue(rec, wanted, info, &failure);
   std::string parks = WriteParks(rec, wanted, info);
+  PrintBudget(rec);
   std::fprintf(stderr,
                "goerrprof: %s: %llu errors and %llu panics at %zu sites, %llu dropped, %zu probes "
                "attached in %s (%zu references unplanned) -> %s%s\n",
@@ -293,7 +345,7 @@ int RecordCommand(const std::vector<std::string>& command, const RecordOptions& 
   };
   int status = 0;
   for (;;) {
-    auto polled = (*follower)->Poll(50, on_exec);
+    auto polled = (*follower)->Poll(rec.max_wait_ms(50), on_exec);
     if (!polled.ok()) {
       std::fprintf(stderr, "goerrprof: %s\n", std::string(polled.status().message()).c_str());
     }
@@ -332,6 +384,7 @@ int RecordCommand(const std::vector<std::string>& command, const RecordOptions& 
   absl::Status failure;
   std::string out = WriteOrRescue(rec, wanted, info, &failure);
   std::string parks = WriteParks(rec, wanted, info);
+  PrintBudget(rec);
   std::fprintf(stderr,
                "goerrprof: command exited with %d: %llu errors and %llu panics at %zu sites in %zu "
                "Go processes "
@@ -365,6 +418,27 @@ int RunRecord(const std::vector<std::string>& args, const std::vector<std::strin
   }
   if (auto path = TargetPath(args); !path.ok()) return Fail(path.status());
   return RecordPid(static_cast<pid_t>(*pid_flag), *options);
+}
+
+std::vector<std::string> NormalizeRecordFlags(std::vector<std::string> argv) {
+  std::vector<std::string> out;
+  for (size_t i = 0; i < argv.size(); ++i) {
+    const std::string& a = argv[i];
+    if (a == "--") {  // the command's own arguments follow
+      out.insert(out.end(), argv.begin() + i, argv.end());
+      break;
+    }
+    if (a == "--goroutines" || a == "-goroutines") {
+      const bool word = i + 1 < argv.size() &&
+                        (argv[i + 1] == "sample" || argv[i + 1] == "trace" || argv[i + 1] == "off");
+      out.push_back(absl::StrCat("--goroutines=", word ? argv[++i] : "sample"));
+    } else if (a == "--nogoroutines" || a == "-nogoroutines") {
+      out.push_back("--goroutines=off");
+    } else {
+      out.push_back(a);
+    }
+  }
+  return out;
 }
 
 }  // namespace goerrprof::profiler

@@ -159,9 +159,12 @@ absl::StatusOr<ErrorSites> SummarizeProfile(const pp::Profile& p) {
     const std::string* type = nullptr;
     const std::string* chain_label = nullptr;
     const std::string* binary_label = nullptr;
+    bool estimated = false;
     for (const pp::Label& label : s.label()) {
       const std::string& k = str(label.key());
-      if (k == kLabelType) {
+      if (k == kLabelEstimated) {
+        estimated = str(label.str()) == "true";
+      } else if (k == kLabelType) {
         type = &str(label.str());
       } else if (k == kLabelChain) {
         chain_label = &str(label.str());
@@ -185,6 +188,7 @@ absl::StatusOr<ErrorSites> SummarizeProfile(const pp::Profile& p) {
       return Broken("error counts overflow");
     }
     if (!binary.empty()) site.binaries.insert(binary);
+    site.estimated |= estimated;
   }
   return out;
 }
@@ -207,6 +211,10 @@ absl::Status ValidateDiffOptions(const DiffOptions& o) {
   if (o.min_increase < 0) {
     return absl::InvalidArgumentError(
         absl::StrCat("invalid minimum increase ", o.min_increase, " (want >= 0)"));
+  }
+  if (!std::isfinite(o.estimate_tolerance_percent) || o.estimate_tolerance_percent < 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "invalid estimate tolerance ", o.estimate_tolerance_percent, " (want a percentage >= 0)"));
   }
   return absl::OkStatus();
 }
@@ -263,9 +271,13 @@ DiffResult DiffErrorSites(const ErrorSites& base, const ErrorSites& next,
     const SiteStats& b = it->second;
     // Exact for integral thresholds: (n-b)*100 > b*t, no 1.2*100 rounding.
     const double grown = (static_cast<double>(n.count) - static_cast<double>(b.count)) * 100.0;
-    if (grown > static_cast<double>(b.count) * options.threshold_percent &&
+    const bool estimated = b.estimated || n.estimated;
+    const double threshold =
+        options.threshold_percent + (estimated ? options.estimate_tolerance_percent : 0);
+    if (grown > static_cast<double>(b.count) * threshold &&
         n.count - b.count >= options.min_increase) {
       Finding f = make(FindingKind::kGrowth, key, &b, &n);
+      f.estimated = estimated;
       f.base_count = b.count;
       f.new_count = n.count;
       f.regression = true;

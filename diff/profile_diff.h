@@ -32,7 +32,10 @@
 // (the absolute floor keeps 1 -> 2 from failing a build). A new chain under
 // an existing site regresses too. Vanished sites and chains are reported
 // and never regress. Counts are absolute (not per second): compare
-// recordings of the same workload, such as one test suite run.
+// recordings of the same workload, such as one test suite run. A site
+// whose count the overhead budget estimated in either profile (samples
+// labelled errors.estimated=true) grows only beyond threshold +
+// estimate_tolerance: an estimate is not an exact count.
 #ifndef GOERRPROF_DIFF_PROFILE_DIFF_H_
 #define GOERRPROF_DIFF_PROFILE_DIFF_H_
 
@@ -67,6 +70,7 @@ struct SiteStats {
   std::map<std::string, int64_t> lines;
   std::map<std::string, int64_t> chains;  // count per error.chain
   std::set<std::string> binaries;         // process.binary values seen
+  bool estimated = false;  // some of count was estimated (errors.estimated)
   // The line with most errors (ties: the smallest), "" when unknown.
   std::string TopLine() const;
 };
@@ -90,6 +94,8 @@ bool InStandardLibrary(absl::string_view function);
 struct DiffOptions {
   double threshold_percent = 20;  // growth relative to BASE
   int64_t min_increase = 5;       // growth by fewer errors never regresses
+  // Added to the threshold for sites with estimated counts on either side.
+  double estimate_tolerance_percent = 10;
 };
 // InvalidArgument for a negative or non-finite threshold or negative floor.
 absl::Status ValidateDiffOptions(const DiffOptions& options);
@@ -106,6 +112,7 @@ struct Finding {
   std::string location;  // SiteStats::TopLine of the site (NEW's, else BASE's)
   int64_t base_count = 0;  // of the site, or of the chain for chain findings
   int64_t new_count = 0;
+  bool estimated = false;  // either count was estimated (errors.estimated)
   std::set<std::string> binaries;  // process.binary values, both profiles
   // Change relative to BASE in percent; only meaningful when base_count > 0.
   double ChangePercent() const;

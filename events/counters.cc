@@ -29,6 +29,7 @@ absl::string_view CounterName(gep_counter c) {
     case GEP_CTR_ADDR_UNKNOWN: return "addr_unknown_type";
     case GEP_CTR_LABELS_READ: return "labels_read_failed";
     case GEP_CTR_LABELS_CUT: return "labels_cut";
+    case GEP_CTR_STALE_LINK: return "stale_link";
     case GEP_CTR__COUNT: break;
   }
   return "unknown";

@@ -29,9 +29,8 @@ absl::Status ErrnoError(pid_t pid, int err) {
 
 absl::Status ProcessMemory::ReadEach(std::vector<ReadRange>& ranges) {
   constexpr size_t kMaxIov = IOV_MAX;
-  std::vector<iovec> local, remote;
-  local.reserve(kMaxIov);
-  remote.reserve(kMaxIov);
+  std::vector<iovec>& local = local_;
+  std::vector<iovec>& remote = remote_;
   size_t i = 0;
   while (i < ranges.size()) {
     local.clear();
@@ -79,15 +78,21 @@ absl::Status ProcessMemory::Visit(const std::vector<ReadRange>& ranges, uint64_t
   // Spans are read in groups through one reused scratch buffer: faulting
   // in fresh pages for every group would cost as much as the reads.
   constexpr uint64_t kMaxScratch = 8 << 20;
-  std::vector<size_t> order(ranges.size());
+  // Callers mostly give ranges in address order already (gs lie in
+  // allgs order): sort only when they are not.
+  std::vector<size_t>& order = order_;
+  order.resize(ranges.size());
   for (size_t i = 0; i < order.size(); ++i) order[i] = i;
-  std::sort(order.begin(), order.end(),
-            [&](size_t a, size_t b) { return ranges[a].addr < ranges[b].addr; });
-  struct Span {
-    size_t first, last;  // [first, last) in order
-    uint64_t addr, end;
-  };
-  std::vector<Span> spans;
+  bool sorted = true;
+  for (size_t i = 1; i < ranges.size() && sorted; ++i) {
+    sorted = ranges[i - 1].addr <= ranges[i].addr;
+  }
+  if (!sorted) {
+    std::sort(order.begin(), order.end(),
+              [&](size_t a, size_t b) { return ranges[a].addr < ranges[b].addr; });
+  }
+  std::vector<Span>& spans = spans_;
+  spans.clear();
   for (size_t k = 0; k < order.size(); ++k) {
     const ReadRange& r = ranges[order[k]];
     if (!spans.empty()) {
@@ -101,8 +106,7 @@ absl::Status ProcessMemory::Visit(const std::vector<ReadRange>& ranges, uint64_t
     }
     spans.push_back({k, k + 1, r.addr, r.addr + r.len});
   }
-  std::unique_ptr<uint8_t[]> single;
-  uint64_t single_size = 0;
+  std::vector<ReadRange>& reads = reads_;
   size_t g = 0;
   while (g < spans.size()) {
     size_t h = g;
@@ -115,7 +119,7 @@ absl::Status ProcessMemory::Visit(const std::vector<ReadRange>& ranges, uint64_t
       scratch_.reset(new uint8_t[bytes]);  // uninitialized: the kernel fills it
       scratch_size_ = bytes;
     }
-    std::vector<ReadRange> reads;
+    reads.clear();
     uint64_t off = 0;
     for (size_t i = g; i < h; ++i) {
       reads.push_back({spans[i].addr, spans[i].end - spans[i].addr, scratch_.get() + off});
@@ -140,14 +144,14 @@ absl::Status ProcessMemory::Visit(const std::vector<ReadRange>& ranges, uint64_t
         }
         // Some part of the span faults: this range on its own (merged
         // ranges are at most kMaxSpan long).
-        if (single_size < r.len) {
-          single.reset(new uint8_t[r.len]);  // uninitialized: the read fills it
-          single_size = r.len;
+        if (single_size_ < r.len) {
+          single_.reset(new uint8_t[r.len]);  // uninitialized: the read fills it
+          single_size_ = r.len;
         }
-        std::vector<ReadRange> one = {{r.addr, r.len, single.get()}};
+        std::vector<ReadRange> one = {{r.addr, r.len, single_.get()}};
         s = ReadEach(one);
         if (!s.ok()) return s;
-        visit(idx, one[0].ok ? single.get() : nullptr);
+        visit(idx, one[0].ok ? single_.get() : nullptr);
       }
     }
     g = h;

@@ -51,7 +51,8 @@ class ProcessMemory {
   // Reads `ranges` ({addr, len}; `out` and `ok` unused) merged like
   // ReadBatch, through one reused scratch buffer, and calls visit(i, bytes)
   // for every range i with its bytes, or with nullptr when it is
-  // unreadable. The bytes are valid only during the call.
+  // unreadable. The bytes are valid only during the call; `visit` must not
+  // call Visit or ReadBatch with a merge gap (their buffers are reused).
   absl::Status Visit(const std::vector<ReadRange>& ranges, uint64_t merge_gap,
                      absl::FunctionRef<void(size_t, const uint8_t*)> visit);
 
@@ -64,11 +65,21 @@ class ProcessMemory {
  private:
   absl::Status ReadEach(std::vector<ReadRange>& ranges);
 
+  struct Span {
+    size_t first, last;  // [first, last) in order_
+    uint64_t addr, end;
+  };
+
   pid_t pid_;
   MemorySource* source_;
   uint64_t syscalls_ = 0;
-  std::unique_ptr<uint8_t[]> scratch_;
-  uint64_t scratch_size_ = 0;
+  // Visit's buffers, reused from call to call.
+  std::unique_ptr<uint8_t[]> scratch_, single_;
+  uint64_t scratch_size_ = 0, single_size_ = 0;
+  std::vector<size_t> order_;
+  std::vector<Span> spans_;
+  std::vector<ReadRange> reads_;
+  std::vector<iovec> local_, remote_;
 };
 
 }  // namespace goerrprof::profiler

@@ -4,8 +4,10 @@
 
 #include <algorithm>
 #include <array>
+#include <memory>
 #include <optional>
 
+#include "base/clock.h"
 #include "absl/status/status.h"
 #include "absl/strings/match.h"
 #include "base/byte_reader.h"
@@ -27,6 +29,10 @@ constexpr uint64_t kMaxStackRead = 64 << 20;
 // kernel's cost is per range, so neighbours are read as one span.
 constexpr uint64_t kMergeG = 4096, kMergeStack = 2048;
 constexpr size_t kMaxFrames = 1024;
+// gs are read, walked and rechecked a chunk at a time: the chunk's gs,
+// stack tops and recheck stay in the cache between the kernel's copy and
+// our reading of it, and a recheck follows its read closely.
+constexpr size_t kChunk = 256;
 // Without syscallbp (before 1.23) the syscall caller's frame pointer is
 // searched for this far above syscallsp.
 constexpr uint64_t kSyscallScan = 1024;
@@ -103,21 +109,29 @@ class Reader {
   }
 
   // FindFunc through a small direct-mapped cache: goroutines share most
-  // of their PCs.
-  std::optional<size_t> Func(uint64_t runtime_pc) {
-    if (runtime_pc < bias_) return std::nullopt;
+  // of their PCs. The entry also says what the walk asks of the function.
+  struct FuncCacheEntry {
+    uint64_t pc = 0;
+    std::optional<size_t> func;
+    bool goexit = false;    // runtime.goexit: a goroutine's root
+    bool injected = false;  // runtime.asyncPreempt, runtime.sigpanic
+  };
+  FuncCacheEntry Entry(uint64_t runtime_pc) {
+    if (runtime_pc < bias_) return {};
     FuncCacheEntry& e = func_cache_[(runtime_pc ^ (runtime_pc >> 12)) % func_cache_.size()];
-    if (e.pc == runtime_pc && e.pc != 0) return e.func;
+    if (e.pc == runtime_pc && e.pc != 0) return e;
     std::optional<size_t> f = bin_.pclntab().FindFunc(runtime_pc - bias_);
-    e = {runtime_pc, f};
-    return f;
+    e = {runtime_pc, f, f && goexit_ && *f == *goexit_,
+         f && std::find(injected_.begin(), injected_.end(), *f) != injected_.end()};
+    return e;
   }
+  std::optional<size_t> Func(uint64_t runtime_pc) { return Entry(runtime_pc).func; }
 
   // Parses the g; false when it does not look like a g (torn or garbage).
   bool Parse(ByteView g, Pending& p, int64_t now) {
     uint32_t raw = At<uint32_t>(g, layout_.atomicstatus);
     uint32_t status = raw & ~gabi::kGscan;
-    Goroutine& o = p.r->g;
+    Goroutine& o = *p.r->g;
     o = Goroutine{};
     o.status = status;
     o.scan = (raw & gabi::kGscan) != 0;
@@ -200,17 +214,16 @@ class Reader {
   // [sp, sp + stack.size()).
   Walk WalkFrom(const Pending& p, ByteView stack, uint64_t bp, std::vector<uint64_t>* out) {
     out->clear();
-    out->reserve(16);
     out->push_back(p.pc - bias_);
     uint64_t lower = p.sp, end = p.sp + stack.size();
     std::optional<uint64_t> at_sp = bp == 0 ? stack.U64(0) : std::nullopt;
     if (at_sp) {
       // A goroutine that has not run yet: it sits at its function's entry
       // with no frame pointer saved and goexit's return address at sp.
-      auto f = Func(*at_sp);
-      if (f && goexit_ && *f == *goexit_) return Walk::kComplete;
+      if (Entry(*at_sp).goexit) return Walk::kComplete;
     }
     bool after_injected = false;  // the last PC pushed was interrupted by a signal
+    bool below_injected = Entry(p.pc).injected;  // the same of out->back()
     uint64_t last_bp = 0;
     while (out->size() < kMaxFrames) {
       if (bp == 0) {
@@ -219,10 +232,7 @@ class Reader {
         // call's: at the goroutine's root that is goexit.
         std::optional<uint64_t> ret =
             after_injected ? stack.U64(last_bp + 16 - p.sp) : std::nullopt;
-        if (ret) {
-          auto f = Func(*ret);
-          if (f && goexit_ && *f == *goexit_) return Walk::kComplete;
-        }
+        if (ret && Entry(*ret).goexit) return Walk::kComplete;
         return Walk::kTruncated;
       }
       if (bp < lower || bp + 16 > p.hi || bp % 8 != 0) return Walk::kBad;
@@ -231,13 +241,12 @@ class Reader {
       ByteReader frame(stack, bp - p.sp);
       uint64_t next = frame.U64(), ret = frame.U64();
       if (!frame.ok()) return Walk::kBad;  // bp + 16 wrapped around
-      auto f = Func(ret);
-      if (!f) return Walk::kBad;
-      if (goexit_ && *f == *goexit_) return Walk::kComplete;
+      FuncCacheEntry f = Entry(ret);
+      if (!f.func) return Walk::kBad;
+      if (f.goexit) return Walk::kComplete;
       // out->back() is the frame whose saved BP we just read.
-      auto below = Func(out->back() + bias_);
-      after_injected = below && std::find(injected_.begin(), injected_.end(), *below) !=
-                                    injected_.end();
+      after_injected = below_injected;
+      below_injected = f.injected;
       out->push_back(ret - bias_);
       lower = bp + 16;
       last_bp = bp;
@@ -246,28 +255,33 @@ class Reader {
     return Walk::kTruncated;
   }
 
+  // The walk goes into frames_ (reused), then into the goroutine's own
+  // vector at its exact size: one allocation per goroutine.
   Walk WalkStack(Pending& p, ByteView stack) {
     uint64_t len = stack.size();
-    if (p.has_bp) return WalkFrom(p, stack, p.bp, &p.r->g.stack);
+    if (p.has_bp) {
+      Walk w = WalkFrom(p, stack, p.bp, &frames_);
+      p.r->g->stack.assign(frames_.begin(), frames_.end());
+      return w;
+    }
     // No saved frame pointer (syscall before 1.23): the caller's frame
     // pointer slot is the first one above syscallsp whose chain reaches
     // goexit.
-    std::vector<uint64_t> frames;
     for (uint64_t s = p.sp; s + 16 <= p.sp + std::min<uint64_t>(len, kSyscallScan); s += 8) {
-      Walk w = WalkFrom(p, stack, s, &frames);
+      Walk w = WalkFrom(p, stack, s, &frames_);
       if (w == Walk::kComplete) {
-        p.r->g.stack = frames;
+        p.r->g->stack.assign(frames_.begin(), frames_.end());
         return Walk::kComplete;
       }
     }
-    p.r->g.stack = {p.pc - bias_};
+    p.r->g->stack.assign(1, p.pc - bias_);
     return len < std::min<uint64_t>(p.hi - p.sp, kSyscallScan + 16) ? Walk::kNeedMore
                                                                     : Walk::kTruncated;
   }
 
-  absl::Status ReadGs(std::vector<Pending*>& ps, int64_t now) {
-    std::vector<ReadRange> r;
-    r.reserve(ps.size());
+  absl::Status ReadGs(absl::Span<Pending* const> ps, int64_t now) {
+    std::vector<ReadRange>& r = ranges_;
+    r.clear();
     for (Pending* p : ps) r.push_back({p->r->gaddr, static_cast<uint64_t>(g_size_)});
     return mem_.Visit(r, kMergeG, [&](size_t i, const uint8_t* g) {
       Pending& p = *ps[i];
@@ -277,10 +291,12 @@ class Reader {
 
   // Reads the used top of each stack and walks it; a chain that leaves
   // what was read is read again up to the stack's top.
-  absl::Status WalkStacks(std::vector<Pending*>& ps) {
+  absl::Status WalkStacks(absl::Span<Pending* const> ps) {
     for (bool more : {false, true}) {
-      std::vector<ReadRange> r;
-      std::vector<Pending*> who;
+      std::vector<ReadRange>& r = ranges_;
+      std::vector<Pending*>& who = who_;
+      r.clear();
+      who.clear();
       for (Pending* p : ps) {
         if (more && p->walk != Walk::kNeedMore) continue;
         uint64_t want = std::min<uint64_t>(p->hi - p->sp, more ? kMaxStackRead : kStackRead);
@@ -299,8 +315,9 @@ class Reader {
   }
 
   // Re-reads what the walk relied on; a g that changed ran meanwhile.
-  absl::Status Recheck(std::vector<Pending*>& ps) {
-    std::vector<ReadRange> r;
+  absl::Status Recheck(absl::Span<Pending* const> ps) {
+    std::vector<ReadRange>& r = ranges_;
+    r.clear();
     uint64_t n = recheck_hi_ - recheck_lo_;
     for (Pending* p : ps) r.push_back({p->r->gaddr + recheck_lo_, n});
     return mem_.Visit(r, kMergeG, [&](size_t i, const uint8_t* now) {
@@ -318,54 +335,86 @@ class Reader {
   std::vector<size_t> injected_;  // runtime.asyncPreempt, runtime.sigpanic
   int32_t g_size_ = 0, recheck_lo_ = 0, recheck_hi_ = 0;
   int32_t tracking_ = -1, tracking_stamp_ = -1;
-  struct FuncCacheEntry {
-    uint64_t pc = 0;
-    std::optional<size_t> func;
-  };
   std::array<FuncCacheEntry, 4096> func_cache_{};
+  // Reused between chunks.
+  std::vector<uint64_t> frames_;
+  std::vector<ReadRange> ranges_;
+  std::vector<Pending*> who_;
 };
 
-// Reads, walks and rechecks `todo` until every g is accepted or out of
-// attempts.
-absl::Status ReadShare(Reader& reader, std::vector<Pending*> todo, int max_attempts,
-                       uint64_t bias, SnapshotStats* stats) {
+// What reading a chunk needs, reused from chunk to chunk: the Pending
+// state lives only while its chunk is read (a retry starts afresh).
+struct ChunkState {
+  std::array<Pending, kChunk> pending;
+  std::vector<Pending*> all, live, stacks;
+};
+
+// Reads, walks and rechecks one chunk of gs; what must be read again goes
+// to `retry`.
+absl::Status ReadChunk(Reader& reader, absl::Span<GoroutineRead* const> chunk, bool last,
+                       uint64_t bias, SnapshotStats* stats, ChunkState& c,
+                       std::vector<GoroutineRead*>* retry) {
+  c.all.clear();
+  for (size_t i = 0; i < chunk.size(); ++i) {
+    c.pending[i] = Pending{};
+    c.pending[i].r = chunk[i];
+    c.all.push_back(&c.pending[i]);
+  }
   absl::Status s;
+  if (s = reader.ReadGs(c.all, MonotonicNanos()); !s.ok()) return s;
+  c.live.clear();
+  c.stacks.clear();
+  for (Pending* p : c.all) {
+    if (!p->parsed) {
+      retry->push_back(p->r);
+    } else if (p->done) {
+      ++stats->dead;
+    } else {
+      c.live.push_back(p);  // running ones have no stack, but are rechecked
+      if (p->r->g->status != gabi::kGrunning) c.stacks.push_back(p);
+    }
+  }
+  if (s = reader.WalkStacks(c.stacks); !s.ok()) return s;
+  if (s = reader.Recheck(c.live); !s.ok()) return s;
+  for (Pending* p : c.live) {
+    Goroutine& g = *p->r->g;
+    bool running = g.status == gabi::kGrunning;
+    bool stack_ok = running || p->walk == Walk::kComplete;
+    if (!p->unchanged || (!stack_ok && !last)) {
+      retry->push_back(p->r);
+      continue;
+    }
+    if (running) {
+      g.stack_kind = StackKind::kNone;
+    } else if (stack_ok) {
+      g.stack_kind = StackKind::kComplete;
+    } else {
+      g.stack_kind = StackKind::kTruncated;
+      if (g.stack.empty()) g.stack = {p->pc - bias};
+      ++stats->stacks_truncated;
+    }
+    p->r->accepted = true;
+  }
+  return absl::OkStatus();
+}
+
+// Reads, walks and rechecks `todo` until every g is accepted or out of
+// attempts. Each attempt goes over all that is left, a chunk at a time,
+// so a g that was changing is read again only after the others.
+absl::Status ReadShare(Reader& reader, std::vector<GoroutineRead*> todo, int max_attempts,
+                       uint64_t bias, SnapshotStats* stats) {
+  auto c = std::make_unique<ChunkState>();
+  std::vector<GoroutineRead*> retry;
   for (int attempt = 0; attempt < max_attempts && !todo.empty(); ++attempt) {
     if (attempt > 0) stats->retried += todo.size();
     bool last = attempt + 1 == max_attempts;
-    if (s = reader.ReadGs(todo, MonotonicNanos()); !s.ok()) return s;
-    std::vector<Pending*> live, stacks, retry;
-    for (Pending* p : todo) {
-      if (!p->parsed) {
-        retry.push_back(p);
-      } else if (p->done) {
-        ++stats->dead;
-      } else {
-        live.push_back(p);  // running ones have no stack, but are rechecked
-        if (p->r->g.status != gabi::kGrunning) stacks.push_back(p);
-      }
+    retry.clear();
+    absl::Span<GoroutineRead* const> all(todo);
+    for (size_t i = 0; i < all.size(); i += kChunk) {
+      absl::Status s = ReadChunk(reader, all.subspan(i, kChunk), last, bias, stats, *c, &retry);
+      if (!s.ok()) return s;
     }
-    if (s = reader.WalkStacks(stacks); !s.ok()) return s;
-    if (s = reader.Recheck(live); !s.ok()) return s;
-    for (Pending* p : live) {
-      bool running = p->r->g.status == gabi::kGrunning;
-      bool stack_ok = running || p->walk == Walk::kComplete;
-      if (!p->unchanged || (!stack_ok && !last)) {
-        retry.push_back(p);
-        continue;
-      }
-      if (running) {
-        p->r->g.stack_kind = StackKind::kNone;
-      } else if (stack_ok) {
-        p->r->g.stack_kind = StackKind::kComplete;
-      } else {
-        p->r->g.stack_kind = StackKind::kTruncated;
-        if (p->r->g.stack.empty()) p->r->g.stack = {p->pc - bias};
-        ++stats->stacks_truncated;
-      }
-      p->r->accepted = true;
-    }
-    todo = std::move(retry);
+    todo.swap(retry);
   }
   stats->skipped = todo.size();
   return absl::OkStatus();
@@ -373,23 +422,14 @@ absl::Status ReadShare(Reader& reader, std::vector<Pending*> todo, int max_attem
 
 }  // namespace
 
-int64_t MonotonicNanos() {
-  timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);  // the clock of the runtime's nanotime
-  return ts.tv_sec * 1000000000LL + ts.tv_nsec;
-}
+int64_t MonotonicNanos() { return MonotonicNs(); }  // the clock of the runtime's nanotime
 
 absl::Status ReadGoroutines(pid_t pid, const symbolizer::GoBinary& binary,
                             const goabi::GLayout& layout, uint64_t bias,
                             absl::Span<GoroutineRead> share, int max_attempts,
                             SnapshotStats* stats, MemorySource* source) {
-  std::vector<Pending> pending(share.size());
-  std::vector<Pending*> todo;
-  todo.reserve(share.size());
-  for (size_t i = 0; i < share.size(); ++i) {
-    pending[i].r = &share[i];
-    todo.push_back(&pending[i]);
-  }
+  std::vector<GoroutineRead*> todo(share.size());
+  for (size_t i = 0; i < share.size(); ++i) todo[i] = &share[i];
   Reader reader(pid, source, binary, layout, bias);
   absl::Status s = ReadShare(reader, std::move(todo), max_attempts, bias, stats);
   stats->syscalls += reader.mem().syscalls();

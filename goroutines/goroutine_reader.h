@@ -20,10 +20,10 @@
 namespace goerrprof::profiler {
 
 struct GoroutineRead {
-  uint64_t gaddr = 0;     // in: the g's address in the target
-  bool accepted = false;  // out: a live goroutine read consistently (else free or skipped)
-  uint64_t labels = 0;    // out: g.labels, for ReadLabels
-  Goroutine g;            // out, when accepted
+  uint64_t gaddr = 0;       // in: the g's address in the target
+  Goroutine* g = nullptr;   // in: where the goroutine goes; out: filled when accepted
+  bool accepted = false;    // out: a live goroutine read consistently (else free or skipped)
+  uint64_t labels = 0;      // out: g.labels, for ReadLabels
 };
 
 // Reads `share` (one thread's part of runtime.allgs); `bias` is the load

@@ -4,6 +4,7 @@
 #include <map>
 #include <tuple>
 
+#include "absl/container/node_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
@@ -49,6 +50,44 @@ void AppendCreator(const Goroutine& g, GoFrames& frames, std::string* out) {
   out->push_back('\n');
 }
 
+// Rendered stacks, once per distinct stack: goroutines share most of
+// them. `limited`: as the dump shows them (Go's frame limit), else every
+// shown frame (the leak report's grouping key).
+class StackTexts {
+ public:
+  explicit StackTexts(GoFrames& frames) : frames_(frames) {}
+
+  const std::string& Get(const std::vector<uint64_t>& stack, bool limited) {
+    Cache& c = limited ? limited_ : plain_;
+    if (c.last != nullptr && *c.last_stack == stack) return *c.last;
+    auto [it, inserted] = c.texts.try_emplace(stack);
+    if (inserted) {
+      std::string& out = it->second;
+      if (limited) {
+        GoFrames::Limited shown = frames_.Limit(frames_.Frames(stack), stack.size());
+        AppendFrames(shown.before, &out);
+        if (!shown.marker.empty()) absl::StrAppend(&out, shown.marker, "\n");
+        AppendFrames(shown.after, &out);
+      } else {
+        AppendFrames(frames_.Frames(stack), &out);
+      }
+    }
+    // Node-based map: the key and text stay where they are.
+    c.last_stack = &it->first;
+    c.last = &it->second;
+    return it->second;
+  }
+
+ private:
+  struct Cache {
+    absl::node_hash_map<std::vector<uint64_t>, std::string> texts;
+    const std::vector<uint64_t>* last_stack = nullptr;
+    const std::string* last = nullptr;
+  };
+  GoFrames& frames_;
+  Cache limited_, plain_;
+};
+
 }  // namespace
 
 std::string StateWithWait(const Goroutine& g) {
@@ -62,6 +101,7 @@ std::string StateWithWait(const Goroutine& g) {
 
 std::string FormatDump(const Snapshot& snap, GoFrames& frames) {
   std::string out;
+  StackTexts texts(frames);
   for (const Goroutine& g : snap.goroutines) {
     if (!out.empty()) out += '\n';
     absl::StrAppend(&out, "goroutine ", g.id, " [", StateWithWait(g), "]:\n");
@@ -74,10 +114,7 @@ std::string FormatDump(const Snapshot& snap, GoFrames& frames) {
     if (g.stack_kind == StackKind::kNone) {
       out += "\tgoroutine running on other thread; stack unavailable\n";
     } else {
-      GoFrames::Limited shown = frames.Limit(frames.Frames(g.stack), g.stack.size());
-      AppendFrames(shown.before, &out);
-      if (!shown.marker.empty()) absl::StrAppend(&out, shown.marker, "\n");
-      AppendFrames(shown.after, &out);
+      out += texts.Get(g.stack, true);
       if (g.stack_kind == StackKind::kTruncated) {
         out += "...stack truncated: the frame-pointer chain ended early...\n";
       }
@@ -95,6 +132,7 @@ std::string FormatLeaks(const Snapshot& snap, GoFrames& frames, int64_t min_wait
   // Key: state, creator line, rendered stack.
   std::map<std::tuple<std::string, std::string, std::string>, Group> groups;
   size_t unknown = 0, waiting = 0;
+  StackTexts texts(frames);
   for (const Goroutine& g : snap.goroutines) {
     if (g.status != goabi::kGwaiting) continue;
     ++waiting;
@@ -105,10 +143,9 @@ std::string FormatLeaks(const Snapshot& snap, GoFrames& frames, int64_t min_wait
     }
     int64_t wait = known ? g.wait_ns : 0;
     if (wait < min_wait_ns) continue;
-    std::string creator, stack;
+    std::string creator;
     AppendCreator(g, frames, &creator);
-    AppendFrames(frames.Frames(g.stack), &stack);
-    Group& grp = groups[{std::string(g.state), creator, stack}];
+    Group& grp = groups[{std::string(g.state), creator, texts.Get(g.stack, false)}];
     grp.members.push_back(&g);
     grp.min_wait = std::min(grp.min_wait, wait);
     grp.max_wait = std::max(grp.max_wait, wait);

@@ -17,6 +17,11 @@ inline constexpr char kLabelPanicRecovered[] = "panic.recovered";
 inline constexpr char kLabelPanicRuntimeError[] = "panic.runtime_error";
 inline constexpr char kLabelBinary[] = "process.binary";  // executable's base name
 inline constexpr char kLabelPid[] = "process.pid";        // numeric
+// "true" on samples whose count includes creations estimated while the
+// overhead budget had their site off; their observed count is the
+// errors_observed value.
+inline constexpr char kLabelEstimated[] = "errors.estimated";
+inline constexpr char kSampleObserved[] = "errors_observed";
 
 // Goroutines. The creator is the go statement: its function (the physical
 // one, as Go's "created by" names it) and file:line; absent for goroutine

@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
 #include "base/errno.h"
 
 namespace goerrprof::profiler {
@@ -122,6 +123,16 @@ void PprofBuilder::NumLabel(pp::Sample* s, absl::string_view key, int64_t value,
   l->set_key(String(key));
   l->set_num(value);
   if (!unit.empty()) l->set_num_unit(String(unit));
+}
+
+void PprofBuilder::AddHeaderComments(absl::string_view title,
+                                     const symbolizer::GoBinary& binary,
+                                     int64_t duration_nanos) {
+  std::string go_version = binary.build_info().go_version;
+  if (go_version.empty()) go_version = binary.version().ToString();
+  AddComment(title);
+  AddComment(absl::StrCat("go version: ", go_version));
+  AddComment(absl::StrCat("duration: ", absl::FormatDuration(absl::Nanoseconds(duration_nanos))));
 }
 
 }  // namespace goerrprof::profiler

@@ -39,6 +39,10 @@ class PprofBuilder {
   // What `go tool pprof` shows unless told otherwise (else: the last type).
   void SetDefaultSampleType(absl::string_view type) { p_.set_default_sample_type(String(type)); }
   void AddComment(absl::string_view text) { p_.add_comment(String(text)); }
+  // A one-binary profile's first comments: `title`, the binary's Go
+  // version, the duration.
+  void AddHeaderComments(absl::string_view title, const symbolizer::GoBinary& binary,
+                         int64_t duration_nanos);
 
   // Registers a binary (it must outlive the builder) and its mappings;
   // returns its handle for Stack/Location. `path` names it in the profile

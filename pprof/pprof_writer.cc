@@ -53,6 +53,9 @@ absl::StatusOr<pp::Profile> BuildPprof(const ErrorProfile& profile,
   PprofBuilder b;
   b.AddSampleType("errors", "count");
   b.AddSampleType("panics", "count");
+  // Only where the budget estimated: the counts the probes saw.
+  const bool estimated = profile.estimated();
+  if (estimated) b.AddSampleType(kSampleObserved, "count");
   b.SetDefaultSampleType("errors");
   pp::Profile& p = b.profile();
   p.set_time_nanos(info.time_nanos);
@@ -84,6 +87,8 @@ absl::StatusOr<pp::Profile> BuildPprof(const ErrorProfile& profile,
     const bool panic = s.key->panic != PanicState::kNone;
     out->add_value(panic ? 0 : static_cast<int64_t>(s.count));
     out->add_value(panic ? static_cast<int64_t>(s.count) : 0);
+    if (estimated) out->add_value(panic ? 0 : static_cast<int64_t>(s.observed));
+    if (s.estimated) b.Label(out, kLabelEstimated, "true");
     if (panic) {
       b.Label(out, kLabelPanicRecovered, s.key->panic == PanicState::kRecovered ? "true" : "false");
       // runtime.Error values: only the runtime's own types implement it.
@@ -132,11 +137,13 @@ absl::StatusOr<pp::Profile> BuildPprof(const ErrorProfile& profile,
       absl::StrCat("duration: ", absl::FormatDuration(absl::Nanoseconds(info.duration_nanos))));
   comments.push_back(absl::StrCat("probes attached: ", info.probes_attached));
   comments.push_back(MessagePolicyComment(profile.options().messages));
+  if (!info.budget.empty()) comments.push_back(info.budget);
   comments.push_back(DropsLine(c));
   comments.push_back(absl::StrFormat(
       "counts: events=%d samples=%d sites=%d partial=%d other_messages=%d dropped=%d panics=%d",
       c.events, profile.num_samples(), profile.sites().size(), c.partial, c.other_messages,
       c.dropped(), c.panics));
+  if (estimated) absl::StrAppend(&comments.back(), " estimated=", profile.estimated_total());
   for (const std::string& line : comments) b.AddComment(line);
   return b.Release();
 }

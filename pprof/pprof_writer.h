@@ -44,6 +44,9 @@ struct PprofInfo {
   // Label every sample with its process (kLabelBinary, kLabelPid): for
   // recordings of a command and its children.
   bool label_processes = false;
+  // Said in a comment when not empty: the overhead budget, what it took
+  // off and what it estimated.
+  std::string budget;
 };
 
 // The profile in memory. Stack entries after the first are return

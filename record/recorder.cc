@@ -81,7 +81,10 @@ ErrorProfile::Options ProfileOptions(const RecordOptions& options) {
 
 Recorder::Recorder(RecordOptions options) : options_(options), profile_(ProfileOptions(options)) {}
 
-Recorder::~Recorder() { DetachAll(); }
+Recorder::~Recorder() {
+  DetachAll();
+  if (run_stats_fd_ >= 0) close(run_stats_fd_);
+}
 
 absl::StatusOr<std::shared_ptr<ExecutablePlan>> Recorder::PlanFor(pid_t pid) {
   // Another user's process, or an unreadable executable: the capability
@@ -130,6 +133,7 @@ absl::Status Recorder::Attach(pid_t pid) {
   t.render.go_version = (*plan)->binary->version();
   t.probes = (*session)->attach_stats().probes;
   t.session = std::move(*session);
+  StartBudget(t);
   if (options_.goroutines) {
     auto parks = ParkTracer::Start(pid, *(*plan)->binary, ParkOptions{});
     if (parks.ok()) {
@@ -137,6 +141,17 @@ absl::Status Recorder::Attach(pid_t pid) {
     } else {
       warnings_.push_back(absl::StrCat("pid ", pid, ": goroutine parks not traced: ",
                                        parks.status().message()));
+    }
+  }
+  if (options_.goroutine_samples) {
+    WaitSamplerOptions wo;
+    wo.hz = options_.goroutine_hz;
+    auto waits = WaitSampler::Start(pid, *(*plan)->binary, wo);
+    if (waits.ok()) {
+      t.waits = std::move(*waits);
+    } else {
+      warnings_.push_back(absl::StrCat("pid ", pid, ": goroutine waits not sampled: ",
+                                       waits.status().message()));
     }
   }
   processes_.push_back(std::move(t));
@@ -150,9 +165,11 @@ void Recorder::Close(Traced& t) {
   // Nothing ended the process with these: recovered (or still unwinding
   // when the recording stopped).
   FlushPanics(t, index);
+  CloseBudget(t, index);
   t.final_counters = t.session->Counters();
   t.session.reset();  // detach: the process runs free
   if (t.parks) t.parks->Stop();  // goroutines still parked count until now
+  if (t.waits) t.waits->Stop();
 }
 
 absl::Status Recorder::Poll(int timeout_ms) {
@@ -164,6 +181,7 @@ absl::Status Recorder::Poll(int timeout_ms) {
       Deliver(t, static_cast<uint32_t>(i), e);
     });
     if (!polled.ok() && !absl::IsCancelled(polled.status())) return polled.status();
+    TickBudget(t);
     if (t.parks) {
       auto parked = t.parks->Poll(0);
       if (!parked.ok()) return parked.status();
@@ -191,6 +209,7 @@ void NameValueTypes(const symbolizer::GoBinary& binary, CapturedError* e) {
 void Recorder::Deliver(Traced& t, uint32_t index, const CapturedError& e) {
   const RenderOptions& render = t.render;
   if (e.kind == EventKind::kCreation) {
+    if (t.budget) t.budget->Count(e.site != 0 ? e.site : e.ip);
     profile_.Add(e, index, render);
     return;
   }
@@ -284,11 +303,27 @@ uint64_t Recorder::park_drops() const {
   return n;
 }
 
+uint64_t Recorder::wait_snapshots() const {
+  uint64_t n = 0;
+  for (const Traced& t : processes_) {
+    if (t.waits) n += t.waits->totals().snapshots;
+  }
+  return n;
+}
+
+uint64_t Recorder::wait_snapshots_failed() const {
+  uint64_t n = 0;
+  for (const Traced& t : processes_) {
+    if (t.waits) n += t.waits->totals().snapshots_failed;
+  }
+  return n;
+}
+
 absl::StatusOr<std::vector<std::string>> Recorder::WriteParks(const std::string& path,
                                                              const PprofInfo& info) {
   std::vector<const Traced*> traced;
   for (const Traced& t : processes_) {
-    if (t.parks) traced.push_back(&t);
+    if (t.parks || t.waits) traced.push_back(&t);
   }
   std::vector<std::string> written;
   for (const Traced* t : traced) {
@@ -297,6 +332,13 @@ absl::StatusOr<std::vector<std::string>> Recorder::WriteParks(const std::string&
       size_t dot = out.find('.', out.rfind('/') + 1);
       if (dot == std::string::npos) dot = out.size();
       out.insert(dot, absl::StrCat(".", t->pid));
+    }
+    if (t->waits) {
+      SampledWaitInfo winfo;
+      winfo.binary_path = t->plan->path;
+      if (absl::Status s = t->waits->WriteProfile(out, winfo); !s.ok()) return s;
+      written.push_back(out);
+      continue;
     }
     ParkProfileInfo pinfo;
     pinfo.binary_path = t->plan->path;
@@ -326,6 +368,7 @@ absl::Status Recorder::Write(const std::string& path, PprofInfo info) {
     procs.push_back({t.plan->binary.get(), t.plan->path, static_cast<uint32_t>(t.pid)});
   }
   info.probes_attached = probes();
+  info.budget = BudgetSummary();
   return WritePprof(profile_, procs, info, path);
 }
 

@@ -18,7 +18,9 @@
 #include "absl/status/statusor.h"
 #include "session/bpf_session.h"
 #include "aggregate/error_profile.h"
+#include "record/overhead_budget.h"
 #include "session/park_session.h"
+#include "record/wait_sampler.h"
 #include "pprof/pprof_writer.h"
 #include "symbolizer/go_binary.h"
 
@@ -32,10 +34,17 @@ struct RecordOptions {
   bool toolchain = false;
   // Trace goroutine parks too (ParkTracer; about three traps per park).
   bool goroutines = false;
+  // Or sample goroutine waits from outside snapshots (WaitSampler), this
+  // many times a second.
+  bool goroutine_samples = false;
+  int goroutine_hz = 19;
   // What the profile keeps of messages and goroutine labels (user data).
   MessagePolicy messages = MessagePolicy::kFull;
   // Where plans are cached (plan/plan_cache.h); empty: not cached.
   std::string plan_cache_dir;
+  // What the error probes may cost each target, as a fraction of one CPU
+  // (record/overhead_budget.h); 0: no limit.
+  double max_overhead = 0;
 };
 
 // What was learnt about one executable (by device and inode).
@@ -83,7 +92,8 @@ class Recorder {
 
   // Records the kernel and decode counters as drops, then writes.
   absl::Status Write(const std::string& path, PprofInfo info);
-  // With options.goroutines: each process's park profile, to `path` when
+  // With options.goroutines (or goroutine_samples: the sampled wait
+  // profile): each process's park profile, to `path` when
   // one process was traced, else to `path` with ".<pid>" before its
   // extension (go tool pprof merges files given together). Returns the
   // files written.
@@ -92,6 +102,16 @@ class Recorder {
   // Park tracing's counters summed over processes, for the summary line.
   uint64_t parks() const;
   uint64_t park_drops() const;
+  // Wait sampling's snapshots summed over processes: taken, and failed.
+  uint64_t wait_snapshots() const;
+  uint64_t wait_snapshots_failed() const;
+  // With a budget: how long Poll may wait so the budget reacts in time.
+  int max_wait_ms(int wanted) const;
+  // The budget's summary (empty without one): for the profile's comment
+  // and the summary line.
+  std::string BudgetSummary() const;
+  // Sites the budget took off, over processes.
+  size_t budget_sites_off() const;
   // Things that went wrong without stopping the recording, one line each.
   const std::vector<std::string>& warnings() const { return warnings_; }
 
@@ -101,7 +121,12 @@ class Recorder {
     std::shared_ptr<ExecutablePlan> plan;
     std::unique_ptr<BpfSession> session;  // null once closed
     std::unique_ptr<ParkTracer> parks;    // with options.goroutines; stopped on close
+    std::unique_ptr<WaitSampler> waits;   // with options.goroutine_samples; stopped on close
     SessionCounters final_counters;        // kept when the session closes
+    std::unique_ptr<OverheadBudget> budget;  // with options.max_overhead
+    clockid_t cpu_clock = -1;  // the process's CPU clock; -1: unknown
+    int64_t last_cpu_ns = -1;  // its last reading (a reaped process has none)
+    OverheadBudget::Stats budget_stats;  // kept when the session closes
     size_t probes = 0;
     RenderOptions render;  // by its Go release: errno texts vary
     // Panics not yet known to be recovered or fatal, by goroutine.
@@ -122,6 +147,14 @@ class Recorder {
   // By "dev:ino" of the executable.
   absl::flat_hash_map<std::string, std::shared_ptr<ExecutablePlan>> plans_;
   size_t plans_cached_ = 0;
+  // The budget's price of one hit: the trap (measured once) plus the
+  // program's mean run time (from the kernel's stats while they are on).
+  double trap_ns_ = -1;
+  int run_stats_fd_ = -1;
+  void StartBudget(Traced& t);
+  void TickBudget(Traced& t);
+  void CloseBudget(Traced& t, uint32_t index);
+  static int64_t TargetCpuNs(Traced& t);
 };
 
 // The plan for one Go executable: its probes, layouts and goroutine layout.

@@ -9,6 +9,9 @@
 #   record --goroutines park tracing on parktrace (record_goroutines_test, park_test)
 #   record -- CMD       a Go command recorded from its first instruction, signals
 #                       forwarded (ci_record_test)
+#   record --max-overhead  the overhead budget takes a storm's site off and back
+#                       (per-site links: uprobe_multi swaps, or perf links before
+#                       6.6) and estimates it (record_cli_test RecordBudgetTest)
 #   goroutines          the snapshot against parked's own debug=2 dump (goroutines_test)
 #   doctor              `goerrprof doctor --json` exits 0 (when the command exists)
 #
@@ -67,7 +70,7 @@ REFUSAL_RE=${KM_REFUSAL_RE:-'(kernel|Linux) .*(lacks|missing|needs|requires|not 
 DEBIAN_MIRROR=http://deb.debian.org/debian
 ALL_KERNELS="bullseye bookworm bookworm-backports trixie trixie-backports sid experimental host"
 DEFAULT_KERNELS="bullseye bookworm bookworm-backports trixie trixie-backports sid host"
-CAPS="record record_goroutines record_command goroutines"
+CAPS="record record_goroutines record_command record_budget goroutines"
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
 build=$repo/build
@@ -103,7 +106,7 @@ flock -n 9 || die "another kernel_matrix.sh runs (lock $work/.lock)"
 
 goerrprof=$build/goerrprof
 [ -x "$goerrprof" ] || die "no $goerrprof: build first (cmake --build $build)"
-for t in record_test record_goroutines_test ci_record_test goroutines_test park_test; do
+for t in record_test record_goroutines_test ci_record_test goroutines_test park_test record_cli_test; do
   [ -x "$build/tests/$t" ] || die "no $build/tests/$t: build the tests first"
 done
 manifest=${GOERRPROF_CORPUS:-$repo/.cache/corpus}/manifest.tsv

@@ -38,12 +38,13 @@ ctest --test-dir build-asan --output-on-failure -j2 --timeout 1500
 bash scripts/fuzz.sh 60
 
 # The kernel matrix: Debian's kernels from 5.10 to 7.x booted under QEMU, each
-# running record, record --goroutines, record -- CMD, goroutines and doctor
+# running record, record --goroutines, record -- CMD, record --max-overhead,
+# goroutines and doctor
 # end to end; every kernel from the minimum supported one up must pass
 # (~3 min for 7 kernels). A release build: ASan under TCG is too slow.
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build build --target goerrprof record_test record_goroutines_test ci_record_test \
-  goroutines_test park_test soak_test
+  goroutines_test park_test record_cli_test soak_test
 bash scripts/kernel_matrix.sh --jobs 2 --build build
 
 # The 2-minute soak on the release build (ASan's quarantine would hide a

@@ -89,6 +89,7 @@ absl::Status ConfigureErrorProbe(errors_bpf* skel, const SessionConfig& config,
             bpf_map__set_max_entries(skel->maps.addr_types,
                                      std::max<size_t>(1, load.n_addr_types)) == 0 &&
             bpf_map__set_max_entries(skel->maps.sites, std::max<size_t>(1, load.n_sites)) == 0 &&
+            bpf_map__set_max_entries(skel->maps.link_gen, std::max<size_t>(1, load.n_probes)) == 0 &&
             bpf_map__set_max_entries(skel->maps.scratch, ncpus) == 0 &&
             bpf_map__set_max_entries(skel->maps.events, ring_bytes) == 0;
   if (!ok) return absl::InternalError(absl::StrCat("cannot size BPF maps: ", Errno(errno)));
@@ -151,6 +152,7 @@ absl::Status BpfSession::Init(const SessionConfig& config) {
     // Probe addresses are unique in a plan; a clash would leave the leaf
     // ambiguous, so it falls back to the probe's own pc.
     ProbeInfo info{p.site, static_cast<EventKind>(p.kind)};
+    site_probes_[p.site != 0 ? p.site : p.vaddr].push_back(offsets.size() - 1);
     if (!probe_info_.try_emplace(p.vaddr, info).second) probe_info_[p.vaddr].site = 0;
     if (GEP_LOC_KIND(GEP_COOKIE_TAB(p.cookie)) == GEP_LOC_CONST ||
         GEP_LOC_KIND(GEP_COOKIE_DATA(p.cookie)) == GEP_LOC_CONST) {
@@ -201,8 +203,11 @@ absl::Status BpfSession::Init(const SessionConfig& config) {
     std::vector<uint64_t> cookies;
     cookies.reserve(config.probes.size());
     for (const ProbeSpec& p : config.probes) cookies.push_back(p.cookie);
-    RETURN_IF_ERROR(
-        links_.Attach(skel_->progs.gep_on_error, target_, offsets, cookies, stats_.multi));
+    std::vector<uint64_t> ips;
+    ips.reserve(config.probes.size());
+    for (const ProbeSpec& p : config.probes) ips.push_back(p.vaddr + bias);
+    RETURN_IF_ERROR(links_.Attach(skel_->progs.gep_on_error, target_, offsets, cookies, ips,
+                                  stats_.multi, bpf_map__fd(skel_->maps.link_gen)));
   }
   stats_.attach = std::chrono::steady_clock::now() - t1;
   stats_.probes = config.probes.size();
@@ -229,6 +234,7 @@ absl::Status BpfSession::Load(const SessionConfig& config, size_t n_sites, bool 
   load.n_addr_types = 0;
   for (const ErrorLayout& l : config.layouts) load.n_addr_types += l.addr_type.has_value();
   load.n_sites = n_sites;
+  load.n_probes = config.probes.size();
   load.multi = multi;
   // Without sleepable uprobes (before 6.0) the same program loads plain.
   load.sleepable = config.sleepable && KernelSupports(KernelFeature::kSleepableUprobe);
@@ -285,7 +291,28 @@ SessionCounters BpfSession::Counters() const {
   c.delivered = delivered_;
   if (!skel_) return c;
   for (uint32_t k = 0; k < GEP_CTR__COUNT; ++k) c.bpf[k] = SumPerCpu(skel_->maps.counters, k);
+  c.bpf[GEP_CTR_HITS] -= std::min(c.bpf[GEP_CTR_HITS], calibration_hits_);
+  c.bpf[GEP_CTR_FOREIGN] -= std::min(c.bpf[GEP_CTR_FOREIGN], calibration_hits_);
   return c;
+}
+
+absl::Status BpfSession::SetSiteProbed(uint64_t site, bool probed) {
+  auto it = site_probes_.find(site);
+  if (it == site_probes_.end()) {
+    return absl::NotFoundError(absl::StrFormat("no probe serves site 0x%x", site));
+  }
+  return probed ? links_.Reattach(it->second) : links_.Detach(it->second);
+}
+
+std::pair<uint64_t, uint64_t> BpfSession::ProgramRunTime() const {
+  if (!skel_) return {0, 0};
+  bpf_prog_info info;
+  std::memset(&info, 0, sizeof(info));
+  uint32_t len = sizeof(info);
+  if (bpf_obj_get_info_by_fd(bpf_program__fd(skel_->progs.gep_on_error), &info, &len) != 0) {
+    return {0, 0};
+  }
+  return {info.run_time_ns, info.run_cnt};
 }
 
 std::vector<uint32_t> BpfSession::prog_ids() const {

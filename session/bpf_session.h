@@ -29,6 +29,7 @@
 #include "plan/layouts.h"
 #include "session/lifecycle.h"
 #include "session/pid_namespace.h"
+#include "session/site_links.h"
 #include "symbolizer/error_types.h"
 
 struct errors_bpf;
@@ -88,7 +89,7 @@ void ApplyGLayout(const goabi::GLayout& g, SessionConfig* config);
 // so doctor measures what record loads.
 struct ErrorProbeLoad {
   PidNamespaceId target;  // the target's pid, in the namespace its threads see
-  size_t n_layouts = 1, n_addr_types = 1, n_sites = 1;
+  size_t n_layouts = 1, n_addr_types = 1, n_sites = 1, n_probes = 1;
   bool multi = false;     // expected attach type uprobe_multi
   bool sleepable = true;  // BPF_F_SLEEPABLE (else the non-sleepable variant)
 };
@@ -130,6 +131,21 @@ class BpfSession {
   // Kernel ids of the loaded programs (for checking cleanup).
   std::vector<uint32_t> prog_ids() const;
 
+  // The overhead budget's levers. A site is CapturedError::site (the
+  // probe's address when that is 0); all of its probes go off or come
+  // back. NotFound for a site no probe serves.
+  absl::Status SetSiteProbed(uint64_t site, bool probed);
+  // Probes attached now (the budget takes some off).
+  size_t probes_attached() const { return links_.probes_attached(); }
+  // The probe program's run time and runs as the kernel counts them (while
+  // BPF_STATS_RUN_TIME is enabled); {0, 0} when unknown.
+  std::pair<uint64_t, uint64_t> ProgramRunTime() const;
+  // What one hit costs the probed thread beyond the program's own run time,
+  // in ns: the program attached to a function of goerrprof's own and
+  // called `calls` times, against the same calls without it (the program
+  // returns at once for a foreign process). Its counters are kept apart.
+  absl::StatusOr<double> MeasureTrapNs(int calls = 500);
+
  private:
   BpfSession() = default;
   absl::Status Init(const SessionConfig& config);
@@ -141,8 +157,12 @@ class BpfSession {
   bool exited_ = false;
   errors_bpf* skel_ = nullptr;
   EventRing ring_;
-  ProbeLinks links_;
+  SiteLinks links_;
   AttachStats stats_;
+  // By site (see SetSiteProbed): indices into the probes attached.
+  absl::flat_hash_map<uint64_t, std::vector<size_t>> site_probes_;
+  // Counter values added by MeasureTrapNs's foreign hits, subtracted.
+  uint64_t calibration_hits_ = 0;
   RecordNames names_;  // by runtime type address, for decoding
   // By probe address (file vaddr): the creating instruction and the kind.
   struct ProbeInfo {

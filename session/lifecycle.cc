@@ -168,8 +168,18 @@ absl::Status ProbeLinks::Attach(const bpf_program* prog, const ProbeTarget& targ
 void ProbeLinks::Remove() {
   if (multi_fd_ >= 0) close(multi_fd_);  // removes every uprobe of the link
   multi_fd_ = -1;
-  for (bpf_link* l : links_) bpf_link__destroy(l);
+  for (bpf_link* l : links_) {
+    if (l != nullptr) bpf_link__destroy(l);
+  }
   links_.clear();
+}
+
+std::unique_ptr<ProbeLinks> ProbeLinks::Release(size_t i) {
+  if (multi_fd_ >= 0 || i >= links_.size() || links_[i] == nullptr) return nullptr;
+  auto one = std::make_unique<ProbeLinks>();
+  one->links_.push_back(links_[i]);
+  links_[i] = nullptr;
+  return one;
 }
 
 // ---- EventRing ----

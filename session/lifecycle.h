@@ -17,6 +17,7 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -90,6 +91,9 @@ class ProbeLinks {
                       absl::Span<const uint64_t> offsets, absl::Span<const uint64_t> cookies,
                       bool multi);
   void Remove();
+  // One probe's own link (without `multi`: the i-th offset attached), moved
+  // out to be removed by the caller; null when there is none.
+  std::unique_ptr<ProbeLinks> Release(size_t i);
   size_t size() const { return multi_fd_ >= 0 ? 1 : links_.size(); }
 
  private:

@@ -1,4 +1,5 @@
 #include "session/uprobe_attach.h"
+#include "base/clock.h"
 #include "session/park_session.h"
 
 #include <bpf/bpf.h>
@@ -34,17 +35,6 @@ namespace goerrprof::profiler {
 namespace {
 
 
-uint64_t MonotonicNs() {
-  timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + ts.tv_nsec;
-}
-
-int64_t WallNs() {
-  timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return static_cast<int64_t>(ts.tv_sec) * 1000000000ll + ts.tv_nsec;
-}
 
 constexpr absl::string_view kCounterNames[GPK_CTR__COUNT] = {
     "park_hits",    "resume_hits",   "ready_hits", "bpf_records", "foreign",

@@ -11,8 +11,19 @@
 // Reported: parks per second, cost per park in microseconds (extra time
 // over the untraced run divided by the parks the tracer counted) and that
 // cost as a multiple of one raw trap.
+// Then sampled waits (record --goroutines=sample) beside tracing, with
+// --mix K goroutines waiting meanwhile (parktrace -mix: half sleeping, a
+// quarter on a timer channel, a quarter in a select, 200-299ms at a time):
+//   5. the ping-pong (--sample-n round trips, a few seconds) with the K
+//      waiters alone vs under WaitSampler at --hz (interleaved, medians):
+//      the target's slowdown, and goerrprof's CPU;
+//   6. one run under ParkTracer (--trace-n round trips: tracing is slow)
+//      and one under WaitSampler (--sample-n): each (first main.*
+//      function, wait reason)'s share of the blocked time in both
+//      profiles, and the difference in points.
 //
 // usage: park_bench --parktrace BIN --target OVERHEADTARGET [--n N] [--m M] [--reps R]
+//                   [--mix K] [--hz HZ] [--sample-n N] [--trace-n N]
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -23,6 +34,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdarg>
 #include <cstdio>
 #include <cstdlib>
@@ -31,17 +43,23 @@
 #include <string>
 #include <vector>
 
+#include <sys/resource.h>
+
+#include <map>
+
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 
 #include "overhead_probe.skel.h"
 #include "plan/park_probes.h"
+#include "record/wait_sampler.h"
 #include "session/park_session.h"
 #include "symbolizer/go_binary.h"
 
 namespace {
 
 using goerrprof::profiler::ParkTracer;
+using goerrprof::profiler::WaitSampler;
 using Clock = std::chrono::steady_clock;
 
 [[noreturn]] void Die(const char* fmt, ...) {
@@ -170,26 +188,48 @@ class EmptyProbes {
   int link_ = -1;
 };
 
-enum class Mode { kAlone, kEmpty, kTraced };
+enum class Mode { kAlone, kEmpty, kTraced, kSampled };
 
 struct PingResult {
   double ns = 0;       // parktrace's own time for the round trips
   uint64_t parks = 0;  // counted by the tracer (kTraced only)
   uint64_t drops = 0;
   uint64_t unpaired = 0;  // lost parks/resumes, orphan wakeups
+  // kTraced / kSampled: the profile; kSampled: goerrprof's CPU time over
+  // the run, snapshots, torn goroutines.
+  perftools::profiles::Profile profile;
+  double cpu_ns = 0;
+  uint64_t snapshots = 0, torn = 0;
 };
 
+double SelfCpuNs() {
+  rusage ru;
+  getrusage(RUSAGE_SELF, &ru);
+  return (ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1e9 +
+         (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) * 1e3;
+}
+
 PingResult PingPong(const std::string& bin, const goerrprof::symbolizer::GoBinary& binary,
-                    const std::vector<uint64_t>& offsets, long n, Mode mode) {
-  Child c({bin, "-pingpong", std::to_string(n)});
+                    const std::vector<uint64_t>& offsets, long n, Mode mode, long mix = 0,
+                    int hz = 19) {
+  Child c({bin, "-pingpong", std::to_string(n), "-mix", std::to_string(mix)});
   pid_t pid = ReadyPid(c);
   std::unique_ptr<EmptyProbes> empty;
   std::unique_ptr<ParkTracer> tracer;
+  std::unique_ptr<WaitSampler> sampler;
   if (mode == Mode::kEmpty) empty = std::make_unique<EmptyProbes>(pid, offsets);
   if (mode == Mode::kTraced) {
     auto t = ParkTracer::Start(pid, binary, {});
     if (!t.ok()) Die("%s", std::string(t.status().message()).c_str());
     tracer = std::move(*t);
+  }
+  double cpu0 = SelfCpuNs();
+  if (mode == Mode::kSampled) {
+    goerrprof::profiler::WaitSamplerOptions o;
+    o.hz = hz;
+    auto s = WaitSampler::Start(pid, binary, o);
+    if (!s.ok()) Die("%s", std::string(s.status().message()).c_str());
+    sampler = std::move(*s);
   }
   c.Say("go\n");
   std::string line = c.Line(600, [&] {
@@ -208,6 +248,20 @@ PingResult PingPong(const std::string& bin, const goerrprof::symbolizer::GoBinar
     r.parks = cnt.totals.parks;
     r.drops = cnt.dropped();
     r.unpaired = cnt.totals.lost_parks + cnt.totals.lost_resumes + cnt.totals.orphan_wakeups;
+    if (mix > 0) {
+      auto p = tracer->BuildProfile();
+      if (!p.ok()) Die("%s", std::string(p.status().message()).c_str());
+      r.profile = std::move(*p);
+    }
+  }
+  if (sampler) {
+    sampler->Stop();
+    r.cpu_ns = SelfCpuNs() - cpu0;
+    r.snapshots = sampler->totals().snapshots;
+    r.torn = sampler->totals().torn_skipped;
+    auto p = sampler->BuildProfile();
+    if (!p.ok()) Die("%s", std::string(p.status().message()).c_str());
+    r.profile = std::move(*p);
   }
   c.Finish();
   return r;
@@ -225,6 +279,37 @@ double TrapRun(const std::string& target, long m, const std::vector<uint64_t>& o
   return atof(line.c_str() + 8);
 }
 
+// Blocked time (sample value 1 in both profiles) by the first main.*
+// function of the stack and the wait reason; stacks with no main.* frame
+// (the runtime's own goroutines, which sampling leaves out) are skipped.
+std::map<std::string, double> BlockedShares(const perftools::profiles::Profile& p) {
+  std::map<uint64_t, std::string> fn;
+  for (const auto& f : p.function()) fn[f.id()] = p.string_table(static_cast<int>(f.name()));
+  std::map<uint64_t, const perftools::profiles::Location*> loc;
+  for (const auto& l : p.location()) loc[l.id()] = &l;
+  std::map<std::string, double> out;
+  double total = 0;
+  for (const auto& s : p.sample()) {
+    std::string where, reason;
+    for (uint64_t id : s.location_id()) {
+      for (const auto& line : loc[id]->line()) {
+        const std::string& name = fn[line.function_id()];
+        if (where.empty() && name.rfind("main.", 0) == 0) where = name;
+      }
+    }
+    for (const auto& l : s.label()) {
+      if (p.string_table(static_cast<int>(l.key())) == "goroutine.wait_reason") {
+        reason = p.string_table(static_cast<int>(l.str()));
+      }
+    }
+    if (where.empty() || s.value_size() < 2) continue;
+    out[where + " [" + reason + "]"] += static_cast<double>(s.value(1));
+    total += static_cast<double>(s.value(1));
+  }
+  for (auto& [k, v] : out) v = total > 0 ? v / total : 0;
+  return out;
+}
+
 double Median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
   return v.empty() ? 0 : v[v.size() / 2];
@@ -236,6 +321,8 @@ int main(int argc, char** argv) {
   std::string parktrace, target;
   long n = 200000, m = 200000;
   int reps = 5;
+  long mix = 10000, trace_n = 5000, sample_n = 5000000;
+  int hz = 19;
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string k = argv[i], v = argv[i + 1];
     if (k == "--parktrace") parktrace = v;
@@ -243,6 +330,10 @@ int main(int argc, char** argv) {
     else if (k == "--n") n = atol(v.c_str());
     else if (k == "--m") m = atol(v.c_str());
     else if (k == "--reps") reps = atoi(v.c_str());
+    else if (k == "--mix") mix = atol(v.c_str());
+    else if (k == "--hz") hz = atoi(v.c_str());
+    else if (k == "--trace-n") trace_n = atol(v.c_str());
+    else if (k == "--sample-n") sample_n = atol(v.c_str());
     else Die("unknown flag %s", k.c_str());
   }
   if (parktrace.empty() || target.empty() || n <= 0 || m <= 0 || reps <= 0) {
@@ -309,5 +400,47 @@ int main(int argc, char** argv) {
   }
   std::printf("  slowdown of the ping-pong          %.2fx traced, %.2fx empty probes\n", t / a,
               e / a);
+  if (mix <= 0) return 0;
+
+  // Sampled waits beside tracing, with `mix` goroutines waiting meanwhile.
+  std::vector<double> mix_alone, mix_sampled, mix_cpu, mix_snaps;
+  uint64_t torn = 0;
+  for (int r = 0; r < reps; ++r) {
+    mix_alone.push_back(
+        PingPong(parktrace, **binary, park_offsets, sample_n, Mode::kAlone, mix).ns);
+    PingResult s = PingPong(parktrace, **binary, park_offsets, sample_n, Mode::kSampled, mix, hz);
+    mix_sampled.push_back(s.ns);
+    mix_cpu.push_back(s.cpu_ns / s.ns);
+    mix_snaps.push_back(static_cast<double>(s.snapshots));
+    torn += s.torn;
+  }
+  PingResult traced_mix = PingPong(parktrace, **binary, park_offsets, trace_n, Mode::kTraced, mix);
+  PingResult sampled_mix =
+      PingPong(parktrace, **binary, park_offsets, sample_n, Mode::kSampled, mix, hz);
+  const double ma = Median(mix_alone), ms = Median(mix_sampled);
+  std::printf("sampled waits: %ld goroutines waiting, %d Hz, %ld round trips x %d reps (medians)\n",
+              mix, hz, sample_n, reps);
+  std::printf("  ping-pong alone                    %8.1f ms\n", ma / 1e6);
+  std::printf("  under WaitSampler                  %8.1f ms  slowdown %+.2f%%  (%.0f snapshots, "
+              "goerrprof CPU %.1f%% of one, %lu torn in all runs)\n",
+              ms / 1e6, (ms / ma - 1) * 100, Median(mix_snaps), Median(mix_cpu) * 100,
+              static_cast<unsigned long>(torn));
+  std::printf("  shares of blocked time: trace (%ld round trips, %.0f ms, %lu parks, %lu drops) vs "
+              "sample (%.0f ms, %lu snapshots)\n",
+              trace_n, traced_mix.ns / 1e6, static_cast<unsigned long>(traced_mix.parks),
+              static_cast<unsigned long>(traced_mix.drops), sampled_mix.ns / 1e6,
+              static_cast<unsigned long>(sampled_mix.snapshots));
+  auto ts = BlockedShares(traced_mix.profile), ss = BlockedShares(sampled_mix.profile);
+  std::map<std::string, int> keys;
+  for (const auto& [k, v] : ts) keys[k] = 1;
+  for (const auto& [k, v] : ss) keys[k] = 1;
+  double worst = 0;
+  for (const auto& [k, unused] : keys) {
+    double tv = ts.count(k) ? ts[k] * 100 : 0, sv = ss.count(k) ? ss[k] * 100 : 0;
+    worst = std::max(worst, std::abs(tv - sv));
+    std::printf("    %-40s trace %6.2f%%  sample %6.2f%%  diff %+.2f points\n", k.c_str(), tv, sv,
+                sv - tv);
+  }
+  std::printf("  largest share difference           %.2f points\n", worst);
   return 0;
 }

@@ -4,8 +4,13 @@
 # side in one run: untraced, empty uprobes at the three tracing sites, under
 # ParkTracer, and the raw uprobe trap (overheadtarget, as bench/overhead).
 # Reports parks/s, cost per park (us) and that cost over one raw trap.
+# Then sampled waits (record --goroutines=sample) beside tracing with
+# --mix goroutines (10 000) waiting meanwhile: the ping-pong's slowdown
+# under WaitSampler at --hz (19), and each (function, wait reason)'s share
+# of blocked time in the sampled and the traced profile.
 # Needs root (BPF, uprobes).
-# Usage: bench/park/run.sh [--n ROUND_TRIPS] [--m TRAP_CALLS] [--reps R]
+# Usage: bench/park/run.sh [--n ROUND_TRIPS] [--m TRAP_CALLS] [--reps R] [--mix K] [--hz HZ]
+#                          [--trace-n ROUND_TRIPS]
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/../.." && pwd)"
 cd "$repo"

@@ -5,6 +5,7 @@
 // scheduling delay a 1 ms ticker inside the target saw during each.
 //
 // usage: snapshot_bench PARKED_BINARY [N...]   (default 1000 10000 100000)
+//        snapshot_bench --pid PID [REPS]        (a running process, for profiling)
 // With $GOERRPROF naming the goerrprof executable, also times the whole
 // command (`goroutines --pid P -o FILE`: open, snapshot, profile, write).
 #include <fcntl.h>
@@ -25,6 +26,7 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "google/protobuf/arena.h"
 #include "goroutines/goroutine_frames.h"
 #include "goroutines/goroutine_pprof.h"
 #include "goroutines/goroutine_snapshot.h"
@@ -122,6 +124,14 @@ int64_t Median(std::vector<int64_t> v) {
 
 double Ms(int64_t ns) { return ns / 1e6; }
 
+// The arena `goerrprof goroutines` builds its profile on.
+google::protobuf::ArenaOptions ProfileArenaOptions() {
+  google::protobuf::ArenaOptions o;
+  o.start_block_size = 1 << 20;
+  o.max_block_size = 8 << 20;
+  return o;
+}
+
 // Wall time of `goerrprof goroutines --pid PID -o OUT`; -1 on failure.
 int64_t TimeCommand(const char* goerrprof, pid_t pid) {
   std::string pid_flag = absl::StrCat("--pid=", pid);
@@ -141,18 +151,49 @@ int64_t TimeCommand(const char* goerrprof, pid_t pid) {
   return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? t : -1;
 }
 
+// Snapshots a running process REPS times: medians of the read
+// (elapsed_ns), the whole TakeSnapshot, and the pprof profile built.
+int RunPid(pid_t pid, int reps) {
+  auto bin = goerrprof::symbolizer::GoBinary::Open(absl::StrCat("/proc/", pid, "/exe"));
+  if (!bin.ok()) Die(std::string(bin.status().message()));
+  std::vector<int64_t> read_ns, snap_ns, pprof_ns;
+  size_t count = 0;
+  for (int r = 0; r < reps; ++r) {
+    int64_t t0 = Now();
+    auto snap = gp::TakeSnapshot(pid, **bin, gp::SnapshotOptions{});
+    int64_t t1 = Now();
+    if (!snap.ok()) Die(std::string(snap.status().message()));
+    google::protobuf::Arena arena(ProfileArenaOptions());
+    auto* prof = google::protobuf::Arena::CreateMessage<perftools::profiles::Profile>(&arena);
+    absl::Status built = gp::GoroutineProfileInto(*snap, **bin, prof);
+    int64_t t2 = Now();
+    if (!built.ok()) Die(std::string(built.message()));
+    read_ns.push_back(snap->stats.elapsed_ns);
+    snap_ns.push_back(t1 - t0);
+    pprof_ns.push_back(t2 - t1);
+    count = snap->goroutines.size();
+  }
+  std::printf("pid %d: %zu goroutines; median of %d: read (elapsed_ns) %.2f ms, TakeSnapshot %.2f "
+              "ms, profile %.2f ms\n",
+              pid, count, reps, Ms(Median(read_ns)), Ms(Median(snap_ns)), Ms(Median(pprof_ns)));
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
+  if (argc >= 3 && std::string(argv[1]) == "--pid") {
+    return RunPid(std::atoi(argv[2]), argc >= 4 ? std::atoi(argv[3]) : 10);
+  }
   if (argc < 2) Die("usage: snapshot_bench PARKED_BINARY [N...]");
   std::vector<int> sizes;
   for (int i = 2; i < argc; ++i) sizes.push_back(std::atoi(argv[i]));
   if (sizes.empty()) sizes = {1000, 10000, 100000};
   constexpr int kReps = 5;
 
-  std::printf("%8s %8s | %9s %9s %9s %9s | %10s %10s | %7s | %8s %8s %8s %8s\n", "N", "read",
-              "snap ms", "1thr ms", "+text ms", "+pprof ms", "Stack ms", "debug2 ms", "ratio",
-              "late/idle", "late/ours", "late/1thr", "late/self");
+  std::printf("%8s %8s | %9s %9s %9s %9s %9s | %10s %10s | %7s | %8s %8s %8s %8s\n", "N",
+              "read", "read ms", "snap ms", "1thr ms", "+text ms", "+pprof ms", "Stack ms",
+              "debug2 ms", "ratio", "late/idle", "late/ours", "late/1thr", "late/self");
   for (int n : sizes) {
     Target t(argv[1], n);
     std::string ready = t.Line();
@@ -161,8 +202,8 @@ int main(int argc, char** argv) {
     if (!bin.ok()) Die(std::string(bin.status().message()));
     gp::GoFrames frames(**bin);
 
-    std::vector<int64_t> snap_ns, text_ns, pprof_ns, late_ours, late_idle, stack_ns, prof_ns,
-        late_self, command_ns, one_ns, late_one;
+    std::vector<int64_t> read_ns, snap_ns, text_ns, pprof_ns, late_ours, late_idle, stack_ns,
+        prof_ns, late_self, command_ns, one_ns, late_one;
     const char* goerrprof = getenv("GOERRPROF");
     size_t count = 0;
     for (int r = 0; r < kReps; ++r) {
@@ -180,13 +221,17 @@ int main(int argc, char** argv) {
       if (!snap.ok()) Die(std::string(snap.status().message()));
       std::string text = gp::FormatDump(*snap, frames);
       int64_t t2 = Now();
-      auto prof = gp::GoroutineProfile(*snap, **bin);
+      // On an arena, as the command builds it.
+      google::protobuf::Arena arena(ProfileArenaOptions());
+      auto* prof = google::protobuf::Arena::CreateMessage<perftools::profiles::Profile>(&arena);
+      absl::Status built = gp::GoroutineProfileInto(*snap, **bin, prof);
       int64_t t3 = Now();
-      if (!prof.ok()) Die(std::string(prof.status().message()));
+      if (!built.ok()) Die(std::string(built.message()));
       // Give the ticker a tick to report a stall that ended just now.
       while (Now() - t3 < 5000000) {
       }
       late_ours.push_back(Words(t.Ask("delay"))[0]);
+      read_ns.push_back(snap->stats.elapsed_ns);
       snap_ns.push_back(t1 - t0);
       text_ns.push_back(t2 - t0);
       pprof_ns.push_back(t3 - t2 + (t1 - t0));
@@ -218,9 +263,10 @@ int main(int argc, char** argv) {
       late_self.push_back(self[3]);
     }
     std::printf(
-        "%8d %8zu | %9.2f %9.2f %9.2f %9.2f | %10.2f %10.2f | %6.1fx | %8.2f %8.2f %8.2f %8.2f\n",
-        n, count, Ms(Median(snap_ns)), Ms(Median(one_ns)), Ms(Median(text_ns)),
-        Ms(Median(pprof_ns)), Ms(Median(stack_ns)), Ms(Median(prof_ns)),
+        "%8d %8zu | %9.2f %9.2f %9.2f %9.2f %9.2f | %10.2f %10.2f | %6.1fx | %8.2f %8.2f %8.2f "
+        "%8.2f\n",
+        n, count, Ms(Median(read_ns)), Ms(Median(snap_ns)), Ms(Median(one_ns)),
+        Ms(Median(text_ns)), Ms(Median(pprof_ns)), Ms(Median(stack_ns)), Ms(Median(prof_ns)),
         static_cast<double>(Median(stack_ns)) / Median(snap_ns), Ms(Median(late_idle)),
         Ms(Median(late_ours)), Ms(Median(late_one)), Ms(Median(late_self)));
     if (!command_ns.empty()) {
@@ -230,9 +276,11 @@ int main(int argc, char** argv) {
     std::fflush(stdout);
   }
   std::printf(
-      "\nsnap: goerrprof reading every g and stack from outside (median of %d; two reader\n"
-      "threads from 20 000 gs), 1thr: the same with one thread; +text / +pprof: snap plus\n"
-      "symbolization into the debug=2-style text / the pprof profile (not written).\n"
+      "\nread: the snapshot's own reading time (SnapshotStats::elapsed_ns), snap: the whole\n"
+      "TakeSnapshot call (goroutine list located, load bias, sorting too), both the median\n"
+      "of %d with two reader threads from 20 000 gs; 1thr: snap with one thread. +text /\n"
+      "+pprof: snap plus symbolization into the debug=2-style text / the pprof profile (built\n"
+      "on an arena as the command does; not written).\n"
       "Stack / debug2: the target timing runtime.Stack(all) / its debug=2 goroutine profile\n"
       "(both stop the world). ratio: Stack / snap. late/*: the largest lateness (ms) of a 1 ms\n"
       "ticker in the target during an idle 20 ms window, during our snapshot (two threads,\n"

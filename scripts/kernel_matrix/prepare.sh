@@ -143,7 +143,8 @@ $oldest parktrace pie|$newest parked default|$oldest parked pie"
 # Which gtests prove a capability ("BINARY=Suite.Test:Suite.Test ...").
 declare -A TESTS=(
   [record]="record_test=Record.${N}_errgen_default:Record.${O}_errgen_pie"
-  [record_goroutines]="record_goroutines_test=RecordGoroutines.ParkProfileBesideErrors park_test=ParkTrace.${O}_parktrace_pie"
+  [record_goroutines]="record_goroutines_test=RecordGoroutines.ParkProfileBesideErrors:RecordGoroutines.SampledWaitsOfPid park_test=ParkTrace.${O}_parktrace_pie"
+  [record_budget]="record_cli_test=RecordBudgetTest.StormSiteGoesOffAndIsEstimated:RecordBudgetTest.ZeroObservesEverything"
   [record_command]="ci_record_test=CiRecord.CommandErrorsFromItsFirstInstruction:CiRecord.SignalsAreForwarded"
   [goroutines]="goroutines_test=Goroutines.${N}_parked_default:Goroutines.${O}_parked_pie"
 )
@@ -152,9 +153,11 @@ declare -A TESTS=(
 errgen_newest=$(awk -F'\t' -v g="$newest" '$1 == g && $2 == "errgen" && $3 == "default" { print $4 }' "$manifest" | tail -n 1)
 declare -A PROBE=(
   [record_command]="echo go | $goerrprof record -o /tmp/km_probe.pb.gz -- $errgen_newest -wait >/dev/null"
+  [record_budget]="$goerrprof record --max-overhead=1% -o /tmp/km_probe.pb.gz -- $errgen_newest -storm 1000 >/dev/null"
 )
 declare -A CAP_TITLE=(
   [record]="record" [record_goroutines]="record --goroutines" [record_command]="record -- CMD"
+  [record_budget]="record --max-overhead"
   [goroutines]="goroutines" [doctor]="doctor"
 )
 
@@ -234,7 +237,8 @@ build_initramfs() {
   printf 'root:x:0:\nnogroup:x:65534:\n' >"$root/etc/group"
   write_config "$root/km/config.sh" /tmp/km_logs
   add "$goerrprof"
-  for t in record_test record_goroutines_test ci_record_test goroutines_test park_test; do
+  for t in record_test record_goroutines_test ci_record_test goroutines_test park_test \
+    record_cli_test; do
     add "$build/tests/$t"
   done
   add /usr/sbin/bpftool # park_test checks that no program stays loaded

@@ -326,6 +326,40 @@ TEST_F(DiffTest, GrowthThresholdAndFloor) {
   EXPECT_EQ(Findings(Json(base, with("less", 1, 50, 1), {}, 0)).values_size(), 0);
 }
 
+// Counts the overhead budget estimated (errors.estimated=true) grow only
+// beyond the threshold plus --estimate-tolerance (10 points by default).
+TEST_F(DiffTest, EstimatedCountsHaveATolerance) {
+  std::string base = Write("base", Base());  // the wrap site: 100
+  auto est = [&](const std::string& name, uint64_t observed, double missed) {
+    std::vector<Event> e = Base();
+    e[1].count = observed;
+    e[1].estimated = missed;
+    return Write(name, e);
+  };
+  // 100 -> 125 (75 of them estimated): +25%, within 20 + 10.
+  std::string e125 = est("e125", 50, 75);
+  EXPECT_EQ(Findings(Json(base, e125, {}, 0)).values_size(), 0);
+  // The same 125 observed: beyond 20%.
+  std::vector<Event> plain = Base();
+  plain[1].count = 125;
+  EXPECT_EQ(Diff(base, Write("p125", plain)).exit_code, 1);
+  // 100 -> 131: beyond 30%, said to be estimated.
+  auto v = Json(base, est("e131", 50, 81), {}, 1);
+  ASSERT_EQ(Findings(v).values_size(), 1);
+  EXPECT_EQ(GetString(Findings(v).values(0), "kind"), "growth");
+  EXPECT_EQ(GetInt(Findings(v).values(0), "new_count"), 131);
+  CommandResult table = Diff(base, est("e131", 50, 81));
+  EXPECT_TRUE(absl::StrContains(table.out, "+31.0% (estimated)")) << table.out;
+  // An estimated BASE counts too; the tolerance is a flag.
+  std::vector<Event> p160 = Base();
+  p160[1].count = 160;  // 125 -> 160: +28%
+  EXPECT_EQ(Diff(e125, Write("p160", p160)).exit_code, 0);
+  EXPECT_EQ(Diff(Write("p125b", plain), Write("p160", p160)).exit_code, 1);
+  EXPECT_EQ(Diff(base, e125, {"--estimate-tolerance=0"}).exit_code, 1);
+  EXPECT_EQ(Diff(base, e125, {"--estimate_tolerance", "5.5"}).exit_code, 0);
+  EXPECT_EQ(Diff(base, e125, {"--estimate-tolerance=-1"}).exit_code, 2);
+}
+
 // A new chain under an existing site regresses; a chain that no longer
 // occurs is reported.
 TEST_F(DiffTest, ChainChanges) {

@@ -56,6 +56,7 @@ struct Event {
   uint64_t goroutine = 1;
   std::string message = "m";
   profiler::PanicState panic = profiler::PanicState::kNone;
+  double estimated = 0;  // creations the overhead budget estimated at the site
 };
 
 class DiffTest : public ::testing::Test {
@@ -100,6 +101,7 @@ class DiffTest : public ::testing::Test {
       k.goroutine = e.goroutine;
       k.panic = e.panic;
       profile.Add(std::move(k), e.count);
+      if (e.estimated > 0) profile.SetEstimate(0, sites->*e.pc, e.estimated);
     }
     profiler::PprofInfo info;
     info.duration_nanos = 1000000000;

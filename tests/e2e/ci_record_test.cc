@@ -54,7 +54,8 @@ std::string NewDir(const std::string& name) {
 CommandResult RecordGoTest(const std::string& out, const std::string& truth_dir,
                            const std::vector<std::string>& vars,
                            const std::string& module = ModuleDir()) {
-  std::vector<std::string> argv = {GoerrprofPath(), "record", "-o", out, "--", "env",
+  std::vector<std::string> argv = {GoerrprofPath(), "record", "--max_overhead=0",
+                                   "-o", out, "--", "env",
                                    "GOTOOLCHAIN=local", "GOFLAGS=-mod=mod",
                                    absl::StrCat("GOERRPROF_TRUTH_DIR=", truth_dir)};
   argv.insert(argv.end(), vars.begin(), vars.end());
@@ -267,7 +268,8 @@ TEST(CiRecord, CommandErrorsFromItsFirstInstruction) {
   }
   ASSERT_FALSE(errgen.empty());
   std::string out = NewDir("first") + "/errors.pb.gz";
-  auto rec = Child::Spawn({GoerrprofPath(), "record", "-o", out, "--", errgen, "-wait"});
+  auto rec = Child::Spawn({GoerrprofPath(), "record", "--max_overhead=0",
+                           "-o", out, "--", errgen, "-wait"});
   ASSERT_TRUE(rec.ok()) << rec.status();
   auto ready = (*rec)->ReadLine(false);  // errgen's own stdout, through goerrprof
   ASSERT_TRUE(ready.ok()) << ready.status();
@@ -313,7 +315,8 @@ TEST(CiRecord, SignalsAreForwarded) {
     if (b.program == "errgen" && b.flavour == "default") errgen = b.path;
   }
   std::string out = NewDir("signal") + "/errors.pb.gz";
-  auto rec = Child::Spawn({GoerrprofPath(), "record", "-o", out, "--", errgen, "-wait"});
+  auto rec = Child::Spawn({GoerrprofPath(), "record", "--max_overhead=0",
+                           "-o", out, "--", errgen, "-wait"});
   ASSERT_TRUE(rec.ok()) << rec.status();
   auto ready = (*rec)->ReadLine(false);
   ASSERT_TRUE(ready.ok()) << ready.status();
@@ -329,7 +332,8 @@ TEST(CiRecord, SignalsAreForwarded) {
 TEST(CiRecord, NonGoAndMissingCommands) {
   if (!IsRoot()) GTEST_SKIP() << "needs root for BPF";
   std::string dir = NewDir("nongo");
-  CommandResult r = RunCommand({GoerrprofPath(), "record", "-o", dir + "/a.pb.gz", "--", "sh",
+  CommandResult r = RunCommand({GoerrprofPath(), "record", "--max_overhead=0",
+                                "-o", dir + "/a.pb.gz", "--", "sh",
                                 "-c", "echo hello; exit 7"});
   EXPECT_EQ(r.exit_code, 7) << r.err;
   EXPECT_EQ(r.out, "hello\n");
@@ -337,19 +341,21 @@ TEST(CiRecord, NonGoAndMissingCommands) {
   ASSERT_TRUE(empty.ok()) << empty.status();
   EXPECT_EQ(empty->sample_size(), 0);
 
-  r = RunCommand({GoerrprofPath(), "record", "-o", dir + "/b.pb.gz", "--", "/nonexistent/cmd"});
+  r = RunCommand({GoerrprofPath(), "record", "--max_overhead=0",
+                  "-o", dir + "/b.pb.gz", "--", "/nonexistent/cmd"});
   EXPECT_EQ(r.exit_code, 127) << r.err;
   EXPECT_TRUE(absl::StrContains(r.err, "cannot run /nonexistent/cmd")) << r.err;
 
   // Without privileges: one line, and the command does not run.
   r = RunCommand({"setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", GoerrprofPath(),
-                  "record", "-o", dir + "/c.pb.gz", "--", "sh", "-c", "echo ran"});
+                  "record", "--max_overhead=0",
+                      "-o", dir + "/c.pb.gz", "--", "sh", "-c", "echo ran"});
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_EQ(r.out, "");
   EXPECT_EQ(r.err, "goerrprof: loading BPF was refused (EPERM): needs CAP_BPF and CAP_PERFMON "
                    "(goerrprof loads BPF with CAP_BPF and CAP_PERFMON, or as root)\n");
 
-  r = RunCommand({GoerrprofPath(), "record", "--pid=1", "--", "true"});
+  r = RunCommand({GoerrprofPath(), "record", "--max_overhead=0", "--pid=1", "--", "true"});
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_TRUE(absl::StrContains(r.err, "not both")) << r.err;
 }
@@ -359,12 +365,14 @@ TEST(CiRecord, ToolchainOnlyWhenAsked) {
   if (!IsRoot()) GTEST_SKIP() << "needs root for BPF";
   std::string dir = NewDir("toolchain");
   CommandResult skipped =
-      RunCommand({GoerrprofPath(), "record", "-o", dir + "/a.pb.gz", "--", GoCommand(), "env",
+      RunCommand({GoerrprofPath(), "record", "--max_overhead=0",
+                  "-o", dir + "/a.pb.gz", "--", GoCommand(), "env",
                   "GOROOT"});
   EXPECT_EQ(skipped.exit_code, 0) << skipped.err;
   EXPECT_TRUE(absl::StrContains(skipped.err, "in 0 Go processes (1 toolchain,")) << skipped.err;
   CommandResult recorded =
-      RunCommand({GoerrprofPath(), "record", "--toolchain", "-o", dir + "/b.pb.gz", "--",
+      RunCommand({GoerrprofPath(), "record", "--max_overhead=0",
+                  "--toolchain", "-o", dir + "/b.pb.gz", "--",
                   GoCommand(), "env", "GOROOT"});
   EXPECT_EQ(recorded.exit_code, 0) << recorded.err;
   EXPECT_EQ(recorded.out, skipped.out);

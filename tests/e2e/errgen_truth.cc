@@ -233,7 +233,7 @@ void RecordErrgenRun(const CorpusBinary& b, const std::vector<std::string>& flag
   // The flags in the name keep runs of one binary apart.
   std::string out = absl::StrCat(::testing::TempDir(), "/record_", b.Label(),
                                  absl::StrJoin(flags, ""), ".pb.gz");
-  std::vector<std::string> argv = {GoerrprofPath(), "record",
+  std::vector<std::string> argv = {GoerrprofPath(), "record", "--max_overhead=0",
                                    absl::StrCat("--pid=", (*errgen)->pid()), "-o", out};
   argv.insert(argv.end(), flags.begin(), flags.end());
   auto rec = Child::Spawn(argv);

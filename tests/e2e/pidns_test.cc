@@ -175,7 +175,8 @@ TEST_F(PidNamespaceTest, CommandInNestedNamespace) {
   const std::string out = absl::StrCat(::testing::TempDir(), "pidns_nested_", getpid(), ".pb.gz");
   std::remove(out.c_str());
   CommandResult r = RunCommand({"unshare", "--pid", "--fork", "--mount-proc", "--kill-child",
-                                GoerrprofPath(), "record", "-o", out, "--", "unshare", "--pid",
+                                GoerrprofPath(), "record", "--max_overhead=0",
+                                    "-o", out, "--", "unshare", "--pid",
                                 "--fork", "--kill-child", errgen->path, "-n", "1"},
                                300);
   ASSERT_EQ(r.exit_code, 0) << r.err;
@@ -225,10 +226,11 @@ TEST_F(PidNamespaceTest, CommandInNestedNamespace) {
 TEST_F(PidNamespaceTest, OuterProcIsRefused) {
   const std::string out = absl::StrCat(::testing::TempDir(), "pidns_", getpid(), ".pb.gz");
   for (const std::vector<std::string>& cmd :
-       {std::vector<std::string>{"record", "--pid=1", "--duration=1s", "-o", out},
+       {std::vector<std::string>{"record", "--max_overhead=0",
+        "--pid=1", "--duration=1s", "-o", out},
         std::vector<std::string>{"goroutines", "--pid=1", "-o", out},
         std::vector<std::string>{"inspect", "--pid=1"},
-        std::vector<std::string>{"record", "-o", out, "--", "true"}}) {
+        std::vector<std::string>{"record", "--max_overhead=0", "-o", out, "--", "true"}}) {
     std::vector<std::string> argv = {"unshare", "--pid", "--fork", "--kill-child",
                                      GoerrprofPath()};
     argv.insert(argv.end(), cmd.begin(), cmd.end());

@@ -139,7 +139,8 @@ class PrivilegesTest : public ::testing::Test {
 TEST_F(PrivilegesTest, RecordPidWithExactlyItsCapabilities) {
   pid_t pid = StartTarget();
   ASSERT_NE(pid, 0);
-  const std::vector<std::string> record = {"record", absl::StrCat("--pid=", pid), "-o",
+  const std::vector<std::string> record = {"record", "--max_overhead=0",
+                                           absl::StrCat("--pid=", pid), "-o",
                                            out_ + "/errors.pb.gz"};
   // One fewer, each: one line naming it, and nothing written.
   for (const std::string& cap : kRecordCaps) {
@@ -215,7 +216,8 @@ TEST_F(PrivilegesTest, GoroutinesWithExactlyItsCapabilities) {
 TEST_F(PrivilegesTest, RecordCommandWithExactlyItsCapabilities) {
   const std::string out = out_ + "/command.pb.gz";
   // The command is kUser's own errgen (the corpus copy, readable by all).
-  const std::vector<std::string> record = {"record", "-o", out, "--", errgen_.path, "-n", "1"};
+  const std::vector<std::string> record = {"record", "--max_overhead=0",
+                                           "-o", out, "--", errgen_.path, "-n", "1"};
   for (const std::string& cap : kCommandCaps) {
     SCOPED_TRACE("without " + cap);
     ExpectRefused(Without(kCommandCaps, cap), record, BpfRefused(cap));  // the command never ran
@@ -252,7 +254,8 @@ TEST_F(PrivilegesTest, CommandInheritsNoCapability) {
   EXPECT_EQ(control.out,
             "CapPrm:\t000000c000080004\nCapEff:\t000000c000080004\nCapAmb:\t000000c000080004\n");
 
-  std::vector<std::string> argv = {GoerrprofPath(), "record", "-o", out_ + "/grep.pb.gz", "--"};
+  std::vector<std::string> argv = {GoerrprofPath(), "record", "--max_overhead=0",
+                                   "-o", out_ + "/grep.pb.gz", "--"};
   argv.insert(argv.end(), grep.begin(), grep.end());
   CommandResult r = RunCommand(As(kUser, kRecordCaps, argv), kTimeout);
   ASSERT_EQ(r.exit_code, 0) << r.err;

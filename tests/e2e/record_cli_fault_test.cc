@@ -110,7 +110,8 @@ TEST_F(RecordFaultTest, KilledWhileExecStopped) {
   std::string out = OutPath("exec_stopped");
   WriteFile(out, kPrevious);
   FaultEnv fault("exec-stopped");
-  auto rec = Child::Spawn({GoerrprofPath(), "record", "-o", out, "--", errgen_.path, "-n", "1"});
+  auto rec = Child::Spawn({GoerrprofPath(), "record", "--max_overhead=0",
+                           "-o", out, "--", errgen_.path, "-n", "1"});
   ASSERT_TRUE(rec.ok()) << rec.status();
   // Ends when every holder of goerrprof's stdout has exited: errgen too.
   auto done = (*rec)->Finish(kTimeout);
@@ -136,7 +137,7 @@ TEST_F(RecordFaultTest, KilledOnceAttached) {
   std::string out = OutPath("attached");
   WriteFile(out, kPrevious);
   FaultEnv fault("attached");
-  auto rec = StartRecord(errgen->pid(), out, {"--goroutines"});
+  auto rec = StartRecord(errgen->pid(), out, {"--goroutines=trace"});
   ASSERT_TRUE(rec);
   auto rec_done = rec->Finish(kTimeout);
   ASSERT_TRUE(rec_done.ok()) << rec_done.status();
@@ -180,7 +181,8 @@ TEST_F(RecordFaultTest, KilledAtRandomMoments) {
     SCOPED_TRACE(absl::StrCat("kill after ", delay_ms, " ms"));
     std::string out = OutPath(absl::StrCat("random", round));
     WriteFile(out, kPrevious);
-    auto rec = Child::Spawn({GoerrprofPath(), "record", "-o", out, "--", "/bin/sh", "-c", script});
+    auto rec = Child::Spawn({GoerrprofPath(), "record", "--max_overhead=0",
+                             "-o", out, "--", "/bin/sh", "-c", script});
     ASSERT_TRUE(rec.ok()) << rec.status();
     std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms));
     kill((*rec)->pid(), SIGKILL);
@@ -234,7 +236,8 @@ TEST_F(RecordFaultTest, OutputDirectoryMissing) {
   ASSERT_TRUE(errgen);
   std::string out = absl::StrCat(::testing::TempDir(), "/no_such_dir_", getpid(), "/x.pb.gz");
   CommandResult r = RunCommand(
-      {GoerrprofPath(), "record", absl::StrCat("--pid=", errgen->pid()), "-o", out}, kTimeout);
+      {GoerrprofPath(), "record", "--max_overhead=0",
+       absl::StrCat("--pid=", errgen->pid()), "-o", out}, kTimeout);
   EXPECT_EQ(r.exit_code, 1) << r.err;
   EXPECT_EQ(r.err, absl::StrCat("goerrprof: cannot write ", out,
                                 ": No such file or directory (errno 2); nothing recorded\n"));
@@ -256,7 +259,8 @@ TEST_F(RecordFaultTest, DiskFull) {
   std::string out = dir + "/errors.pb.gz";
   setenv("TMPDIR", rescue_dir.c_str(), 1);
   CommandResult r =
-      RunCommand({GoerrprofPath(), "record", "-o", out, "--", errgen_.path, "-n", "1"}, kTimeout);
+      RunCommand({GoerrprofPath(), "record", "--max_overhead=0",
+                  "-o", out, "--", errgen_.path, "-n", "1"}, kTimeout);
   unsetenv("TMPDIR");
   RunCommand({"/bin/umount", dir});
   EXPECT_EQ(r.exit_code, 1) << r.err;

@@ -209,7 +209,8 @@ std::string RecordCliTest::OutPath(const std::string& what) const {
 
 std::unique_ptr<Child> StartRecord(pid_t pid, const std::string& out,
                                    const std::vector<std::string>& extra) {
-  std::vector<std::string> argv = {GoerrprofPath(), "record", absl::StrCat("--pid=", pid), "-o",
+  std::vector<std::string> argv = {GoerrprofPath(), "record", "--max_overhead=0",
+                                   absl::StrCat("--pid=", pid), "-o",
                                    out};
   argv.insert(argv.end(), extra.begin(), extra.end());
   auto rec = Child::Spawn(argv);

@@ -65,7 +65,8 @@ pid_t SpawnExeced(const std::vector<std::string>& argv) {
 }
 
 TEST_F(RecordCliTest, NoPid) {
-  ExpectOneLineError(RunCommand({GoerrprofPath(), "record", "-o", OutPath("x")}, kTimeout),
+  ExpectOneLineError(RunCommand({GoerrprofPath(), "record", "--max_overhead=0",
+                                 "-o", OutPath("x")}, kTimeout),
                      {"--pid"});
 }
 
@@ -75,7 +76,8 @@ TEST_F(RecordCliTest, DeadPid) {
   ASSERT_GT(pid, 0);
   ASSERT_EQ(waitpid(pid, nullptr, 0), pid);  // reaped: the pid is free
   ExpectOneLineError(
-      RunCommand({GoerrprofPath(), "record", absl::StrCat("--pid=", pid), "-o", OutPath("x")},
+      RunCommand({GoerrprofPath(), "record", "--max_overhead=0",
+                  absl::StrCat("--pid=", pid), "-o", OutPath("x")},
                  kTimeout),
       {absl::StrCat("no process with pid ", pid)});
 }
@@ -84,7 +86,8 @@ TEST_F(RecordCliTest, NotAGoProcess) {
   pid_t pid = SpawnExeced({"sleep", "600"});
   ASSERT_GT(pid, 0);
   CommandResult r = RunCommand(
-      {GoerrprofPath(), "record", absl::StrCat("--pid=", pid), "-o", OutPath("x")}, kTimeout);
+      {GoerrprofPath(), "record", "--max_overhead=0",
+       absl::StrCat("--pid=", pid), "-o", OutPath("x")}, kTimeout);
   kill(pid, SIGKILL);
   waitpid(pid, nullptr, 0);
   ExpectOneLineError(r, {"not a Go binary"});
@@ -92,8 +95,23 @@ TEST_F(RecordCliTest, NotAGoProcess) {
 
 TEST_F(RecordCliTest, PidNotANumber) {
   ExpectOneLineError(
-      RunCommand({GoerrprofPath(), "record", "--pid=abc", "-o", OutPath("x")}, kTimeout),
+      RunCommand({GoerrprofPath(), "record", "--max_overhead=0",
+                  "--pid=abc", "-o", OutPath("x")}, kTimeout),
       {"invalid pid \"abc\""});
+}
+
+// --goroutines is sample, trace or off (a bare one: sample); --hz 1-1000.
+TEST_F(RecordCliTest, BadGoroutinesMode) {
+  ExpectOneLineError(RunCommand({GoerrprofPath(), "record", "--max_overhead=0",
+                                 "--goroutines=always", "--pid=1",
+                                 "-o", OutPath("x")},
+                                kTimeout),
+                     {"--goroutines must be sample, trace or off, not \"always\""});
+  ExpectOneLineError(RunCommand({GoerrprofPath(), "record", "--max_overhead=0",
+                                 "--goroutines", "--hz=0", "--pid=1",
+                                 "-o", OutPath("x")},
+                                kTimeout),
+                     {"--hz must be between 1 and 1000, not 0"});
 }
 
 TEST_F(RecordCliTest, WithoutPrivileges) {
@@ -102,7 +120,8 @@ TEST_F(RecordCliTest, WithoutPrivileges) {
   auto errgen = StartErrgen(b.path, 1, nullptr, kTimeout);  // root's, blocked on stdin
   ASSERT_NE(errgen, nullptr);
   CommandResult r = RunCommand({"setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
-                                GoerrprofPath(), "record", absl::StrCat("--pid=", errgen->pid()),
+                                GoerrprofPath(), "record", "--max_overhead=0",
+                                    absl::StrCat("--pid=", errgen->pid()),
                                 "-o", OutPath("x")},
                                kTimeout);
   // Root's process, to nobody: the capability that would allow it, named.
@@ -125,7 +144,8 @@ TEST_F(RecordCliTest, TargetExitsDuringAttach) {
   auto errgen = Child::Spawn({b.path, "-n", "1"});
   ASSERT_TRUE(errgen.ok()) << errgen.status();
   CommandResult r = RunCommand(
-      {GoerrprofPath(), "record", absl::StrCat("--pid=", (*errgen)->pid()), "-o", OutPath("x")},
+      {GoerrprofPath(), "record", "--max_overhead=0",
+       absl::StrCat("--pid=", (*errgen)->pid()), "-o", OutPath("x")},
       kTimeout);
   ExpectOneLineError(r, {"no process", "exited"});
   auto run = (*errgen)->Finish(kTimeout);

@@ -116,7 +116,7 @@ TEST_F(RecordCliTest, Soak) {
   auto profiled = StartService(svc, &profiled_addr);
   ASSERT_TRUE(control && profiled);
   std::string long_out = OutPath("long");
-  auto long_rec = StartRecord(profiled->pid(), long_out, {"--goroutines"});
+  auto long_rec = StartRecord(profiled->pid(), long_out, {"--goroutines=trace"});
   ASSERT_TRUE(long_rec);
 
   auto end = Clock::now() + std::chrono::seconds(seconds);

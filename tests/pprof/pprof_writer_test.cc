@@ -425,6 +425,46 @@ TEST_P(PprofTest, WriteIsAtomicAndReportsErrors) {
   EXPECT_FALSE(profiler::ReadProfile("/nonexistent-dir/x.pb.gz").ok());
 }
 
+// The overhead budget's estimate: the site's samples share it in proportion
+// to what was observed, carry errors.estimated=true and their observed
+// count as a third value; other samples are as observed.
+TEST_P(PprofTest, EstimatedCountsBesideObserved) {
+  ErrorProfile profile = SampleProfile();
+  profile.SetEstimate(0, wrap_pc_, 6);
+  profiler::PprofInfo info = Info();
+  info.budget = "overhead budget: test";
+  ASSERT_TRUE(profiler::WritePprof(profile, *bin_, info, path_).ok());
+  auto read = profiler::ReadProfile(path_);
+  ASSERT_TRUE(read.ok()) << read.status();
+  const pp::Profile& p = *read;
+  ASSERT_EQ(p.sample_type_size(), 3);
+  EXPECT_EQ(Str(p, p.sample_type(2).type()), "errors_observed");
+  EXPECT_EQ(Str(p, p.default_sample_type()), "errors");
+  std::map<uint64_t, std::pair<int64_t, int64_t>> by_site;  // estimated, observed
+  std::map<uint64_t, bool> labelled;
+  std::map<uint64_t, uint64_t> address;
+  for (const pp::Location& l : p.location()) address[l.id()] = l.address();
+  for (const pp::Sample& s : p.sample()) {
+    ASSERT_EQ(s.value_size(), 3);
+    uint64_t site = address.at(s.location_id(0));
+    by_site[site].first += s.value(0);
+    by_site[site].second += s.value(2);
+    for (const pp::Label& l : s.label()) {
+      if (Str(p, l.key()) == "errors.estimated") labelled[site] = Str(p, l.str()) == "true";
+    }
+  }
+  EXPECT_EQ(by_site.size(), 3u);
+  for (const auto& [site, counts] : by_site) {
+    bool wrap = counts.second == 4;
+    EXPECT_EQ(counts.first, wrap ? 10 : counts.second) << std::hex << site;
+    EXPECT_EQ(labelled[site], wrap) << std::hex << site;
+  }
+  std::string comments;
+  for (int64_t c : p.comment()) absl::StrAppend(&comments, Str(p, c), "\n");
+  EXPECT_THAT(comments, HasSubstr("overhead budget: test\n"));
+  EXPECT_THAT(comments, HasSubstr("panics=0 estimated=6\n"));
+}
+
 INSTANTIATE_TEST_SUITE_P(Flavours, PprofTest, ::testing::Values("default", "pie", "cgo"),
                          [](const auto& info) { return info.param; });
 

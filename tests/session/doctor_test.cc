@@ -235,7 +235,8 @@ TEST(Doctor, TextHasOneLinePerCheckLikeTheJson) {
 // "goerrprof: recording pid P: N probes attached in T" from record.
 std::optional<uint64_t> RecordedProbes(pid_t pid) {
   std::string out = absl::StrCat(::testing::TempDir(), "doctor_test_", getpid(), ".pb.gz");
-  CommandResult r = RunCommand({GoerrprofPath(), "record", absl::StrCat("--pid=", pid),
+  CommandResult r = RunCommand({GoerrprofPath(), "record", "--max_overhead=0",
+                                absl::StrCat("--pid=", pid),
                                 "--duration=100ms", "-o", out},
                                kTimeout);
   unlink(out.c_str());

@@ -71,6 +71,8 @@ func main() {
 	n := flag.Int("n", 1, "multiply every scenario's count by N")
 	wait := flag.Bool("wait", false, "print 'ready <pid>' and wait for a line on stdin before working")
 	fatal := flag.Bool("fatal-panic", false, "end with a panic nothing recovers (exit status 2)")
+	storm := flag.Int("storm", 0, "only create N errors at one site as fast as possible, then -calm at another")
+	calm := flag.Int("calm", 4, "with -storm: errors at the calm site after the storm")
 	flag.Parse()
 
 	if *types {
@@ -93,6 +95,10 @@ func main() {
 		fmt.Printf("ready %d\n", os.Getpid())
 		// EOF also releases us so a closed stdin cannot hang the run.
 		bufio.NewReader(os.Stdin).ReadString('\n')
+	}
+	if *storm > 0 {
+		runStorm(*storm, *calm)
+		return
 	}
 
 	results := []result{}

@@ -15,6 +15,10 @@
 //
 // With -pingpong N it instead runs N round trips of an unbuffered channel
 // ping-pong (after the stdin line) and prints "pingpong <n> ns <elapsed>".
+// With -mix K too, K goroutines started before "ready" keep waiting
+// meanwhile: half in time.Sleep (main.mixSleeper), a quarter on a timer
+// channel (main.mixReceiver), a quarter in a select (main.mixSelecter),
+// each for 200-299ms at a time (bench/park's sampled-wait shares).
 package main
 
 import (
@@ -304,6 +308,46 @@ func parkedForever(never <-chan int, id chan<- uint64) {
 	<-never
 }
 
+//go:noinline
+func mixSleeper(d time.Duration) {
+	for {
+		time.Sleep(d)
+	}
+}
+
+//go:noinline
+func mixReceiver(d time.Duration) {
+	for {
+		<-time.After(d)
+	}
+}
+
+//go:noinline
+func mixSelecter(d time.Duration, quit <-chan struct{}) {
+	for {
+		select {
+		case <-time.After(d):
+		case <-quit:
+			return
+		}
+	}
+}
+
+func startMix(k int) {
+	quit := make(chan struct{})
+	for i := 0; i < k; i++ {
+		d := 200*time.Millisecond + time.Duration(i%100)*time.Millisecond
+		switch i % 4 {
+		case 0, 1:
+			go mixSleeper(d)
+		case 2:
+			go mixReceiver(d)
+		default:
+			go mixSelecter(d, quit)
+		}
+	}
+}
+
 func pingpong(n int) {
 	ping, pong := make(chan int), make(chan int)
 	go func() {
@@ -333,9 +377,11 @@ func wakeEarly(early chan<- int) { early <- 1 }
 
 func main() {
 	pp := flag.Int("pingpong", 0, "run this many channel round trips instead")
+	mix := flag.Int("mix", 0, "with -pingpong: this many goroutines waiting meanwhile")
 	flag.Parse()
 	in := bufio.NewReader(os.Stdin)
 	if *pp > 0 {
+		startMix(*mix)
 		fmt.Printf("ready %d\n", os.Getpid())
 		in.ReadString('\n')
 		pingpong(*pp)

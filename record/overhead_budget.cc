@@ -1,0 +1,209 @@
+#include "record/overhead_budget.h"
+
+#include <algorithm>
+#include <utility>
+
+namespace goerrprof::profiler {
+
+OverheadBudget::OverheadBudget(BudgetOptions options, double hit_cost_ns, int64_t now_ns,
+                               int64_t cpu_ns)
+    : options_(options),
+      hit_cost_ns_(hit_cost_ns),
+      tokens_(options.cpu_fraction * static_cast<double>(options.burst_ns)),
+      last_ns_(now_ns),
+      cpu_known_(cpu_ns >= 0) {}
+
+void OverheadBudget::Count(uint64_t site, uint64_t n) {
+  Site& s = sites_[site];
+  s.tick_hits += n;
+  s.win_hits += n;
+}
+
+bool OverheadBudget::off(uint64_t site) const {
+  auto it = sites_.find(site);
+  return it != sites_.end() && it->second.off;
+}
+
+void OverheadBudget::TakeOff(Site& s, int64_t now_ns, int64_t cpu_ns) {
+  // The rate: this window when it holds enough hits, else with the one before.
+  double hits = static_cast<double>(s.win_hits);
+  double cpu = cpu_known_ ? static_cast<double>(cpu_ns - s.win_cpu0) : 0;
+  double wall = static_cast<double>(now_ns - s.win_wall0);
+  if (s.win_hits < 32) {
+    hits += static_cast<double>(s.prev_hits);
+    cpu += static_cast<double>(s.prev_cpu);
+    wall += static_cast<double>(s.prev_wall);
+  }
+  s.rate_per_cpu = cpu_known_ && cpu > 0;
+  if (s.rate_per_cpu) {
+    // The target's own work: its CPU time less the traps it paid, at least
+    // a twentieth of it (a hit cost measured a little high must not make
+    // the work, and the estimate, explode).
+    double work = std::max(cpu - hits * hit_cost_ns_, cpu / 20);
+    s.rate = hits / work;
+  } else {
+    s.rate = wall > 0 ? hits / wall : 0;
+  }
+  // Back-off: doubled when it had to go again soon after coming back.
+  bool again = s.ever_off && now_ns - s.on_since_ns < 2 * s.backoff_ns;
+  s.backoff_ns = again ? std::min(2 * s.backoff_ns, options_.max_backoff_ns)
+                       : options_.min_backoff_ns;
+  s.back_at_ns = now_ns + s.backoff_ns;
+  s.off = true;
+  s.ever_off = true;
+  ++s.times_off;
+  s.probation = false;
+  s.off_cpu0 = cpu_ns;
+  s.off_wall0 = now_ns;
+  ++stats_.detaches;
+}
+
+double OverheadBudget::OpenMissed(const Site& s, int64_t now_ns, int64_t cpu_ns) const {
+  if (!s.off) return 0;
+  double span = s.rate_per_cpu ? static_cast<double>(cpu_ns - s.off_cpu0)
+                               : static_cast<double>(now_ns - s.off_wall0);
+  return std::max(0.0, span) * s.rate;
+}
+
+void OverheadBudget::PutBack(Site& s, int64_t now_ns, int64_t cpu_ns) {
+  s.missed += OpenMissed(s, now_ns, cpu_ns);
+  s.off = false;
+  s.probation = true;
+  s.on_since_ns = now_ns;
+  s.win_hits = s.prev_hits = 0;
+  s.prev_cpu = s.prev_wall = 0;
+  s.win_cpu0 = cpu_ns;
+  s.win_wall0 = now_ns;
+  ++stats_.reattaches;
+}
+
+std::vector<OverheadBudget::Action> OverheadBudget::Tick(int64_t now_ns, int64_t cpu_ns) {
+  std::vector<Action> actions;
+  if (options_.cpu_fraction <= 0) {
+    for (auto& [site, s] : sites_) s.tick_hits = 0;
+    return actions;
+  }
+  const double dt = static_cast<double>(std::max<int64_t>(0, now_ns - last_ns_));
+  last_ns_ = now_ns;
+  const double refill = options_.cpu_fraction * dt;
+  const double cap = options_.cpu_fraction * static_cast<double>(options_.burst_ns);
+  tokens_ = std::min(cap, tokens_ + refill);
+
+  std::vector<std::pair<uint64_t, uint64_t>> heavy;  // (hits this tick, site)
+  double cost = 0, in_flight = 0;
+  for (auto& [site, s] : sites_) {
+    if (s.tick_hits == 0) continue;
+    const double c = static_cast<double>(s.tick_hits) * hit_cost_ns_;
+    // Events of a site already off were paid before it went: its debt,
+    // forgiven with it.
+    if (s.off) {
+      in_flight += c;
+      continue;
+    }
+    cost += c;
+    heavy.emplace_back(s.tick_hits, site);
+  }
+  tokens_ -= cost;
+  stats_.spent_ns += cost + in_flight;
+
+  // A site's fair share of one tick: half the refill of at least 50 ms (a
+  // tick that came early must not make one hit look like a storm).
+  const double fair = options_.cpu_fraction * std::max(dt, 50e6) / 2;
+  std::sort(heavy.begin(), heavy.end(), [](const auto& a, const auto& b) {
+    return a.first != b.first ? a.first > b.first : a.second < b.second;
+  });
+  double rest = cost;
+  auto take_off = [&](uint64_t site, Site& s, uint64_t hits) {
+    TakeOff(s, now_ns, cpu_ns);
+    actions.push_back({site, false});
+    rest -= static_cast<double>(hits) * hit_cost_ns_;
+  };
+  // A site back on probation goes again at the first tick over its share:
+  // its window on need only measure its rate, not spend the bucket.
+  for (const auto& [hits, site] : heavy) {
+    Site& s = sites_[site];
+    if (s.probation && static_cast<double>(hits) * hit_cost_ns_ > fair) take_off(site, s, hits);
+  }
+  if (tokens_ < 0) {
+    // Off with the costliest sites of this tick until the rest would be
+    // paid by the refill alone.
+    for (const auto& [hits, site] : heavy) {
+      if (rest <= fair) break;
+      Site& s = sites_[site];
+      if (s.off || now_ns < s.hold_until_ns) continue;  // a detach failed: not before its back-off
+      take_off(site, s, hits);
+    }
+  }
+  if (!actions.empty()) {
+    // The debt was the sites just taken off; the others are not made to
+    // repay it (a calm site would go off for a storm elsewhere).
+    tokens_ = std::max(tokens_, cap / 2);
+  } else if (tokens_ >= 0) {
+    // Back on, when due and there is budget to spend on them.
+    std::vector<uint64_t> due;
+    for (auto& [site, s] : sites_) {
+      if (s.off && now_ns >= s.back_at_ns) due.push_back(site);
+    }
+    std::sort(due.begin(), due.end());
+    for (uint64_t site : due) {
+      PutBack(sites_[site], now_ns, cpu_ns);
+      actions.push_back({site, true});
+    }
+  }
+
+  for (auto& [site, s] : sites_) {
+    s.tick_hits = 0;
+    // Calm for a whole back-off since it came back: off probation.
+    if (s.probation && now_ns - s.on_since_ns >= s.backoff_ns) s.probation = false;
+    // Roll a site's rate window once it is full.
+    if (!s.off && now_ns - s.win_wall0 >= options_.window_ns) {
+      s.prev_hits = s.win_hits;
+      s.prev_cpu = cpu_known_ ? cpu_ns - s.win_cpu0 : 0;
+      s.prev_wall = now_ns - s.win_wall0;
+      s.win_hits = 0;
+      s.win_cpu0 = cpu_ns;
+      s.win_wall0 = now_ns;
+    }
+  }
+  return actions;
+}
+
+void OverheadBudget::Failed(const Action& a, int64_t now_ns, int64_t cpu_ns) {
+  Site& s = sites_[a.site];
+  if (a.probe) {
+    // Still off: estimated on, retried after another back-off.
+    s.off = true;
+    s.probation = false;
+    s.off_cpu0 = cpu_ns;
+    s.off_wall0 = now_ns;
+    s.back_at_ns = now_ns + s.backoff_ns;
+    --stats_.reattaches;
+  } else {
+    s.off = false;
+    s.hold_until_ns = s.back_at_ns;
+    s.ever_off = --s.times_off > 0;
+    s.on_since_ns = now_ns;
+    --stats_.detaches;
+  }
+}
+
+absl::flat_hash_map<uint64_t, double> OverheadBudget::Missed(int64_t now_ns,
+                                                              int64_t cpu_ns) const {
+  absl::flat_hash_map<uint64_t, double> out;
+  for (const auto& [site, s] : sites_) {
+    if (!s.ever_off) continue;
+    out[site] = s.missed + OpenMissed(s, now_ns, cpu_ns);
+  }
+  return out;
+}
+
+OverheadBudget::Stats OverheadBudget::stats() const {
+  Stats st = stats_;
+  for (const auto& [site, s] : sites_) {
+    st.sites_off_now += s.off;
+    st.sites_ever_off += s.ever_off;
+  }
+  return st;
+}
+
+}  // namespace goerrprof::profiler

@@ -1,0 +1,114 @@
+// The overhead budget (`record --max-overhead PCT`): what goerrprof's probes
+// may cost one target process, as a fraction of one CPU. Each hit of an
+// error probe costs the target a trap plus the program's run (measured:
+// BpfSession::MeasureTrapNs and the kernel's run-time stats). The budget is
+// a token bucket refilled at that fraction of wall time and holding one
+// burst's worth. When a tick finds it empty, the sites that cost most in
+// that tick are taken off (detaching is the only way to stop paying for a
+// trap) until the rest fits; each comes back after a back-off, doubled each
+// time it has to go again (1 s up to 64 s), reset once it stays in budget.
+// A site that comes back is on probation: the first tick in which it
+// costs more than its share of the refill takes it off again, so a storm
+// that goes on pays one tick per back-off, not a bucket.
+// Their debt is forgiven (the bucket is set to half full): the sites left
+// on do not pay for a storm elsewhere.
+//
+// Creations at a site while it is off are estimated: the site's rate per
+// nanosecond of the target's own CPU work (its CPU time less the traps
+// paid) in its last window on, times the target's CPU time while it is
+// off. A target whose work mix holds steady is estimated well; the
+// estimate is marked as such in the profile, beside the observed count.
+//
+// Pure bookkeeping: no BPF, no clocks of its own (tests drive it).
+#ifndef GOERRPROF_RECORD_OVERHEAD_BUDGET_H_
+#define GOERRPROF_RECORD_OVERHEAD_BUDGET_H_
+
+#include <cstdint>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+
+namespace goerrprof::profiler {
+
+struct BudgetOptions {
+  double cpu_fraction = 0.01;  // of one CPU, per target process; 0: no budget
+  int64_t burst_ns = 1000000000;  // the bucket holds this much wall time's budget
+  int64_t min_backoff_ns = 1000000000;
+  int64_t max_backoff_ns = 64000000000;
+  // Window of a site's rate for estimates: its last this much time on.
+  int64_t window_ns = 1000000000;
+};
+
+class OverheadBudget {
+ public:
+  // `cpu_ns`: the target's CPU time now (all threads), < 0 when unknown
+  // (estimates then use wall time). `hit_cost_ns`: one hit's cost.
+  OverheadBudget(BudgetOptions options, double hit_cost_ns, int64_t now_ns, int64_t cpu_ns);
+
+  void set_hit_cost_ns(double c) { hit_cost_ns_ = c; }
+  double hit_cost_ns() const { return hit_cost_ns_; }
+  // Events seen from `site` since the last Tick.
+  void Count(uint64_t site, uint64_t n = 1);
+
+  struct Action {
+    uint64_t site = 0;
+    bool probe = false;  // true: put back; false: take off
+    bool operator==(const Action& o) const { return site == o.site && probe == o.probe; }
+  };
+  // Charges the hits counted since the last tick and says which sites go
+  // off or come back. Apply every action (Failed() for one that could not).
+  std::vector<Action> Tick(int64_t now_ns, int64_t cpu_ns);
+  // An action that could not be applied: the site is taken as still in its
+  // old state (a failed detach keeps it on and is not retried before its
+  // back-off; a failed re-attach leaves it off, still estimated).
+  void Failed(const Action& a, int64_t now_ns, int64_t cpu_ns);
+
+  // Estimated creations missed while off, by site, until now.
+  absl::flat_hash_map<uint64_t, double> Missed(int64_t now_ns, int64_t cpu_ns) const;
+  bool off(uint64_t site) const;
+
+  struct Stats {
+    uint64_t detaches = 0, reattaches = 0;
+    double spent_ns = 0;  // charged to the target: hits x hit cost
+    size_t sites_off_now = 0, sites_ever_off = 0;
+  };
+  Stats stats() const;
+
+ private:
+  struct Site {
+    uint64_t tick_hits = 0;
+    bool off = false;
+    bool ever_off = false;
+    uint32_t times_off = 0;  // detaches that took
+    bool probation = false;  // back on, not yet calm for a back-off
+    int64_t backoff_ns = 0;
+    int64_t back_at_ns = 0;   // when off: when it comes back
+    int64_t on_since_ns = 0;  // when on: since when
+    int64_t hold_until_ns = 0;  // a detach failed: not tried again before
+    // The rate window while on: hits and the target's CPU and wall time
+    // since its start; `prev_*` the window before (when this one is short).
+    uint64_t win_hits = 0, prev_hits = 0;
+    int64_t win_cpu0 = 0, win_wall0 = 0, prev_cpu = 0, prev_wall = 0;
+    // While off: the rate (creations per ns of CPU, or of wall time) and
+    // the off period's start.
+    double rate = 0;
+    bool rate_per_cpu = true;
+    int64_t off_cpu0 = 0, off_wall0 = 0;
+    double missed = 0;  // closed off periods
+  };
+  void TakeOff(Site& s, int64_t now_ns, int64_t cpu_ns);
+  void PutBack(Site& s, int64_t now_ns, int64_t cpu_ns);
+  double OpenMissed(const Site& s, int64_t now_ns, int64_t cpu_ns) const;
+
+  BudgetOptions options_;
+  double hit_cost_ns_;
+  double tokens_;  // ns of target CPU the probes may still spend
+  int64_t last_ns_;
+  bool cpu_known_;
+  absl::flat_hash_map<uint64_t, Site> sites_;
+  Stats stats_;
+};
+
+}  // namespace goerrprof::profiler
+
+#endif  // GOERRPROF_RECORD_OVERHEAD_BUDGET_H_

@@ -1,0 +1,127 @@
+// The Recorder's overhead budget (record/overhead_budget.h): charging each
+// process's probe hits, taking sites off and putting them back through its
+// session, and the estimates the profile carries for the time they were off.
+#include <bpf/bpf.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+
+#include "base/clock.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "record/recorder.h"
+
+namespace goerrprof::profiler {
+namespace {
+
+int64_t NowNs() { return MonotonicNs(); }
+
+int64_t CpuNs(clockid_t clock) {
+  if (clock == -1) return -1;
+  timespec ts;
+  if (clock_gettime(clock, &ts) != 0) return -1;
+  return static_cast<int64_t>(ts.tv_sec) * 1000000000 + ts.tv_nsec;
+}
+
+// The budget reacts within one tick: a storm pays at most this much
+// beyond its budget before its site goes off.
+constexpr int kTickMs = 5;
+
+}  // namespace
+
+// The process's CPU time now, else its last reading: a process that exited
+// (and was reaped) has no clock left, but its time off still counts.
+int64_t Recorder::TargetCpuNs(Traced& t) {
+  int64_t cpu = CpuNs(t.cpu_clock);
+  if (cpu >= 0) t.last_cpu_ns = cpu;
+  return t.last_cpu_ns;
+}
+
+int Recorder::max_wait_ms(int wanted) const {
+  if (options_.max_overhead <= 0) return wanted;
+  return wanted < 0 ? kTickMs : std::min(wanted, kTickMs);
+}
+
+void Recorder::StartBudget(Traced& t) {
+  if (options_.max_overhead <= 0 || !t.session) return;
+  if (trap_ns_ < 0) {
+    auto trap = t.session->MeasureTrapNs();
+    if (!trap.ok()) {
+      warnings_.push_back(absl::StrCat("overhead budget off: the cost of a hit is unknown (",
+                                       trap.status().message(), ")"));
+      options_.max_overhead = 0;
+      return;
+    }
+    trap_ns_ = *trap;
+    // The program's run time, counted by the kernel while this fd is open.
+    run_stats_fd_ = bpf_enable_stats(BPF_STATS_RUN_TIME);
+  }
+  clockid_t clock;
+  if (clock_getcpuclockid(t.pid, &clock) == 0 && CpuNs(clock) >= 0) t.cpu_clock = clock;
+  BudgetOptions o;
+  o.cpu_fraction = options_.max_overhead;
+  // Until the kernel has timed the program here: the trap and a quarter.
+  t.budget = std::make_unique<OverheadBudget>(o, trap_ns_ * 1.25, NowNs(), TargetCpuNs(t));
+}
+
+void Recorder::TickBudget(Traced& t) {
+  if (!t.budget || !t.session) return;
+  auto [run_ns, runs] = t.session->ProgramRunTime();
+  if (runs > 0 && run_ns > 0) {
+    t.budget->set_hit_cost_ns(trap_ns_ + static_cast<double>(run_ns) / static_cast<double>(runs));
+  }
+  const int64_t now = NowNs(), cpu = TargetCpuNs(t);
+  for (const OverheadBudget::Action& a : t.budget->Tick(now, cpu)) {
+    absl::Status s = t.session->SetSiteProbed(a.site, a.probe);
+    if (s.ok()) continue;
+    t.budget->Failed(a, now, cpu);
+    if (!t.session->target_exited()) {
+      warnings_.push_back(absl::StrFormat("pid %d: overhead budget could not %s site 0x%x: %s",
+                                          t.pid, a.probe ? "re-attach" : "detach", a.site,
+                                          s.message()));
+    }
+  }
+}
+
+void Recorder::CloseBudget(Traced& t, uint32_t index) {
+  if (!t.budget) return;
+  for (const auto& [site, missed] : t.budget->Missed(NowNs(), TargetCpuNs(t))) {
+    profile_.SetEstimate(index, site, missed);
+  }
+  t.budget_stats = t.budget->stats();
+  t.budget.reset();
+}
+
+size_t Recorder::budget_sites_off() const {
+  size_t n = 0;
+  for (const Traced& t : processes_) {
+    n += (t.budget ? t.budget->stats() : t.budget_stats).sites_ever_off;
+  }
+  return n;
+}
+
+std::string Recorder::BudgetSummary() const {
+  if (options_.max_overhead <= 0 && trap_ns_ < 0) return "";
+  OverheadBudget::Stats total;
+  for (const Traced& t : processes_) {
+    OverheadBudget::Stats s = t.budget ? t.budget->stats() : t.budget_stats;
+    total.detaches += s.detaches;
+    total.reattaches += s.reattaches;
+    total.sites_ever_off += s.sites_ever_off;
+    total.spent_ns += s.spent_ns;
+  }
+  std::string out = absl::StrFormat(
+      "overhead budget: %g%% of one CPU per process; a hit costs %.1f us here; %d site%s "
+      "taken off (%d detaches, %d re-attaches)",
+      options_.max_overhead * 100, trap_ns_ / 1000, total.sites_ever_off,
+      total.sites_ever_off == 1 ? "" : "s", total.detaches, total.reattaches);
+  if (profile_.estimated()) {
+    absl::StrAppend(&out, "; ", profile_.estimated_total(),
+                    " creations estimated while off (errors.estimated=true)");
+  }
+  return out;
+}
+
+}  // namespace goerrprof::profiler

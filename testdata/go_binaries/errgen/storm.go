@@ -1,0 +1,56 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"reflect"
+	"runtime"
+	"time"
+)
+
+var errStormBase = errors.New("dependency down")
+
+// stormSite is one site creating errors as fast as its caller loops (a
+// retry storm against a dead dependency).
+//
+//go:noinline
+func stormSite(i int) error {
+	if i < 0 {
+		return nil
+	}
+	return fmt.Errorf("retry: %w", errStormBase)
+}
+
+// calmSite creates a few errors after the storm; a budget that took the
+// storm's site off must leave it alone.
+//
+//go:noinline
+func calmSite(i int) error {
+	return fmt.Errorf("calm %d", i%2)
+}
+
+func funcName(f interface{}) string {
+	return runtime.FuncForPC(reflect.ValueOf(f).Pointer()).Name()
+}
+
+// runStorm creates n errors at stormSite, then calm at calmSite, and prints
+// the truth with the storm's duration.
+func runStorm(n, calm int) {
+	start := time.Now()
+	var last error
+	for i := 0; i < n; i++ {
+		last = stormSite(i)
+	}
+	elapsed := time.Since(start)
+	for i := 0; i < calm; i++ {
+		last = calmSite(i)
+	}
+	if last == nil && n+calm > 0 {
+		fail("storm made no error")
+	}
+	emit(map[string]interface{}{
+		"storm": n, "storm_function": funcName(stormSite),
+		"calm": calm, "calm_function": funcName(calmSite),
+		"elapsed_ns": elapsed.Nanoseconds(),
+	})
+}

@@ -1,0 +1,137 @@
+// record's overhead budget (--max-overhead) on errgen -storm: one site
+// creating errors as fast as it can, then a calm site. The storm's site
+// goes off and its count is estimated and marked; the calm site and the
+// observed counts stay exact; 0 turns the budget off.
+#include <algorithm>
+#include <cstdint>
+#include <map>
+#include <regex>
+#include <string>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "gtest/gtest.h"
+#include "pprof/profile_file.h"
+#include "tests/e2e/record_cli_fixture.h"
+#include "tests/test_support.h"
+
+namespace goerrprof::testing {
+namespace {
+
+namespace pp = perftools::profiles;
+
+class RecordBudgetTest : public RecordCliTest {
+ protected:
+  void SetUp() override {
+    errgen_ = NewestErrgen();
+    ASSERT_FALSE(errgen_.path.empty());
+  }
+  // `record --max-overhead=BUDGET -o OUT -- errgen -storm N -calm 4`: it
+  // must have run, and recorded errgen (not refused it).
+  CommandResult RecordStorm(const std::string& budget, const std::string& out, int n) {
+    CommandResult r = RunCommand({GoerrprofPath(), "record", "--max-overhead=" + budget, "-o", out,
+                                  "--", errgen_.path, "-storm", std::to_string(n), "-calm", "4"},
+                                 kTimeout);
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    // A kernel that cannot record says so in its first line: shown as is.
+    EXPECT_TRUE(absl::StrContains(r.err, " 0 failed not recorded")) << r.err;
+    return r;
+  }
+  CorpusBinary errgen_;
+};
+
+struct Totals {
+  int64_t errors = 0, observed = 0;
+  bool estimated = false, unmarked = false;  // samples with and without the label
+};
+
+// By message: the errors and errors_observed values, and the marking.
+std::map<std::string, Totals> ByMessage(const pp::Profile& p, int observed_index) {
+  std::map<std::string, Totals> out;
+  for (const pp::Sample& s : p.sample()) {
+    std::string message;
+    bool estimated = false;
+    for (const pp::Label& l : s.label()) {
+      const std::string& key = p.string_table(l.key());
+      if (key == "error.message") message = p.string_table(l.str());
+      if (key == "errors.estimated") estimated = p.string_table(l.str()) == "true";
+    }
+    Totals& t = out[message];
+    t.errors += s.value(0);
+    t.observed += observed_index >= 0 ? s.value(observed_index) : s.value(0);
+    (estimated ? t.estimated : t.unmarked) = true;
+  }
+  return out;
+}
+
+TEST_F(RecordBudgetTest, StormSiteGoesOffAndIsEstimated) {
+  // 2 000 000 creations take ~0.3 s unprobed, and over 20 s with every
+  // one trapped: the budget must take the site off to finish in time.
+  std::string out = OutPath("storm");
+  CommandResult r = RecordStorm("1%", out, 2000000);
+  ASSERT_FALSE(HasFailure());
+  auto truth = ParseJson(r.out);
+  ASSERT_TRUE(truth.ok()) << truth.status() << ": " << r.out;
+  ASSERT_EQ(GetInt(*truth, "storm"), 2000000);
+  EXPECT_TRUE(absl::StrContains(r.err, "overhead budget: 1% of one CPU per process")) << r.err;
+  std::smatch m;
+  ASSERT_TRUE(std::regex_search(r.err, m, std::regex("command exited with 0: ([0-9]+) errors")))
+      << r.err;
+  const int64_t summary_errors = std::stoll(m[1]);
+
+  auto profile = profiler::ReadProfile(out);
+  ASSERT_TRUE(profile.ok()) << profile.status();
+  ExpectValidProfile(*profile);
+  ASSERT_EQ(profile->sample_type_size(), 3);
+  EXPECT_EQ(profile->string_table(profile->sample_type(2).type()), "errors_observed");
+  auto by = ByMessage(*profile, 2);
+  const Totals& storm = by["retry: dependency down"];
+  EXPECT_TRUE(storm.estimated);
+  EXPECT_FALSE(storm.unmarked);
+  EXPECT_GT(storm.observed, 0);
+  EXPECT_LT(storm.observed, 2000000);  // it went off
+  EXPECT_GT(storm.errors, storm.observed);
+  // The calm site ran after the storm, on its own: exact and unmarked.
+  for (const char* calm : {"calm 0", "calm 1"}) {
+    EXPECT_EQ(by[calm].errors, 2) << calm;
+    EXPECT_EQ(by[calm].observed, 2) << calm;
+    EXPECT_FALSE(by[calm].estimated) << calm;
+  }
+  // The summary counts what the probes saw: the observed values.
+  int64_t observed = 0;
+  for (const auto& [message, t] : by) observed += t.observed;
+  EXPECT_EQ(observed, summary_errors);
+  bool said = false;
+  for (const std::string& c : Comments(*profile)) {
+    said = said || absl::StartsWith(c, "overhead budget: 1% of one CPU per process");
+  }
+  EXPECT_TRUE(said);
+}
+
+TEST_F(RecordBudgetTest, ZeroObservesEverything) {
+  std::string out = OutPath("unlimited");
+  CommandResult r = RecordStorm("0", out, 3000);
+  ASSERT_FALSE(HasFailure());
+  EXPECT_FALSE(absl::StrContains(r.err, "overhead budget")) << r.err;
+  auto profile = profiler::ReadProfile(out);
+  ASSERT_TRUE(profile.ok()) << profile.status();
+  EXPECT_EQ(profile->sample_type_size(), 2);
+  auto by = ByMessage(*profile, -1);
+  EXPECT_EQ(by["retry: dependency down"].errors, 3000);
+  EXPECT_FALSE(by["retry: dependency down"].estimated);
+  EXPECT_EQ(by["calm 0"].errors, 2);
+}
+
+TEST_F(RecordBudgetTest, BadBudgetIsOneLine) {
+  for (const char* bad : {"--max-overhead=abc", "--max-overhead=-1", "--max-overhead=101%"}) {
+    CommandResult r = RunCommand({GoerrprofPath(), "record", bad, "-o", OutPath("bad"), "--",
+                                  errgen_.path, "-storm", "1"},
+                                 kTimeout);
+    EXPECT_NE(r.exit_code, 0) << bad;
+    EXPECT_TRUE(absl::StrContains(r.err, "--max-overhead must be a percentage")) << r.err;
+    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+  }
+}
+
+}  // namespace
+}  // namespace goerrprof::testing
