@@ -161,7 +161,7 @@ absl::Status Recorder::Attach(pid_t pid) {
 void Recorder::Close(Traced& t) {
   if (!t.session) return;
   const uint32_t index = static_cast<uint32_t>(&t - processes_.data());
-  t.session->Poll(0, [&](const CapturedError& e) { Deliver(t, index, e); }).IgnoreError();
+  t.session->Flush([&](const CapturedError& e) { Deliver(t, index, e); }).IgnoreError();
   // Nothing ended the process with these: recovered (or still unwinding
   // when the recording stopped).
   FlushPanics(t, index);

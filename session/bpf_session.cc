@@ -259,12 +259,32 @@ absl::StatusOr<int> BpfSession::Poll(int timeout_ms,
                                      absl::FunctionRef<void(const CapturedError&)> callback) {
   callback_ = &callback;
   uint64_t before = delivered_;
+  batch_ = 0;
+  paused_ = false;
   // Once the target is gone only its last events are left: no waiting.
   absl::StatusOr<bool> gone =
       exited_ ? ring_.Wait(0) : ring_.Wait(timeout_ms, target_.pidfd());
+  if (gone.ok() && *gone) exited_ = true;
+  absl::Status drained = gone.status();
+  // Gone: nothing more comes, so all of it now.
+  while (drained.ok() && exited_ && paused_) {
+    batch_ = 0;
+    paused_ = false;
+    drained = ring_.Drain();
+  }
   callback_ = nullptr;
-  RETURN_IF_ERROR(gone.status());
-  if (*gone) exited_ = true;
+  RETURN_IF_ERROR(drained);
+  return static_cast<int>(delivered_ - before);
+}
+
+absl::StatusOr<int> BpfSession::Flush(absl::FunctionRef<void(const CapturedError&)> callback) {
+  callback_ = &callback;
+  uint64_t before = delivered_;
+  bounded_ = false;
+  absl::Status drained = ring_.Drain();
+  bounded_ = true;
+  callback_ = nullptr;
+  RETURN_IF_ERROR(drained);
   return static_cast<int>(delivered_ - before);
 }
 
@@ -282,6 +302,10 @@ int BpfSession::OnSample(void* ctx, void* data, size_t size) {
   }
   ++self->delivered_;
   if (self->callback_) (*self->callback_)(ev);
+  if (self->bounded_ && ++self->batch_ >= kPollBatch) {
+    self->paused_ = true;
+    return kPauseDrain;
+  }
   return 0;
 }
 

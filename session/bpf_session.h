@@ -117,9 +117,15 @@ class BpfSession {
   BpfSession& operator=(const BpfSession&) = delete;
 
   // Waits up to timeout_ms (-1: forever, 0: no wait) for events or the
-  // target's exit, then delivers every event ready. Returns how many.
-  // After target_exited(), one more Poll(0, ...) drains what is left.
+  // target's exit, then delivers the events ready: at most kPollBatch while
+  // the target runs, so the caller gets back to its own work (the overhead
+  // budget, a stop) even when events come faster than it reads them; all
+  // of them once it has exited. Returns how many. After target_exited(),
+  // one more Poll(0, ...) drains what is left.
   absl::StatusOr<int> Poll(int timeout_ms, absl::FunctionRef<void(const CapturedError&)> callback);
+  // Delivers every event in the ring now, however many (before detaching).
+  absl::StatusOr<int> Flush(absl::FunctionRef<void(const CapturedError&)> callback);
+  static constexpr uint32_t kPollBatch = 4096;
   bool target_exited();
   // A pidfd of the target: readable once it exits, for callers' own loops.
   int exit_fd() const { return target_.pidfd(); }
@@ -173,6 +179,9 @@ class BpfSession {
   absl::FunctionRef<void(const CapturedError&)>* callback_ = nullptr;
   uint64_t decode_errors_ = 0;
   uint64_t delivered_ = 0;
+  uint32_t batch_ = 0;   // delivered in this drain
+  bool bounded_ = true;  // pause drains at kPollBatch
+  bool paused_ = false;  // the last drain paused with records left
 };
 
 }  // namespace goerrprof::profiler

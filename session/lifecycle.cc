@@ -214,7 +214,9 @@ absl::StatusOr<bool> EventRing::Wait(int timeout_ms, int also_fd) {
 absl::Status EventRing::Drain() {
   if (!ring_) return absl::OkStatus();
   int r = ring_buffer__consume(ring_);
-  if (r < 0 && r != -EINTR) return absl::InternalError(absl::StrCat("ring buffer: ", Errno(-r)));
+  if (r < 0 && r != -EINTR && r != kPauseDrain) {
+    return absl::InternalError(absl::StrCat("ring buffer: ", Errno(-r)));
+  }
   return absl::OkStatus();
 }
 

@@ -101,6 +101,10 @@ class ProbeLinks {
   std::vector<bpf_link*> links_;
 };
 
+// A sample callback returning this stops a drain after its record (which
+// counts as consumed); the rest waits for the next Wait or Drain.
+inline constexpr int kPauseDrain = -125;  // -ECANCELED
+
 // One BPF ring buffer, read by poll(2) beside an optional descriptor (the
 // target's pidfd) and drained on demand.
 class EventRing {
