@@ -69,7 +69,8 @@ absl::StatusOr<double> BpfSession::MeasureTrapNs(int calls) {
   ASSIGN_OR_RETURN(uint64_t offset, FileOffsetOf(reinterpret_cast<uintptr_t>(fn)));
   const bpf_program* prog = skel_->progs.gep_on_error;
   const uint64_t cookie = GEP_COOKIE_F_SOLO;
-  const uint64_t hits_before = SumPerCpu(skel_->maps.counters, GEP_CTR_HITS);
+  // Its hits are foreign to the target: counted apart from the target's own.
+  const uint64_t hits_before = SumPerCpu(skel_->maps.counters, GEP_CTR_FOREIGN);
   int fd = -1;
   bpf_link* link = nullptr;
   if (stats_.multi) {
@@ -91,7 +92,14 @@ absl::StatusOr<double> BpfSession::MeasureTrapNs(int calls) {
   if (link != nullptr) bpf_link__destroy(link);
   std::vector<double> bare;
   for (int round = 0; round < 3; ++round) bare.push_back(CallsNs(fn, calls) / calls);
-  calibration_hits_ += SumPerCpu(skel_->maps.counters, GEP_CTR_HITS) - hits_before;
+  const uint64_t hits = SumPerCpu(skel_->maps.counters, GEP_CTR_FOREIGN) - hits_before;
+  calibration_hits_ += hits;
+  // A probe that did not fire would price hits at nothing: a budget that
+  // never acts. Say so instead.
+  if (hits < 3 * static_cast<uint64_t>(calls)) {
+    return absl::InternalError(absl::StrCat("the calibration probe fired ", hits, " times of ",
+                                            3 * calls));
+  }
   std::sort(per_hit.begin(), per_hit.end());
   std::sort(bare.begin(), bare.end());
   return std::max(0.0, per_hit[1] - bare[1]);
