@@ -175,10 +175,14 @@ bool SkipLosesNothing(absl::string_view reason) {
     return true;
   }
   // Allocation helpers; interface comparisons; the failed-assertion panics,
-  // which take the types to name them in the error the runtime then makes.
-  for (absl::string_view helper : {"runtime.newobject", "runtime.mallocgc", "runtime.convT",
-                                   "runtime.ifaceeq", "runtime.efaceeq",
-                                   "runtime.panicdottype"}) {
+  // which take the types to name them in the error the runtime then makes;
+  // helpers that take a type only for the layout of memory they allocate,
+  // move or clear (a slice of errors growing, a struct holding one copied).
+  for (absl::string_view helper :
+       {"runtime.newobject", "runtime.mallocgc", "runtime.convT", "runtime.ifaceeq",
+        "runtime.efaceeq", "runtime.panicdottype", "runtime.growslice", "runtime.makeslice",
+        "runtime.wbMove", "runtime.typedmemmove", "runtime.typedmemclr",
+        "runtime.typedslicecopy", "runtime.makemap", "runtime.makechan"}) {
     if (absl::StartsWith(reason, absl::StrCat("passed to ", helper))) return true;
   }
   return false;

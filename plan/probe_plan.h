@@ -81,8 +81,9 @@ std::string ReasonClass(absl::string_view reason);
 // does an itab only ever held in registers and overwritten there; a
 // type handed to an allocation helper (runtime.newobject, mallocgc, convT*)
 // is probed where the helper's result becomes an interface, and one handed
-// to a failed assertion's panic only names it. Any other skip is a creation
-// that may be missed.
+// to a failed assertion's panic only names it, and one handed to a helper
+// that lays out memory (growslice, typedmemmove, makemap, …) describes that
+// memory. Any other skip is a creation that may be missed.
 bool SkipLosesNothing(absl::string_view reason);
 
 // "call", "ret", "store", "call-result", "early".

@@ -80,7 +80,10 @@ int main(int argc, char** argv) {
     }
   }
   if (path.empty()) {
-    std::fprintf(stderr, "usage: %s [--disasm] [--bpftrace=OUT] [--only=SUBSTR] BINARY\n", argv[0]);
+    std::fprintf(stderr,
+                 "usage: %s [--disasm] [--bpftrace=OUT] [--only=SUBSTR] BINARY\n"
+                 "(GOERRPROF_PLAN_TRACE=1 prints how each path of each reference ended)\n",
+                 argv[0]);
     return 2;
   }
   auto bin = GoBinary::Open(path);

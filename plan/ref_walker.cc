@@ -3,6 +3,8 @@
 #include "plan/ref_walker.h"
 
 #include <algorithm>
+#include <cstdio>
+#include <cstdlib>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -64,6 +66,26 @@ bool RefWalker::IsNilCheck(const State& st, const Insn& in) const {
   const Operand& b = in.ops[1];
   return a.type == Operand::kReg && b.type == Operand::kReg && a.raw_reg == b.raw_reg &&
          a.size == 8 && a.reg >= 0 && a.reg < kNumRegs && st.regs[a.reg] == ref_;
+}
+
+// `cmovCC dst, src` choosing between the reference and zero: the register
+// then holds the new interface or a nil one (an error returned only when a
+// flag says so). The probe reads it later, and a nil itab there counts
+// nothing (nil_at_site), so the select is followed as if it always moved
+// the reference. A select between two itabs is not: both would be counted.
+bool RefWalker::SelectsOrNil(const State& st, const Insn& in) const {
+  if (in.id < X86_INS_CMOVA || in.id > X86_INS_CMOVS || in.nops != 2) return false;
+  const Operand& a = in.ops[0];
+  const Operand& b = in.ops[1];
+  if (a.type != Operand::kReg || b.type != Operand::kReg || a.size != 8 || b.size != 8 ||
+      a.reg < 0 || a.reg >= kNumRegs || b.reg < 0 || b.reg >= kNumRegs) {
+    return false;
+  }
+  uint32_t dst = st.regs[a.reg], src = st.regs[b.reg];
+  uint32_t other = dst == ref_ ? src : src == ref_ ? dst : ref_;
+  if (other == ref_) return false;
+  std::optional<uint64_t> n = KnownNumber(other);
+  return n && *n == 0;
 }
 
 std::optional<std::string> RefWalker::ClassifyUse(const State& st, const Insn& in) const {
@@ -158,6 +180,7 @@ void RefWalker::Walk(Path p) {
     const Insn& in = insns_[next];
     p.cur = next;
     std::optional<uint64_t> itab_word;  // `in` reads a word of the reference's itab
+    bool select_or_nil = false;         // `in` leaves the reference or nil in a register
 
     if (p.heap_ref) {
       if (PairComplete(p.st, *p.heap_ref, p.heap_ref_step)) {
@@ -176,6 +199,8 @@ void RefWalker::Walk(Path p) {
       p.nil_check = next;
     } else if (KnownCompare(p, in)) {
       p.known_cmp = next;
+    } else if (SelectsOrNil(p.st, in)) {
+      select_or_nil = true;
     } else if (auto word = ItabWordLoad(p.st, in)) {
       itab_word = word;
     } else if (auto use = ClassifyUse(p.st, in)) {
@@ -272,6 +297,7 @@ void RefWalker::Walk(Path p) {
     }
     State before = p.st;
     Simulate(p.st, in);
+    if (select_or_nil) p.st.regs[in.ops[0].reg] = ref_;
     if (itab_word) {
       uint32_t v = values_.Fresh();
       p.st.regs[in.ops[0].reg] = v;
@@ -301,6 +327,12 @@ bool RefWalker::Neutral(const PathEnd& e, bool fresh) const {
   if (absl::StartsWith(r, "trap before use")) return true;
   if (absl::ConsumePrefix(&r, "call to ") && absl::EndsWith(r, " before use")) return true;
   return fresh;
+}
+
+bool RefWalker::Unknown(const PathEnd& e) {
+  return !e.probe && !e.creation && !e.use &&
+         (e.reason == "loop before use" || e.reason == "too many branches before use" ||
+          e.reason == "no use within reach");
 }
 
 WalkResult RefWalker::Run() {
@@ -343,6 +375,18 @@ WalkResult RefWalker::Run() {
   Walk(std::move(p));
 
   WalkResult out;
+  // GOERRPROF_PLAN_TRACE=1: each path's end, for probe_plan_tool users
+  // working out why a reference got no probe.
+  static const bool trace = getenv("GOERRPROF_PLAN_TRACE") != nullptr;
+  if (trace) {
+    for (const PathEnd& e : ends_) {
+      fprintf(stderr, "  ref %lx path: probe=%lx cookie=%lx pos=%d fork=%d fresh=%d %s\n",
+              static_cast<unsigned long>(insns_[lea_].addr),
+              static_cast<unsigned long>(e.probe ? e.probe->addr : 0),
+              static_cast<unsigned long>(e.probe ? e.probe->cookie : 0), e.probe_pos,
+              e.last_fork, e.fresh_data, e.reason.c_str());
+    }
+  }
   // Paths that end in a panic, or that lose a value built from an
   // allocation, say nothing against a probe on the paths that create.
   bool fresh = false;
@@ -353,26 +397,63 @@ WalkResult RefWalker::Run() {
     if (!Neutral(e, fresh)) ends_.push_back(std::move(e));
   }
   if (ends_.empty()) ends_ = std::move(all);  // nothing but neutral ends: report them
-  bool all_same = !ends_.empty(), all_probes = !ends_.empty();
+  // A path cut short by the walk's own bounds (a loop back, too many
+  // branches) carries the value on unseen: it says nothing against a probe
+  // that every path passes.
+  const PathEnd* base = nullptr;
+  for (const PathEnd& e : ends_) {
+    if (!Unknown(e)) {
+      base = &e;
+      break;
+    }
+  }
+  bool all_same = base != nullptr, all_probes = base != nullptr;
   const PathEnd* earliest = nullptr;
   for (const PathEnd& e : ends_) {
-    const CreationProbe* first = ends_[0].probe ? &*ends_[0].probe : nullptr;
-    if (!e.probe || !first || e.probe->addr != first->addr || e.probe->cookie != first->cookie ||
-        e.probe->data_const != first->data_const) {
+    if (Unknown(e)) continue;
+    const CreationProbe* first = base->probe ? &*base->probe : nullptr;
+    // Two paths may read the same point of their shared prefix differently
+    // (the itab from its register or as a constant): both are right.
+    bool shared = first && e.probe && e.probe->addr == first->addr &&
+                  e.probe_pos <= first_fork_ && base->probe_pos <= first_fork_;
+    if (!shared && (!e.probe || !first || e.probe->addr != first->addr ||
+                    e.probe->cookie != first->cookie || e.probe->data_const != first->data_const)) {
       all_same = false;
     }
-    all_probes = all_probes && e.probe && e.data_vid == ends_[0].data_vid;
+    all_probes = all_probes && e.probe && e.data_vid == base->data_vid;
     if (e.probe && (!earliest || e.probe_pos < earliest->probe_pos)) earliest = &e;
   }
   if (all_same) {
-    out.probes.push_back(*ends_[0].probe);
+    out.probes.push_back(*base->probe);
     return out;
   }
   // Every path creates with the same data word, and one probe point lies
   // before the first fork: every path passes it with the pair built.
-  if (all_probes && first_fork_ >= 0 && earliest->probe_pos <= first_fork_) {
+  if (all_probes && earliest && first_fork_ >= 0 && earliest->probe_pos <= first_fork_) {
     out.probes.push_back(*earliest->probe);
     return out;
+  }
+  // A fresh allocation paired with the reference before the first fork: the
+  // value is built for certain and every path carries it on, so that one
+  // probe counts it whatever the paths do later (keep it in a loop's phi,
+  // pass it in an unplaceable register, drop it).
+  const PathEnd* fresh_early = nullptr;
+  for (const PathEnd& e : ends_) {
+    if (e.probe && e.fresh_data && (first_fork_ < 0 || e.probe_pos <= first_fork_) &&
+        (!fresh_early || e.probe_pos < fresh_early->probe_pos)) {
+      fresh_early = &e;
+    }
+  }
+  if (fresh_early) {
+    bool same = true;
+    for (const PathEnd& e : ends_) {
+      same = same && (!e.probe || e.data_vid == fresh_early->data_vid ||
+                      (e.probe->addr == fresh_early->probe->addr && e.probe_pos <= first_fork_));
+    }
+    if (same) {
+      out.probes.push_back(*fresh_early->probe);
+      return out;
+    }
   }
   // Paths differ: each creating path needs its own probe past its last
   // branch, where no other path passes.

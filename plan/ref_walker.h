@@ -142,10 +142,12 @@ class RefWalker {
   bool RefAlive(const State& st) const;
   std::optional<std::string> ClassifyUse(const State& st, const Insn& in) const;
   bool IsNilCheck(const State& st, const Insn& in) const;
+  bool SelectsOrNil(const State& st, const Insn& in) const;
   std::optional<uint64_t> KnownNumber(uint32_t vid) const;
   bool KnownCompare(Path& p, const Insn& in) const;
   std::optional<uint64_t> ItabWordLoad(const State& st, const Insn& in) const;
   bool Neutral(const PathEnd& e, bool fresh) const;
+  static bool Unknown(const PathEnd& e);
   bool Spilled(const State& st) const;
   bool ComparesStoredPair(const Path& p) const;
   void PushPosition(Path& p, int idx, bool exclusive);

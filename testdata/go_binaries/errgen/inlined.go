@@ -25,6 +25,8 @@ var leafFrames = map[string][]string{
 	"query_error_ptr":   {"main.siteQueryPtr"},
 	"helper_branch":     {"errors.New", "main.helperBranch", "main.siteHelperBranch"},
 	"helper_twice":      {"errors.New", "main.helperTwice", "main.siteHelperTwice"},
+	"loop_carried_new":  {"main.siteLoopCarried"},
+	"loop_carried_call": {"main.siteLoopCall"},
 }
 
 func helperBranch(i int) error {

@@ -1,6 +1,10 @@
 package main
 
-import "errors"
+import (
+	"errors"
+	"fmt"
+	"strconv"
+)
 
 // Shapes where the interface is built before a branch and only some of the
 // paths after it carry the value on. The planner once reported each as
@@ -11,6 +15,9 @@ var pathScenarios = []scenario{
 	{"zero_size_value", siteZeroSize, 20},
 	{"type_tested_new", siteTypeTested, 21},
 	{"named_result_defer", siteNamedDefer, 23},
+	{"loop_carried_new", siteLoopCarried, 24},
+	{"loop_carried_call", siteLoopCall, 26},
+	{"float_range", siteFloatRange, 27},
 }
 
 // ZeroError has no fields: its data word is runtime.zerobase, a static
@@ -76,4 +83,52 @@ func siteNamedDefer(i int) (err error) {
 	}
 	err = errors.New("errgen: named result before a defer")
 	return
+}
+
+// The error made in a loop rides the loop's variables until the loop ends
+// (net's tryOneName keeps its last *DNSError this way): past the creation
+// the paths loop back, leave, or drop the value, and only the first point
+// after it is on all of them.
+//
+//go:noinline
+func siteLoopCarried(i int) error {
+	var last error
+	for try := 0; try <= i%3; try++ {
+		if try == i%3 {
+			last = &QueryError{Query: "loop-carried", Err: errPathSentinel}
+			continue
+		}
+		pathCount += try
+	}
+	return last
+}
+
+//go:noinline
+func newLoopError(try int) *QueryError {
+	return &QueryError{Query: fmt.Sprint("loop-call-", try%2), Err: errPathSentinel}
+}
+
+// The same with a constructor's result (net's lookupIPAddr and newDNSError):
+// the data word is not an allocation the planner sees.
+//
+//go:noinline
+func siteLoopCall(i int) error {
+	err := error(newLoopError(i))
+	for j := 0; j < i%4; j++ {
+		if pathCount < 0 {
+			err = nil
+			break
+		}
+		pathCount += j
+	}
+	return err
+}
+
+// A float out of range: from Go 1.26, internal/strconv's atof64 picks its
+// range error or nil with conditional moves, not a branch.
+//
+//go:noinline
+func siteFloatRange(i int) error {
+	_, err := strconv.ParseFloat("1e40"+strconv.Itoa(i%10), 64)
+	return err
 }
