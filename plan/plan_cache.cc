@@ -19,9 +19,28 @@ namespace {
 
 namespace pc = ::goerrprof::plancache;
 
-constexpr uint32_t kFormat = 1;
+constexpr uint32_t kFormat = 2;  // 2: the checksum trailer
 // An entry bigger than this is not read: a real plan is a few MB at most.
 constexpr size_t kMaxEntryBytes = 256u << 20;
+
+// Each entry ends with the CRC-32 of the serialized plan before it (little
+// endian) and these four bytes.
+constexpr size_t kTrailerBytes = 8;
+constexpr char kTrailerMagic[] = "gepc";
+
+uint32_t Crc32(const char* p, size_t n) {
+  uLong crc = crc32(0L, Z_NULL, 0);
+  for (size_t off = 0; off < n; off += 1u << 30) {
+    crc = crc32(crc, reinterpret_cast<const Bytef*>(p + off),
+                static_cast<uInt>(std::min<size_t>(n - off, 1u << 30)));
+  }
+  return static_cast<uint32_t>(crc);
+}
+
+uint32_t LoadLe32(const char* p) {
+  const auto* u = reinterpret_cast<const unsigned char*>(p);
+  return u[0] | u[1] << 8 | u[2] << 16 | static_cast<uint32_t>(u[3]) << 24;
+}
 
 // The goerrprof doing the planning: any rebuild of it (a planner change)
 // makes older entries misses.
@@ -217,8 +236,20 @@ std::optional<CachedPlan> PlanCache::Load(const symbolizer::GoBinary& bin,
     return std::nullopt;
   }
   auto bytes = ReadWholeFile(path, kMaxEntryBytes);
+  if (!bytes.ok() || bytes->size() < kTrailerBytes ||
+      bytes->compare(bytes->size() - 4, 4, kTrailerMagic) != 0) {
+    *miss = "corrupt (unreadable)";
+    return std::nullopt;
+  }
+  // A protobuf cut at a field boundary still parses: the trailer's CRC says
+  // whether every byte written is there.
+  size_t body = bytes->size() - kTrailerBytes;
+  if (LoadLe32(bytes->data() + body) != Crc32(bytes->data(), body)) {
+    *miss = "corrupt (checksum)";
+    return std::nullopt;
+  }
   pc::Plan entry;
-  if (!bytes.ok() || !entry.ParseFromString(*bytes)) {
+  if (!entry.ParseFromArray(bytes->data(), static_cast<int>(body))) {
     *miss = "corrupt (unreadable)";
     return std::nullopt;
   }
@@ -249,6 +280,9 @@ absl::Status PlanCache::Store(const symbolizer::GoBinary& bin, const CachedPlan&
   ToProto(plan, &entry);
   std::string bytes;
   if (!entry.SerializeToString(&bytes)) return absl::InternalError("cannot serialize a plan");
+  uint32_t crc = Crc32(bytes.data(), bytes.size());
+  for (int i = 0; i < 4; ++i) bytes.push_back(static_cast<char>(crc >> (8 * i)));
+  bytes.append(kTrailerMagic, 4);
   // mkdir -p, 0700: plans name a user's executables.
   for (size_t i = 1; i <= dir_.size(); ++i) {
     if (i == dir_.size() || dir_[i] == '/') {

@@ -6,6 +6,7 @@
 
 #include <sys/stat.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #include <fstream>
 #include <string>
@@ -85,13 +86,22 @@ class PlanCacheTest : public ::testing::Test {
 
   // Rewrites the stored entry through `edit`.
   template <typename F>
+  // Edits the plan inside an entry and seals it again as the cache does:
+  // a CRC-32 of the plan (little endian), then "gepc".
   void EditEntry(F edit) {
+    std::string whole = ReadFileOrEmpty(EntryPath());
+    ASSERT_GE(whole.size(), 8u);
+    ASSERT_EQ(whole.substr(whole.size() - 4), "gepc");
     plancache::Plan entry;
-    ASSERT_TRUE(entry.ParseFromString(ReadFileOrEmpty(EntryPath())));
+    ASSERT_TRUE(entry.ParseFromString(whole.substr(0, whole.size() - 8)));
     edit(entry);
     std::string bytes;
     ASSERT_TRUE(entry.SerializeToString(&bytes));
-    Spit(EntryPath(), bytes);
+    uint32_t crc = static_cast<uint32_t>(
+        crc32(crc32(0L, Z_NULL, 0), reinterpret_cast<const Bytef*>(bytes.data()),
+              static_cast<uInt>(bytes.size())));
+    for (int i = 0; i < 4; ++i) bytes.push_back(static_cast<char>(crc >> (8 * i)));
+    Spit(EntryPath(), bytes + "gepc");
   }
 
   // The first planning stores; this one must miss with `why`, plan afresh
@@ -151,11 +161,20 @@ TEST_F(PlanCacheTest, CorruptEntryIsAMiss) {
   Spit(EntryPath(), "\x0a\xff\xff\xff\xff\x0f garbage");
   ExpectMissThenHit("corrupt (unreadable)", want);
   std::string whole = ReadFileOrEmpty(EntryPath());
-  Spit(EntryPath(), whole.substr(0, whole.size() / 2));  // cut short
-  auto cut = Plan();
-  ASSERT_TRUE(cut);
-  EXPECT_NE(cut->cache, "hit");
-  EXPECT_EQ(Describe(*cut), want);
+  // Cut short anywhere, even at a field boundary where the protobuf alone
+  // would still parse.
+  for (size_t keep : {whole.size() / 2, whole.size() - 9, whole.size() - 1}) {
+    Spit(EntryPath(), whole.substr(0, keep));
+    auto cut = Plan();
+    ASSERT_TRUE(cut);
+    EXPECT_NE(cut->cache, "hit") << "cut to " << keep << " of " << whole.size() << " bytes";
+    EXPECT_EQ(Describe(*cut), want);
+  }
+  // One byte of the plan changed.
+  std::string flipped = whole;
+  flipped[flipped.size() / 3] ^= 0x20;
+  Spit(EntryPath(), flipped);
+  ExpectMissThenHit("corrupt (checksum)", want);
 }
 
 TEST_F(PlanCacheTest, TamperedEntryIsAMiss) {
