@@ -157,8 +157,17 @@ absl::StatusOr<ProbePlan> PlanCreationProbes(const GoBinary& bin,
   }
   std::sort(plan.probes.begin(), plan.probes.end(),
             [](const CreationProbe& a, const CreationProbe& b) {
-              return std::tie(a.addr, a.ref_addr) < std::tie(b.addr, b.ref_addr);
+              return std::tie(a.addr, a.cookie, a.ref_addr) < std::tie(b.addr, b.cookie, b.ref_addr);
             });
+  // Two references planning the very same probe would count each hit twice:
+  // one hit is one creation.
+  plan.probes.erase(
+      std::unique(plan.probes.begin(), plan.probes.end(),
+                  [](const CreationProbe& a, const CreationProbe& b) {
+                    return a.addr == b.addr && a.cookie == b.cookie && a.itab == b.itab &&
+                           a.type == b.type && a.data_const == b.data_const;
+                  }),
+      plan.probes.end());
   std::sort(plan.skipped.begin(), plan.skipped.end(),
             [](const SkippedRef& a, const SkippedRef& b) { return a.addr < b.addr; });
   return plan;

@@ -146,6 +146,9 @@ void ExpectErrgenTruth(const Profile& profile, const google::protobuf::Value& tr
       // (from 1.26 for floats: atof64 selects it with conditional moves).
       "main.siteAtoi: strconv.Error",
       "main.siteFloatRange: strconv.Error",
+      "main.siteIntRange: strconv.Error",
+      // Before 1.26, ParseInt drops ParseUint's range *NumError for its own.
+      "main.siteIntRange: *strconv.NumError",
   };
   // Panics: per site, value (type | message) and fate, exactly.
   std::map<std::string, int64_t> want_panics, got_panics;

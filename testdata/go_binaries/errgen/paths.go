@@ -18,6 +18,7 @@ var pathScenarios = []scenario{
 	{"loop_carried_new", siteLoopCarried, 24},
 	{"loop_carried_call", siteLoopCall, 26},
 	{"float_range", siteFloatRange, 27},
+	{"int_range", siteIntRange, 28},
 }
 
 // ZeroError has no fields: its data word is runtime.zerobase, a static
@@ -130,5 +131,14 @@ func siteLoopCall(i int) error {
 //go:noinline
 func siteFloatRange(i int) error {
 	_, err := strconv.ParseFloat("1e40"+strconv.Itoa(i%10), 64)
+	return err
+}
+
+// An integer out of range: strconv's ParseInt loads its range error's itab
+// on two paths that merge before the returns that build the error.
+//
+//go:noinline
+func siteIntRange(i int) error {
+	_, err := strconv.ParseInt("9223372036854775808"+strconv.Itoa(i%10), 10, 64)
 	return err
 }
