@@ -19,6 +19,8 @@ int RunGoroutines(const std::vector<std::string>& args);
 int RunDiff(const std::vector<std::string>& args);
 // Whether this kernel (and with --pid, that process) can be recorded.
 int RunDoctor(const std::vector<std::string>& args);
+// A node agent: records every Go process it finds, serves /metrics.
+int RunAgent(const std::vector<std::string>& args);
 
 // --pid as a number: 0 when not given; InvalidArgument for anything else
 // that is not a positive process id.

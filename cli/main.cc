@@ -38,7 +38,9 @@ constexpr char kUsage[] =
     "  goerrprof goroutines --pid PID [-o goroutines.pb.gz] [--text] [--leaks [--min-wait D]] [--all]\n"
     "  goerrprof diff BASE NEW [--threshold PCT] [--min-increase N] [--estimate-tolerance PCT]\n"
     "                 [--json | --markdown]\n"
-    "  goerrprof doctor [--pid PID] [--json]\n";
+    "  goerrprof doctor [--pid PID] [--json]\n"
+    "  goerrprof agent [--listen 127.0.0.1:9464] [--include RE] [--exclude RE]\n"
+    "                 [--max-processes N] [--max-sites N] [--duration D] [--max-overhead PCT]\n";
 
 }  // namespace
 
@@ -138,6 +140,7 @@ int main(int argc, char** argv) {
   if (command == "goroutines") return goerrprof::profiler::RunGoroutines(args);
   if (command == "diff") return goerrprof::profiler::RunDiff(args);
   if (command == "doctor") return goerrprof::profiler::RunDoctor(args);
+  if (command == "agent") return goerrprof::profiler::RunAgent(args);
   std::fprintf(stderr, "goerrprof: unknown command \"%s\"\n%s", command.c_str(),
                goerrprof::profiler::kUsage);
   return 2;

@@ -259,6 +259,27 @@ bool Recorder::exited(pid_t pid) const {
   return true;
 }
 
+absl::StatusOr<std::shared_ptr<const ExecutablePlan>> Recorder::Plan(pid_t pid) {
+  auto plan = PlanFor(pid);
+  if (!plan.ok()) return plan.status();
+  return std::shared_ptr<const ExecutablePlan>(*plan);
+}
+
+void Recorder::Detach(pid_t pid) {
+  for (Traced& t : processes_) {
+    if (t.pid == pid) Close(t);
+  }
+}
+
+std::vector<Recorder::TracedProcess> Recorder::traced() const {
+  std::vector<TracedProcess> out;
+  out.reserve(processes_.size());
+  for (const Traced& t : processes_) {
+    out.push_back({t.pid, t.plan.get(), t.session != nullptr, t.probes});
+  }
+  return out;
+}
+
 uint64_t Recorder::delivered() const {
   uint64_t n = 0;
   for (const Traced& t : processes_) {

@@ -90,6 +90,20 @@ class Recorder {
   // True when pid's session is gone because the process exited.
   bool exited(pid_t pid) const;
 
+  // For a long-running caller (goerrprof agent): the plan of pid's
+  // executable, made or reused as Attach would (errors as Attach's).
+  absl::StatusOr<std::shared_ptr<const ExecutablePlan>> Plan(pid_t pid);
+  // Drains and detaches pid's live session, if any (the process exec'd).
+  void Detach(pid_t pid);
+  // Every process ever attached, in SampleKey::process order.
+  struct TracedProcess {
+    pid_t pid = 0;
+    const ExecutablePlan* plan = nullptr;
+    bool live = false;  // its session is attached
+    size_t probes = 0;
+  };
+  std::vector<TracedProcess> traced() const;
+
   // Records the kernel and decode counters as drops, then writes.
   absl::Status Write(const std::string& path, PprofInfo info);
   // With options.goroutines (or goroutine_samples: the sampled wait

@@ -10,6 +10,7 @@ packages=(
   protobuf-compiler libprotobuf-dev golang-github-google-pprof-dev
   libabsl-dev libgtest-dev libgmock-dev libcapstone-dev
   golang-1.19-go jq curl
+  prometheus  # tests/agent: the agent scraped by a real Prometheus server
 )
 # npm (for the esbuild corpus) comes with the machine's Node.js; Debian's npm
 # package conflicts with it, so only install it where no npm exists.

@@ -117,6 +117,9 @@ std::optional<CorpusBinary> NewestCorpusBinary(bool esbuild, const std::string& 
                                                const std::string& flavour);
 // A file's whole text; "" when it cannot be read.
 std::string ReadFileOrEmpty(const std::string& path);
+// A loopback TCP port free at the time of asking, for servers that cannot
+// pick one and report it (go tool pprof -http, Prometheus); -1 on failure.
+int FreeLoopbackPort();
 
 }  // namespace goerrprof::testing
 

@@ -70,23 +70,6 @@ TEST_F(RecordCliTest, DurationElapses) { StopAndCheck(OutPath("p"), 0, "duration
 TEST_F(RecordCliTest, Sigterm) { StopAndCheck(OutPath("p"), SIGTERM, "terminated"); }
 TEST_F(RecordCliTest, Sigint) { StopAndCheck(OutPath("p"), SIGINT, "interrupted"); }
 
-// A loopback port free at the time of asking (pprof -http cannot report
-// the port it chose for :0).
-int FreeLoopbackPort() {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a = {};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof(a);
-  int port = -1;
-  if (bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0 &&
-      getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) == 0) {
-    port = ntohs(a.sin_port);
-  }
-  close(fd);
-  return port;
-}
-
 // go tool pprof's web UI serves a recorded profile: its top view names the
 // creating sites.
 TEST_F(RecordCliTest, PprofWebUiServesTheProfile) {

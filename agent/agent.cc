@@ -1,0 +1,150 @@
+#include "agent/agent.h"
+
+#include <unistd.h>
+
+#include <utility>
+#include <vector>
+
+#include "absl/container/flat_hash_set.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+
+namespace goerrprof::profiler {
+
+const char* StatusName(ProcessStatus s) {
+  switch (s) {
+    case ProcessStatus::kAttached: return "attached";
+    case ProcessStatus::kNotGo: return "not_go";
+    case ProcessStatus::kUnsupported: return "unsupported";
+    case ProcessStatus::kFailed: return "failed";
+    case ProcessStatus::kExcluded: return "excluded";
+    case ProcessStatus::kOverLimit: return "over_limit";
+    case ProcessStatus::kIgnored: return "ignored";
+  }
+  return "?";
+}
+
+absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(AgentOptions options) {
+  std::unique_ptr<Agent> a(new Agent(std::move(options)));
+  try {
+    if (!a->options_.include.empty()) a->include_ = std::regex(a->options_.include);
+    if (!a->options_.exclude.empty()) a->exclude_ = std::regex(a->options_.exclude);
+  } catch (const std::regex_error& e) {
+    return absl::InvalidArgumentError(absl::StrCat("bad --include/--exclude regex: ", e.what()));
+  }
+  return a;
+}
+
+Agent::Agent(AgentOptions options)
+    : options_(std::move(options)), self_(getpid()), recorder_(options_.record) {}
+
+bool Agent::Selected(const std::string& path) const {
+  const std::string base = path.substr(path.rfind('/') + 1);
+  auto matches = [&](const std::regex& re) {
+    return std::regex_match(base, re) || std::regex_match(path, re);
+  };
+  if (!options_.include.empty() && !matches(include_)) return false;
+  return options_.exclude.empty() || !matches(exclude_);
+}
+
+bool Agent::StillThere(const ProcEntry& e) const {
+  auto now = ReadProcEntry(options_.proc_dir, e.pid);
+  return now && now->start_time == e.start_time && now->exe_key == e.exe_key;
+}
+
+ProcessStatus Agent::Classify(const ProcEntry& e) {
+  // Ourselves and what we start (a test harness's helpers, say) are never
+  // targets; nor is anything without an executable.
+  if (e.pid == self_ || e.ppid == self_ || e.exe_key.empty()) return ProcessStatus::kIgnored;
+  const std::string path = ExecutablePath(options_.proc_dir, e.pid);
+  if (path.empty()) return ProcessStatus::kIgnored;
+  // Filters first: an excluded executable is never even opened.
+  if (!Selected(path)) return ProcessStatus::kExcluded;
+  if (auto v = verdicts_.find(e.exe_key); v != verdicts_.end()) return v->second.status;
+
+  absl::Time start = absl::Now();
+  auto plan = recorder_.Plan(e.pid);
+  if (!plan.ok()) {
+    if (!StillThere(e)) return ProcessStatus::kIgnored;  // gone while we looked
+    // This process's, not its executable's (another user's, without
+    // CAP_SYS_PTRACE): not remembered for the executable.
+    if (absl::IsPermissionDenied(plan.status())) {
+      Log(absl::StrCat("pid ", e.pid, " (", path, ") not attached: ", plan.status().message()));
+      return ProcessStatus::kFailed;
+    }
+    // GoBinary::Open's "not a Go binary" (NotFound) or a file that is no
+    // ELF it can read (InvalidArgument); anything else is Go it cannot do.
+    const bool not_go = absl::IsNotFound(plan.status()) || absl::IsInvalidArgument(plan.status());
+    ExeVerdict v{not_go ? ProcessStatus::kNotGo : ProcessStatus::kUnsupported,
+                 std::string(plan.status().message())};
+    if (!not_go) Log(absl::StrCat("pid ", e.pid, " (", path, ") unsupported: ", v.why));
+    verdicts_[e.exe_key] = v;
+    return v.status;
+  }
+  if (!(*plan)->not_recorded.empty()) {
+    ExeVerdict v{(*plan)->toolchain ? ProcessStatus::kExcluded : ProcessStatus::kUnsupported,
+                 (*plan)->not_recorded};
+    verdicts_[e.exe_key] = v;
+    return v.status;
+  }
+  // Past the limit only after planning: a process that is not Go is no
+  // candidate (and the plan stays with the Recorder for the retry).
+  if (recorder_.live_sessions() >= options_.max_processes) return ProcessStatus::kOverLimit;
+  if (absl::Status s = recorder_.Attach(e.pid); !s.ok()) {
+    if (!StillThere(e)) return ProcessStatus::kIgnored;
+    Log(absl::StrCat("pid ", e.pid, " (", path, ") not attached: ", s.message()));
+    return ProcessStatus::kFailed;
+  }
+  size_t probes = 0;
+  for (const Recorder::TracedProcess& t : recorder_.traced()) {
+    if (t.pid == e.pid && t.live) probes = t.probes;
+  }
+  Log(absl::StrCat("attached pid ", e.pid, " (", path, "): ", probes, " probes in ",
+                   absl::FormatDuration(absl::Now() - start),
+                   (*plan)->cache == "hit" ? " (plan from cache)" : ""));
+  return ProcessStatus::kAttached;
+}
+
+void Agent::Rescan() {
+  std::vector<ProcEntry> now = ScanProcesses(options_.proc_dir);
+  absl::flat_hash_set<pid_t> present;
+  for (const ProcEntry& e : now) {
+    present.insert(e.pid);
+    auto it = tracked_.find(e.pid);
+    if (it != tracked_.end()) {
+      const ProcEntry& old = it->second.entry;
+      const bool same = old.start_time == e.start_time && old.exe_key == e.exe_key;
+      const bool retry = it->second.status == ProcessStatus::kOverLimit &&
+                         recorder_.live_sessions() < options_.max_processes;
+      if (same && !retry) continue;
+      // Another program now (exec, or a reused pid): its old probes are done.
+      if (!same && it->second.status == ProcessStatus::kAttached) recorder_.Detach(e.pid);
+    }
+    tracked_[e.pid] = Tracked{e, Classify(e)};
+  }
+  for (auto it = tracked_.begin(); it != tracked_.end();) {
+    if (present.contains(it->first)) {
+      ++it;
+      continue;
+    }
+    // Gone: Poll closes an exited process's session after draining it; a
+    // detach here is for the rare one that went between two polls.
+    if (it->second.status == ProcessStatus::kAttached) recorder_.Detach(it->first);
+    tracked_.erase(it++);
+  }
+}
+
+std::array<size_t, kNumStatuses> Agent::StatusCounts() const {
+  std::array<size_t, kNumStatuses> n{};
+  for (const auto& [pid, t] : tracked_) {
+    auto i = static_cast<size_t>(t.status);
+    if (t.status != ProcessStatus::kAttached && i < kNumStatuses) ++n[i];
+  }
+  // Attached means a live session: an exited process still in /proc (a
+  // zombie) is not.
+  n[static_cast<size_t>(ProcessStatus::kAttached)] = recorder_.live_sessions();
+  return n;
+}
+
+}  // namespace goerrprof::profiler

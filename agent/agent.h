@@ -1,0 +1,98 @@
+// `goerrprof agent`: finds the Go processes of a node by rescanning /proc,
+// attaches each through one Recorder (plans shared per executable) and
+// keeps, per process, why it is or is not recorded. Never stops, traces or
+// writes a process: discovery only reads /proc, probes only read memory.
+#ifndef GOERRPROF_AGENT_AGENT_H_
+#define GOERRPROF_AGENT_AGENT_H_
+
+#include <sys/types.h>
+
+#include <array>
+#include <cstddef>
+#include <functional>
+#include <map>
+#include <memory>
+#include <regex>
+#include <string>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/statusor.h"
+#include "agent/proc_scan.h"
+#include "record/recorder.h"
+
+namespace goerrprof::profiler {
+
+enum class ProcessStatus {
+  kAttached,
+  kNotGo,
+  kUnsupported,  // Go, but not recordable (release, missing tables, ...)
+  kFailed,       // planned, but attaching failed
+  kExcluded,     // --include/--exclude, or the Go toolchain
+  kOverLimit,    // --max-processes reached; retried when a slot frees
+  kIgnored,      // not counted: kernel threads, zombies, the agent and its children
+};
+inline constexpr size_t kNumStatuses = 6;  // the counted ones, kAttached..kOverLimit
+const char* StatusName(ProcessStatus s);  // "attached", "not_go", ...
+
+struct AgentOptions {
+  RecordOptions record;
+  size_t max_processes = 256;
+  // ECMAScript regexes (std::regex), each matched in full against the
+  // executable's base name or its full path (as the process sees it). An
+  // empty include takes everything; exclude wins over include.
+  std::string include, exclude;
+  std::string proc_dir = "/proc";
+};
+
+class Agent {
+ public:
+  // InvalidArgument for a bad regex.
+  static absl::StatusOr<std::unique_ptr<Agent>> Create(AgentOptions options);
+
+  // One pass over /proc: new processes (and ones that exec'd, or reuse a
+  // pid) are classified and attached; gone ones are forgotten.
+  void Rescan();
+  // Delivers captured events; sessions of exited processes are closed.
+  absl::Status Poll() { return recorder_.Poll(0); }
+  // How long the caller may wait before the next Poll (the budget's tick).
+  int max_wait_ms(int wanted) const { return recorder_.max_wait_ms(wanted); }
+  void DetachAll() { recorder_.DetachAll(); }
+
+  const Recorder& recorder() const { return recorder_; }
+  // Processes by status, kAttached..kOverLimit (kAttached: live sessions).
+  std::array<size_t, kNumStatuses> StatusCounts() const;
+  // Told one line per attach, and per process that could not be attached.
+  void set_log(std::function<void(const std::string&)> log) { log_ = std::move(log); }
+
+ private:
+  struct Tracked {
+    ProcEntry entry;
+    ProcessStatus status = ProcessStatus::kIgnored;
+  };
+  // A decision about an executable that holds for every process of it.
+  struct ExeVerdict {
+    ProcessStatus status;
+    std::string why;
+  };
+  explicit Agent(AgentOptions options);
+  ProcessStatus Classify(const ProcEntry& e);
+  bool Selected(const std::string& path) const;
+  bool StillThere(const ProcEntry& e) const;
+  void Log(const std::string& line) {
+    if (log_) log_(line);
+  }
+
+  AgentOptions options_;
+  std::regex include_, exclude_;
+  pid_t self_ = 0;
+  Recorder recorder_;
+  absl::flat_hash_map<pid_t, Tracked> tracked_;
+  // By ProcEntry::exe_key: not Go, unsupported, the toolchain; so each such
+  // executable is opened once, not once per process.
+  absl::flat_hash_map<std::string, ExeVerdict> verdicts_;
+  std::function<void(const std::string&)> log_;
+};
+
+}  // namespace goerrprof::profiler
+
+#endif  // GOERRPROF_AGENT_AGENT_H_

@@ -1,0 +1,180 @@
+#include "agent/metrics.h"
+
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <memory>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "base/read_file.h"
+#include "diff/profile_diff.h"
+#include "pprof/pprof_writer.h"
+
+namespace goerrprof::profiler {
+namespace {
+
+std::string BaseName(const std::string& path) { return path.substr(path.rfind('/') + 1); }
+
+void Header(std::string* out, absl::string_view name, absl::string_view type,
+            absl::string_view help) {
+  absl::StrAppend(out, "# HELP ", name, " ", help, "\n# TYPE ", name, " ", type, "\n");
+}
+
+// Integers as integers: StrCat of a double would write 38531072 as 3.85311e+07.
+void Gauge(std::string* out, absl::string_view name, absl::string_view help, uint64_t v,
+           absl::string_view type = "gauge") {
+  Header(out, name, type, help);
+  absl::StrAppend(out, name, " ", v, "\n");
+}
+
+}  // namespace
+
+std::string EscapeLabelValue(absl::string_view v) {
+  std::string out;
+  out.reserve(v.size());
+  for (char c : v) {
+    if (c == '\\') {
+      out += "\\\\";
+    } else if (c == '"') {
+      out += "\\\"";
+    } else if (c == '\n') {
+      out += "\\n";
+    } else {
+      out += c;
+    }
+  }
+  return out;
+}
+
+absl::Status ErrorMetrics::Update(const Recorder& rec) {
+  const ErrorProfile& profile = rec.profile();
+  std::vector<Recorder::TracedProcess> traced = rec.traced();
+  // Nothing new since the last recount: its numbers stand.
+  auto seen = std::make_tuple(profile.counters().events, profile.estimated_total(), traced.size());
+  if (seen == seen_) return absl::OkStatus();
+
+  // Processes by binary base name, each sub-profile numbering its own.
+  struct Group {
+    std::unique_ptr<ErrorProfile> profile;
+    std::vector<ProfiledProcess> processes;
+  };
+  std::map<std::string, Group> groups;
+  std::vector<std::pair<Group*, uint32_t>> where(traced.size());
+  ErrorProfile::Options options;
+  options.messages = MessagePolicy::kOff;  // sites only: no texts to keep
+  for (size_t i = 0; i < traced.size(); ++i) {
+    const ExecutablePlan& plan = *traced[i].plan;
+    Group& g = groups[BaseName(plan.path)];
+    if (!g.profile) g.profile = std::make_unique<ErrorProfile>(options);
+    where[i] = {&g, static_cast<uint32_t>(g.processes.size())};
+    g.processes.push_back({plan.binary.get(), plan.path, static_cast<uint32_t>(traced[i].pid)});
+  }
+  for (const ErrorProfile::Sample& s : profile.Samples()) {
+    if (s.key->panic != PanicState::kNone || s.key->process >= where.size()) continue;
+    SampleKey key = *s.key;
+    auto [group, index] = where[key.process];
+    key.process = index;
+    // Not part of a site: dropped so samples merge and nothing is looked up.
+    key.goroutine = 0;
+    key.created_by = 0;
+    key.message.clear();
+    key.labels.clear();
+    group->profile->Add(std::move(key), s.count);
+  }
+
+  for (auto& [name, g] : groups) {
+    auto built = BuildPprof(*g.profile, g.processes, PprofInfo{});
+    if (!built.ok()) return built.status();
+    auto sites = SummarizeProfile(*built);
+    if (!sites.ok()) return sites.status();
+    Binary& b = binaries_[name];
+    std::vector<std::pair<uint64_t, SiteLabels>> fresh;
+    for (const auto& [key, stats] : sites->sites) {
+      SiteLabels labels{key.function, key.origin, key.type};
+      const auto count = static_cast<uint64_t>(stats.count);
+      if (auto it = b.sites.find(labels); it != b.sites.end()) {
+        it->second = std::max(it->second, count);
+      } else {
+        fresh.emplace_back(count, std::move(labels));
+      }
+    }
+    // New sites get series while there is room, the most frequent first.
+    std::sort(fresh.begin(), fresh.end(), [](const auto& x, const auto& y) {
+      return x.first != y.first ? x.first > y.first : x.second < y.second;
+    });
+    uint64_t other = 0;
+    for (auto& [count, labels] : fresh) {
+      if (b.sites.size() < max_sites_) {
+        b.sites.emplace(std::move(labels), count);
+      } else {
+        other += count;
+      }
+    }
+    b.other = std::max(b.other, other);
+  }
+  seen_ = seen;
+  return absl::OkStatus();
+}
+
+void ErrorMetrics::Render(std::string* out) const {
+  Header(out, "goerrprof_errors_total", "counter",
+         "Go errors created, by executable base name and creating site (as goerrprof diff "
+         "names it: innermost function, first caller outside the standard library, type).");
+  auto line = [&](const std::string& binary, const SiteLabels& s, uint64_t v) {
+    absl::StrAppend(out, "goerrprof_errors_total{binary=\"", EscapeLabelValue(binary),
+                    "\",function=\"", EscapeLabelValue(s.function), "\",origin=\"",
+                    EscapeLabelValue(s.origin), "\",error_type=\"", EscapeLabelValue(s.type),
+                    "\"} ", v, "\n");
+  };
+  for (const auto& [binary, b] : binaries_) {
+    for (const auto& [labels, v] : b.sites) line(binary, labels, v);
+    if (b.other > 0) line(binary, {"other", "other", "other"}, b.other);
+  }
+}
+
+std::string RenderMetrics(const Agent& agent, const ErrorMetrics& errors, size_t windows) {
+  std::string out;
+  errors.Render(&out);
+  const Recorder& rec = agent.recorder();
+  size_t probes = 0;
+  for (const Recorder::TracedProcess& t : rec.traced()) probes += t.live ? t.probes : 0;
+  Gauge(&out, "goerrprof_attached_processes", "Processes with error probes attached now.",
+        rec.live_sessions());
+  Gauge(&out, "goerrprof_probes", "Error probes attached now, over all processes.", probes);
+  Gauge(&out, "goerrprof_dropped_total",
+        "Captured errors lost before counting (ring buffer full, unreadable memory).",
+        rec.dropped(), "counter");
+  Header(&out, "goerrprof_processes", "gauge",
+         "Processes seen in /proc now, by what the agent made of them.");
+  std::array<size_t, kNumStatuses> counts = agent.StatusCounts();
+  for (size_t i = 0; i < kNumStatuses; ++i) {
+    absl::StrAppend(&out, "goerrprof_processes{status=\"",
+                    StatusName(static_cast<ProcessStatus>(i)), "\"} ", counts[i], "\n");
+  }
+  Gauge(&out, "goerrprof_pprof_windows", "Requests for /debug/pprof/errors in progress.",
+        windows);
+  rusage ru = {};
+  getrusage(RUSAGE_SELF, &ru);
+  auto seconds = [](const timeval& t) { return t.tv_sec + t.tv_usec / 1e6; };
+  Header(&out, "process_cpu_seconds_total", "counter",
+         "CPU time of the agent itself, user and system.");
+  absl::StrAppend(&out, "process_cpu_seconds_total ",
+                  absl::StrFormat("%.6f", seconds(ru.ru_utime) + seconds(ru.ru_stime)), "\n");
+  // statm's second field: resident pages.
+  uint64_t rss = 0;
+  if (auto statm = ReadWholeFile("/proc/self/statm", 4096); statm.ok()) {
+    unsigned long size = 0, resident = 0;
+    if (std::sscanf(statm->c_str(), "%lu %lu", &size, &resident) == 2) {
+      rss = uint64_t{resident} * static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
+    }
+  }
+  Gauge(&out, "process_resident_memory_bytes", "Resident memory of the agent itself.", rss);
+  return out;
+}
+
+}  // namespace goerrprof::profiler

@@ -1,0 +1,58 @@
+// The agent's /metrics page, in Prometheus' text exposition format 0.0.4.
+// Error counts are named as `goerrprof diff` names sites (function, origin,
+// type: diff/profile_diff.h), summed over the processes of one executable
+// base name, with a bounded number of series per binary.
+#ifndef GOERRPROF_AGENT_METRICS_H_
+#define GOERRPROF_AGENT_METRICS_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <string>
+#include <tuple>
+
+#include "absl/status/status.h"
+#include "absl/strings/string_view.h"
+#include "agent/agent.h"
+
+namespace goerrprof::profiler {
+
+// A label value escaped for the text format: \ " and newline.
+std::string EscapeLabelValue(absl::string_view v);
+
+class ErrorMetrics {
+ public:
+  // At most max_sites series per binary; the sites past them (first seen
+  // last) are summed in one series labelled "other".
+  explicit ErrorMetrics(size_t max_sites) : max_sites_(max_sites) {}
+
+  // Recounts from the recorder's profile when it changed since last time.
+  // A series never decreases (Prometheus counters), and a site that got a
+  // series keeps it, so "other" only ever grows too.
+  absl::Status Update(const Recorder& rec);
+  // goerrprof_errors_total's lines, HELP and TYPE first.
+  void Render(std::string* out) const;
+
+ private:
+  struct SiteLabels {
+    std::string function, origin, type;
+    auto operator<=>(const SiteLabels&) const = default;
+  };
+  struct Binary {
+    std::map<SiteLabels, uint64_t> sites;  // the admitted series
+    uint64_t other = 0;
+  };
+  size_t max_sites_;
+  // What the profile was at the last recount.
+  std::tuple<uint64_t, uint64_t, size_t> seen_{~uint64_t{0}, 0, 0};
+  std::map<std::string, Binary> binaries_;
+};
+
+// The whole page: errors, process statuses, probes, drops, the profile
+// windows open (/debug/pprof/errors) and the agent's own CPU time and
+// resident memory.
+std::string RenderMetrics(const Agent& agent, const ErrorMetrics& errors, size_t windows);
+
+}  // namespace goerrprof::profiler
+
+#endif  // GOERRPROF_AGENT_METRICS_H_

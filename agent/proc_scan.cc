@@ -1,0 +1,87 @@
+#include "agent/proc_scan.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdlib>
+
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+
+namespace goerrprof::profiler {
+namespace {
+
+// A small /proc file in one read: stat is well under a page.
+bool ReadSmall(const std::string& path, std::string* out) {
+  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return false;
+  char buf[1024];
+  ssize_t n = read(fd, buf, sizeof(buf));
+  close(fd);
+  if (n <= 0) return false;
+  out->assign(buf, static_cast<size_t>(n));
+  return true;
+}
+
+}  // namespace
+
+bool ParseProcStat(const std::string& stat, pid_t* ppid, uint64_t* start_time) {
+  size_t close_paren = stat.rfind(')');
+  if (close_paren == std::string::npos) return false;
+  // Fields from 3 (state) on, space separated.
+  std::vector<absl::string_view> f =
+      absl::StrSplit(absl::string_view(stat).substr(close_paren + 1), ' ', absl::SkipEmpty());
+  // f[0] is field 3: field N is f[N - 3].
+  if (f.size() < 20) return false;
+  int64_t parent = 0;
+  if (!absl::SimpleAtoi(f[1], &parent) || !absl::SimpleAtoi(f[19], start_time)) return false;
+  *ppid = static_cast<pid_t>(parent);
+  return true;
+}
+
+std::optional<ProcEntry> ReadProcEntry(const std::string& proc_dir, pid_t pid) {
+  ProcEntry e;
+  e.pid = pid;
+  std::string text;
+  if (!ReadSmall(absl::StrCat(proc_dir, "/", pid, "/stat"), &text)) return std::nullopt;
+  if (!ParseProcStat(text, &e.ppid, &e.start_time)) return std::nullopt;
+  struct stat st;
+  // stat() follows the magic link to the very inode the process runs, in
+  // whatever mount namespace it lives.
+  if (stat(absl::StrCat(proc_dir, "/", pid, "/exe").c_str(), &st) == 0) {
+    e.exe_key = absl::StrCat(st.st_dev, ":", st.st_ino, ":", st.st_mtim.tv_sec, ".",
+                             st.st_mtim.tv_nsec);
+  }
+  return e;
+}
+
+std::vector<ProcEntry> ScanProcesses(const std::string& proc_dir) {
+  std::vector<ProcEntry> out;
+  DIR* d = opendir(proc_dir.c_str());
+  if (d == nullptr) return out;
+  while (dirent* de = readdir(d)) {
+    int64_t pid = 0;
+    if (!absl::SimpleAtoi(de->d_name, &pid) || pid <= 0) continue;
+    if (auto e = ReadProcEntry(proc_dir, static_cast<pid_t>(pid))) out.push_back(std::move(*e));
+  }
+  closedir(d);
+  return out;
+}
+
+std::string ExecutablePath(const std::string& proc_dir, pid_t pid) {
+  char target[PATH_MAX];
+  ssize_t n = readlink(absl::StrCat(proc_dir, "/", pid, "/exe").c_str(), target,
+                       sizeof(target) - 1);
+  if (n <= 0) return "";
+  std::string path(target, static_cast<size_t>(n));
+  constexpr absl::string_view kDeleted = " (deleted)";
+  if (absl::EndsWith(path, kDeleted)) path.resize(path.size() - kDeleted.size());
+  return path;
+}
+
+}  // namespace goerrprof::profiler

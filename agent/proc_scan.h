@@ -1,0 +1,45 @@
+// Discovery for `goerrprof agent`: one cheap pass over /proc listing every
+// process with what identifies it (pid, start time, executable). Read-only:
+// nothing is stopped, traced or opened for writing.
+#ifndef GOERRPROF_AGENT_PROC_SCAN_H_
+#define GOERRPROF_AGENT_PROC_SCAN_H_
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace goerrprof::profiler {
+
+struct ProcEntry {
+  pid_t pid = 0;
+  pid_t ppid = 0;
+  // /proc/PID/stat field 22 (clock ticks since boot): with the pid, a
+  // process's identity; a reused pid gets a later start time.
+  uint64_t start_time = 0;
+  // The executable's identity ("dev:ino:mtime" of /proc/PID/exe): changes
+  // on exec. Empty for kernel threads and zombies (no executable).
+  std::string exe_key;
+};
+
+// Every process visible in `proc_dir` (a test may pass another tree).
+// Processes that vanish mid-scan are left out.
+std::vector<ProcEntry> ScanProcesses(const std::string& proc_dir = "/proc");
+
+// pid's entry, or nothing when it is gone.
+std::optional<ProcEntry> ReadProcEntry(const std::string& proc_dir, pid_t pid);
+
+// /proc/PID/stat's ppid and start time; false when unreadable or malformed.
+// The command name (field 2) may hold spaces and parentheses: the fields
+// after it are found from its last ')'.
+bool ParseProcStat(const std::string& stat, pid_t* ppid, uint64_t* start_time);
+
+// The executable's path as the process sees it (in its own mount
+// namespace; " (deleted)" stripped), "" when unreadable.
+std::string ExecutablePath(const std::string& proc_dir, pid_t pid);
+
+}  // namespace goerrprof::profiler
+
+#endif  // GOERRPROF_AGENT_PROC_SCAN_H_

@@ -1,0 +1,222 @@
+// `goerrprof agent`: a node agent. Finds the Go processes of this machine
+// (rescanning /proc), records their error creations, and serves the counts
+// as Prometheus metrics until SIGINT, SIGTERM or --duration. On the way out
+// every probe is detached.
+#include <signal.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/flags/declare.h"
+#include "absl/flags/flag.h"
+#include "absl/status/status.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "agent/agent.h"
+#include "agent/error_window.h"
+#include "agent/http_server.h"
+#include "agent/metrics.h"
+#include "cli/commands.h"
+#include "plan/plan_cache.h"
+#include "session/pid_namespace.h"
+
+// Shared with record (same meaning): defined in record_command.cc.
+ABSL_DECLARE_FLAG(absl::Duration, duration);
+ABSL_DECLARE_FLAG(std::string, plan_cache);
+ABSL_DECLARE_FLAG(std::string, max_overhead);
+ABSL_DECLARE_FLAG(int32_t, max_chain);
+ABSL_DECLARE_FLAG(int64_t, ringbuf_bytes);
+ABSL_DECLARE_FLAG(bool, toolchain);
+ABSL_DECLARE_FLAG(std::string, goroutines);
+
+ABSL_FLAG(std::string, listen, "127.0.0.1:9464",
+          "agent: where /metrics is served (host:port; port 0 picks a free one)");
+ABSL_FLAG(int32_t, max_processes, 256,
+          "agent: most processes attached at once; more are counted as over_limit");
+ABSL_FLAG(int32_t, max_sites, 200,
+          "agent: most goerrprof_errors_total series per binary; the rest sum under \"other\"");
+ABSL_FLAG(std::string, include, "",
+          "agent: record only executables whose base name or full path fully matches this "
+          "ECMAScript regex (empty: all)");
+ABSL_FLAG(std::string, exclude, "",
+          "agent: never record executables whose base name or full path fully matches this "
+          "ECMAScript regex");
+
+namespace goerrprof::profiler {
+namespace {
+
+volatile sig_atomic_t g_agent_stop = 0;
+
+void OnAgentStop(int sig) { g_agent_stop = sig; }
+
+// How often /proc is rescanned for new processes.
+constexpr absl::Duration kRescan = absl::Milliseconds(250);
+
+absl::StatusOr<AgentOptions> AgentOptionsFromFlags() {
+  AgentOptions o;
+  o.record.max_chain = static_cast<uint32_t>(absl::GetFlag(FLAGS_max_chain));
+  o.record.ringbuf_bytes = static_cast<uint32_t>(absl::GetFlag(FLAGS_ringbuf_bytes));
+  o.record.toolchain = absl::GetFlag(FLAGS_toolchain);
+  // Nothing the agent serves shows messages yet: keeping none bounds memory.
+  o.record.messages = MessagePolicy::kOff;
+  std::string pct(absl::StripSuffix(absl::GetFlag(FLAGS_max_overhead), "%"));
+  double v = 0;
+  if (!absl::SimpleAtod(pct, &v) || !(v >= 0) || v > 100) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--max-overhead must be a percentage from 0 to 100, not \"",
+        absl::GetFlag(FLAGS_max_overhead), "\""));
+  }
+  o.record.max_overhead = v / 100;
+  std::string cache = absl::GetFlag(FLAGS_plan_cache);
+  o.record.plan_cache_dir = cache == "auto" ? PlanCache::DefaultDir() : cache == "off" ? "" : cache;
+  if (absl::GetFlag(FLAGS_max_processes) < 1) {
+    return absl::InvalidArgumentError("--max-processes must be at least 1");
+  }
+  o.max_processes = static_cast<size_t>(absl::GetFlag(FLAGS_max_processes));
+  o.include = absl::GetFlag(FLAGS_include);
+  o.exclude = absl::GetFlag(FLAGS_exclude);
+  return o;
+}
+
+// Profile windows in progress, by request id; at most this many at once.
+constexpr size_t kMaxWindows = 4;
+using Windows = std::map<uint64_t, std::unique_ptr<ErrorWindow>>;
+
+HttpResponse Serve(const std::string& target, uint64_t id, Agent& agent, ErrorMetrics& errors,
+                   Windows& windows) {
+  HttpResponse r;
+  std::string path = target.substr(0, target.find('?'));
+  if (path == "/debug/pprof/errors") {
+    auto seconds = WindowSeconds(target);
+    if (!seconds.ok()) {
+      r.status = 400;
+      r.body = absl::StrCat(seconds.status().message(), "\n");
+    } else if (windows.size() >= kMaxWindows) {
+      r.status = 503;
+      r.body = "too many profiles in progress\n";
+    } else {
+      windows[id] = std::make_unique<ErrorWindow>(agent.recorder(), absl::Seconds(*seconds));
+      r.deferred = true;
+    }
+    return r;
+  }
+  if (path != "/metrics") {
+    r.status = 404;
+    r.body = "not found; try /metrics or /debug/pprof/errors?seconds=N\n";
+    return r;
+  }
+  if (absl::Status s = errors.Update(agent.recorder()); !s.ok()) {
+    // The rest of the page is still worth serving; the counts stand as last made.
+    std::fprintf(stderr, "goerrprof: agent: counting errors: %s\n",
+                 std::string(s.message()).c_str());
+  }
+  r.content_type = "text/plain; version=0.0.4; charset=utf-8";
+  r.body = RenderMetrics(agent, errors, windows.size());
+  return r;
+}
+
+}  // namespace
+
+int RunAgent(const std::vector<std::string>& args) {
+  if (!args.empty()) return Fail(absl::InvalidArgumentError("agent takes no arguments"));
+  auto options = AgentOptionsFromFlags();
+  if (!options.ok()) return Fail(options.status());
+  if (absl::GetFlag(FLAGS_goroutines) != "off") {
+    return Fail(absl::InvalidArgumentError("--goroutines is not available in agent mode yet"));
+  }
+  if (absl::GetFlag(FLAGS_max_sites) < 1) {
+    return Fail(absl::InvalidArgumentError("--max-sites must be at least 1"));
+  }
+  // /proc must be this PID namespace's own for its pids to be what we attach.
+  if (absl::Status s = CheckProcIsOurs(); !s.ok()) return Fail(s);
+  auto agent = Agent::Create(*options);
+  if (!agent.ok()) return Fail(agent.status());
+  (*agent)->set_log([](const std::string& line) {
+    std::fprintf(stderr, "goerrprof: agent: %s\n", line.c_str());
+  });
+  auto server = HttpServer::Listen(absl::GetFlag(FLAGS_listen));
+  if (!server.ok()) return Fail(server.status());
+  ErrorMetrics errors(static_cast<size_t>(absl::GetFlag(FLAGS_max_sites)));
+
+  struct sigaction sa = {};
+  sa.sa_handler = OnAgentStop;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+
+  const absl::Time start = absl::Now();
+  (*agent)->Rescan();  // the processes already running
+  // The readiness line (tests and scripts wait for it): startup scan done,
+  // /metrics answering.
+  std::fprintf(stderr, "goerrprof: agent: listening on %s (%zu processes attached)\n",
+               (*server)->address().c_str(), (*agent)->recorder().live_sessions());
+  const absl::Duration limit = absl::GetFlag(FLAGS_duration);
+  absl::Time next_scan = absl::Now() + kRescan;
+  Windows windows;
+  auto handler = [&](const std::string&, const std::string& target, uint64_t id) {
+    return Serve(target, id, **agent, errors, windows);
+  };
+  std::string stop = "interrupted";
+  for (;;) {
+    absl::Time now = absl::Now();
+    int wait_ms = static_cast<int>(absl::ToInt64Milliseconds(next_scan - now));
+    wait_ms = std::max(0, std::min(wait_ms, (*agent)->max_wait_ms(50)));
+    // A window ends on time (give or take a poll).
+    for (const auto& [id, w] : windows) {
+      wait_ms = std::min<int>(wait_ms, std::max<int64_t>(0, absl::ToInt64Milliseconds(w->due() - now)));
+    }
+    (*server)->Poll(wait_ms, handler);
+    if (absl::Status s = (*agent)->Poll(); !s.ok()) {
+      std::fprintf(stderr, "goerrprof: agent: %s\n", std::string(s.message()).c_str());
+    }
+    now = absl::Now();
+    for (auto it = windows.begin(); it != windows.end();) {
+      if (now < it->second->due()) {
+        ++it;
+        continue;
+      }
+      HttpResponse r;
+      auto profile = it->second->Finish((*agent)->recorder());
+      if (profile.ok()) {
+        r.content_type = "application/octet-stream";
+        r.body = std::move(*profile);
+      } else {
+        r.status = 500;
+        r.body = absl::StrCat(profile.status().message(), "\n");
+      }
+      (*server)->Complete(it->first, r);
+      windows.erase(it++);
+    }
+    if (now >= next_scan) {
+      (*agent)->Rescan();
+      next_scan = now + kRescan;
+    }
+    if (g_agent_stop != 0) {
+      stop = g_agent_stop == SIGINT ? "interrupted" : "terminated";
+      break;
+    }
+    if (limit > absl::ZeroDuration() && now - start >= limit) {
+      stop = "duration elapsed";
+      break;
+    }
+  }
+  (*agent)->DetachAll();  // every probe off: the targets run free
+  const Recorder& rec = (*agent)->recorder();
+  std::fprintf(stderr,
+               "goerrprof: agent: %s after %s: %llu errors in %zu processes, %llu dropped\n",
+               stop.c_str(), absl::FormatDuration(absl::Trunc(absl::Now() - start,
+                                                             absl::Milliseconds(1))).c_str(),
+               static_cast<unsigned long long>(rec.errors()), rec.processes(),
+               static_cast<unsigned long long>(rec.dropped()));
+  return 0;
+}
+
+}  // namespace goerrprof::profiler

@@ -1,0 +1,81 @@
+// What the agent's end-to-end tests share: a private copy of errgen (so
+// the agent, told to --include only it, never touches another test's Go
+// processes), the agent started and ready, a bounded HTTP GET, and the
+// Prometheus text format parsed.
+#ifndef GOERRPROF_TESTS_AGENT_AGENT_FIXTURE_H_
+#define GOERRPROF_TESTS_AGENT_AGENT_FIXTURE_H_
+
+#include <sys/types.h>
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "google/protobuf/struct.pb.h"
+#include "tests/e2e/record_cli_fixture.h"
+#include "tests/test_support.h"
+
+namespace goerrprof::testing {
+
+// The body of `GET http://address/path`; an error unless the status is 200.
+absl::StatusOr<std::string> HttpGet(const std::string& address, const std::string& path,
+                                    int timeout_seconds = 10);
+
+struct MetricSample {
+  std::string name;
+  std::map<std::string, std::string> labels;  // unescaped
+  double value = 0;
+};
+// Every sample line of a text-format page; comments skipped.
+absl::StatusOr<std::vector<MetricSample>> ParseMetrics(const std::string& page);
+// The value of the one sample of `name` without labels (or with exactly
+// `labels`); NotFound when absent.
+absl::StatusOr<double> MetricValue(const std::vector<MetricSample>& samples,
+                                   const std::string& name,
+                                   const std::map<std::string, std::string>& labels = {});
+
+// errgen -storm's truth: (error type, creating function) -> count. Types
+// are those of the two sites' expressions (storm.go): fmt.Errorf with %w
+// makes a *fmt.wrapError, without it an *errors.errorString.
+using SiteCounts = std::map<std::pair<std::string, std::string>, int64_t>;
+void AddStormTruth(const google::protobuf::Value& truth, SiteCounts* counts);
+
+class AgentTest : public RecordCliTest {
+ protected:
+  void SetUp() override;
+  // The agent and errgen copy gone, then RecordCliTest's check that no
+  // BPF program or link of ours is left.
+  void TearDown() override;
+  // Starts `goerrprof agent --listen 127.0.0.1:0 --include <the copy>` and
+  // waits for its "listening on ADDRESS" line.
+  void StartAgent(const std::vector<std::string>& extra = {});
+  // `errgen -wait -storm N -calm M` (the copy), ready: it creates nothing
+  // until a line on its stdin.
+  // `launcher` runs first when given (e.g. unshare ... sh -c SCRIPT, whose
+  // last word must exec the errgen arguments it is passed as "$@").
+  std::unique_ptr<Child> StartStorm(int storm, int calm,
+                                    const std::vector<std::string>& launcher = {});
+  // Releases each errgen, waits for its exit 0 and adds its truth.
+  void FinishStorms(const std::vector<Child*>& errgens, SiteCounts* truth);
+  // Reads the agent's stderr until it said "attached pid P" for each pid.
+  void WaitAttached(const std::vector<pid_t>& pids);
+  // Polls /metrics (bounded) until the unlabelled gauge `name` is `n`.
+  void WaitGauge(const std::string& name, int n);
+  void WaitAttachedGauge(int n) { WaitGauge("goerrprof_attached_processes", n); }
+  // goerrprof_errors_total of the copy's binary by (error_type, origin, or
+  // function when there is no origin).
+  SiteCounts ScrapeErrors();
+  // SIGTERM, and the agent must say it detached and exit 0.
+  void StopAgent();
+
+  std::string errgen_;       // the private copy
+  std::string errgen_name_;  // its base name: the metrics' binary label
+  std::unique_ptr<Child> agent_;
+  std::string address_;  // where the agent listens
+};
+
+}  // namespace goerrprof::testing
+
+#endif  // GOERRPROF_TESTS_AGENT_AGENT_FIXTURE_H_

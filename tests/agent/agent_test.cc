@@ -1,0 +1,219 @@
+// `goerrprof agent` end to end: started first, it must find two errgen
+// processes started after it, count exactly the errors they print as their
+// truth, and show them attached while they live and detached after.
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <set>
+#include <thread>
+
+#include <string>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "diff/profile_diff.h"
+#include "pprof/profile_file.h"
+#include "gtest/gtest.h"
+#include "tests/agent/agent_fixture.h"
+
+namespace goerrprof::testing {
+namespace {
+
+TEST_F(AgentTest, CountsEqualErrgenTruth) {
+  StartAgent();
+  ASSERT_NE(agent_, nullptr);
+  // Nothing of ours runs yet: nothing attached.
+  WaitAttachedGauge(0);
+
+  // Started after the agent, held before their first error until attached.
+  auto a = StartStorm(300, 5);
+  auto b = StartStorm(200, 3);
+  ASSERT_TRUE(a && b);
+  WaitAttached({a->pid(), b->pid()});
+  {
+    auto page = HttpGet(address_, "/metrics");
+    ASSERT_TRUE(page.ok()) << page.status();
+    auto samples = ParseMetrics(*page);
+    ASSERT_TRUE(samples.ok()) << samples.status();
+    EXPECT_EQ(*MetricValue(*samples, "goerrprof_attached_processes"), 2) << *page;
+    EXPECT_EQ(*MetricValue(*samples, "goerrprof_processes", {{"status", "attached"}}), 2);
+    EXPECT_GT(*MetricValue(*samples, "goerrprof_probes"), 0);
+    // Everything else on this machine is outside --include.
+    EXPECT_GT(*MetricValue(*samples, "goerrprof_processes", {{"status", "excluded"}}), 0);
+    EXPECT_TRUE(ScrapeErrors().empty()) << "errors before errgen made any";
+  }
+
+  SiteCounts want;
+  FinishStorms({a.get(), b.get()}, &want);
+  ASSERT_EQ((want[{"*fmt.wrapError", "main.stormSite"}]), 500);
+  // Both exited: their sessions are drained and closed.
+  WaitAttachedGauge(0);
+  EXPECT_EQ(ScrapeErrors(), want);
+
+  StopAgent();
+}
+
+// A binary that exists only inside the target's own mount namespace (a
+// container's): the agent reads and attaches it through /proc/PID/exe.
+TEST_F(AgentTest, BinaryOnlyInAnotherMountNamespace) {
+  if (access("/usr/bin/unshare", X_OK) != 0) GTEST_SKIP() << "no /usr/bin/unshare";
+  const std::string mnt = absl::StrCat(::testing::TempDir(), "mntns-", getpid());
+  ASSERT_TRUE(std::filesystem::create_directories(mnt) || std::filesystem::exists(mnt));
+  const std::string inside = absl::StrCat(mnt, "/", errgen_name_);
+  StartAgent();
+  ASSERT_NE(agent_, nullptr);
+  // A private tmpfs over `mnt`, errgen copied into it, then exec'd: from
+  // here `inside` does not exist.
+  auto a = StartStorm(40, 2, {"/usr/bin/unshare", "-m", "--propagation", "private", "sh", "-c",
+                              absl::StrCat("mount -t tmpfs agenttest '", mnt, "' && cp \"$0\" '",
+                                           inside, "' && exec '", inside, "' \"$@\"")});
+  ASSERT_TRUE(a);
+  EXPECT_NE(access(inside.c_str(), F_OK), 0) << inside << " is visible outside its namespace";
+  WaitAttached({a->pid()});
+  SiteCounts want;
+  FinishStorms({a.get()}, &want);
+  WaitAttachedGauge(0);
+  EXPECT_EQ(ScrapeErrors(), want);
+  StopAgent();
+  std::filesystem::remove(mnt);
+}
+
+// --max-processes: a process past the limit is not attached but counted
+// (over_limit), and attached once a slot frees.
+TEST_F(AgentTest, OverLimitWaitsForASlot) {
+  StartAgent({"--max-processes=1"});
+  ASSERT_NE(agent_, nullptr);
+  auto a = StartStorm(30, 1);
+  ASSERT_TRUE(a);
+  WaitAttached({a->pid()});
+  auto b = StartStorm(20, 2);
+  ASSERT_TRUE(b);
+  // Polled (bounded) until the agent's rescan has seen b.
+  auto deadline = Clock::now() + std::chrono::seconds(kTimeout);
+  double over = 0;
+  while (over != 1 && Clock::now() < deadline) {
+    auto page = HttpGet(address_, "/metrics");
+    ASSERT_TRUE(page.ok()) << page.status();
+    auto samples = ParseMetrics(*page);
+    ASSERT_TRUE(samples.ok());
+    over = *MetricValue(*samples, "goerrprof_processes", {{"status", "over_limit"}});
+    EXPECT_EQ(*MetricValue(*samples, "goerrprof_attached_processes"), 1);
+    if (over != 1) usleep(20 * 1000);
+  }
+  ASSERT_EQ(over, 1);
+  SiteCounts want;
+  FinishStorms({a.get()}, &want);
+  WaitAttached({b->pid()});  // a's slot
+  FinishStorms({b.get()}, &want);
+  WaitAttachedGauge(0);
+  EXPECT_EQ(ScrapeErrors(), want);
+  StopAgent();
+}
+
+// /debug/pprof/errors?seconds=N: a profile of exactly the errors created
+// while it was open, labelled with their process.
+TEST_F(AgentTest, PprofWindowHoldsOnlyItsErrors) {
+  StartAgent();
+  ASSERT_NE(agent_, nullptr);
+  auto a = StartStorm(30, 1);
+  auto b = StartStorm(20, 2);
+  ASSERT_TRUE(a && b);
+  WaitAttached({a->pid(), b->pid()});
+  SiteCounts before, want;
+  FinishStorms({a.get()}, &before);  // before the window: not in it
+  WaitAttachedGauge(1);
+
+  absl::StatusOr<std::string> body = absl::UnknownError("no answer");
+  std::thread window(
+      [&] { body = HttpGet(address_, "/debug/pprof/errors?seconds=4", kTimeout); });
+  struct Join {  // on every way out, a failed assertion's too
+    std::thread& t;
+    ~Join() {
+      if (t.joinable()) t.join();
+    }
+  } join{window};
+  WaitGauge("goerrprof_pprof_windows", 1);  // open: b's errors fall in it
+  FinishStorms({b.get()}, &want);
+  WaitAttachedGauge(0);
+  window.join();
+  ASSERT_TRUE(body.ok()) << body.status();
+  auto profile = profiler::ParseProfile(*body, "window");
+  ASSERT_TRUE(profile.ok()) << profile.status();
+  auto sites = profiler::SummarizeProfile(*profile);
+  ASSERT_TRUE(sites.ok()) << sites.status();
+  SiteCounts got;
+  for (const auto& [key, stats] : sites->sites) {
+    got[{key.type, key.origin.empty() ? key.function : key.origin}] += stats.count;
+    EXPECT_EQ(stats.binaries, std::set<std::string>{errgen_name_});
+  }
+  EXPECT_EQ(got, want);
+  // Bounded: a window of 0 or past 300 seconds is refused.
+  auto bad = HttpGet(address_, "/debug/pprof/errors?seconds=301");
+  EXPECT_TRUE(absl::StrContains(bad.status().message(), "400")) << bad.status();
+  StopAgent();
+}
+
+// --max-sites: at most N series per binary, the rest summed under
+// "other", nothing lost: the series sum to what a profile of the same
+// time holds.
+TEST_F(AgentTest, MaxSitesBoundsSeriesAndLosesNothing) {
+  StartAgent({"--max-sites=3"});
+  ASSERT_NE(agent_, nullptr);
+  auto errgen = Child::Spawn({errgen_, "-wait"});  // every scenario: dozens of sites
+  ASSERT_TRUE(errgen.ok()) << errgen.status();
+  auto ready = (*errgen)->ReadLine(false, kTimeout);
+  ASSERT_TRUE(ready.ok()) << ready.status();
+  WaitAttached({(*errgen)->pid()});
+
+  absl::StatusOr<std::string> body = absl::UnknownError("no answer");
+  std::thread window([&] { body = HttpGet(address_, "/debug/pprof/errors?seconds=3", kTimeout); });
+  struct Join {
+    std::thread& t;
+    ~Join() {
+      if (t.joinable()) t.join();
+    }
+  } join{window};
+  WaitGauge("goerrprof_pprof_windows", 1);
+  ASSERT_TRUE((*errgen)->Write("go\n").ok());
+  auto run = (*errgen)->Finish(kTimeout);
+  ASSERT_TRUE(run.ok()) << run.status();
+  ASSERT_EQ(run->exit_code, 0) << run->err;
+  WaitAttachedGauge(0);
+  window.join();
+  ASSERT_TRUE(body.ok()) << body.status();
+  auto profile = profiler::ParseProfile(*body, "window");
+  ASSERT_TRUE(profile.ok()) << profile.status();
+  auto sites = profiler::SummarizeProfile(*profile);
+  ASSERT_TRUE(sites.ok()) << sites.status();
+  int64_t errors = 0;  // panics are no creations: not in goerrprof_errors_total
+  for (const auto& [key, stats] : sites->sites) {
+    if (!absl::StartsWith(key.type, "panic: ")) errors += stats.count;
+  }
+  ASSERT_GT(sites->sites.size(), 10u);
+
+  auto page = HttpGet(address_, "/metrics");
+  ASSERT_TRUE(page.ok()) << page.status();
+  auto samples = ParseMetrics(*page);
+  ASSERT_TRUE(samples.ok()) << samples.status();
+  int64_t series = 0, other = 0, sum = 0;
+  for (const MetricSample& s : *samples) {
+    if (s.name != "goerrprof_errors_total") continue;
+    sum += static_cast<int64_t>(s.value);
+    if (s.labels.at("function") == "other") {
+      EXPECT_EQ(s.labels.at("origin"), "other");
+      EXPECT_EQ(s.labels.at("error_type"), "other");
+      other += static_cast<int64_t>(s.value);
+    } else {
+      ++series;
+    }
+  }
+  EXPECT_EQ(series, 3) << *page;
+  EXPECT_GT(other, 0) << *page;
+  EXPECT_EQ(sum, errors) << *page;
+  StopAgent();
+}
+
+}  // namespace
+}  // namespace goerrprof::testing
