@@ -24,12 +24,13 @@
 #include "gtest/gtest.h"
 
 namespace goerrprof::testing {
-namespace {
 
 std::string RepoDir() {
   const char* env = std::getenv("GOERRPROF_REPO");
   return env ? env : GOERRPROF_SOURCE_DIR;
 }
+
+namespace {
 
 absl::Status ReadManifest(const std::string& path, bool esbuild,
                           std::vector<CorpusBinary>* out) {

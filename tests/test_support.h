@@ -29,6 +29,8 @@ struct CorpusBinary {
   std::string Label() const;  // usable as a gtest name
 };
 
+// This checkout ($GOERRPROF_REPO or the source directory built from).
+std::string RepoDir();
 // Directory of the built Go corpus ($GOERRPROF_CORPUS or <repo>/.cache/corpus).
 std::string CorpusDir();
 // Rows of <corpus>/manifest.tsv, and of the esbuild manifest when `esbuild`.
