@@ -23,6 +23,9 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 /* 0: report execs without stopping them (user space cannot keep up). */
 const volatile __u32 stop_on_exec = 1;
+/* The agent's discovery: every exec in goerrprof's PID namespace is
+ * reported (never stopped), followed or not. */
+const volatile __u32 every_exec = 0;
 /* The inode of goerrprof's PID namespace; 0: the initial one, whose pids
  * are task->tgid. */
 const volatile __u32 pidns_ino = 0;
@@ -96,7 +99,7 @@ int BPF_PROG(gef_fork, struct task_struct *parent, struct task_struct *child) {
 SEC("tp_btf/sched_process_exec")
 int BPF_PROG(gef_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm) {
   __u32 tgid = visible_tgid(p); /* p is current */
-  if (!tgid || !bpf_map_lookup_elem(&followed, &tgid)) return 0;
+  if (!tgid || (!every_exec && !bpf_map_lookup_elem(&followed, &tgid))) return 0;
   bump(GEF_CTR_EXECS);
   /* Reserve first: a process stopped without a report would never be
    * continued. */
@@ -110,7 +113,7 @@ int BPF_PROG(gef_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm
   ev->ppid = visible_tgid(BPF_CORE_READ(p, real_parent));
   ev->stopped = 0;
   ev->pad = 0;
-  if (stop_on_exec) {
+  if (stop_on_exec && !every_exec) {
     /* Delivered on the way back to user space: before the first instruction. */
     if (bpf_send_signal(GEF_SIGSTOP) == 0)
       ev->stopped = 1;

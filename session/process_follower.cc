@@ -30,7 +30,7 @@ absl::string_view FollowCounterName(gef_counter c) {
   return "unknown";
 }
 
-absl::StatusOr<std::unique_ptr<ProcessFollower>> ProcessFollower::Start() {
+absl::StatusOr<std::unique_ptr<ProcessFollower>> ProcessFollower::Start(Mode mode) {
   // libbpf's own diagnostics stay off stderr (ours are one line); kept
   // for the load error.
   ScopedLibbpfLog log;
@@ -44,6 +44,12 @@ absl::StatusOr<std::unique_ptr<ProcessFollower>> ProcessFollower::Start() {
   auto pidns = OwnPidNamespace();
   if (!pidns.ok()) return pidns.status();
   f->skel_->rodata->pidns_ino = static_cast<uint32_t>(pidns->ino);
+  if (mode == Mode::kEveryExec) {
+    f->skel_->rodata->every_exec = 1;
+    // Nothing is followed: forks and exits need no tracking.
+    bpf_program__set_autoload(f->skel_->progs.gef_fork, false);
+    bpf_program__set_autoload(f->skel_->progs.gef_exit, false);
+  }
   if (int err = exec_follow_bpf__load(f->skel_); err != 0) {
     return LoadFailure(err, "cannot load the exec-follow BPF program", log.Tail(8));
   }

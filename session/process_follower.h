@@ -2,7 +2,9 @@
 // process forked from a followed one is followed too, and each exec of a
 // followed process is reported with the process stopped before its first
 // instruction (bpf/exec_follow.bpf.c), so the caller can attach to the new
-// executable and then continue it. Destroying the follower detaches.
+// executable and then continue it. In Mode::kEveryExec it only reports
+// every exec of the PID namespace, stopping nothing (the agent's
+// discovery). Destroying the follower detaches.
 #ifndef GOERRPROF_SESSION_PROCESS_FOLLOWER_H_
 #define GOERRPROF_SESSION_PROCESS_FOLLOWER_H_
 
@@ -34,8 +36,12 @@ struct ExecEvent {
 
 class ProcessFollower {
  public:
+  enum class Mode {
+    kFollow,     // the tree of followed processes; each exec stopped (record --)
+    kEveryExec,  // every exec in our PID namespace, never stopped (agent discovery)
+  };
   // One-line errors for missing privileges or kernel support.
-  static absl::StatusOr<std::unique_ptr<ProcessFollower>> Start();
+  static absl::StatusOr<std::unique_ptr<ProcessFollower>> Start(Mode mode = Mode::kFollow);
   ~ProcessFollower();
   ProcessFollower(const ProcessFollower&) = delete;
   ProcessFollower& operator=(const ProcessFollower&) = delete;
