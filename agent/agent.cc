@@ -33,19 +33,34 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(AgentOptions options) {
   } catch (const std::regex_error& e) {
     return absl::InvalidArgumentError(absl::StrCat("bad --include/--exclude regex: ", e.what()));
   }
+  try {
+    const AgentOptions& o = a->options_;
+    if (!o.include_cgroup.empty()) a->include_cgroup_ = std::regex(o.include_cgroup);
+    if (!o.exclude_cgroup.empty()) a->exclude_cgroup_ = std::regex(o.exclude_cgroup);
+  } catch (const std::regex_error& e) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("bad --include-cgroup/--exclude-cgroup regex: ", e.what()));
+  }
   return a;
 }
 
 Agent::Agent(AgentOptions options)
     : options_(std::move(options)), self_(getpid()), recorder_(options_.record) {}
 
-bool Agent::Selected(const std::string& path) const {
+bool Agent::Selected(const std::string& path, const std::string& cgroup) const {
   const std::string base = path.substr(path.rfind('/') + 1);
   auto matches = [&](const std::regex& re) {
     return std::regex_match(base, re) || std::regex_match(path, re);
   };
   if (!options_.include.empty() && !matches(include_)) return false;
-  return options_.exclude.empty() || !matches(exclude_);
+  if (!options_.exclude.empty() && matches(exclude_)) return false;
+  if (!options_.include_cgroup.empty() && !std::regex_match(cgroup, include_cgroup_)) return false;
+  return options_.exclude_cgroup.empty() || !std::regex_match(cgroup, exclude_cgroup_);
+}
+
+const CgroupIdentity* Agent::CgroupOf(pid_t pid) const {
+  auto it = cgroups_.find(pid);
+  return it == cgroups_.end() ? nullptr : &it->second;
 }
 
 bool Agent::StillThere(const ProcEntry& e) const {
@@ -59,8 +74,10 @@ ProcessStatus Agent::Classify(const ProcEntry& e) {
   if (e.pid == self_ || e.ppid == self_ || e.exe_key.empty()) return ProcessStatus::kIgnored;
   const std::string path = ExecutablePath(options_.proc_dir, e.pid);
   if (path.empty()) return ProcessStatus::kIgnored;
-  // Filters first: an excluded executable is never even opened.
-  if (!Selected(path)) return ProcessStatus::kExcluded;
+  // Filters first: an excluded executable is never even opened. The
+  // cgroup is read once per process (and exec): one moved later keeps it.
+  CgroupIdentity cgroup = ReadCgroup(options_.proc_dir, e.pid);
+  if (!Selected(path, cgroup.path)) return ProcessStatus::kExcluded;
   if (auto v = verdicts_.find(e.exe_key); v != verdicts_.end()) return v->second.status;
 
   absl::Time start = absl::Now();
@@ -96,6 +113,7 @@ ProcessStatus Agent::Classify(const ProcEntry& e) {
     Log(absl::StrCat("pid ", e.pid, " (", path, ") not attached: ", s.message()));
     return ProcessStatus::kFailed;
   }
+  cgroups_[e.pid] = std::move(cgroup);
   size_t probes = 0;
   for (const Recorder::TracedProcess& t : recorder_.traced()) {
     if (t.pid == e.pid && t.live) probes = t.probes;
@@ -106,22 +124,30 @@ ProcessStatus Agent::Classify(const ProcEntry& e) {
   return ProcessStatus::kAttached;
 }
 
+void Agent::Examine(const ProcEntry& e) {
+  auto it = tracked_.find(e.pid);
+  if (it != tracked_.end()) {
+    const ProcEntry& old = it->second.entry;
+    const bool same = old.start_time == e.start_time && old.exe_key == e.exe_key;
+    const bool retry = it->second.status == ProcessStatus::kOverLimit &&
+                       recorder_.live_sessions() < options_.max_processes;
+    if (same && !retry) return;
+    // Another program now (exec, or a reused pid): its old probes are done.
+    if (!same && it->second.status == ProcessStatus::kAttached) recorder_.Detach(e.pid);
+  }
+  tracked_[e.pid] = Tracked{e, Classify(e)};
+}
+
+void Agent::OnExec(pid_t pid) {
+  if (auto e = ReadProcEntry(options_.proc_dir, pid)) Examine(*e);
+}
+
 void Agent::Rescan() {
   std::vector<ProcEntry> now = ScanProcesses(options_.proc_dir);
   absl::flat_hash_set<pid_t> present;
   for (const ProcEntry& e : now) {
     present.insert(e.pid);
-    auto it = tracked_.find(e.pid);
-    if (it != tracked_.end()) {
-      const ProcEntry& old = it->second.entry;
-      const bool same = old.start_time == e.start_time && old.exe_key == e.exe_key;
-      const bool retry = it->second.status == ProcessStatus::kOverLimit &&
-                         recorder_.live_sessions() < options_.max_processes;
-      if (same && !retry) continue;
-      // Another program now (exec, or a reused pid): its old probes are done.
-      if (!same && it->second.status == ProcessStatus::kAttached) recorder_.Detach(e.pid);
-    }
-    tracked_[e.pid] = Tracked{e, Classify(e)};
+    Examine(e);
   }
   for (auto it = tracked_.begin(); it != tracked_.end();) {
     if (present.contains(it->first)) {
@@ -132,6 +158,21 @@ void Agent::Rescan() {
     // detach here is for the rare one that went between two polls.
     if (it->second.status == ProcessStatus::kAttached) recorder_.Detach(it->first);
     tracked_.erase(it++);
+  }
+  // Verdicts are per executable ever looked at: past a bound, only those of
+  // executables some process here still runs are kept.
+  constexpr size_t kMaxVerdicts = 1024;
+  if (verdicts_.size() > kMaxVerdicts) {
+    absl::flat_hash_set<std::string> running;
+    for (const auto& [pid, t] : tracked_) running.insert(t.entry.exe_key);
+    absl::erase_if(verdicts_, [&](const auto& kv) { return !running.contains(kv.first); });
+  }
+  // Kept while the Recorder keeps the process (its samples may still be
+  // served), so this map never outgrows its list.
+  if (!cgroups_.empty()) {
+    absl::flat_hash_set<pid_t> known;
+    for (const Recorder::TracedProcess& t : recorder_.traced()) known.insert(t.pid);
+    absl::erase_if(cgroups_, [&](const auto& kv) { return !known.contains(kv.first); });
   }
 }
 

@@ -17,6 +17,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
+#include "agent/cgroup.h"
 #include "agent/proc_scan.h"
 #include "record/recorder.h"
 
@@ -41,6 +42,10 @@ struct AgentOptions {
   // executable's base name or its full path (as the process sees it). An
   // empty include takes everything; exclude wins over include.
   std::string include, exclude;
+  // The same for the cgroup path (agent/cgroup.h), matched in full:
+  // --include-cgroup='.*/kubepods.*', --exclude-cgroup='.*docker-[0-9a-f]{64}\.scope'.
+  // A process must pass both kinds of filter.
+  std::string include_cgroup, exclude_cgroup;
   std::string proc_dir = "/proc";
 };
 
@@ -52,17 +57,26 @@ class Agent {
   // One pass over /proc: new processes (and ones that exec'd, or reuse a
   // pid) are classified and attached; gone ones are forgotten.
   void Rescan();
+  // A process that just exec'd (the follower's every-exec events): looked
+  // at at once, as Rescan would.
+  void OnExec(pid_t pid);
   // Delivers captured events; sessions of exited processes are closed.
   absl::Status Poll() { return recorder_.Poll(0); }
   // How long the caller may wait before the next Poll (the budget's tick).
   int max_wait_ms(int wanted) const { return recorder_.max_wait_ms(wanted); }
   void DetachAll() { recorder_.DetachAll(); }
+  // Forgets exited processes (Recorder::EvictClosed); the caller folds
+  // what it serves of them (metrics, open windows) from the result.
+  Recorder::Evicted EvictExited() { return recorder_.EvictClosed(); }
 
   const Recorder& recorder() const { return recorder_; }
   // Processes by status, kAttached..kOverLimit (kAttached: live sessions).
   std::array<size_t, kNumStatuses> StatusCounts() const;
   // Told one line per attach, and per process that could not be attached.
   void set_log(std::function<void(const std::string&)> log) { log_ = std::move(log); }
+  // The cgroup (container, pod) an attached pid was in when attached;
+  // nullptr for one never attached, or forgotten by the Recorder.
+  const CgroupIdentity* CgroupOf(pid_t pid) const;
 
  private:
   struct Tracked {
@@ -76,14 +90,15 @@ class Agent {
   };
   explicit Agent(AgentOptions options);
   ProcessStatus Classify(const ProcEntry& e);
-  bool Selected(const std::string& path) const;
+  void Examine(const ProcEntry& e);
+  bool Selected(const std::string& path, const std::string& cgroup) const;
   bool StillThere(const ProcEntry& e) const;
   void Log(const std::string& line) {
     if (log_) log_(line);
   }
 
   AgentOptions options_;
-  std::regex include_, exclude_;
+  std::regex include_, exclude_, include_cgroup_, exclude_cgroup_;
   pid_t self_ = 0;
   Recorder recorder_;
   absl::flat_hash_map<pid_t, Tracked> tracked_;
@@ -91,6 +106,9 @@ class Agent {
   // executable is opened once, not once per process.
   absl::flat_hash_map<std::string, ExeVerdict> verdicts_;
   std::function<void(const std::string&)> log_;
+  // By pid, for processes the Recorder still has (their samples are
+  // labelled with it): read once, when attached.
+  absl::flat_hash_map<pid_t, CgroupIdentity> cgroups_;
 };
 
 }  // namespace goerrprof::profiler

@@ -9,6 +9,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "base/read_file.h"
@@ -51,33 +52,31 @@ std::string EscapeLabelValue(absl::string_view v) {
   return out;
 }
 
-absl::Status ErrorMetrics::Update(const Recorder& rec) {
-  const ErrorProfile& profile = rec.profile();
-  std::vector<Recorder::TracedProcess> traced = rec.traced();
-  // Nothing new since the last recount: its numbers stand.
-  auto seen = std::make_tuple(profile.counters().events, profile.estimated_total(), traced.size());
-  if (seen == seen_) return absl::OkStatus();
-
+absl::StatusOr<std::map<std::string, ErrorMetrics::SiteCounts>> ErrorMetrics::CountSites(
+    const std::vector<Counted>& samples, const std::vector<Process>& processes) {
   // Processes by binary base name, each sub-profile numbering its own.
   struct Group {
     std::unique_ptr<ErrorProfile> profile;
     std::vector<ProfiledProcess> processes;
   };
   std::map<std::string, Group> groups;
-  std::vector<std::pair<Group*, uint32_t>> where(traced.size());
+  std::vector<std::pair<Group*, uint32_t>> where(processes.size());
   ErrorProfile::Options options;
   options.messages = MessagePolicy::kOff;  // sites only: no texts to keep
-  for (size_t i = 0; i < traced.size(); ++i) {
-    const ExecutablePlan& plan = *traced[i].plan;
+  for (size_t i = 0; i < processes.size(); ++i) {
+    const ExecutablePlan& plan = *processes[i].plan;
     Group& g = groups[BaseName(plan.path)];
     if (!g.profile) g.profile = std::make_unique<ErrorProfile>(options);
     where[i] = {&g, static_cast<uint32_t>(g.processes.size())};
-    g.processes.push_back({plan.binary.get(), plan.path, static_cast<uint32_t>(traced[i].pid)});
+    ProfiledProcess& p = g.processes.emplace_back();
+    p.binary = plan.binary.get();
+    p.path = plan.path;
+    p.pid = static_cast<uint32_t>(processes[i].pid);
   }
-  for (const ErrorProfile::Sample& s : profile.Samples()) {
-    if (s.key->panic != PanicState::kNone || s.key->process >= where.size()) continue;
+  for (const Counted& s : samples) {
+    if (s.key->panic != PanicState::kNone || s.process >= where.size()) continue;
     SampleKey key = *s.key;
-    auto [group, index] = where[key.process];
+    auto [group, index] = where[s.process];
     key.process = index;
     // Not part of a site: dropped so samples merge and nothing is looked up.
     key.goroutine = 0;
@@ -86,38 +85,105 @@ absl::Status ErrorMetrics::Update(const Recorder& rec) {
     key.labels.clear();
     group->profile->Add(std::move(key), s.count);
   }
-
+  std::map<std::string, SiteCounts> out;
   for (auto& [name, g] : groups) {
+    if (g.profile->num_samples() == 0) continue;
     auto built = BuildPprof(*g.profile, g.processes, PprofInfo{});
     if (!built.ok()) return built.status();
     auto sites = SummarizeProfile(*built);
     if (!sites.ok()) return sites.status();
-    Binary& b = binaries_[name];
-    std::vector<std::pair<uint64_t, SiteLabels>> fresh;
+    SiteCounts& counts = out[name];
     for (const auto& [key, stats] : sites->sites) {
-      SiteLabels labels{key.function, key.origin, key.type};
-      const auto count = static_cast<uint64_t>(stats.count);
-      if (auto it = b.sites.find(labels); it != b.sites.end()) {
-        it->second = std::max(it->second, count);
-      } else {
-        fresh.emplace_back(count, std::move(labels));
-      }
+      counts[{key.function, key.origin, key.type}] += static_cast<uint64_t>(stats.count);
+    }
+  }
+  return out;
+}
+
+absl::Status ErrorMetrics::Update(const Recorder& rec) {
+  const ErrorProfile& profile = rec.profile();
+  std::vector<Recorder::TracedProcess> traced = rec.traced();
+  // Nothing new since the last recount: its numbers stand.
+  auto seen = std::make_tuple(profile.counters().events, profile.estimated_total(), traced.size());
+  if (seen == seen_) return absl::OkStatus();
+
+  std::vector<Process> processes;
+  for (const Recorder::TracedProcess& t : traced) processes.push_back({t.plan, t.pid});
+  std::vector<Counted> samples;
+  for (const ErrorProfile::Sample& s : profile.Samples()) {
+    samples.push_back({s.key, s.key->process, s.count});
+  }
+  auto live = CountSites(samples, processes);
+  if (!live.ok()) return live.status();
+  for (const auto& [name, counts] : *live) binaries_[name];
+  static const SiteCounts kNone;
+  for (auto& [name, b] : binaries_) {
+    auto l = live->find(name);
+    const SiteCounts& now = l == live->end() ? kNone : l->second;
+    auto count = [](const SiteCounts& c, const SiteLabels& s) {
+      auto it = c.find(s);
+      return it == c.end() ? uint64_t{0} : it->second;
+    };
+    // A series is what evicted processes left plus what live ones have;
+    // never less than before (an estimate may shrink).
+    for (auto& [labels, v] : b.sites) v = std::max(v, count(b.gone, labels) + count(now, labels));
+    std::vector<std::pair<uint64_t, SiteLabels>> fresh;
+    for (const auto& [labels, n] : now) {
+      if (!b.sites.contains(labels)) fresh.emplace_back(n, labels);
     }
     // New sites get series while there is room, the most frequent first.
     std::sort(fresh.begin(), fresh.end(), [](const auto& x, const auto& y) {
       return x.first != y.first ? x.first > y.first : x.second < y.second;
     });
-    uint64_t other = 0;
-    for (auto& [count, labels] : fresh) {
+    uint64_t other = b.gone_other;
+    for (auto& [n, labels] : fresh) {
       if (b.sites.size() < max_sites_) {
-        b.sites.emplace(std::move(labels), count);
+        b.sites.emplace(std::move(labels), n);
       } else {
-        other += count;
+        other += n;
       }
     }
     b.other = std::max(b.other, other);
   }
   seen_ = seen;
+  return absl::OkStatus();
+}
+
+absl::Status ErrorMetrics::Fold(const Recorder::Evicted& gone) {
+  if (gone.samples.empty()) return absl::OkStatus();
+  std::vector<Process> processes;
+  absl::flat_hash_map<uint32_t, size_t> slot;  // old process number -> processes
+  for (const Recorder::Evicted::Process& p : gone.processes) {
+    slot[p.index] = processes.size();
+    processes.push_back({p.plan.get(), p.pid});
+  }
+  std::vector<Counted> samples;
+  for (const ErrorProfile::Removed& r : gone.samples) {
+    auto it = slot.find(r.key.process);
+    if (it != slot.end()) samples.push_back({&r.key, it->second, r.count});
+  }
+  auto counts = CountSites(samples, processes);
+  if (!counts.ok()) return counts.status();
+  for (const auto& [name, sites] : *counts) {
+    Binary& b = binaries_[name];
+    // Admitted as Update would: while there is room, the most frequent first.
+    std::vector<std::pair<uint64_t, SiteLabels>> order;
+    for (const auto& [labels, n] : sites) order.emplace_back(n, labels);
+    std::sort(order.begin(), order.end(), [](const auto& x, const auto& y) {
+      return x.first != y.first ? x.first > y.first : x.second < y.second;
+    });
+    for (const auto& [n, labels] : order) {
+      if (b.sites.contains(labels) || b.sites.size() < max_sites_) {
+        const uint64_t folded = b.gone[labels] += n;
+        uint64_t& v = b.sites[labels];
+        v = std::max(v, folded);
+      } else {
+        b.gone_other += n;
+        b.other = std::max(b.other, b.gone_other);
+      }
+    }
+  }
+  seen_ = {~uint64_t{0}, 0, 0};  // the live part changed: recount next time
   return absl::OkStatus();
 }
 
@@ -146,6 +212,9 @@ std::string RenderMetrics(const Agent& agent, const ErrorMetrics& errors, size_t
   Gauge(&out, "goerrprof_attached_processes", "Processes with error probes attached now.",
         rec.live_sessions());
   Gauge(&out, "goerrprof_probes", "Error probes attached now, over all processes.", probes);
+  Gauge(&out, "goerrprof_evicted_processes_total",
+        "Processes that exited and were forgotten, their counts kept in the series.",
+        rec.evicted(), "counter");
   Gauge(&out, "goerrprof_dropped_total",
         "Captured errors lost before counting (ring buffer full, unreadable memory).",
         rec.dropped(), "counter");

@@ -10,6 +10,7 @@
 #include <map>
 #include <string>
 #include <tuple>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
@@ -30,6 +31,10 @@ class ErrorMetrics {
   // A series never decreases (Prometheus counters), and a site that got a
   // series keeps it, so "other" only ever grows too.
   absl::Status Update(const Recorder& rec);
+  // Keeps the counts of processes the recorder forgot (EvictClosed) in
+  // their series, so the series stay exact without them. Call it with
+  // every eviction's result, before the next Update.
+  absl::Status Fold(const Recorder::Evicted& gone);
   // goerrprof_errors_total's lines, HELP and TYPE first.
   void Render(std::string* out) const;
 
@@ -38,10 +43,29 @@ class ErrorMetrics {
     std::string function, origin, type;
     auto operator<=>(const SiteLabels&) const = default;
   };
+  using SiteCounts = std::map<SiteLabels, uint64_t>;
   struct Binary {
-    std::map<SiteLabels, uint64_t> sites;  // the admitted series
+    SiteCounts sites;  // the admitted series, as last rendered
     uint64_t other = 0;
+    // Of evicted processes: by admitted series, and the rest ("other").
+    // A series is what is folded here plus what live processes have.
+    SiteCounts gone;
+    uint64_t gone_other = 0;
   };
+  // One sample to count: its key, its process (an index into the
+  // processes given with it) and its count.
+  struct Counted {
+    const SampleKey* key;
+    size_t process;
+    uint64_t count;
+  };
+  struct Process {
+    const ExecutablePlan* plan;
+    pid_t pid;
+  };
+  // Errors (not panics) by binary base name and site, named as diff does.
+  static absl::StatusOr<std::map<std::string, SiteCounts>> CountSites(
+      const std::vector<Counted>& samples, const std::vector<Process>& processes);
   size_t max_sites_;
   // What the profile was at the last recount.
   std::tuple<uint64_t, uint64_t, size_t> seen_{~uint64_t{0}, 0, 0};

@@ -107,6 +107,37 @@ uint64_t ErrorProfile::estimated_total() const {
   return total;
 }
 
+std::vector<ErrorProfile::Removed> ErrorProfile::RemoveProcesses(
+    const std::vector<uint32_t>& renumber) {
+  auto fate = [&](uint32_t process) {
+    return process < renumber.size() ? renumber[process] : process;
+  };
+  std::vector<Removed> removed;
+  // Counts with their estimate shares, as Samples() makes them: the
+  // estimate leaves with its process.
+  for (const Sample& s : Samples()) {
+    if (fate(s.key->process) == kRemoved) removed.push_back({*s.key, s.count});
+  }
+  // Keys change (and the table shrinks): rebuilt rather than edited.
+  absl::flat_hash_map<SampleKey, uint64_t> kept;
+  kept.reserve(samples_.size() - removed.size());
+  for (const auto& [key, count] : samples_) {
+    const uint32_t to = fate(key.process);
+    if (to == kRemoved) continue;
+    SampleKey k = key;
+    k.process = to;
+    kept.emplace(std::move(k), count);
+  }
+  samples_ = std::move(kept);
+  absl::flat_hash_map<std::pair<uint32_t, uint64_t>, double> estimates;
+  for (const auto& [id, missed] : estimates_) {
+    const uint32_t to = fate(id.first);
+    if (to != kRemoved) estimates[{to, id.second}] = missed;
+  }
+  estimates_ = std::move(estimates);
+  return removed;
+}
+
 std::vector<ErrorProfile::Sample> ErrorProfile::Samples() const {
   std::vector<Sample> out;
   out.reserve(samples_.size());

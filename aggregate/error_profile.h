@@ -117,6 +117,20 @@ class ErrorProfile {
   std::vector<Sample> Samples() const;
   size_t num_samples() const { return samples_.size(); }
 
+  // A sample taken out of the profile: its key and count (estimate included).
+  struct Removed {
+    SampleKey key;
+    uint64_t count = 0;
+  };
+  // The number renumber[] gives the processes RemoveProcesses takes out.
+  static constexpr uint32_t kRemoved = ~uint32_t{0};
+  // For a long-running caller whose processes come and go: takes out the
+  // samples and estimates of every process p with renumber[p] == kRemoved
+  // (a process past renumber's end stays as it is) and renumbers the rest,
+  // p becoming renumber[p]. Returns what was taken, keys unchanged (old
+  // numbers). counters() still count it: they are cumulative.
+  std::vector<Removed> RemoveProcesses(const std::vector<uint32_t>& renumber);
+
   // Distinct creating sites (stack[0]), ascending.
   const absl::btree_set<uint64_t>& sites() const { return sites_; }
   const ProfileCounters& counters() const { return counters_; }

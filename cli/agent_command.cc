@@ -21,11 +21,13 @@
 #include "absl/time/time.h"
 #include "agent/agent.h"
 #include "agent/error_window.h"
+#include "agent/goroutine_page.h"
 #include "agent/http_server.h"
 #include "agent/metrics.h"
 #include "cli/commands.h"
 #include "plan/plan_cache.h"
 #include "session/pid_namespace.h"
+#include "session/process_follower.h"
 
 // Shared with record (same meaning): defined in record_command.cc.
 ABSL_DECLARE_FLAG(absl::Duration, duration);
@@ -42,12 +44,20 @@ ABSL_FLAG(int32_t, max_processes, 256,
           "agent: most processes attached at once; more are counted as over_limit");
 ABSL_FLAG(int32_t, max_sites, 200,
           "agent: most goerrprof_errors_total series per binary; the rest sum under \"other\"");
+ABSL_FLAG(absl::Duration, rescan, absl::ZeroDuration(),
+          "agent: how often /proc is rescanned (0: every 2s when exec events report new "
+          "programs at once, every 250ms without them)");
 ABSL_FLAG(std::string, include, "",
           "agent: record only executables whose base name or full path fully matches this "
           "ECMAScript regex (empty: all)");
 ABSL_FLAG(std::string, exclude, "",
           "agent: never record executables whose base name or full path fully matches this "
           "ECMAScript regex");
+ABSL_FLAG(std::string, include_cgroup, "",
+          "agent: record only processes whose cgroup path (the 0:: line of /proc/PID/cgroup) "
+          "fully matches this ECMAScript regex (empty: all)");
+ABSL_FLAG(std::string, exclude_cgroup, "",
+          "agent: never record processes whose cgroup path fully matches this ECMAScript regex");
 
 namespace goerrprof::profiler {
 namespace {
@@ -56,8 +66,10 @@ volatile sig_atomic_t g_agent_stop = 0;
 
 void OnAgentStop(int sig) { g_agent_stop = sig; }
 
-// How often /proc is rescanned for new processes.
-constexpr absl::Duration kRescan = absl::Milliseconds(250);
+// How often /proc is rescanned for new processes: often without exec
+// events, else only to catch what they cannot tell (exits, for eviction).
+constexpr absl::Duration kRescanAlone = absl::Milliseconds(250);
+constexpr absl::Duration kRescanWithExecs = absl::Seconds(2);
 
 absl::StatusOr<AgentOptions> AgentOptionsFromFlags() {
   AgentOptions o;
@@ -82,6 +94,8 @@ absl::StatusOr<AgentOptions> AgentOptionsFromFlags() {
   o.max_processes = static_cast<size_t>(absl::GetFlag(FLAGS_max_processes));
   o.include = absl::GetFlag(FLAGS_include);
   o.exclude = absl::GetFlag(FLAGS_exclude);
+  o.include_cgroup = absl::GetFlag(FLAGS_include_cgroup);
+  o.exclude_cgroup = absl::GetFlag(FLAGS_exclude_cgroup);
   return o;
 }
 
@@ -107,9 +121,11 @@ HttpResponse Serve(const std::string& target, uint64_t id, Agent& agent, ErrorMe
     }
     return r;
   }
+  if (path == "/debug/pprof/goroutines") return GoroutinePage(target, agent.recorder());
   if (path != "/metrics") {
     r.status = 404;
-    r.body = "not found; try /metrics or /debug/pprof/errors?seconds=N\n";
+    r.body = "not found; try /metrics, /debug/pprof/errors?seconds=N or "
+             "/debug/pprof/goroutines?pid=P\n";
     return r;
   }
   if (absl::Status s = errors.Update(agent.recorder()); !s.ok()) {
@@ -152,6 +168,24 @@ int RunAgent(const std::vector<std::string>& args) {
   sigaction(SIGTERM, &sa, nullptr);
   signal(SIGPIPE, SIG_IGN);
 
+  // New programs are looked at as they exec (an exec tracepoint, stopping
+  // nothing); without it (no privilege, an old kernel) only the rescan finds them.
+  std::unique_ptr<ProcessFollower> execs;
+  if (auto f = ProcessFollower::Start(ProcessFollower::Mode::kEveryExec); f.ok()) {
+    execs = std::move(*f);
+  } else {
+    std::fprintf(stderr, "goerrprof: agent: no exec events (%s): rescanning /proc only\n",
+                 std::string(f.status().message()).c_str());
+  }
+  absl::Duration rescan = absl::GetFlag(FLAGS_rescan);
+  if (rescan <= absl::ZeroDuration()) rescan = execs ? kRescanWithExecs : kRescanAlone;
+  auto container_of = [&](pid_t pid, std::string* container, std::string* pod) {
+    if (const CgroupIdentity* c = (*agent)->CgroupOf(pid)) {
+      *container = c->container_id;
+      *pod = c->pod_uid;
+    }
+  };
+
   const absl::Time start = absl::Now();
   (*agent)->Rescan();  // the processes already running
   // The readiness line (tests and scripts wait for it): startup scan done,
@@ -159,7 +193,7 @@ int RunAgent(const std::vector<std::string>& args) {
   std::fprintf(stderr, "goerrprof: agent: listening on %s (%zu processes attached)\n",
                (*server)->address().c_str(), (*agent)->recorder().live_sessions());
   const absl::Duration limit = absl::GetFlag(FLAGS_duration);
-  absl::Time next_scan = absl::Now() + kRescan;
+  absl::Time next_scan = absl::Now() + rescan;
   Windows windows;
   auto handler = [&](const std::string&, const std::string& target, uint64_t id) {
     return Serve(target, id, **agent, errors, windows);
@@ -174,6 +208,13 @@ int RunAgent(const std::vector<std::string>& args) {
       wait_ms = std::min<int>(wait_ms, std::max<int64_t>(0, absl::ToInt64Milliseconds(w->due() - now)));
     }
     (*server)->Poll(wait_ms, handler);
+    if (execs) {
+      auto n = execs->Poll(0, [&](const ExecEvent& e) { (*agent)->OnExec(e.pid); });
+      if (!n.ok()) {
+        std::fprintf(stderr, "goerrprof: agent: exec events: %s\n",
+                     std::string(n.status().message()).c_str());
+      }
+    }
     if (absl::Status s = (*agent)->Poll(); !s.ok()) {
       std::fprintf(stderr, "goerrprof: agent: %s\n", std::string(s.message()).c_str());
     }
@@ -184,7 +225,7 @@ int RunAgent(const std::vector<std::string>& args) {
         continue;
       }
       HttpResponse r;
-      auto profile = it->second->Finish((*agent)->recorder());
+      auto profile = it->second->Finish((*agent)->recorder(), container_of);
       if (profile.ok()) {
         r.content_type = "application/octet-stream";
         r.body = std::move(*profile);
@@ -196,8 +237,19 @@ int RunAgent(const std::vector<std::string>& args) {
       windows.erase(it++);
     }
     if (now >= next_scan) {
+      // Exited processes are forgotten (memory follows the live ones), what
+      // is served of them folded in first; before Rescan, which drops what
+      // the agent knows of them (their cgroups).
+      if ((*agent)->recorder().closed_sessions() > 0) {
+        Recorder::Evicted gone = (*agent)->EvictExited();
+        if (absl::Status s = errors.Fold(gone); !s.ok()) {
+          std::fprintf(stderr, "goerrprof: agent: counting errors of exited processes: %s\n",
+                       std::string(s.message()).c_str());
+        }
+        for (auto& [id, w] : windows) w->Fold(gone, container_of);
+      }
       (*agent)->Rescan();
-      next_scan = now + kRescan;
+      next_scan = now + rescan;
     }
     if (g_agent_stop != 0) {
       stop = g_agent_stop == SIGINT ? "interrupted" : "terminated";

@@ -17,6 +17,10 @@ inline constexpr char kLabelPanicRecovered[] = "panic.recovered";
 inline constexpr char kLabelPanicRuntimeError[] = "panic.runtime_error";
 inline constexpr char kLabelBinary[] = "process.binary";  // executable's base name
 inline constexpr char kLabelPid[] = "process.pid";        // numeric
+// Agent windows: the process's container and Kubernetes pod, when its
+// cgroup path names them (agent/cgroup.h).
+inline constexpr char kLabelContainerId[] = "container.id";
+inline constexpr char kLabelPodUid[] = "k8s.pod.uid";
 // "true" on samples whose count includes creations estimated while the
 // overhead budget had their site off; their observed count is the
 // errors_observed value.

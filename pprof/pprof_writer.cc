@@ -115,6 +115,9 @@ absl::StatusOr<pp::Profile> BuildPprof(const ErrorProfile& profile,
     if (info.label_processes) {
       b.Label(out, kLabelBinary, names[proc]);
       b.NumLabel(out, kLabelPid, processes[proc].pid);
+      const ProfiledProcess& where = processes[proc];
+      if (!where.container_id.empty()) b.Label(out, kLabelContainerId, where.container_id);
+      if (!where.pod_uid.empty()) b.Label(out, kLabelPodUid, where.pod_uid);
     }
   }
 
@@ -151,12 +154,12 @@ absl::StatusOr<pp::Profile> BuildPprof(const ErrorProfile& profile,
 absl::StatusOr<pp::Profile> BuildPprof(const ErrorProfile& profile,
                                        const symbolizer::GoBinary& binary,
                                        const PprofInfo& info) {
-  return BuildPprof(profile, {ProfiledProcess{&binary, info.binary_path, 0}}, info);
+  return BuildPprof(profile, {ProfiledProcess{&binary, info.binary_path, 0, "", ""}}, info);
 }
 
 absl::Status WritePprof(const ErrorProfile& profile, const symbolizer::GoBinary& binary,
                         const PprofInfo& info, const std::string& path) {
-  return WritePprof(profile, {ProfiledProcess{&binary, info.binary_path, 0}}, info, path);
+  return WritePprof(profile, {ProfiledProcess{&binary, info.binary_path, 0, "", ""}}, info, path);
 }
 
 absl::Status WritePprof(const ErrorProfile& profile, const std::vector<ProfiledProcess>& processes,

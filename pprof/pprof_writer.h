@@ -34,6 +34,8 @@ struct ProfiledProcess {
   const symbolizer::GoBinary* binary = nullptr;
   std::string path;  // Mapping filename and process.binary; empty: the binary's own path
   uint32_t pid = 0;
+  // With label_processes, labelled on its samples when not empty.
+  std::string container_id, pod_uid;
 };
 
 struct PprofInfo {

@@ -102,7 +102,10 @@ absl::StatusOr<std::shared_ptr<ExecutablePlan>> Recorder::PlanFor(pid_t pid) {
   }
   std::string key = absl::StrCat(st.st_dev, ":", st.st_ino, ":", st.st_mtim.tv_sec, ".",
                                  st.st_mtim.tv_nsec);
-  if (auto it = plans_.find(key); it != plans_.end()) return it->second;
+  if (auto it = plans_.find(key); it != plans_.end()) {
+    it->second.used = ++plan_clock_;
+    return it->second.plan;
+  }
   auto made = MakeExecutablePlan(exe, options_);
   if (!made.ok()) return made.status();
   std::shared_ptr<ExecutablePlan> plan = std::move(*made);
@@ -110,7 +113,8 @@ absl::StatusOr<std::shared_ptr<ExecutablePlan>> Recorder::PlanFor(pid_t pid) {
   char target[PATH_MAX];
   ssize_t n = readlink(exe.c_str(), target, sizeof(target) - 1);
   plan->path = n > 0 ? std::string(target, static_cast<size_t>(n)) : exe;
-  plans_[key] = plan;
+  plans_[key] = PlanEntry{plan, ++plan_clock_};
+  DropIdlePlans();  // executables looked at once (not Go enough, the toolchain) pile up too
   return plan;
 }
 
@@ -281,7 +285,7 @@ std::vector<Recorder::TracedProcess> Recorder::traced() const {
 }
 
 uint64_t Recorder::delivered() const {
-  uint64_t n = 0;
+  uint64_t n = evicted_counters_.delivered;
   for (const Traced& t : processes_) {
     n += (t.session ? t.session->Counters() : t.final_counters).delivered;
   }
@@ -289,7 +293,7 @@ uint64_t Recorder::delivered() const {
 }
 
 uint64_t Recorder::dropped() const {
-  uint64_t n = 0;
+  uint64_t n = evicted_counters_.dropped_events();
   for (const Traced& t : processes_) {
     n += (t.session ? t.session->Counters() : t.final_counters).dropped_events();
   }
@@ -304,7 +308,7 @@ size_t Recorder::probes() const {
 
 size_t Recorder::unplanned() const {
   size_t n = 0;
-  for (const auto& [key, plan] : plans_) n += plan->skipped;
+  for (const auto& [key, entry] : plans_) n += entry.plan->skipped;
   return n;
 }
 
@@ -373,7 +377,7 @@ absl::StatusOr<std::vector<std::string>> Recorder::WriteParks(const std::string&
 
 absl::Status Recorder::Write(const std::string& path, PprofInfo info) {
   // Whole events lost in the kernel or in decoding: counted, never silent.
-  SessionCounters total;
+  SessionCounters total = evicted_counters_;
   for (const Traced& t : processes_) {
     const SessionCounters& c = t.session ? t.session->Counters() : t.final_counters;
     for (int k = 0; k < GEP_CTR__COUNT; ++k) total.bpf[k] += c.bpf[k];
@@ -386,7 +390,10 @@ absl::Status Recorder::Write(const std::string& path, PprofInfo info) {
   if (total.decode_errors != 0) profile_.SetDrops("decode_errors", total.decode_errors);
   std::vector<ProfiledProcess> procs;
   for (const Traced& t : processes_) {
-    procs.push_back({t.plan->binary.get(), t.plan->path, static_cast<uint32_t>(t.pid)});
+    ProfiledProcess& p = procs.emplace_back();
+    p.binary = t.plan->binary.get();
+    p.path = t.plan->path;
+    p.pid = static_cast<uint32_t>(t.pid);
   }
   info.probes_attached = probes();
   info.budget = BudgetSummary();

@@ -77,7 +77,8 @@ class Recorder {
   void DetachAll();
 
   size_t live_sessions() const;
-  size_t processes() const { return processes_.size(); }
+  // Processes ever attached, the evicted ones included.
+  size_t processes() const { return processes_.size() + evicted_; }
   uint64_t delivered() const;
   // In the profile so far: error creations, and panics.
   uint64_t errors() const { return profile_.counters().events - profile_.counters().panics; }
@@ -103,6 +104,32 @@ class Recorder {
     size_t probes = 0;
   };
   std::vector<TracedProcess> traced() const;
+
+  // What EvictClosed hands over: the processes it forgot and their samples.
+  struct Evicted {
+    struct Process {
+      pid_t pid = 0;
+      std::shared_ptr<const ExecutablePlan> plan;  // keeps its binary for symbolizing
+      uint32_t index = 0;  // its SampleKey::process until now
+    };
+    std::vector<Process> processes;
+    // Their samples, key.process still the old number (a Process::index).
+    std::vector<ErrorProfile::Removed> samples;
+    // Every old number -> the new one; ErrorProfile::kRemoved for the forgotten.
+    std::vector<uint32_t> renumber;
+    bool empty() const { return processes.empty(); }
+  };
+  // For a caller that runs while processes come and go (the agent): forgets
+  // every process whose session is closed (so drained), and its samples;
+  // the rest are renumbered. Counters stay summed (delivered(), dropped(),
+  // errors()). Plans of executables no remaining process runs are dropped
+  // past the kMaxIdlePlans most recently used (replicas restarting keep
+  // theirs). The caller folds what it still needs from the result.
+  Evicted EvictClosed();
+  // Processes whose session is closed but that are still remembered.
+  size_t closed_sessions() const { return processes_.size() - live_sessions(); }
+  uint64_t evicted() const { return evicted_; }
+  static constexpr size_t kMaxIdlePlans = 16;
 
   // Records the kernel and decode counters as drops, then writes.
   absl::Status Write(const std::string& path, PprofInfo info);
@@ -158,8 +185,18 @@ class Recorder {
   ErrorProfile profile_;
   std::vector<std::string> warnings_;
   std::vector<Traced> processes_;
-  // By "dev:ino" of the executable.
-  absl::flat_hash_map<std::string, std::shared_ptr<ExecutablePlan>> plans_;
+  // By "dev:ino:mtime" of the executable; `used` orders idle plans for eviction.
+  struct PlanEntry {
+    std::shared_ptr<ExecutablePlan> plan;
+    uint64_t used = 0;
+  };
+  absl::flat_hash_map<std::string, PlanEntry> plans_;
+  uint64_t plan_clock_ = 0;
+  void DropIdlePlans();
+  // What evicted processes leave behind in the sums.
+  size_t evicted_ = 0;
+  SessionCounters evicted_counters_;
+  OverheadBudget::Stats evicted_budget_;
   size_t plans_cached_ = 0;
   // The budget's price of one hit: the trap (measured once) plus the
   // program's mean run time (from the kernel's stats while they are on).

@@ -95,7 +95,7 @@ void Recorder::CloseBudget(Traced& t, uint32_t index) {
 }
 
 size_t Recorder::budget_sites_off() const {
-  size_t n = 0;
+  size_t n = evicted_budget_.sites_ever_off;
   for (const Traced& t : processes_) {
     n += (t.budget ? t.budget->stats() : t.budget_stats).sites_ever_off;
   }
@@ -104,7 +104,7 @@ size_t Recorder::budget_sites_off() const {
 
 std::string Recorder::BudgetSummary() const {
   if (options_.max_overhead <= 0 && trap_ns_ < 0) return "";
-  OverheadBudget::Stats total;
+  OverheadBudget::Stats total = evicted_budget_;
   for (const Traced& t : processes_) {
     OverheadBudget::Stats s = t.budget ? t.budget->stats() : t.budget_stats;
     total.detaches += s.detaches;

@@ -141,9 +141,14 @@ void AgentTest::StartAgent(const std::vector<std::string>& extra) {
   auto agent = Child::Spawn(argv);
   ASSERT_TRUE(agent.ok()) << agent.status();
   agent_ = std::move(*agent);
-  auto line = agent_->ReadLine(true, kTimeout);
-  ASSERT_TRUE(line.ok()) << line.status();
+  // Warnings may come first (no exec events on this kernel, say).
   const std::string kListening = "goerrprof: agent: listening on ";
+  absl::StatusOr<std::string> line;
+  for (int i = 0; i < 16; ++i) {
+    line = agent_->ReadLine(true, kTimeout);
+    ASSERT_TRUE(line.ok()) << line.status();
+    if (absl::StartsWith(*line, kListening)) break;
+  }
   ASSERT_TRUE(absl::StartsWith(*line, kListening)) << *line;
   address_ = line->substr(kListening.size());
   address_ = address_.substr(0, address_.find(' '));
@@ -151,11 +156,15 @@ void AgentTest::StartAgent(const std::vector<std::string>& extra) {
 
 std::unique_ptr<Child> AgentTest::StartStorm(int storm, int calm,
                                              const std::vector<std::string>& launcher) {
+  return StartErrgen({"-storm", std::to_string(storm), "-calm", std::to_string(calm)}, launcher);
+}
+
+std::unique_ptr<Child> AgentTest::StartErrgen(const std::vector<std::string>& args,
+                                              const std::vector<std::string>& launcher) {
   std::vector<std::string> argv = launcher;
-  for (std::string a : {errgen_, std::string("-wait"), std::string("-storm"),
-                        std::to_string(storm), std::string("-calm"), std::to_string(calm)}) {
-    argv.push_back(a);
-  }
+  argv.push_back(errgen_);
+  argv.push_back("-wait");
+  argv.insert(argv.end(), args.begin(), args.end());
   auto errgen = Child::Spawn(argv);
   if (!errgen.ok()) {
     ADD_FAILURE() << errgen.status();
@@ -171,6 +180,10 @@ std::unique_ptr<Child> AgentTest::StartStorm(int storm, int calm,
 
 void AgentTest::FinishStorms(const std::vector<Child*>& errgens, SiteCounts* truth) {
   for (Child* c : errgens) ASSERT_TRUE(c->Write("go\n").ok());
+  CollectStorms(errgens, truth);
+}
+
+void AgentTest::CollectStorms(const std::vector<Child*>& errgens, SiteCounts* truth) {
   for (Child* c : errgens) {
     auto run = c->Finish(kTimeout);
     ASSERT_TRUE(run.ok()) << run.status();
@@ -244,6 +257,20 @@ void AgentTest::StopAgent() {
   EXPECT_EQ(done->exit_code, 0) << done->err;
   EXPECT_TRUE(absl::StrContains(done->err, "goerrprof: agent: terminated after")) << done->err;
   agent_.reset();
+}
+
+WindowRequest::WindowRequest(const std::string& address, int seconds)
+    : thread_([this, address, seconds] {
+        body_ = HttpGet(address, absl::StrCat("/debug/pprof/errors?seconds=", seconds), kTimeout);
+      }) {}
+
+WindowRequest::~WindowRequest() {
+  if (thread_.joinable()) thread_.join();
+}
+
+absl::StatusOr<std::string> WindowRequest::Body() {
+  if (thread_.joinable()) thread_.join();
+  return body_;
 }
 
 }  // namespace goerrprof::testing

@@ -10,6 +10,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -42,6 +43,20 @@ absl::StatusOr<double> MetricValue(const std::vector<MetricSample>& samples,
 using SiteCounts = std::map<std::pair<std::string, std::string>, int64_t>;
 void AddStormTruth(const google::protobuf::Value& truth, SiteCounts* counts);
 
+// A /debug/pprof/errors?seconds=N request in flight on a thread of its
+// own, joined on every way out (a failed assertion's too).
+class WindowRequest {
+ public:
+  WindowRequest(const std::string& address, int seconds);
+  ~WindowRequest();
+  // Waits for the answer: the gzipped profile.
+  absl::StatusOr<std::string> Body();
+
+ private:
+  absl::StatusOr<std::string> body_ = absl::UnknownError("no answer");
+  std::thread thread_;
+};
+
 class AgentTest : public RecordCliTest {
  protected:
   void SetUp() override;
@@ -57,8 +72,13 @@ class AgentTest : public RecordCliTest {
   // last word must exec the errgen arguments it is passed as "$@").
   std::unique_ptr<Child> StartStorm(int storm, int calm,
                                     const std::vector<std::string>& launcher = {});
+  // `errgen -wait ARGS...` (the copy), ready; null after a failure.
+  std::unique_ptr<Child> StartErrgen(const std::vector<std::string>& args,
+                                     const std::vector<std::string>& launcher = {});
   // Releases each errgen, waits for its exit 0 and adds its truth.
   void FinishStorms(const std::vector<Child*>& errgens, SiteCounts* truth);
+  // The same for errgens already released.
+  void CollectStorms(const std::vector<Child*>& errgens, SiteCounts* truth);
   // Reads the agent's stderr until it said "attached pid P" for each pid.
   void WaitAttached(const std::vector<pid_t>& pids);
   // Polls /metrics (bounded) until the unlabelled gauge `name` is `n`.

@@ -55,6 +55,20 @@ TEST_F(AgentTest, CountsEqualErrgenTruth) {
   StopAgent();
 }
 
+// A program is found as it execs, not by the next /proc rescan: with the
+// rescan an hour away, only the exec event can get it attached.
+TEST_F(AgentTest, ExecEventsFindNewPrograms) {
+  StartAgent({"--rescan=1h"});
+  ASSERT_NE(agent_, nullptr);
+  auto a = StartStorm(20, 2);
+  ASSERT_TRUE(a);
+  WaitAttached({a->pid()});
+  SiteCounts want;
+  FinishStorms({a.get()}, &want);
+  EXPECT_EQ(ScrapeErrors(), want);
+  StopAgent();
+}
+
 // A binary that exists only inside the target's own mount namespace (a
 // container's): the agent reads and attaches it through /proc/PID/exe.
 TEST_F(AgentTest, BinaryOnlyInAnotherMountNamespace) {
@@ -125,19 +139,11 @@ TEST_F(AgentTest, PprofWindowHoldsOnlyItsErrors) {
   FinishStorms({a.get()}, &before);  // before the window: not in it
   WaitAttachedGauge(1);
 
-  absl::StatusOr<std::string> body = absl::UnknownError("no answer");
-  std::thread window(
-      [&] { body = HttpGet(address_, "/debug/pprof/errors?seconds=4", kTimeout); });
-  struct Join {  // on every way out, a failed assertion's too
-    std::thread& t;
-    ~Join() {
-      if (t.joinable()) t.join();
-    }
-  } join{window};
+  WindowRequest window(address_, 4);
   WaitGauge("goerrprof_pprof_windows", 1);  // open: b's errors fall in it
   FinishStorms({b.get()}, &want);
   WaitAttachedGauge(0);
-  window.join();
+  absl::StatusOr<std::string> body = window.Body();
   ASSERT_TRUE(body.ok()) << body.status();
   auto profile = profiler::ParseProfile(*body, "window");
   ASSERT_TRUE(profile.ok()) << profile.status();
@@ -167,21 +173,14 @@ TEST_F(AgentTest, MaxSitesBoundsSeriesAndLosesNothing) {
   ASSERT_TRUE(ready.ok()) << ready.status();
   WaitAttached({(*errgen)->pid()});
 
-  absl::StatusOr<std::string> body = absl::UnknownError("no answer");
-  std::thread window([&] { body = HttpGet(address_, "/debug/pprof/errors?seconds=3", kTimeout); });
-  struct Join {
-    std::thread& t;
-    ~Join() {
-      if (t.joinable()) t.join();
-    }
-  } join{window};
+  WindowRequest window(address_, 3);
   WaitGauge("goerrprof_pprof_windows", 1);
   ASSERT_TRUE((*errgen)->Write("go\n").ok());
   auto run = (*errgen)->Finish(kTimeout);
   ASSERT_TRUE(run.ok()) << run.status();
   ASSERT_EQ(run->exit_code, 0) << run->err;
   WaitAttachedGauge(0);
-  window.join();
+  absl::StatusOr<std::string> body = window.Body();
   ASSERT_TRUE(body.ok()) << body.status();
   auto profile = profiler::ParseProfile(*body, "window");
   ASSERT_TRUE(profile.ok()) << profile.status();

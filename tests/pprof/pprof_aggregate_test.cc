@@ -120,5 +120,34 @@ TEST(ErrorProfile, Drops) {
   EXPECT_EQ(p.counters().dropped(), 6u);
 }
 
+// The agent's eviction: a process's samples and estimates leave, handed
+// back with their estimate shares; the others are renumbered.
+TEST(ErrorProfile, RemoveProcessesRenumbersTheRest) {
+  ErrorProfile p;
+  for (uint32_t proc = 0; proc < 3; ++proc) {
+    for (uint32_t i = 0; i <= proc; ++i) p.Add(Event({0x401000, 0x402000}, "a", 1), proc);
+  }
+  p.Add(Event({0x405000}, "b", 1), 1);
+  p.SetEstimate(1, 0x401000, 4);  // process 1's site: 2 seen, 4 missed
+  p.SetEstimate(2, 0x401000, 3);
+  std::vector<ErrorProfile::Removed> removed =
+      p.RemoveProcesses({0, ErrorProfile::kRemoved, 1});
+  ASSERT_EQ(removed.size(), 2u);
+  uint64_t total = 0;
+  for (const ErrorProfile::Removed& r : removed) {
+    EXPECT_EQ(r.key.process, 1u);  // as it was
+    total += r.count;
+  }
+  EXPECT_EQ(total, 2u + 4u + 1u);
+  // Left: process 0 (1 error), and process 2 now numbered 1 (3 + 3 estimated).
+  std::map<uint32_t, uint64_t> left;
+  for (const ErrorProfile::Sample& s : p.Samples()) left[s.key->process] += s.count;
+  EXPECT_EQ(left, (std::map<uint32_t, uint64_t>{{0, 1}, {1, 6}}));
+  EXPECT_EQ(p.counters().events, 7u);  // cumulative: the removed still counted
+  // Nothing to remove: unchanged.
+  EXPECT_TRUE(p.RemoveProcesses({0, 1}).empty());
+  EXPECT_EQ(p.num_samples(), 2u);
+}
+
 }  // namespace
 }  // namespace goerrprof::testing

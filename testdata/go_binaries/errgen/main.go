@@ -96,6 +96,9 @@ func main() {
 		// EOF also releases us so a closed stdin cannot hang the run.
 		bufio.NewReader(os.Stdin).ReadString('\n')
 	}
+	if *churn {
+		runChurn()
+	}
 	if *storm > 0 {
 		runStorm(*storm, *calm)
 		return
