@@ -144,16 +144,6 @@ TEST_F(AgentContainerTest, ExcludeCgroupKeepsTheContainerOut) {
   StopAgent();
 }
 
-// The fields of a `go tool pprof -top` line: flat flat% sum% cum cum% name.
-int64_t CumOf(const std::string& top, const std::string& function) {
-  for (absl::string_view line : absl::StrSplit(top, '\n')) {
-    std::vector<absl::string_view> f = absl::StrSplit(line, ' ', absl::SkipEmpty());
-    int64_t cum = 0;
-    if (f.size() == 6 && f[5] == function && absl::SimpleAtoi(f[3], &cum)) return cum;
-  }
-  return -1;
-}
-
 TEST_F(AgentContainerTest, GoroutinesPageServesASnapshot) {
   auto corpus = NewestCorpusBinary(false, "parked", "default");
   if (!corpus) GTEST_SKIP() << "no parked in the corpus: run scripts/build_go_corpus.sh";
@@ -188,15 +178,7 @@ TEST_F(AgentContainerTest, GoroutinesPageServesASnapshot) {
   const pid_t pid = (*child)->pid();
   WaitAttached({pid});
 
-  const std::string page = absl::StrCat("/debug/pprof/goroutines?pid=", pid);
-  const std::string pprof_tmp = absl::StrCat(::testing::TempDir(), "pprof-", getpid());
-  std::filesystem::create_directories(pprof_tmp);
-  CommandResult top =
-      RunCommand({"env", "GOTOOLCHAIN=local", "PPROF_TMPDIR=" + pprof_tmp, "/usr/local/go/bin/go",
-                  "tool", "pprof", "-top", "-cum", "-nodecount=100000", "-nodefraction=0",
-                  absl::StrCat("http://", address_, page)},
-                 kTimeout);
-  std::filesystem::remove_all(pprof_tmp);  // pprof keeps a copy of what it fetched
+  CommandResult top = PprofTop(absl::StrCat("/debug/pprof/goroutines?pid=", pid));
   ASSERT_EQ(top.exit_code, 0) << top.err;
   for (const auto& [function, n] : want) EXPECT_EQ(CumOf(top.out, function), n) << top.out;
 

@@ -259,6 +259,27 @@ void AgentTest::StopAgent() {
   agent_.reset();
 }
 
+int64_t CumOf(const std::string& top, const std::string& function) {
+  for (absl::string_view line : absl::StrSplit(top, '\n')) {
+    std::vector<absl::string_view> f = absl::StrSplit(line, ' ', absl::SkipEmpty());
+    int64_t cum = 0;
+    if (f.size() == 6 && f[5] == function && absl::SimpleAtoi(f[3], &cum)) return cum;
+  }
+  return -1;
+}
+
+CommandResult AgentTest::PprofTop(const std::string& page) {
+  const std::string tmp = absl::StrCat(::testing::TempDir(), "pprof-", getpid());
+  std::filesystem::create_directories(tmp);
+  CommandResult top =
+      RunCommand({"env", "GOTOOLCHAIN=local", "PPROF_TMPDIR=" + tmp, "/usr/local/go/bin/go",
+                  "tool", "pprof", "-top", "-cum", "-nodecount=100000", "-nodefraction=0",
+                  absl::StrCat("http://", address_, page)},
+                 kTimeout);
+  std::filesystem::remove_all(tmp);  // pprof keeps a copy of what it fetched
+  return top;
+}
+
 WindowRequest::WindowRequest(const std::string& address, int seconds)
     : thread_([this, address, seconds] {
         body_ = HttpGet(address, absl::StrCat("/debug/pprof/errors?seconds=", seconds), kTimeout);

@@ -57,6 +57,10 @@ class WindowRequest {
   std::thread thread_;
 };
 
+// The cum column of `function` in `go tool pprof -top` output (fields:
+// flat flat% sum% cum cum% name); -1 when absent.
+int64_t CumOf(const std::string& top, const std::string& function);
+
 class AgentTest : public RecordCliTest {
  protected:
   void SetUp() override;
@@ -89,6 +93,8 @@ class AgentTest : public RecordCliTest {
   SiteCounts ScrapeErrors();
   // SIGTERM, and the agent must say it detached and exit 0.
   void StopAgent();
+  // `go tool pprof -top -cum` of the agent's `page` (fetched by pprof).
+  CommandResult PprofTop(const std::string& page);
 
   std::string errgen_;       // the private copy
   std::string errgen_name_;  // its base name: the metrics' binary label

@@ -69,6 +69,31 @@ TEST_F(AgentTest, ExecEventsFindNewPrograms) {
   StopAgent();
 }
 
+// `go tool pprof` reads the errors page: a window over one errgen run
+// holds, by creating function, exactly what errgen says it made.
+TEST_F(AgentTest, GoToolPprofReadsTheErrorsPage) {
+  StartAgent();
+  ASSERT_NE(agent_, nullptr);
+  auto a = StartStorm(40, 4);
+  ASSERT_TRUE(a);
+  WaitAttached({a->pid()});
+  CommandResult top;
+  std::thread fetch([&] { top = PprofTop("/debug/pprof/errors?seconds=5"); });
+  struct Join {  // on every way out, a failed assertion's too
+    std::thread& t;
+    ~Join() {
+      if (t.joinable()) t.join();
+    }
+  } join{fetch};
+  WaitGauge("goerrprof_pprof_windows", 1);
+  SiteCounts want;
+  FinishStorms({a.get()}, &want);
+  fetch.join();
+  ASSERT_EQ(top.exit_code, 0) << top.err;
+  for (const auto& [site, n] : want) EXPECT_EQ(CumOf(top.out, site.second), n) << top.out;
+  StopAgent();
+}
+
 // A binary that exists only inside the target's own mount namespace (a
 // container's): the agent reads and attaches it through /proc/PID/exe.
 TEST_F(AgentTest, BinaryOnlyInAnotherMountNamespace) {
