@@ -63,38 +63,49 @@ absl::StatusOr<std::unique_ptr<WaitSampler>> WaitSampler::Start(
   s->bias_ = *bias;
   s->start_wall_ns_ = WallNs();
   s->start_ = std::chrono::steady_clock::now();
+  // The first snapshot before returning, not left to the thread: a target
+  // resumed just after (record -- COMMAND) may exit before the thread ever
+  // runs, and the profile must still hold the moment sampling began.
+  SnapshotOptions first;
+  first.threads = options.reader_threads;
+  if (!s->TakeOne(first)) {
+    std::lock_guard<std::mutex> lock(s->mu_);
+    s->ended_ = true;
+    s->stop_time_ = std::chrono::steady_clock::now();
+    return s;
+  }
   s->thread_ = std::thread([p = s.get()] { p->Run(); });
   return s;
 }
 
 WaitSampler::~WaitSampler() { Stop(); }
 
+bool WaitSampler::TakeOne(const SnapshotOptions& snap_options) {
+  auto snap = ReadSnapshot(pid_, nullptr, binary_, layout_, allgs_, bias_, snap_options);
+  if (!snap.ok() && NotStarted(pid_, allgs_)) snap = Snapshot{};
+  bool gone = !snap.ok() && ProcessGone(pid_);
+  std::lock_guard<std::mutex> lock(mu_);
+  if (snap.ok()) {
+    agg_.Add(*snap);
+  } else if (!gone) {
+    agg_.AddFailure();  // a process that exited meanwhile is no failure
+  }
+  if (gone) gone_ = true;
+  return !gone;
+}
+
 void WaitSampler::Run() {
   const auto period = std::chrono::nanoseconds(1000000000 / options_.hz);
   SnapshotOptions snap_options;
   snap_options.threads = options_.reader_threads;
-  uint64_t tick = 0;
+  uint64_t tick = 1;  // tick 0 was Start's
   for (;;) {
     {
       std::unique_lock<std::mutex> lock(mu_);
       cv_.wait_until(lock, start_ + tick * period, [&] { return stop_; });
       if (stop_) break;
     }
-    auto snap = ReadSnapshot(pid_, nullptr, binary_, layout_, allgs_, bias_, snap_options);
-    if (!snap.ok() && NotStarted(pid_, allgs_)) snap = Snapshot{};
-    bool gone = !snap.ok() && ProcessGone(pid_);
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      if (snap.ok()) {
-        agg_.Add(*snap);
-      } else if (!gone) {
-        agg_.AddFailure();  // a process that exited meanwhile is no failure
-      }
-      if (gone) {
-        gone_ = true;
-        break;
-      }
-    }
+    if (!TakeOne(snap_options)) break;
     // The next tick on the schedule after now: late ticks are skipped.
     auto elapsed = std::chrono::steady_clock::now() - start_;
     tick = static_cast<uint64_t>(elapsed / period) + 1;

@@ -24,6 +24,7 @@
 #include "absl/status/statusor.h"
 #include "aggregate/sampled_wait_profile.h"
 #include "goabi/g_layout.h"
+#include "goroutines/goroutine_snapshot.h"
 #include "symbolizer/go_binary.h"
 
 namespace goerrprof::profiler {
@@ -60,6 +61,8 @@ class WaitSampler {
  private:
   WaitSampler(pid_t pid, const symbolizer::GoBinary& binary, const WaitSamplerOptions& options);
   void Run();
+  // One snapshot into the aggregate; false when the process is gone.
+  bool TakeOne(const SnapshotOptions& snap_options);
 
   const pid_t pid_;
   const symbolizer::GoBinary& binary_;
