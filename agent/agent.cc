@@ -68,6 +68,19 @@ bool Agent::StillThere(const ProcEntry& e) const {
   return now && now->start_time == e.start_time && now->exe_key == e.exe_key;
 }
 
+bool Agent::HasRoom() {
+  if (recorder_.live_sessions() >= options_.max_processes) return false;
+  if (options_.max_memory_bytes == 0) return true;
+  const uint64_t rss = SelfResidentBytes();
+  const bool over = rss >= options_.max_memory_bytes;
+  if (over && !over_memory_) {
+    Log(absl::StrCat("memory cap reached (resident ", rss >> 20, " MiB, --max-memory ",
+                     options_.max_memory_bytes >> 20, " MiB): new processes wait as over_limit"));
+  }
+  over_memory_ = over;
+  return !over;
+}
+
 ProcessStatus Agent::Classify(const ProcEntry& e) {
   // Ourselves and what we start (a test harness's helpers, say) are never
   // targets; nor is anything without an executable.
@@ -107,7 +120,7 @@ ProcessStatus Agent::Classify(const ProcEntry& e) {
   }
   // Past the limit only after planning: a process that is not Go is no
   // candidate (and the plan stays with the Recorder for the retry).
-  if (recorder_.live_sessions() >= options_.max_processes) return ProcessStatus::kOverLimit;
+  if (!HasRoom()) return ProcessStatus::kOverLimit;
   if (absl::Status s = recorder_.Attach(e.pid); !s.ok()) {
     if (!StillThere(e)) return ProcessStatus::kIgnored;
     Log(absl::StrCat("pid ", e.pid, " (", path, ") not attached: ", s.message()));
@@ -129,8 +142,7 @@ void Agent::Examine(const ProcEntry& e) {
   if (it != tracked_.end()) {
     const ProcEntry& old = it->second.entry;
     const bool same = old.start_time == e.start_time && old.exe_key == e.exe_key;
-    const bool retry = it->second.status == ProcessStatus::kOverLimit &&
-                       recorder_.live_sessions() < options_.max_processes;
+    const bool retry = it->second.status == ProcessStatus::kOverLimit && HasRoom();
     if (same && !retry) return;
     // Another program now (exec, or a reused pid): its old probes are done.
     if (!same && it->second.status == ProcessStatus::kAttached) recorder_.Detach(e.pid);

@@ -29,7 +29,7 @@ enum class ProcessStatus {
   kUnsupported,  // Go, but not recordable (release, missing tables, ...)
   kFailed,       // planned, but attaching failed
   kExcluded,     // --include/--exclude, or the Go toolchain
-  kOverLimit,    // --max-processes reached; retried when a slot frees
+  kOverLimit,    // --max-processes or --max-memory reached; retried when below again
   kIgnored,      // not counted: kernel threads, zombies, the agent and its children
 };
 inline constexpr size_t kNumStatuses = 6;  // the counted ones, kAttached..kOverLimit
@@ -38,6 +38,11 @@ const char* StatusName(ProcessStatus s);  // "attached", "not_go", ...
 struct AgentOptions {
   RecordOptions record;
   size_t max_processes = 256;
+  // A soft cap on the agent's resident memory (0: none): at or past it, a
+  // newly found process is not attached but waits as over_limit, like one
+  // past max_processes. Planning a new executable happens before the
+  // check, so the cap can be passed by one plan's worth.
+  uint64_t max_memory_bytes = 0;
   // ECMAScript regexes (std::regex), each matched in full against the
   // executable's base name or its full path (as the process sees it). An
   // empty include takes everything; exclude wins over include.
@@ -93,6 +98,9 @@ class Agent {
   void Examine(const ProcEntry& e);
   bool Selected(const std::string& path, const std::string& cgroup) const;
   bool StillThere(const ProcEntry& e) const;
+  // Room for one more attached process: under --max-processes and the
+  // memory cap.
+  bool HasRoom();
   void Log(const std::string& line) {
     if (log_) log_(line);
   }
@@ -106,6 +114,7 @@ class Agent {
   // executable is opened once, not once per process.
   absl::flat_hash_map<std::string, ExeVerdict> verdicts_;
   std::function<void(const std::string&)> log_;
+  bool over_memory_ = false;  // said once each time the cap is reached
   // By pid, for processes the Recorder still has (their samples are
   // labelled with it): read once, when attached.
   absl::flat_hash_map<pid_t, CgroupIdentity> cgroups_;

@@ -60,6 +60,13 @@ ErrorWindow::ErrorWindow(const Recorder& rec, absl::Duration length)
 
 absl::StatusOr<std::string> ErrorWindow::Finish(const Recorder& rec,
                                                 const ContainerOf& container_of) const {
+  auto built = Build(rec, container_of);
+  if (!built.ok()) return built.status();
+  return Gzip(built->SerializeAsString());
+}
+
+absl::StatusOr<perftools::profiles::Profile> ErrorWindow::Build(
+    const Recorder& rec, const ContainerOf& container_of) const {
   ErrorProfile::Options options;
   options.messages = rec.profile().options().messages;
   ErrorProfile delta(options);
@@ -90,9 +97,7 @@ absl::StatusOr<std::string> ErrorWindow::Finish(const Recorder& rec,
   info.duration_nanos = absl::ToInt64Nanoseconds(absl::Now() - start_);
   info.label_processes = true;
   for (const Recorder::TracedProcess& t : rec.traced()) info.probes_attached += t.live ? t.probes : 0;
-  auto built = BuildPprof(delta, processes, info);
-  if (!built.ok()) return built.status();
-  return Gzip(built->SerializeAsString());
+  return BuildPprof(delta, processes, info);
 }
 
 void ErrorWindow::Fold(const Recorder::Evicted& gone, const ContainerOf& container_of) {

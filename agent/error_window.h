@@ -43,6 +43,9 @@ class ErrorWindow {
   using ContainerOf = std::function<void(pid_t, std::string* container_id, std::string* pod_uid)>;
   absl::StatusOr<std::string> Finish(const Recorder& rec,
                                      const ContainerOf& container_of = nullptr) const;
+  // The same profile, not serialized (for OTLP: pprof/otlp_profile.h).
+  absl::StatusOr<perftools::profiles::Profile> Build(
+      const Recorder& rec, const ContainerOf& container_of = nullptr) const;
   // Processes the recorder forgot (Recorder::EvictClosed) while this is
   // open: their growth since the start is kept here, the rest of the
   // start's counts renumbered. Call it with every eviction's result.

@@ -4,7 +4,6 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <cstdio>
 #include <memory>
 #include <utility>
 #include <vector>
@@ -12,7 +11,6 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "base/read_file.h"
 #include "diff/profile_diff.h"
 #include "pprof/pprof_writer.h"
 
@@ -203,7 +201,8 @@ void ErrorMetrics::Render(std::string* out) const {
   }
 }
 
-std::string RenderMetrics(const Agent& agent, const ErrorMetrics& errors, size_t windows) {
+std::string RenderMetrics(const Agent& agent, const ErrorMetrics& errors, size_t windows,
+                          const OtlpExporter* otlp) {
   std::string out;
   errors.Render(&out);
   const Recorder& rec = agent.recorder();
@@ -227,6 +226,15 @@ std::string RenderMetrics(const Agent& agent, const ErrorMetrics& errors, size_t
   }
   Gauge(&out, "goerrprof_pprof_windows", "Requests for /debug/pprof/errors in progress.",
         windows);
+  if (otlp != nullptr) {
+    OtlpExporter::Counts c = otlp->counts();
+    Header(&out, "goerrprof_otlp_exports_total", "counter",
+           "OTLP profile pushes: sent, failed (the collector refused or was unreachable), "
+           "dropped (too many waiting).");
+    absl::StrAppend(&out, "goerrprof_otlp_exports_total{result=\"sent\"} ", c.sent, "\n",
+                    "goerrprof_otlp_exports_total{result=\"failed\"} ", c.failed, "\n",
+                    "goerrprof_otlp_exports_total{result=\"dropped\"} ", c.dropped, "\n");
+  }
   rusage ru = {};
   getrusage(RUSAGE_SELF, &ru);
   auto seconds = [](const timeval& t) { return t.tv_sec + t.tv_usec / 1e6; };
@@ -234,15 +242,8 @@ std::string RenderMetrics(const Agent& agent, const ErrorMetrics& errors, size_t
          "CPU time of the agent itself, user and system.");
   absl::StrAppend(&out, "process_cpu_seconds_total ",
                   absl::StrFormat("%.6f", seconds(ru.ru_utime) + seconds(ru.ru_stime)), "\n");
-  // statm's second field: resident pages.
-  uint64_t rss = 0;
-  if (auto statm = ReadWholeFile("/proc/self/statm", 4096); statm.ok()) {
-    unsigned long size = 0, resident = 0;
-    if (std::sscanf(statm->c_str(), "%lu %lu", &size, &resident) == 2) {
-      rss = uint64_t{resident} * static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
-    }
-  }
-  Gauge(&out, "process_resident_memory_bytes", "Resident memory of the agent itself.", rss);
+  Gauge(&out, "process_resident_memory_bytes", "Resident memory of the agent itself.",
+        SelfResidentBytes());
   return out;
 }
 

@@ -15,6 +15,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
 #include "agent/agent.h"
+#include "agent/otlp_exporter.h"
 
 namespace goerrprof::profiler {
 
@@ -74,8 +75,9 @@ class ErrorMetrics {
 
 // The whole page: errors, process statuses, probes, drops, the profile
 // windows open (/debug/pprof/errors) and the agent's own CPU time and
-// resident memory.
-std::string RenderMetrics(const Agent& agent, const ErrorMetrics& errors, size_t windows);
+// resident memory; with `otlp`, its pushes by outcome.
+std::string RenderMetrics(const Agent& agent, const ErrorMetrics& errors, size_t windows,
+                          const OtlpExporter* otlp = nullptr);
 
 }  // namespace goerrprof::profiler
 

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <cstdlib>
+#include <fstream>
 
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
@@ -14,6 +15,14 @@
 #include "absl/strings/str_split.h"
 
 namespace goerrprof::profiler {
+
+uint64_t SelfResidentBytes() {
+  // statm's second field: resident pages.
+  std::ifstream statm("/proc/self/statm");
+  unsigned long size = 0, resident = 0;
+  if (!(statm >> size >> resident)) return 0;
+  return uint64_t{resident} * static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
+}
 namespace {
 
 // A small /proc file in one read: stat is well under a page.

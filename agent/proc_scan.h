@@ -36,6 +36,9 @@ std::optional<ProcEntry> ReadProcEntry(const std::string& proc_dir, pid_t pid);
 // after it are found from its last ')'.
 bool ParseProcStat(const std::string& stat, pid_t* ppid, uint64_t* start_time);
 
+// This process's resident memory (/proc/self/statm), 0 when unreadable.
+uint64_t SelfResidentBytes();
+
 // The executable's path as the process sees it (in its own mount
 // namespace; " (deleted)" stripped), "" when unreadable.
 std::string ExecutablePath(const std::string& proc_dir, pid_t pid);

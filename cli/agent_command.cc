@@ -3,6 +3,7 @@
 // as Prometheus metrics until SIGINT, SIGTERM or --duration. On the way out
 // every probe is detached.
 #include <signal.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cstdio>
@@ -24,8 +25,10 @@
 #include "agent/goroutine_page.h"
 #include "agent/http_server.h"
 #include "agent/metrics.h"
+#include "agent/otlp_exporter.h"
 #include "cli/commands.h"
 #include "plan/plan_cache.h"
+#include "pprof/otlp_profile.h"
 #include "session/pid_namespace.h"
 #include "session/process_follower.h"
 
@@ -42,6 +45,9 @@ ABSL_FLAG(std::string, listen, "127.0.0.1:9464",
           "agent: where /metrics is served (host:port; port 0 picks a free one)");
 ABSL_FLAG(int32_t, max_processes, 256,
           "agent: most processes attached at once; more are counted as over_limit");
+ABSL_FLAG(int32_t, max_memory, 0,
+          "agent: a soft cap on the agent's resident memory in MiB (0: none); at or past it "
+          "new processes are not attached but counted as over_limit until it is below again");
 ABSL_FLAG(int32_t, max_sites, 200,
           "agent: most goerrprof_errors_total series per binary; the rest sum under \"other\"");
 ABSL_FLAG(absl::Duration, rescan, absl::ZeroDuration(),
@@ -58,6 +64,13 @@ ABSL_FLAG(std::string, include_cgroup, "",
           "fully matches this ECMAScript regex (empty: all)");
 ABSL_FLAG(std::string, exclude_cgroup, "",
           "agent: never record processes whose cgroup path fully matches this ECMAScript regex");
+
+ABSL_FLAG(std::string, otlp_endpoint, "",
+          "agent: push the errors of every --otlp-interval to this OpenTelemetry collector as "
+          "an OTLP profile over OTLP/HTTP (http://host:port[/path]; the path "
+          "/v1development/profiles when none; empty: off)");
+ABSL_FLAG(absl::Duration, otlp_interval, absl::Seconds(60),
+          "agent: how much time each OTLP push covers (1s to 1h)");
 
 namespace goerrprof::profiler {
 namespace {
@@ -92,6 +105,10 @@ absl::StatusOr<AgentOptions> AgentOptionsFromFlags() {
     return absl::InvalidArgumentError("--max-processes must be at least 1");
   }
   o.max_processes = static_cast<size_t>(absl::GetFlag(FLAGS_max_processes));
+  if (absl::GetFlag(FLAGS_max_memory) < 0) {
+    return absl::InvalidArgumentError("--max-memory must be 0 (none) or a size in MiB");
+  }
+  o.max_memory_bytes = static_cast<uint64_t>(absl::GetFlag(FLAGS_max_memory)) << 20;
   o.include = absl::GetFlag(FLAGS_include);
   o.exclude = absl::GetFlag(FLAGS_exclude);
   o.include_cgroup = absl::GetFlag(FLAGS_include_cgroup);
@@ -104,7 +121,7 @@ constexpr size_t kMaxWindows = 4;
 using Windows = std::map<uint64_t, std::unique_ptr<ErrorWindow>>;
 
 HttpResponse Serve(const std::string& target, uint64_t id, Agent& agent, ErrorMetrics& errors,
-                   Windows& windows) {
+                   Windows& windows, const OtlpExporter* otlp) {
   HttpResponse r;
   std::string path = target.substr(0, target.find('?'));
   if (path == "/debug/pprof/errors") {
@@ -134,8 +151,23 @@ HttpResponse Serve(const std::string& target, uint64_t id, Agent& agent, ErrorMe
                  std::string(s.message()).c_str());
   }
   r.content_type = "text/plain; version=0.0.4; charset=utf-8";
-  r.body = RenderMetrics(agent, errors, windows.size());
+  r.body = RenderMetrics(agent, errors, windows.size(), otlp);
   return r;
+}
+
+// The errors of one period, pushed as OTLP; nothing for a period without
+// errors (a collector drops empty batches anyway).
+void PushWindow(const ErrorWindow& w, const Recorder& rec, const ErrorWindow::ContainerOf& cof,
+                const OtlpResource& resource, OtlpExporter& otlp) {
+  auto profile = w.Build(rec, cof);
+  absl::StatusOr<std::string> request =
+      profile.ok() ? PprofToOtlp(*profile, resource) : profile.status();
+  if (!request.ok()) {
+    std::fprintf(stderr, "goerrprof: agent: OTLP profile: %s\n",
+                 std::string(request.status().message()).c_str());
+    return;
+  }
+  if (profile->sample_size() > 0) otlp.Push(std::move(*request));
 }
 
 }  // namespace
@@ -149,6 +181,19 @@ int RunAgent(const std::vector<std::string>& args) {
   }
   if (absl::GetFlag(FLAGS_max_sites) < 1) {
     return Fail(absl::InvalidArgumentError("--max-sites must be at least 1"));
+  }
+  std::unique_ptr<OtlpExporter> otlp;
+  OtlpResource resource;
+  const absl::Duration otlp_every = absl::GetFlag(FLAGS_otlp_interval);
+  if (!absl::GetFlag(FLAGS_otlp_endpoint).empty()) {
+    auto to = ParseOtlpEndpoint(absl::GetFlag(FLAGS_otlp_endpoint));
+    if (!to.ok()) return Fail(to.status());
+    if (otlp_every < absl::Seconds(1) || otlp_every > absl::Hours(1)) {
+      return Fail(absl::InvalidArgumentError("--otlp-interval must be from 1s to 1h"));
+    }
+    otlp = std::make_unique<OtlpExporter>(*to);
+    char host[256] = {};
+    if (gethostname(host, sizeof(host) - 1) == 0) resource.attributes.emplace_back("host.name", host);
   }
   // /proc must be this PID namespace's own for its pids to be what we attach.
   if (absl::Status s = CheckProcIsOurs(); !s.ok()) return Fail(s);
@@ -196,8 +241,12 @@ int RunAgent(const std::vector<std::string>& args) {
   absl::Time next_scan = absl::Now() + rescan;
   Windows windows;
   auto handler = [&](const std::string&, const std::string& target, uint64_t id) {
-    return Serve(target, id, **agent, errors, windows);
+    return Serve(target, id, **agent, errors, windows, otlp.get());
   };
+  // The OTLP push's period in progress; the next starts as it ends, so
+  // consecutive pushes cover every error once.
+  std::unique_ptr<ErrorWindow> period;
+  if (otlp) period = std::make_unique<ErrorWindow>((*agent)->recorder(), otlp_every);
   std::string stop = "interrupted";
   for (;;) {
     absl::Time now = absl::Now();
@@ -206,6 +255,10 @@ int RunAgent(const std::vector<std::string>& args) {
     // A window ends on time (give or take a poll).
     for (const auto& [id, w] : windows) {
       wait_ms = std::min<int>(wait_ms, std::max<int64_t>(0, absl::ToInt64Milliseconds(w->due() - now)));
+    }
+    if (period) {
+      wait_ms = std::min<int>(wait_ms,
+                              std::max<int64_t>(0, absl::ToInt64Milliseconds(period->due() - now)));
     }
     (*server)->Poll(wait_ms, handler);
     if (execs) {
@@ -236,6 +289,10 @@ int RunAgent(const std::vector<std::string>& args) {
       (*server)->Complete(it->first, r);
       windows.erase(it++);
     }
+    if (period && now >= period->due()) {
+      PushWindow(*period, (*agent)->recorder(), container_of, resource, *otlp);
+      period = std::make_unique<ErrorWindow>((*agent)->recorder(), otlp_every);
+    }
     if (now >= next_scan) {
       // Exited processes are forgotten (memory follows the live ones), what
       // is served of them folded in first; before Rescan, which drops what
@@ -247,6 +304,7 @@ int RunAgent(const std::vector<std::string>& args) {
                        std::string(s.message()).c_str());
         }
         for (auto& [id, w] : windows) w->Fold(gone, container_of);
+        if (period) period->Fold(gone, container_of);
       }
       (*agent)->Rescan();
       next_scan = now + rescan;
@@ -262,6 +320,18 @@ int RunAgent(const std::vector<std::string>& args) {
   }
   (*agent)->DetachAll();  // every probe off: the targets run free
   const Recorder& rec = (*agent)->recorder();
+  if (otlp) {
+    // The last period's errors too; then what is queued is sent (bounded
+    // by the exporter's timeout) before the summary counts it.
+    PushWindow(*period, rec, container_of, resource, *otlp);
+    otlp->Finish();
+    OtlpExporter::Counts c = otlp->counts();
+    std::fprintf(stderr, "goerrprof: agent: OTLP to %s: %llu sent, %llu failed, %llu dropped%s%s\n",
+                 otlp->endpoint().url().c_str(), static_cast<unsigned long long>(c.sent),
+                 static_cast<unsigned long long>(c.failed),
+                 static_cast<unsigned long long>(c.dropped), c.failed > 0 ? "; last: " : "",
+                 c.last_error.c_str());
+  }
   std::fprintf(stderr,
                "goerrprof: agent: %s after %s: %llu errors in %zu processes, %llu dropped\n",
                stop.c_str(), absl::FormatDuration(absl::Trunc(absl::Now() - start,

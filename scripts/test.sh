@@ -23,6 +23,9 @@ cmake --build build-asan
 bash scripts/check_fresh_go.sh build-asan/goerrprof
 bash scripts/build_go_corpus.sh
 bash scripts/fetch_esbuild.sh
+# The agent's OTLP tests push to a real OpenTelemetry Collector, built from
+# the module proxy's collector modules (~1 min on an empty module cache).
+bash scripts/build_otelcol.sh
 # `go tool pprof` is not shipped prebuilt (Go 1.25+): with a cold GOCACHE
 # build it once here (~40 s), not in the first tests that run it under
 # their timeouts.

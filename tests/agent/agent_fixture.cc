@@ -16,6 +16,8 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+#include "absl/strings/ascii.h"
 #include "gtest/gtest.h"
 
 namespace goerrprof::testing {
@@ -155,12 +157,15 @@ void AgentTest::StartAgent(const std::vector<std::string>& extra) {
 }
 
 std::unique_ptr<Child> AgentTest::StartStorm(int storm, int calm,
-                                             const std::vector<std::string>& launcher) {
-  return StartErrgen({"-storm", std::to_string(storm), "-calm", std::to_string(calm)}, launcher);
+                                             const std::vector<std::string>& launcher,
+                                             pid_t* host_pid) {
+  return StartErrgen({"-storm", std::to_string(storm), "-calm", std::to_string(calm)}, launcher,
+                     host_pid);
 }
 
 std::unique_ptr<Child> AgentTest::StartErrgen(const std::vector<std::string>& args,
-                                              const std::vector<std::string>& launcher) {
+                                              const std::vector<std::string>& launcher,
+                                              pid_t* host_pid) {
   std::vector<std::string> argv = launcher;
   argv.push_back(errgen_);
   argv.push_back("-wait");
@@ -171,10 +176,34 @@ std::unique_ptr<Child> AgentTest::StartErrgen(const std::vector<std::string>& ar
     return nullptr;
   }
   auto ready = (*errgen)->ReadLine(false, kTimeout);
-  if (!ready.ok() || *ready != absl::StrCat("ready ", (*errgen)->pid())) {
+  pid_t said = 0;
+  if (!ready.ok() || !absl::StartsWith(*ready, "ready ") ||
+      !absl::SimpleAtoi(absl::string_view(*ready).substr(6), &said)) {
     ADD_FAILURE() << "errgen not ready: " << (ready.ok() ? *ready : ready.status().ToString());
     return nullptr;
   }
+  pid_t pid = (*errgen)->pid();
+  if (said != pid) {
+    // In a PID namespace of its own (unshare -p -f): the launcher's one
+    // child, whose innermost pid is the one errgen said.
+    std::string children = ReadFileOrEmpty(absl::StrCat("/proc/", pid, "/task/", pid, "/children"));
+    pid_t child = 0;
+    std::string nspid;
+    if (absl::SimpleAtoi(absl::StripAsciiWhitespace(children), &child)) {
+      for (absl::string_view line :
+           absl::StrSplit(ReadFileOrEmpty(absl::StrCat("/proc/", child, "/status")), '\n')) {
+        if (absl::ConsumePrefix(&line, "NSpid:")) nspid = std::string(line);
+      }
+    }
+    std::vector<std::string> ids = absl::StrSplit(nspid, '\t', absl::SkipEmpty());
+    if (child == 0 || ids.size() < 2 || ids.back() != std::to_string(said)) {
+      ADD_FAILURE() << "errgen said pid " << said << ", launcher " << pid << " has children \""
+                    << children << "\", NSpid \"" << nspid << "\"";
+      return nullptr;
+    }
+    pid = child;
+  }
+  if (host_pid) *host_pid = pid;
   return std::move(*errgen);
 }
 

@@ -74,11 +74,15 @@ class AgentTest : public RecordCliTest {
   // until a line on its stdin.
   // `launcher` runs first when given (e.g. unshare ... sh -c SCRIPT, whose
   // last word must exec the errgen arguments it is passed as "$@").
+  // *host_pid: errgen's pid here, which is not the child's when the
+  // launcher forks it into a PID namespace (unshare -p -f).
   std::unique_ptr<Child> StartStorm(int storm, int calm,
-                                    const std::vector<std::string>& launcher = {});
+                                    const std::vector<std::string>& launcher = {},
+                                    pid_t* host_pid = nullptr);
   // `errgen -wait ARGS...` (the copy), ready; null after a failure.
   std::unique_ptr<Child> StartErrgen(const std::vector<std::string>& args,
-                                     const std::vector<std::string>& launcher = {});
+                                     const std::vector<std::string>& launcher = {},
+                                     pid_t* host_pid = nullptr);
   // Releases each errgen, waits for its exit 0 and adds its truth.
   void FinishStorms(const std::vector<Child*>& errgens, SiteCounts* truth);
   // The same for errgens already released.

@@ -1,6 +1,7 @@
-// The agent scraped by a real Prometheus server (Debian's `prometheus`):
-// what Prometheus stores and answers must be errgen's truth. Skipped, and
-// said so, only when no prometheus binary is installed.
+// The agent against the real tools: Debian's `prometheus` scraping it, `go
+// tool pprof` reading its errors page, and an OpenTelemetry Collector
+// (tests/agent/otelcol) receiving its OTLP pushes; what each answers must be
+// errgen's truth. Skipped, and said so, only when a tool is not there.
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -11,13 +12,18 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <map>
+#include <set>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "gtest/gtest.h"
 #include "tests/agent/agent_fixture.h"
+#include "tests/agent/otel_collector.h"
 
 namespace goerrprof::testing {
 namespace {
@@ -86,12 +92,25 @@ class AgentPrometheusTest : public AgentTest {
   std::string dir_, prom_;
 };
 
-TEST_F(AgentPrometheusTest, PrometheusSeesErrgenTruth) {
+// The whole picture in one run: two Go targets started after the
+// agent (one in mount and PID namespaces of its own, its binary on a tmpfs
+// only it sees) attached by themselves; Prometheus' query API, `go tool
+// pprof` on the errors page and a real OpenTelemetry Collector fed by the
+// OTLP push each equal the targets' own truth.
+TEST_F(AgentPrometheusTest, EveryExportSeesTwoLateTargets) {
   std::string prometheus = FindPrometheus();
   if (prometheus.empty()) {
     GTEST_SKIP() << "no prometheus binary (scripts/setup.sh unpacks Debian's into .cache/prometheus)";
   }
-  StartAgent();
+  if (FindOtelCollector().empty()) {
+    GTEST_SKIP() << "no test collector (scripts/build_otelcol.sh builds .cache/otelcol/otelcol)";
+  }
+  if (access("/usr/bin/unshare", X_OK) != 0) GTEST_SKIP() << "no /usr/bin/unshare";
+  auto collector = OtelCollector::Start();
+  ASSERT_TRUE(collector.ok()) << collector.status();
+  // Pushes every second: the errors span several periods, and each must
+  // be delivered once.
+  StartAgent({"--otlp-endpoint=" + (*collector)->endpoint(), "--otlp-interval=1s"});
   ASSERT_NE(agent_, nullptr);
   dir_ = absl::StrCat(::testing::TempDir(), "prometheus-", getpid());
   std::filesystem::create_directories(dir_ + "/data");
@@ -112,23 +131,39 @@ TEST_F(AgentPrometheusTest, PrometheusSeesErrgenTruth) {
   // Up, and scraping the agent.
   WaitQuery("up{job=\"goerrprof\"}", 1);
 
+  const std::string mnt = dir_ + "/mnt";
+  std::filesystem::create_directories(mnt);
+  const std::string inside = absl::StrCat(mnt, "/", errgen_name_);
   auto a = StartStorm(300, 5);
-  auto b = StartStorm(200, 3);
+  pid_t b_pid = 0;
+  auto b = StartStorm(200, 3,
+                      {"/usr/bin/unshare", "-m", "-p", "-f", "--propagation", "private", "sh", "-c",
+                       absl::StrCat("mount -t tmpfs agenttest '", mnt, "' && cp \"$0\" '", inside,
+                                    "' && exec '", inside, "' \"$@\"")},
+                      &b_pid);
   ASSERT_TRUE(a && b);
-  WaitAttached({a->pid(), b->pid()});
+  ASSERT_NE(b_pid, b->pid()) << "not in a PID namespace of its own";
+  EXPECT_NE(access(inside.c_str(), F_OK), 0) << inside << " is visible outside its namespace";
+  const pid_t a_pid = a->pid();  // Child forgets it once reaped
+  WaitAttached({a_pid, b_pid});
   // Prometheus has a scrape with both attached, before any error.
   WaitQuery("goerrprof_attached_processes", 2);
 
+  // `go tool pprof` fetches a window over the whole run.
+  CommandResult top;
+  std::thread fetch([&] { top = PprofTop("/debug/pprof/errors?seconds=8"); });
+  struct Join {  // on every way out, a failed assertion's too
+    std::thread& t;
+    ~Join() {
+      if (t.joinable()) t.join();
+    }
+  } join{fetch};
+  WaitGauge("goerrprof_pprof_windows", 1);
+
   SiteCounts want;
-  for (Child* c : {a.get(), b.get()}) ASSERT_TRUE(c->Write("go\n").ok());
-  for (Child* c : {a.get(), b.get()}) {
-    auto run = c->Finish(kTimeout);
-    ASSERT_TRUE(run.ok()) << run.status();
-    ASSERT_EQ(run->exit_code, 0) << run->err;
-    auto truth = ParseJson(run->out);
-    ASSERT_TRUE(truth.ok()) << truth.status() << run->out;
-    AddStormTruth(*truth, &want);
-  }
+  FinishStorms({a.get(), b.get()}, &want);
+  std::map<std::string, int64_t> by_function;
+  for (const auto& [site, n] : want) by_function[site.second] += n;
   // A scrape with both detached: their errors were all counted before it
   // (a session is drained before it closes; the page is made at once).
   WaitQuery("goerrprof_attached_processes", 0);
@@ -145,7 +180,37 @@ TEST_F(AgentPrometheusTest, PrometheusSeesErrgenTruth) {
     ASSERT_TRUE(v.ok()) << v.status();
     EXPECT_EQ(*v, static_cast<double>(n)) << site.first << " " << site.second;
   }
+
+  fetch.join();
+  ASSERT_EQ(top.exit_code, 0) << top.err;
+  for (const auto& [function, n] : by_function) EXPECT_EQ(CumOf(top.out, function), n) << top.out;
+
+  // Stopping pushes the last period; then everything has reached the
+  // collector, each error once, labelled with the pid the agent sees.
   StopAgent();
+  auto received = (*collector)->Received();
+  ASSERT_TRUE(received.ok()) << received.status();
+  std::vector<std::string> batches;
+  auto samples = ParseOtlpSamples(*received, &batches);
+  ASSERT_TRUE(samples.ok()) << samples.status();
+  ASSERT_FALSE(batches.empty()) << "nothing reached the collector";
+  std::map<std::string, int64_t> otlp_by_function;
+  std::map<std::string, int64_t> by_pid;
+  for (const OtlpSample& s : *samples) {
+    ASSERT_EQ(s.kind, "errors/count") << *received;
+    std::set<std::string> seen(s.frames.begin(), s.frames.end());
+    for (const std::string& f : seen) {
+      if (by_function.contains(f)) otlp_by_function[f] += s.value;
+    }
+    by_pid[s.attributes.at("process.pid")] += s.value;
+    EXPECT_EQ(s.attributes.at("process.binary"), errgen_name_);
+  }
+  EXPECT_EQ(otlp_by_function, by_function) << *received;
+  const std::map<std::string, int64_t> want_pids = {{std::to_string(a_pid), 305},
+                                                    {std::to_string(b_pid), 203}};
+  EXPECT_EQ(by_pid, want_pids) << *received;
+  EXPECT_TRUE((*collector)->Stop().ok());
+
   ASSERT_EQ(kill(prometheus_->pid(), SIGTERM), 0);
   auto done = prometheus_->Finish(kTimeout);
   ASSERT_TRUE(done.ok()) << done.status();

@@ -151,6 +151,38 @@ TEST_F(AgentTest, OverLimitWaitsForASlot) {
   StopAgent();
 }
 
+// --max-memory: with the cap below what the agent already uses, a Go
+// process found is planned but not attached, counted over_limit, and the
+// agent says why once.
+TEST_F(AgentTest, MemoryCapHoldsNewProcesses) {
+  StartAgent({"--max-memory=1"});
+  ASSERT_NE(agent_, nullptr);
+  auto a = StartStorm(10, 1);
+  ASSERT_TRUE(a);
+  std::string said;
+  auto deadline = Clock::now() + std::chrono::seconds(kTimeout);
+  while (!absl::StrContains(said, "memory cap reached")) {
+    int left = static_cast<int>(
+        std::chrono::duration_cast<std::chrono::seconds>(deadline - Clock::now()).count());
+    ASSERT_GT(left, 0) << "never said the cap was reached";
+    auto line = agent_->ReadLine(true, left);
+    ASSERT_TRUE(line.ok()) << line.status();
+    ASSERT_FALSE(absl::StrContains(*line, "attached pid")) << *line;
+    said = *line;
+  }
+  EXPECT_TRUE(absl::StrContains(said, "--max-memory 1 MiB")) << said;
+  auto page = HttpGet(address_, "/metrics");
+  ASSERT_TRUE(page.ok()) << page.status();
+  auto samples = ParseMetrics(*page);
+  ASSERT_TRUE(samples.ok());
+  EXPECT_EQ(*MetricValue(*samples, "goerrprof_processes", {{"status", "over_limit"}}), 1) << *page;
+  EXPECT_EQ(*MetricValue(*samples, "goerrprof_attached_processes"), 0);
+  SiteCounts ignored;
+  FinishStorms({a.get()}, &ignored);
+  EXPECT_TRUE(ScrapeErrors().empty());
+  StopAgent();
+}
+
 // /debug/pprof/errors?seconds=N: a profile of exactly the errors created
 // while it was open, labelled with their process.
 TEST_F(AgentTest, PprofWindowHoldsOnlyItsErrors) {
