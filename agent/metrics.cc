@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "diff/profile_diff.h"
@@ -51,7 +52,7 @@ std::string EscapeLabelValue(absl::string_view v) {
 }
 
 absl::StatusOr<std::map<std::string, ErrorMetrics::SiteCounts>> ErrorMetrics::CountSites(
-    const std::vector<Counted>& samples, const std::vector<Process>& processes) {
+    const std::vector<Counted>& samples, const std::vector<Process>& processes) const {
   // Processes by binary base name, each sub-profile numbering its own.
   struct Group {
     std::unique_ptr<ErrorProfile> profile;
@@ -72,7 +73,7 @@ absl::StatusOr<std::map<std::string, ErrorMetrics::SiteCounts>> ErrorMetrics::Co
     p.pid = static_cast<uint32_t>(processes[i].pid);
   }
   for (const Counted& s : samples) {
-    if (s.key->panic != PanicState::kNone || s.process >= where.size()) continue;
+    if ((s.key->panic != PanicState::kNone) != panics_ || s.process >= where.size()) continue;
     SampleKey key = *s.key;
     auto [group, index] = where[s.process];
     key.process = index;
@@ -92,7 +93,10 @@ absl::StatusOr<std::map<std::string, ErrorMetrics::SiteCounts>> ErrorMetrics::Co
     if (!sites.ok()) return sites.status();
     SiteCounts& counts = out[name];
     for (const auto& [key, stats] : sites->sites) {
-      counts[{key.function, key.origin, key.type}] += static_cast<uint64_t>(stats.count);
+      // SummarizeProfile types a panic site "panic: T"; the metric says so.
+      std::string type = key.type;
+      if (panics_ && absl::StartsWith(type, "panic: ")) type.erase(0, 7);
+      counts[{key.function, key.origin, type}] += static_cast<uint64_t>(stats.count);
     }
   }
   return out;
@@ -186,13 +190,18 @@ absl::Status ErrorMetrics::Fold(const Recorder::Evicted& gone) {
 }
 
 void ErrorMetrics::Render(std::string* out) const {
-  Header(out, "goerrprof_errors_total", "counter",
-         "Go errors created, by executable base name and creating site (as goerrprof diff "
-         "names it: innermost function, first caller outside the standard library, type).");
+  const char* name = panics_ ? "goerrprof_panics_total" : "goerrprof_errors_total";
+  Header(out, name, "counter",
+         panics_ ? "Go panics, recovered or not, by executable base name and panicking site "
+                   "(innermost function, first caller outside the standard library, the "
+                   "panic value's type)."
+                 : "Go errors created, by executable base name and creating site (as goerrprof "
+                   "diff names it: innermost function, first caller outside the standard "
+                   "library, type).");
   auto line = [&](const std::string& binary, const SiteLabels& s, uint64_t v) {
-    absl::StrAppend(out, "goerrprof_errors_total{binary=\"", EscapeLabelValue(binary),
-                    "\",function=\"", EscapeLabelValue(s.function), "\",origin=\"",
-                    EscapeLabelValue(s.origin), "\",error_type=\"", EscapeLabelValue(s.type),
+    absl::StrAppend(out, name, "{binary=\"", EscapeLabelValue(binary), "\",function=\"",
+                    EscapeLabelValue(s.function), "\",origin=\"", EscapeLabelValue(s.origin),
+                    panics_ ? "\",panic_type=\"" : "\",error_type=\"", EscapeLabelValue(s.type),
                     "\"} ", v, "\n");
   };
   for (const auto& [binary, b] : binaries_) {
@@ -201,10 +210,12 @@ void ErrorMetrics::Render(std::string* out) const {
   }
 }
 
-std::string RenderMetrics(const Agent& agent, const ErrorMetrics& errors, size_t windows,
-                          const OtlpExporter* otlp) {
+std::string RenderMetrics(const Agent& agent, const ErrorMetrics& errors,
+                          const ErrorMetrics& panics, size_t windows, const OtlpExporter* otlp,
+                          const GoroutineCounts* goroutines) {
   std::string out;
   errors.Render(&out);
+  panics.Render(&out);
   const Recorder& rec = agent.recorder();
   size_t probes = 0;
   for (const Recorder::TracedProcess& t : rec.traced()) probes += t.live ? t.probes : 0;
@@ -226,6 +237,7 @@ std::string RenderMetrics(const Agent& agent, const ErrorMetrics& errors, size_t
   }
   Gauge(&out, "goerrprof_pprof_windows", "Requests for /debug/pprof/errors in progress.",
         windows);
+  if (goroutines != nullptr) goroutines->Render(&out);
   if (otlp != nullptr) {
     OtlpExporter::Counts c = otlp->counts();
     Header(&out, "goerrprof_otlp_exports_total", "counter",

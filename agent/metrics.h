@@ -15,6 +15,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
 #include "agent/agent.h"
+#include "agent/goroutine_counts.h"
 #include "agent/otlp_exporter.h"
 
 namespace goerrprof::profiler {
@@ -25,8 +26,11 @@ std::string EscapeLabelValue(absl::string_view v);
 class ErrorMetrics {
  public:
   // At most max_sites series per binary; the sites past them (first seen
-  // last) are summed in one series labelled "other".
-  explicit ErrorMetrics(size_t max_sites) : max_sites_(max_sites) {}
+  // last) are summed in one series labelled "other". With `panics`, the
+  // same for panics (goerrprof_panics_total, by panic_type) instead of
+  // errors.
+  explicit ErrorMetrics(size_t max_sites, bool panics = false)
+      : max_sites_(max_sites), panics_(panics) {}
 
   // Recounts from the recorder's profile when it changed since last time.
   // A series never decreases (Prometheus counters), and a site that got a
@@ -36,7 +40,8 @@ class ErrorMetrics {
   // their series, so the series stay exact without them. Call it with
   // every eviction's result, before the next Update.
   absl::Status Fold(const Recorder::Evicted& gone);
-  // goerrprof_errors_total's lines, HELP and TYPE first.
+  // goerrprof_errors_total's (or goerrprof_panics_total's) lines, HELP and
+  // TYPE first.
   void Render(std::string* out) const;
 
  private:
@@ -64,10 +69,11 @@ class ErrorMetrics {
     const ExecutablePlan* plan;
     pid_t pid;
   };
-  // Errors (not panics) by binary base name and site, named as diff does.
-  static absl::StatusOr<std::map<std::string, SiteCounts>> CountSites(
-      const std::vector<Counted>& samples, const std::vector<Process>& processes);
+  // Errors (or only panics) by binary base name and site, named as diff does.
+  absl::StatusOr<std::map<std::string, SiteCounts>> CountSites(
+      const std::vector<Counted>& samples, const std::vector<Process>& processes) const;
   size_t max_sites_;
+  bool panics_;
   // What the profile was at the last recount.
   std::tuple<uint64_t, uint64_t, size_t> seen_{~uint64_t{0}, 0, 0};
   std::map<std::string, Binary> binaries_;
@@ -75,9 +81,12 @@ class ErrorMetrics {
 
 // The whole page: errors, process statuses, probes, drops, the profile
 // windows open (/debug/pprof/errors) and the agent's own CPU time and
-// resident memory; with `otlp`, its pushes by outcome.
-std::string RenderMetrics(const Agent& agent, const ErrorMetrics& errors, size_t windows,
-                          const OtlpExporter* otlp = nullptr);
+// resident memory; with `otlp`, its pushes by outcome; with `goroutines`,
+// the goroutine counts (as last refreshed).
+std::string RenderMetrics(const Agent& agent, const ErrorMetrics& errors,
+                          const ErrorMetrics& panics, size_t windows,
+                          const OtlpExporter* otlp = nullptr,
+                          const GoroutineCounts* goroutines = nullptr);
 
 }  // namespace goerrprof::profiler
 

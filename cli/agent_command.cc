@@ -22,6 +22,7 @@
 #include "absl/time/time.h"
 #include "agent/agent.h"
 #include "agent/error_window.h"
+#include "agent/goroutine_counts.h"
 #include "agent/goroutine_page.h"
 #include "agent/http_server.h"
 #include "agent/metrics.h"
@@ -121,7 +122,7 @@ constexpr size_t kMaxWindows = 4;
 using Windows = std::map<uint64_t, std::unique_ptr<ErrorWindow>>;
 
 HttpResponse Serve(const std::string& target, uint64_t id, Agent& agent, ErrorMetrics& errors,
-                   Windows& windows, const OtlpExporter* otlp) {
+                   ErrorMetrics& panics, Windows& windows, const OtlpExporter* otlp, GoroutineCounts* goroutines) {
   HttpResponse r;
   std::string path = target.substr(0, target.find('?'));
   if (path == "/debug/pprof/errors") {
@@ -145,13 +146,16 @@ HttpResponse Serve(const std::string& target, uint64_t id, Agent& agent, ErrorMe
              "/debug/pprof/goroutines?pid=P\n";
     return r;
   }
-  if (absl::Status s = errors.Update(agent.recorder()); !s.ok()) {
+  for (ErrorMetrics* m : {&errors, &panics}) {
+    absl::Status s = m->Update(agent.recorder());
+    if (s.ok()) continue;
     // The rest of the page is still worth serving; the counts stand as last made.
     std::fprintf(stderr, "goerrprof: agent: counting errors: %s\n",
                  std::string(s.message()).c_str());
   }
   r.content_type = "text/plain; version=0.0.4; charset=utf-8";
-  r.body = RenderMetrics(agent, errors, windows.size(), otlp);
+  if (goroutines != nullptr) goroutines->Refresh(agent.recorder());
+  r.body = RenderMetrics(agent, errors, panics, windows.size(), otlp, goroutines);
   return r;
 }
 
@@ -176,9 +180,15 @@ int RunAgent(const std::vector<std::string>& args) {
   if (!args.empty()) return Fail(absl::InvalidArgumentError("agent takes no arguments"));
   auto options = AgentOptionsFromFlags();
   if (!options.ok()) return Fail(options.status());
-  if (absl::GetFlag(FLAGS_goroutines) != "off") {
-    return Fail(absl::InvalidArgumentError("--goroutines is not available in agent mode yet"));
+  // sample: goroutine counts from outside snapshots; park tracing's three
+  // traps per park are no thing to put on every process of a node.
+  const std::string goroutine_mode = absl::GetFlag(FLAGS_goroutines);
+  if (goroutine_mode != "off" && goroutine_mode != "sample") {
+    return Fail(absl::InvalidArgumentError(absl::StrCat(
+        "agent: --goroutines must be sample or off, not \"", goroutine_mode, "\"")));
   }
+  std::unique_ptr<GoroutineCounts> goroutines;
+  if (goroutine_mode == "sample") goroutines = std::make_unique<GoroutineCounts>();
   if (absl::GetFlag(FLAGS_max_sites) < 1) {
     return Fail(absl::InvalidArgumentError("--max-sites must be at least 1"));
   }
@@ -205,6 +215,7 @@ int RunAgent(const std::vector<std::string>& args) {
   auto server = HttpServer::Listen(absl::GetFlag(FLAGS_listen));
   if (!server.ok()) return Fail(server.status());
   ErrorMetrics errors(static_cast<size_t>(absl::GetFlag(FLAGS_max_sites)));
+  ErrorMetrics panics(static_cast<size_t>(absl::GetFlag(FLAGS_max_sites)), /*panics=*/true);
 
   struct sigaction sa = {};
   sa.sa_handler = OnAgentStop;
@@ -241,7 +252,7 @@ int RunAgent(const std::vector<std::string>& args) {
   absl::Time next_scan = absl::Now() + rescan;
   Windows windows;
   auto handler = [&](const std::string&, const std::string& target, uint64_t id) {
-    return Serve(target, id, **agent, errors, windows, otlp.get());
+    return Serve(target, id, **agent, errors, panics, windows, otlp.get(), goroutines.get());
   };
   // The OTLP push's period in progress; the next starts as it ends, so
   // consecutive pushes cover every error once.
@@ -299,9 +310,11 @@ int RunAgent(const std::vector<std::string>& args) {
       // the agent knows of them (their cgroups).
       if ((*agent)->recorder().closed_sessions() > 0) {
         Recorder::Evicted gone = (*agent)->EvictExited();
-        if (absl::Status s = errors.Fold(gone); !s.ok()) {
-          std::fprintf(stderr, "goerrprof: agent: counting errors of exited processes: %s\n",
-                       std::string(s.message()).c_str());
+        for (ErrorMetrics* m : {&errors, &panics}) {
+          if (absl::Status s = m->Fold(gone); !s.ok()) {
+            std::fprintf(stderr, "goerrprof: agent: counting errors of exited processes: %s\n",
+                         std::string(s.message()).c_str());
+          }
         }
         for (auto& [id, w] : windows) w->Fold(gone, container_of);
         if (period) period->Fold(gone, container_of);

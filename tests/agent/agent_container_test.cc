@@ -157,7 +157,7 @@ TEST_F(AgentContainerTest, GoroutinesPageServesASnapshot) {
     std::string path;
     ~Remove() { std::remove(path.c_str()); }
   } remove{parked};
-  StartAgent({"--include=" + name});
+  StartAgent({"--include=" + name, "--goroutines=sample"});
   ASSERT_NE(agent_, nullptr);
 
   auto child = Child::Spawn({parked});
@@ -166,17 +166,42 @@ TEST_F(AgentContainerTest, GoroutinesPageServesASnapshot) {
   ASSERT_TRUE(ready.ok() && absl::StartsWith(*ready, "ready ")) << ready.status();
   // The truth: its own debug=2 dump, goroutines separated by blank lines,
   // then a JSON line. Counted: goroutines with these functions on stack.
+  // And by wait reason, from the headers ("goroutine 12 [select]:", "[chan
+  // receive, 2 minutes]"), but for the goroutine that dumps (running).
   std::map<std::string, int64_t> want = {{"main.selectWaiter", 0}, {"main.sleeper", 0}};
+  std::map<std::string, double> waiting;
   for (;;) {
     auto line = (*child)->ReadLine(false, kTimeout);
     ASSERT_TRUE(line.ok()) << line.status();
     if (absl::StartsWith(*line, "{\"labels\"")) break;
     for (auto& [function, n] : want) n += absl::StartsWith(*line, function + "(");
+    size_t open = line->find(" [");
+    if (absl::StartsWith(*line, "goroutine ") && open != std::string::npos) {
+      std::string reason = line->substr(open + 2, line->find_first_of(",]", open) - open - 2);
+      if (reason != "running") ++waiting[reason];
+    }
   }
+  EXPECT_EQ(waiting["select"], 4);
   EXPECT_EQ(want["main.selectWaiter"], 4);
   EXPECT_EQ(want["main.sleeper"], 2);
   const pid_t pid = (*child)->pid();
   WaitAttached({pid});
+
+  // goerrprof_goroutines (--goroutines=sample): its waiting goroutines by
+  // reason, as its dump has them.
+  auto page = HttpGet(address_, "/metrics");
+  ASSERT_TRUE(page.ok()) << page.status();
+  auto samples = ParseMetrics(*page);
+  ASSERT_TRUE(samples.ok()) << samples.status();
+  std::map<std::string, double> got;
+  for (const MetricSample& s : *samples) {
+    if (s.name != "goerrprof_goroutines") continue;
+    EXPECT_EQ(s.labels.at("binary"), name);
+    if (s.labels.at("state") == "waiting") got[s.labels.at("wait_reason")] += s.value;
+  }
+  EXPECT_EQ(got, waiting) << *page;
+  EXPECT_EQ(*MetricValue(*samples, "goerrprof_goroutine_snapshots_total"), 1) << *page;
+  EXPECT_EQ(*MetricValue(*samples, "goerrprof_goroutine_snapshots_failed_total"), 0);
 
   CommandResult top = PprofTop(absl::StrCat("/debug/pprof/goroutines?pid=", pid));
   ASSERT_EQ(top.exit_code, 0) << top.err;

@@ -151,6 +151,41 @@ TEST_F(AgentTest, OverLimitWaitsForASlot) {
   StopAgent();
 }
 
+// goerrprof_panics_total: errgen's whole run panics at known sites
+// (recovered, and runtime errors: a nil map write, an index out of range,
+// a failed assertion); by panic type the series equal its truth.
+TEST_F(AgentTest, PanicsAreCountedByType) {
+  StartAgent();
+  ASSERT_NE(agent_, nullptr);
+  auto a = StartErrgen({"-n", "1"});
+  ASSERT_TRUE(a);
+  WaitAttached({a->pid()});
+  ASSERT_TRUE(a->Write("go\n").ok());
+  auto run = a->Finish(kTimeout);
+  ASSERT_TRUE(run.ok()) << run.status();
+  ASSERT_EQ(run->exit_code, 0) << run->err;
+  auto truth = ParseJson(run->out);
+  ASSERT_TRUE(truth.ok()) << truth.status() << run->out;
+  std::map<std::string, double> want;
+  for (const auto& p : Get(*truth, "panics").list_value().values()) {
+    want[GetString(p, "type")] += static_cast<double>(GetInt(p, "count"));
+  }
+  ASSERT_GE(want.size(), 3u) << run->out;
+  WaitAttachedGauge(0);  // drained
+  auto page = HttpGet(address_, "/metrics");
+  ASSERT_TRUE(page.ok()) << page.status();
+  auto samples = ParseMetrics(*page);
+  ASSERT_TRUE(samples.ok()) << samples.status();
+  std::map<std::string, double> got;
+  for (const MetricSample& m : *samples) {
+    if (m.name != "goerrprof_panics_total") continue;
+    EXPECT_EQ(m.labels.at("binary"), errgen_name_);
+    got[m.labels.at("panic_type")] += m.value;
+  }
+  EXPECT_EQ(got, want) << *page;
+  StopAgent();
+}
+
 // --max-memory: with the cap below what the agent already uses, a Go
 // process found is planned but not attached, counted over_limit, and the
 // agent says why once.
