@@ -222,6 +222,9 @@ std::string RenderMetrics(const Agent& agent, const ErrorMetrics& errors,
   Gauge(&out, "goerrprof_attached_processes", "Processes with error probes attached now.",
         rec.live_sessions());
   Gauge(&out, "goerrprof_probes", "Error probes attached now, over all processes.", probes);
+  Gauge(&out, "goerrprof_detaching_processes",
+        "Exited or excluded processes whose probes are still being detached (in the background).",
+        rec.detaching());
   Gauge(&out, "goerrprof_evicted_processes_total",
         "Processes that exited and were forgotten, their counts kept in the series.",
         rec.evicted(), "counter");

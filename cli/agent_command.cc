@@ -90,6 +90,9 @@ absl::StatusOr<AgentOptions> AgentOptionsFromFlags() {
   o.record.max_chain = static_cast<uint32_t>(absl::GetFlag(FLAGS_max_chain));
   o.record.ringbuf_bytes = static_cast<uint32_t>(absl::GetFlag(FLAGS_ringbuf_bytes));
   o.record.toolchain = absl::GetFlag(FLAGS_toolchain);
+  // Detaching an exited process's probes must not stall scrapes (per-probe
+  // perf links before Linux 6.6 take an RCU grace period each).
+  o.record.detach_in_background = true;
   // Nothing the agent serves shows messages yet: keeping none bounds memory.
   o.record.messages = MessagePolicy::kOff;
   std::string pct(absl::StripSuffix(absl::GetFlag(FLAGS_max_overhead), "%"));

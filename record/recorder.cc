@@ -171,7 +171,14 @@ void Recorder::Close(Traced& t) {
   FlushPanics(t, index);
   CloseBudget(t, index);
   t.final_counters = t.session->Counters();
-  t.session.reset();  // detach: the process runs free
+  // Detach: the process runs free (at once, or soon in the background).
+  // Bounded: past a few waiting, here (a churn must not pile up sessions,
+  // each holding its ring buffer).
+  if (options_.detach_in_background && reaper_.pending() < kMaxDetaching) {
+    reaper_.Add(std::move(t.session));
+  } else {
+    t.session.reset();
+  }
   if (t.parks) t.parks->Stop();  // goroutines still parked count until now
   if (t.waits) t.waits->Stop();
 }
@@ -248,6 +255,7 @@ void Recorder::FlushPanics(Traced& t, uint32_t index) {
 
 void Recorder::DetachAll() {
   for (Traced& t : processes_) Close(t);
+  reaper_.Drain();
 }
 
 size_t Recorder::live_sessions() const {

@@ -20,6 +20,7 @@
 #include "aggregate/error_profile.h"
 #include "record/overhead_budget.h"
 #include "session/park_session.h"
+#include "record/session_reaper.h"
 #include "record/wait_sampler.h"
 #include "pprof/pprof_writer.h"
 #include "symbolizer/go_binary.h"
@@ -45,7 +46,14 @@ struct RecordOptions {
   // What the error probes may cost each target, as a fraction of one CPU
   // (record/overhead_budget.h); 0: no limit.
   double max_overhead = 0;
+  // Destroy closed sessions (detach their probes) on a thread of their own
+  // (record/session_reaper.h), for a caller whose loop must not wait on
+  // it; DetachAll still returns with every probe off.
+  bool detach_in_background = false;
 };
+// Sessions detaching in the background at most; past it, Close detaches
+// where it stands.
+inline constexpr size_t kMaxDetaching = 4;
 
 // What was learnt about one executable (by device and inode).
 struct ExecutablePlan {
@@ -128,6 +136,8 @@ class Recorder {
   Evicted EvictClosed();
   // Processes whose session is closed but that are still remembered.
   size_t closed_sessions() const { return processes_.size() - live_sessions(); }
+  // Closed sessions whose probes are still being detached (in the background).
+  size_t detaching() const { return reaper_.pending(); }
   uint64_t evicted() const { return evicted_; }
   static constexpr size_t kMaxIdlePlans = 16;
 
@@ -202,6 +212,9 @@ class Recorder {
   // program's mean run time (from the kernel's stats while they are on).
   double trap_ns_ = -1;
   int run_stats_fd_ = -1;
+  // Last: destroyed first, so sessions it still holds are detached before
+  // anything else of the Recorder goes.
+  SessionReaper reaper_;
   void StartBudget(Traced& t);
   void TickBudget(Traced& t);
   void CloseBudget(Traced& t, uint32_t index);

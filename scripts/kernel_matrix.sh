@@ -13,6 +13,9 @@
 #                       (per-site links: uprobe_multi swaps, or perf links before
 #                       6.6) and estimates it (record_cli_test RecordBudgetTest)
 #   goroutines          the snapshot against parked's own debug=2 dump (goroutines_test)
+#   agent               `goerrprof agent` finds errgen processes started after it (the
+#                       /proc scan, and exec events alone) and /metrics equals their
+#                       truth (agent_test)
 #   doctor              `goerrprof doctor --json` exits 0 (when the command exists)
 #
 # Kernels are Debian packages, resolved through the cloud meta-package of a
@@ -70,7 +73,7 @@ REFUSAL_RE=${KM_REFUSAL_RE:-'(kernel|Linux) .*(lacks|missing|needs|requires|not 
 DEBIAN_MIRROR=http://deb.debian.org/debian
 ALL_KERNELS="bullseye bookworm bookworm-backports trixie trixie-backports sid experimental host"
 DEFAULT_KERNELS="bullseye bookworm bookworm-backports trixie trixie-backports sid host"
-CAPS="record record_goroutines record_command record_budget goroutines"
+CAPS="record record_goroutines record_command record_budget goroutines agent"
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
 build=$repo/build
@@ -106,7 +109,8 @@ flock -n 9 || die "another kernel_matrix.sh runs (lock $work/.lock)"
 
 goerrprof=$build/goerrprof
 [ -x "$goerrprof" ] || die "no $goerrprof: build first (cmake --build $build)"
-for t in record_test record_goroutines_test ci_record_test goroutines_test park_test record_cli_test; do
+for t in record_test record_goroutines_test ci_record_test goroutines_test park_test record_cli_test \
+  agent_test; do
   [ -x "$build/tests/$t" ] || die "no $build/tests/$t: build the tests first"
 done
 manifest=${GOERRPROF_CORPUS:-$repo/.cache/corpus}/manifest.tsv

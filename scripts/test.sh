@@ -47,7 +47,7 @@ bash scripts/fuzz.sh 60
 # (~3 min for 7 kernels). A release build: ASan under TCG is too slow.
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build build --target goerrprof record_test record_goroutines_test ci_record_test \
-  goroutines_test park_test record_cli_test soak_test
+  goroutines_test park_test record_cli_test agent_test soak_test
 bash scripts/kernel_matrix.sh --jobs 2 --build build
 
 # The 2-minute soak on the release build (ASan's quarantine would hide a

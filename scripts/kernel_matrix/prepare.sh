@@ -147,6 +147,7 @@ declare -A TESTS=(
   [record_budget]="record_cli_test=RecordBudgetTest.StormSiteGoesOffAndIsEstimated:RecordBudgetTest.ZeroObservesEverything"
   [record_command]="ci_record_test=CiRecord.CommandErrorsFromItsFirstInstruction:CiRecord.SignalsAreForwarded"
   [goroutines]="goroutines_test=Goroutines.${N}_parked_default:Goroutines.${O}_parked_pie"
+  [agent]="agent_test=AgentTest.CountsEqualErrgenTruth:AgentTest.ExecEventsFindNewPrograms"
 )
 # When a capability fails, this command runs too (stderr kept) so the report
 # can quote goerrprof's own words where the gtest does not print them.
@@ -158,7 +159,7 @@ declare -A PROBE=(
 declare -A CAP_TITLE=(
   [record]="record" [record_goroutines]="record --goroutines" [record_command]="record -- CMD"
   [record_budget]="record --max-overhead"
-  [goroutines]="goroutines" [doctor]="doctor"
+  [goroutines]="goroutines" [agent]="agent" [doctor]="doctor"
 )
 
 # `goerrprof doctor` is optional: the column appears when the binary has it.
@@ -238,7 +239,7 @@ build_initramfs() {
   write_config "$root/km/config.sh" /tmp/km_logs
   add "$goerrprof"
   for t in record_test record_goroutines_test ci_record_test goroutines_test park_test \
-    record_cli_test; do
+    record_cli_test agent_test; do
     add "$build/tests/$t"
   done
   add /usr/sbin/bpftool # park_test checks that no program stays loaded

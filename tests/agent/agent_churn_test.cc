@@ -217,6 +217,7 @@ TEST_F(AgentChurnTest, ForgetsExitedProcessesKeepingCountsExact) {
     ASSERT_NO_FATAL_FAILURE(CheckNeverDecreasing());
     if (warm_kib < 0 && lifetimes >= kWarmup) {
       WaitAttachedGauge(0);  // measured with no session open, as at the end
+      WaitGauge("goerrprof_detaching_processes", 0);
       warm_kib = VmRssKiB(agent_->pid());
     }
     peak_kib = std::max(peak_kib, VmRssKiB(agent_->pid()));
@@ -250,6 +251,7 @@ TEST_F(AgentChurnTest, ForgetsExitedProcessesKeepingCountsExact) {
   EXPECT_EQ(got.size(), 3u);
   const int attached = batches * (kClean + kChurn);
   WaitAtLeast("goerrprof_evicted_processes_total", attached);
+  WaitGauge("goerrprof_detaching_processes", 0);
   const int64_t end_kib = VmRssKiB(agent_->pid());
   std::printf("agent VmRSS: %lld KiB after %d lifetimes, %lld KiB after %d (peak %lld KiB)\n",
               static_cast<long long>(warm_kib), kWarmup, static_cast<long long>(end_kib),

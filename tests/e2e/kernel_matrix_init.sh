@@ -23,6 +23,8 @@ mnt bpf /sys/fs/bpf
 mkdir -p /tmp /root /dev/shm
 mount -t tmpfs tmpfs /dev/shm 2>/dev/null
 chmod 1777 /tmp
+# Loopback, for the agent's HTTP pages.
+ip link set lo up 2>/dev/null || ifconfig lo 127.0.0.1 up 2>/dev/null || echo "KM_WARN no loopback"
 # Kernels before 5.11 charge BPF maps to RLIMIT_MEMLOCK.
 ulimit -l unlimited 2>/dev/null || echo "KM_WARN ulimit -l unlimited failed"
 ulimit -n 65536 2>/dev/null
