@@ -7,6 +7,7 @@
 
 #include <sys/types.h>
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -57,6 +58,26 @@ class WindowRequest {
   std::thread thread_;
 };
 
+// `go tool pprof -top -cum` of the agent's `page` on a thread of its own
+// (a window the test fills meanwhile), joined on every way out.
+class PprofTopRequest {
+ public:
+  explicit PprofTopRequest(std::function<CommandResult()> fetch)
+      : thread_([this, fetch = std::move(fetch)] { result_ = fetch(); }) {}
+  ~PprofTopRequest() {
+    if (thread_.joinable()) thread_.join();
+  }
+  // Waits for pprof's answer.
+  CommandResult Result() {
+    if (thread_.joinable()) thread_.join();
+    return result_;
+  }
+
+ private:
+  CommandResult result_;  // before thread_: set by it
+  std::thread thread_;
+};
+
 // The cum column of `function` in `go tool pprof -top` output (fields:
 // flat flat% sum% cum cum% name); -1 when absent.
 int64_t CumOf(const std::string& top, const std::string& function);
@@ -99,6 +120,10 @@ class AgentTest : public RecordCliTest {
   void StopAgent();
   // `go tool pprof -top -cum` of the agent's `page` (fetched by pprof).
   CommandResult PprofTop(const std::string& page);
+  // The same, started now on a thread of its own.
+  std::unique_ptr<PprofTopRequest> StartPprofTop(const std::string& page) {
+    return std::make_unique<PprofTopRequest>([this, page] { return PprofTop(page); });
+  }
 
   std::string errgen_;       // the private copy
   std::string errgen_name_;  // its base name: the metrics' binary label

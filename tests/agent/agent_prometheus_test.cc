@@ -150,14 +150,7 @@ TEST_F(AgentPrometheusTest, EveryExportSeesTwoLateTargets) {
   WaitQuery("goerrprof_attached_processes", 2);
 
   // `go tool pprof` fetches a window over the whole run.
-  CommandResult top;
-  std::thread fetch([&] { top = PprofTop("/debug/pprof/errors?seconds=8"); });
-  struct Join {  // on every way out, a failed assertion's too
-    std::thread& t;
-    ~Join() {
-      if (t.joinable()) t.join();
-    }
-  } join{fetch};
+  auto fetch = StartPprofTop("/debug/pprof/errors?seconds=8");
   WaitGauge("goerrprof_pprof_windows", 1);
 
   SiteCounts want;
@@ -181,7 +174,7 @@ TEST_F(AgentPrometheusTest, EveryExportSeesTwoLateTargets) {
     EXPECT_EQ(*v, static_cast<double>(n)) << site.first << " " << site.second;
   }
 
-  fetch.join();
+  const CommandResult top = fetch->Result();
   ASSERT_EQ(top.exit_code, 0) << top.err;
   for (const auto& [function, n] : by_function) EXPECT_EQ(CumOf(top.out, function), n) << top.out;
 

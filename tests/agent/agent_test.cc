@@ -77,18 +77,11 @@ TEST_F(AgentTest, GoToolPprofReadsTheErrorsPage) {
   auto a = StartStorm(40, 4);
   ASSERT_TRUE(a);
   WaitAttached({a->pid()});
-  CommandResult top;
-  std::thread fetch([&] { top = PprofTop("/debug/pprof/errors?seconds=5"); });
-  struct Join {  // on every way out, a failed assertion's too
-    std::thread& t;
-    ~Join() {
-      if (t.joinable()) t.join();
-    }
-  } join{fetch};
+  auto fetch = StartPprofTop("/debug/pprof/errors?seconds=5");
   WaitGauge("goerrprof_pprof_windows", 1);
   SiteCounts want;
   FinishStorms({a.get()}, &want);
-  fetch.join();
+  const CommandResult top = fetch->Result();
   ASSERT_EQ(top.exit_code, 0) << top.err;
   for (const auto& [site, n] : want) EXPECT_EQ(CumOf(top.out, site.second), n) << top.out;
   StopAgent();
