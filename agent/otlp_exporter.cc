@@ -8,6 +8,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <algorithm>
 #include <utility>
 
 #include "absl/strings/match.h"
@@ -178,27 +179,46 @@ OtlpExporter::Counts OtlpExporter::counts() const {
 
 void OtlpExporter::Run() {
   std::unique_lock<std::mutex> lock(mu_);
+  absl::Duration backoff = absl::ZeroDuration();
+  absl::Time retry_at = absl::InfinitePast();
   for (;;) {
-    wake_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
+    // The next request when its retry is due; at once when stopping.
+    while (!stopping_ && (queue_.empty() || absl::Now() < retry_at)) {
+      if (queue_.empty()) {
+        wake_.wait(lock);
+      } else {
+        wake_.wait_for(lock, absl::ToChronoNanoseconds(retry_at - absl::Now()));
+      }
+    }
     if (queue_.empty()) return;  // stopping, and all sent
-    std::string request = std::move(queue_.front());
-    queue_.pop_front();
+    // Kept at the front until sent: a collector that restarts loses nothing.
+    std::string request = queue_.front();
     lock.unlock();
     absl::Status s = PostOtlp(to_, request, kTimeout);
     lock.lock();
     if (s.ok()) {
+      queue_.pop_front();
       ++counts_.sent;
+      backoff = absl::ZeroDuration();
+      retry_at = absl::InfinitePast();
       if (failing_) std::fprintf(stderr, "goerrprof: agent: OTLP pushes succeed again\n");
       failing_ = false;
-    } else {
-      ++counts_.failed;
-      counts_.last_error = std::string(s.message());
-      if (!failing_) {
-        std::fprintf(stderr, "goerrprof: agent: OTLP push failed (counted; said once until one "
-                     "succeeds): %s\n", counts_.last_error.c_str());
-      }
-      failing_ = true;
+      continue;
     }
+    ++counts_.failed;
+    counts_.last_error = std::string(s.message());
+    if (!failing_) {
+      std::fprintf(stderr, "goerrprof: agent: OTLP push failed (retried, said once until one "
+                   "succeeds): %s\n", counts_.last_error.c_str());
+    }
+    failing_ = true;
+    if (stopping_) {  // one try each at the end, then given up
+      queue_.pop_front();
+      ++counts_.dropped;
+      continue;
+    }
+    backoff = std::min(kMaxBackoff, std::max(absl::Seconds(1), backoff * 2));
+    retry_at = absl::Now() + backoff;
   }
 }
 

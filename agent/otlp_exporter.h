@@ -1,8 +1,11 @@
 // `agent --otlp-endpoint`: each window of errors (pprof/otlp_profile.h)
 // POSTed to an OpenTelemetry collector over OTLP/HTTP (protobuf, plain
 // http://; no TLS yet). Sending runs on a thread of its own, so a slow or
-// absent collector never holds up the agent's event loop; what cannot be
-// queued is dropped and counted, never lost silently.
+// absent collector never holds up the agent's event loop. A failed push is
+// retried (backing off from 1 s to kMaxBackoff) until it is sent, and
+// pushes behind it wait; what cannot be queued, or is still unsent when
+// Finish has tried it once more, is dropped and counted, never lost
+// silently.
 #ifndef GOERRPROF_AGENT_OTLP_EXPORTER_H_
 #define GOERRPROF_AGENT_OTLP_EXPORTER_H_
 
@@ -40,6 +43,7 @@ class OtlpExporter {
  public:
   static constexpr size_t kMaxQueued = 4;
   static constexpr absl::Duration kTimeout = absl::Seconds(10);
+  static constexpr absl::Duration kMaxBackoff = absl::Seconds(30);
 
   explicit OtlpExporter(OtlpEndpoint to);
   ~OtlpExporter() { Finish(); }
@@ -47,10 +51,13 @@ class OtlpExporter {
   // Queues one request; with kMaxQueued waiting already (or after Finish),
   // it is dropped.
   void Push(std::string request);
-  // Sends what is queued (each try bounded by kTimeout) and stops.
+  // Tries what is queued once more (each try bounded by kTimeout), drops
+  // what still fails, and stops.
   void Finish();
 
   struct Counts {
+    // Requests sent and dropped; failed counts tries (a request retried
+    // until sent fails more than once).
     uint64_t sent = 0, failed = 0, dropped = 0;
     std::string last_error;  // of the newest failure
   };

@@ -41,14 +41,14 @@ std::string FindOtelCollector() {
   return access(p.c_str(), X_OK) == 0 ? p : "";
 }
 
-absl::StatusOr<std::unique_ptr<OtelCollector>> OtelCollector::Start() {
+absl::StatusOr<std::unique_ptr<OtelCollector>> OtelCollector::Start(int wanted_port) {
   std::string bin = FindOtelCollector();
   if (bin.empty()) return absl::NotFoundError("no collector: run scripts/build_otelcol.sh");
   std::unique_ptr<OtelCollector> c(new OtelCollector());
   static int started = 0;
   c->dir_ = absl::StrCat(::testing::TempDir(), "otelcol-", getpid(), "-", ++started);
   std::filesystem::create_directories(c->dir_);
-  const int port = FreeLoopbackPort();
+  const int port = wanted_port > 0 ? wanted_port : FreeLoopbackPort();
   if (port <= 0) return absl::InternalError("no free port");
   c->endpoint_ = absl::StrCat("http://127.0.0.1:", port);
   {

@@ -22,8 +22,9 @@ std::string FindOtelCollector();
 
 class OtelCollector {
  public:
-  // Started and accepting connections (bounded wait).
-  static absl::StatusOr<std::unique_ptr<OtelCollector>> Start();
+  // Started and accepting connections (bounded wait), on `port` or, with 0,
+  // a free one.
+  static absl::StatusOr<std::unique_ptr<OtelCollector>> Start(int port = 0);
   ~OtelCollector();  // stopped, its directory removed
 
   // http://127.0.0.1:PORT: the agent's --otlp-endpoint.
