@@ -259,6 +259,8 @@ std::string RenderMetrics(const Agent& agent, const ErrorMetrics& errors,
                   absl::StrFormat("%.6f", seconds(ru.ru_utime) + seconds(ru.ru_stime)), "\n");
   Gauge(&out, "process_resident_memory_bytes", "Resident memory of the agent itself.",
         SelfResidentBytes());
+  Gauge(&out, "goerrprof_heap_bytes",
+        "Heap memory the agent has allocated and not freed (malloc's count).", SelfHeapBytes());
   return out;
 }
 

@@ -3,11 +3,24 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <malloc.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstdlib>
 #include <fstream>
+
+#if defined(__SANITIZE_ADDRESS__)
+#define GEP_ASAN_BUILD 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define GEP_ASAN_BUILD 1
+#endif
+#endif
+#ifdef GEP_ASAN_BUILD
+// The sanitizer runtime's count (its header is not installed everywhere).
+extern "C" size_t __sanitizer_get_current_allocated_bytes();
+#endif
 
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
@@ -15,6 +28,15 @@
 #include "absl/strings/str_split.h"
 
 namespace goerrprof::profiler {
+
+uint64_t SelfHeapBytes() {
+#ifdef GEP_ASAN_BUILD
+  return __sanitizer_get_current_allocated_bytes();
+#else
+  struct mallinfo2 mi = mallinfo2();
+  return mi.uordblks + mi.hblkhd;
+#endif
+}
 
 uint64_t SelfResidentBytes() {
   // statm's second field: resident pages.

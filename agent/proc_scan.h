@@ -38,6 +38,10 @@ bool ParseProcStat(const std::string& stat, pid_t* ppid, uint64_t* start_time);
 
 // This process's resident memory (/proc/self/statm), 0 when unreadable.
 uint64_t SelfResidentBytes();
+// This process's heap in use: what malloc has handed out and not had back
+// (glibc's mallinfo2; the sanitizer's own count in an ASan build, whose
+// freed memory stays resident). Tells a leak from allocator high water.
+uint64_t SelfHeapBytes();
 
 // The executable's path as the process sees it (in its own mount
 // namespace; " (deleted)" stripped), "" when unreadable.
