@@ -371,7 +371,9 @@ int gep_on_error(struct pt_regs *ctx) {
   root->tab = root->type = root->data = 0;
   root->parent = -1;
   root->depth = 0;
-  if (GEP_LOC_KIND(tloc) == GEP_LOC_CONST || GEP_LOC_KIND(dloc) == GEP_LOC_CONST) {
+  __u64 want_tab = 0;
+  if (GEP_LOC_KIND(tloc) == GEP_LOC_CONST || GEP_LOC_KIND(dloc) == GEP_LOC_CONST ||
+      (tloc & GEP_LOC_F_CHECK)) {
     struct gep_site *site = bpf_map_lookup_elem(&sites, &ip);
     if (!site) {
       bump(GEP_CTR_DROP_NO_SITE);
@@ -379,11 +381,16 @@ int gep_on_error(struct pt_regs *ctx) {
     }
     root->type = site->type;
     root->data = site->data;
+    want_tab = site->tab;
   }
   load_regs(ctx, s->regs);
   if (GEP_LOC_KIND(tloc) != GEP_LOC_CONST) {
     if (read_loc(s, tloc, &root->tab)) {
       bump(GEP_CTR_DROP_ROOT_READ);
+      goto out;
+    }
+    if ((tloc & GEP_LOC_F_CHECK) && root->tab != want_tab) {
+      bump(GEP_CTR_NOT_HERE);
       goto out;
     }
     if (!root->tab) {

@@ -7,12 +7,14 @@
 
 #include "bpf/probe_abi.h"
 
-/* Sites whose cookie has a GEP_LOC_CONST location: the site map, keyed by
- * the probe's runtime address (what pt_regs->ip holds in the handler),
- * gives the runtime type address (CONST itab) and/or data word (CONST data). */
+/* Sites whose cookie has a GEP_LOC_CONST location or GEP_LOC_F_CHECK: the
+ * site map, keyed by the probe's runtime address (what pt_regs->ip holds in
+ * the handler), gives the runtime type address (CONST itab), the data word
+ * (CONST data) and the word a checked site's itab location must hold. */
 struct gep_site {
   gep_u64 type;
   gep_u64 data;
+  gep_u64 tab;
 };
 
 /* Hard limits; the verifier sees them as loop bounds and buffer sizes. */
@@ -166,6 +168,7 @@ enum gep_counter {
   GEP_CTR_EVENTS,          /* records written to the ring buffer */
   GEP_CTR_NIL,             /* nil interface at the site: nothing to record */
   GEP_CTR_FOREIGN,         /* hit by another process: ignored */
+  GEP_CTR_NOT_HERE,        /* checked site reached without its itab: no creation */
   GEP_CTR_DROP_RINGBUF,    /* ring buffer full */
   GEP_CTR_DROP_BUSY,       /* per-CPU scratch in use (preempted handler) */
   GEP_CTR_DROP_NO_SCRATCH,

@@ -49,6 +49,12 @@ enum gep_loc_kind { GEP_LOC_NONE = 0, GEP_LOC_REG = 1, GEP_LOC_MEM = 2, GEP_LOC_
  * [rsp] and is spliced in after the ip. */
 #define GEP_LOC_F_FRAMELESS 0x80u
 
+/* Flag in a cookie's tab location, only with GEP_LOC_REG (whose
+ * displacement bits are otherwise zero): the probe sits where other paths
+ * also arrive (a return past a merge), so the word there must be the site
+ * map's `tab`, else this run creates nothing. */
+#define GEP_LOC_F_CHECK 0x100u
+
 /* A creation probe's cookie: where the itab word is (low 32 bits) and where
  * the data word is (high 32 bits) at the probed instruction. GEP_LOC_CONST
  * for the itab means "the planner knows it statically"; the BPF program then

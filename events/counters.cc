@@ -8,6 +8,7 @@ absl::string_view CounterName(gep_counter c) {
     case GEP_CTR_EVENTS: return "events";
     case GEP_CTR_NIL: return "nil_at_site";
     case GEP_CTR_FOREIGN: return "foreign_process";
+    case GEP_CTR_NOT_HERE: return "not_created_here";
     case GEP_CTR_DROP_RINGBUF: return "drop_ringbuf_full";
     case GEP_CTR_DROP_BUSY: return "drop_scratch_busy";
     case GEP_CTR_DROP_NO_SCRATCH: return "drop_no_scratch";
@@ -44,7 +45,10 @@ uint64_t SessionCounters::partial_losses() const {
   uint64_t n = 0;
   for (int c = GEP_CTR_TYPE_READ; c < GEP_CTR__COUNT; ++c) {
     // Types without a layout are coverage, not losses of what was read.
-    if (c != GEP_CTR_UNKNOWN_TYPE && c != GEP_CTR_ADDR_UNKNOWN) n += bpf[c];
+    // nor is a run ignored because the other link counts it.
+    if (c != GEP_CTR_UNKNOWN_TYPE && c != GEP_CTR_ADDR_UNKNOWN && c != GEP_CTR_STALE_LINK) {
+      n += bpf[c];
+    }
   }
   return n;
 }

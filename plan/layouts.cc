@@ -261,6 +261,10 @@ std::vector<ProbeSpec> ProbeSpecsFor(const std::vector<CreationProbe>& probes) {
     // A statically known word (GEP_LOC_CONST) is given by the plan.
     if (GEP_LOC_KIND(p.tab_loc) == GEP_LOC_CONST) spec.const_type = p.type;
     if (GEP_LOC_KIND(p.data_loc) == GEP_LOC_CONST) spec.const_data = p.data_const;
+    if (p.checked) {
+      spec.cookie |= GEP_LOC_F_CHECK;
+      spec.check_tab = p.kind == CreationProbe::kEface ? p.type : p.itab;
+    }
     out.push_back(spec);
   }
   return out;

@@ -95,6 +95,9 @@ struct ProbeSpec {
   uint64_t const_type = 0;
   // For a GEP_LOC_CONST data location: the data word as a file address.
   uint64_t const_data = 0;
+  // With GEP_LOC_F_CHECK: the itab (the type for an `any`), a file address,
+  // that the tab location holds when this run is the creation.
+  uint64_t check_tab = 0;
   // The creating instruction (CreationProbe::site): the sample's leaf.
   // 0: the probe's own pc.
   uint64_t site = 0;

@@ -103,6 +103,7 @@ void ToProto(const CachedPlan& plan, pc::Plan* out) {
     q->set_cookie(p.cookie);
     q->set_const_type(p.const_type);
     q->set_const_data(p.const_data);
+    q->set_check_tab(p.check_tab);
     q->set_site(p.site);
     q->set_kind(static_cast<uint32_t>(p.kind));
   }
@@ -149,6 +150,7 @@ std::optional<CachedPlan> FromProto(const pc::Plan& in, const symbolizer::GoBina
     p.cookie = q.cookie();
     p.const_type = q.const_type();
     p.const_data = q.const_data();
+    p.check_tab = q.check_tab();
     p.site = q.site();
     p.kind = static_cast<ProbeKind>(q.kind());
     out.probes.push_back(p);

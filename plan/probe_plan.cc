@@ -136,6 +136,11 @@ absl::StatusOr<ProbePlan> PlanCreationProbes(const GoBinary& bin,
     (*dis)->Decode(text->subspan(entry - text_start, end - entry), entry, fn.mutable_insns());
     fn.Analyze(binary);
     ++plan.functions_scanned;
+    struct RefWalk {
+      uint64_t addr, target;
+      WalkResult r;
+    };
+    std::vector<RefWalk> walks;
     for (const RefSite& ref : by_func[f]) {
       int idx = fn.IndexOf(ref.addr);
       if (idx < 0) continue;  // the bytes were inside another instruction
@@ -150,9 +155,16 @@ absl::StatusOr<ProbePlan> PlanCreationProbes(const GoBinary& bin,
       uint64_t addr = ref.addr;
       uint64_t target_addr = target.itab ? target.itab : target.type;
       RefWalker walker(binary, fn, **dis, idx, target);
-      WalkResult r = walker.Run();
-      for (const CreationProbe& p : r.probes) plan.probes.push_back(p);
-      if (!r.skip_reason.empty()) plan.skipped.push_back({addr, target_addr, r.skip_reason});
+      walks.push_back({addr, target_addr, walker.Run()});
+    }
+    absl::flat_hash_map<uint64_t, std::vector<WalkResult*>> by_target;
+    for (RefWalk& w : walks) {
+      if (!w.r.checked.empty()) by_target[w.target].push_back(&w.r);
+    }
+    for (auto& [target, group] : by_target) KeepClosedCheckedProbes(fn, group);
+    for (RefWalk& w : walks) {
+      for (const CreationProbe& p : w.r.probes) plan.probes.push_back(p);
+      if (!w.r.skip_reason.empty()) plan.skipped.push_back({w.addr, w.target, w.r.skip_reason});
     }
   }
   std::sort(plan.probes.begin(), plan.probes.end(),
@@ -161,13 +173,20 @@ absl::StatusOr<ProbePlan> PlanCreationProbes(const GoBinary& bin,
             });
   // Two references planning the very same probe would count each hit twice:
   // one hit is one creation.
-  plan.probes.erase(
-      std::unique(plan.probes.begin(), plan.probes.end(),
-                  [](const CreationProbe& a, const CreationProbe& b) {
-                    return a.addr == b.addr && a.cookie == b.cookie && a.itab == b.itab &&
-                           a.type == b.type && a.data_const == b.data_const;
-                  }),
-      plan.probes.end());
+  // A checked copy keeps the check (another flow reaches it).
+  std::vector<CreationProbe> unique;
+  for (CreationProbe& p : plan.probes) {
+    if (!unique.empty()) {
+      CreationProbe& a = unique.back();
+      if (a.addr == p.addr && a.cookie == p.cookie && a.itab == p.itab && a.type == p.type &&
+          a.data_const == p.data_const) {
+        a.checked = a.checked || p.checked;
+        continue;
+      }
+    }
+    unique.push_back(std::move(p));
+  }
+  plan.probes = std::move(unique);
   std::sort(plan.skipped.begin(), plan.skipped.end(),
             [](const SkippedRef& a, const SkippedRef& b) { return a.addr < b.addr; });
   return plan;

@@ -52,6 +52,9 @@ struct CreationProbe {
   // frameless leaf): the caller's return address is at [rsp] and the frame
   // pointer is already the caller's.
   bool frameless = false;
+  // Other paths reach `addr` too (a return past a merge): the probe counts
+  // a run only when the itab location holds this itab (GEP_LOC_F_CHECK).
+  bool checked = false;
 };
 
 struct SkippedRef {

@@ -127,10 +127,11 @@ int main(int argc, char** argv) {
   for (const CreationProbe& p : plan->probes) {
     std::string frames = Frames(b, p.site);
     if (!only.empty() && !absl::StrContains(frames, only)) continue;
-    std::printf("probe %x ref %x %-5s %-11s tab=%s data=%s %s\n  site %x: %s\n",
+    std::printf("probe %x ref %x %-5s %-11s tab=%s%s data=%s %s\n  site %x: %s\n",
                 static_cast<unsigned>(p.addr), static_cast<unsigned>(p.ref_addr),
                 p.kind == CreationProbe::kIface ? "iface" : "eface", ViaName(p.via),
-                LocationString(p.tab_loc).c_str(), LocationString(p.data_loc).c_str(),
+                LocationString(p.tab_loc).c_str(), p.checked ? " (checked)" : "",
+                LocationString(p.data_loc).c_str(),
                 type_names[p.itab ? p.itab : p.type].c_str(), static_cast<unsigned>(p.site),
                 frames.c_str());
     if (disasm) Disasm(b, p.ref_addr, p.addr + 16);

@@ -380,9 +380,12 @@ WalkResult RefWalker::Run() {
   static const bool trace = getenv("GOERRPROF_PLAN_TRACE") != nullptr;
   if (trace) {
     for (const PathEnd& e : ends_) {
-      fprintf(stderr, "  ref %lx path: probe=%lx cookie=%lx pos=%d fork=%d fresh=%d %s\n",
+      fprintf(stderr,
+              "  ref %lx path: probe=%lx consumer=%lx checked=%d cookie=%lx pos=%d fork=%d "
+              "fresh=%d %s\n",
               static_cast<unsigned long>(insns_[lea_].addr),
               static_cast<unsigned long>(e.probe ? e.probe->addr : 0),
+              static_cast<unsigned long>(e.consumer), e.checked || (e.probe && e.probe->checked),
               static_cast<unsigned long>(e.probe ? e.probe->cookie : 0), e.probe_pos,
               e.last_fork, e.fresh_data, e.reason.c_str());
     }
@@ -425,13 +428,13 @@ WalkResult RefWalker::Run() {
   }
   if (all_same) {
     out.probes.push_back(*base->probe);
-    return out;
+    return WithCheckedPaths(std::move(out));
   }
   // Every path creates with the same data word, and one probe point lies
   // before the first fork: every path passes it with the pair built.
   if (all_probes && earliest && first_fork_ >= 0 && earliest->probe_pos <= first_fork_) {
     out.probes.push_back(*earliest->probe);
-    return out;
+    return WithCheckedPaths(std::move(out));
   }
   // A fresh allocation paired with the reference before the first fork: the
   // value is built for certain and every path carries it on, so that one
@@ -452,7 +455,7 @@ WalkResult RefWalker::Run() {
     }
     if (same) {
       out.probes.push_back(*fresh_early->probe);
-      return out;
+      return WithCheckedPaths(std::move(out));
     }
   }
   // Paths differ: each creating path needs its own probe past its last
@@ -460,15 +463,21 @@ WalkResult RefWalker::Run() {
   std::string unplaced, use, lost;
   for (const PathEnd& e : ends_) {
     if (e.probe) {
+      const CreationProbe* probe = &*e.probe;
       if (e.probe_pos <= e.last_fork) {
-        if (unplaced.empty()) unplaced = "created on some paths only; no probe point past the branch";
-        continue;
+        if (!e.checked) {
+          if (unplaced.empty()) {
+            unplaced = "created on some paths only; no probe point past the branch";
+          }
+          continue;
+        }
+        probe = &*e.checked;
       }
       bool dup = false;
       for (const CreationProbe& q : out.probes) {
-        dup = dup || (q.addr == e.probe->addr && q.cookie == e.probe->cookie);
+        dup = dup || (q.addr == probe->addr && q.cookie == probe->cookie);
       }
-      if (!dup) out.probes.push_back(*e.probe);
+      if (!dup) out.probes.push_back(*probe);
     } else if (e.creation) {
       if (unplaced.empty()) unplaced = e.reason;
     } else if (e.use) {
@@ -482,7 +491,7 @@ WalkResult RefWalker::Run() {
   } else if (out.probes.empty()) {
     out.skip_reason = !use.empty() ? use : lost;
   }
-  return out;
+  return WithCheckedPaths(std::move(out));
 }
 
 }  // namespace goerrprof::profiler::planner

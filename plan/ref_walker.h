@@ -3,7 +3,8 @@
 // walker's code is split by job: ref_walker.cc (the walk and the uses),
 // ref_walker_simulate.cc (stepping instructions, write barrier diamonds),
 // ref_walker_known.cc (type tests with known outcomes), ref_walker_place.cc
-// (consumers and probe placement).
+// (consumers and probe placement), ref_walker_checked.cc (returns past a
+// merge, probed with a check of the itab).
 #ifndef GOERRPROF_PLAN_REF_WALKER_H_
 #define GOERRPROF_PLAN_REF_WALKER_H_
 
@@ -79,6 +80,17 @@ struct Path {
   int64_t min_rsp = 0;  // lowest stack pointer offset seen since the walk start
 };
 
+// The paths behind a checked probe: the instructions they ran, and those
+// past their first merge (where other flows may join).
+struct CheckedPaths {
+  uint64_t addr = 0;  // the probe
+  std::vector<int> ran;
+  std::vector<int> merged;
+  // The return block itself sets the data word to a static address: any
+  // flow arriving with this itab returns this very value, built there.
+  bool built_in_block = false;
+};
+
 struct PathEnd {
   std::optional<CreationProbe> probe;
   std::string reason;     // why there is no probe
@@ -91,6 +103,12 @@ struct PathEnd {
   // for certain, so paths that lose it later do not undo the creation.
   bool fresh_data = false;
   uint32_t data_vid = 0;  // the probe's data word
+  uint64_t consumer = 0;  // the instruction that pairs the words (trace only)
+  // A probe at the consumer itself, which other paths also reach (a return
+  // past a merge), counting only runs that hold this itab there: used when
+  // `probe` lies where sibling paths that create nothing pass too.
+  std::optional<CreationProbe> checked;
+  CheckedPaths checked_paths;  // when `checked` or a checked `probe`
 };
 
 struct Diamond {
@@ -98,10 +116,20 @@ struct Diamond {
   int merge = -1;
 };
 
+
 struct WalkResult {
   std::vector<CreationProbe> probes;
   std::string skip_reason;  // set when some or all creations got no probe
+  std::vector<CheckedPaths> checked;  // for CheckedProbesClosed
 };
+
+// Keeps a checked probe only when every way into the code it needs the
+// check for comes from the paths of references to the same itab that
+// planned it: then what arrives with that itab is one of their creations,
+// not a sentinel loaded from a variable. `walks` holds one function's
+// walks of one target; probes that fail are removed and their references
+// reported in `skipped` with `reason`.
+void KeepClosedCheckedProbes(const Function& fn, const std::vector<WalkResult*>& walks);
 
 // Bounds on following one reference: paths forked at branches, and
 // instructions walked over all of them.
@@ -122,6 +150,8 @@ class RefWalker {
   WalkResult Run();
 
  private:
+  WalkResult WithCheckedPaths(WalkResult out) const;
+
   // Simulation.
   std::optional<Key> MemKey(const State& st, const Operand& op) const;
   uint32_t ReadOperand(State& st, const Operand& op);
@@ -168,6 +198,9 @@ class RefWalker {
                CreationProbe::Via via);
   PathEnd Place(const Path& p, int pos, std::optional<uint32_t> tab_loc,
                 std::optional<uint32_t> data_loc, uint32_t data_vid, CreationProbe::Via via);
+  int LastBlockWriter(const Path& p, int pos, int reg) const;
+  PathEnd PlaceFrom(const Path& p, int pos, std::optional<uint32_t> tab_loc,
+                    std::optional<uint32_t> data_loc, uint32_t data_vid, CreationProbe::Via via);
   PathEnd PlaceAtRegs(const Path& p, int pos, int k, CreationProbe::Via via);
   PathEnd PlacePair(const Path& p, int pos, const Key& key);
   uint64_t SiteOf(uint32_t data_vid) const;

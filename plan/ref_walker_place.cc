@@ -112,6 +112,41 @@ PathEnd RefWalker::Emit(const Path& p, int pos, uint32_t tab_loc, uint32_t data_
 PathEnd RefWalker::Place(const Path& p, int pos, std::optional<uint32_t> tab_loc,
                          std::optional<uint32_t> data_loc, uint32_t data_vid,
                          CreationProbe::Via via) {
+  PathEnd e = PlaceFrom(p, pos, tab_loc, data_loc, data_vid, via);
+  e.consumer = insns_[p.positions[pos].idx].addr;
+
+  // Past a merge, a return can still be probed where it is: what arrives
+  // there with this itab in the result register is this error, returned.
+  if (!p.positions[pos].exclusive && via == CreationProbe::kReturn && tab_loc && data_loc &&
+      GEP_LOC_KIND(*tab_loc) == GEP_LOC_REG && GEP_LOC_KIND(*data_loc) == GEP_LOC_REG &&
+      LastBlockWriter(p, pos, GEP_LOC_REGNO(*tab_loc)) >= 0 &&
+      LastBlockWriter(p, pos, GEP_LOC_REGNO(*data_loc)) >= 0) {
+    PathEnd at = Emit(p, pos, *tab_loc, *data_loc, data_vid, via);
+    at.probe->checked = true;
+    // Other references' flows may arrive: the return names the site.
+    at.probe->site = at.probe->addr;
+    e.checked_paths.addr = at.probe->addr;
+    const Insn& w = insns_[LastBlockWriter(p, pos, GEP_LOC_REGNO(*data_loc))];
+    e.checked_paths.built_in_block = w.id == X86_INS_LEA && w.ops[1].type == Operand::kMem &&
+                                     w.ops[1].base == kRipReg;
+    for (int i = 0; i <= pos; ++i) {
+      e.checked_paths.ran.push_back(p.positions[i].idx);
+      if (!p.positions[i].exclusive) e.checked_paths.merged.push_back(p.positions[i].idx);
+    }
+    at.checked_paths = e.checked_paths;
+    if (e.probe) {
+      e.checked = at.probe;
+    } else {
+      at.consumer = e.consumer;
+      return at;
+    }
+  }
+  return e;
+}
+
+PathEnd RefWalker::PlaceFrom(const Path& p, int pos, std::optional<uint32_t> tab_loc,
+                             std::optional<uint32_t> data_loc, uint32_t data_vid,
+                             CreationProbe::Via via) {
   for (int i = pos; i >= 0; --i) {
     if (!p.positions[i].exclusive) continue;
     if (i == pos && tab_loc && data_loc) return Emit(p, pos, *tab_loc, *data_loc, data_vid, via);
@@ -257,8 +292,13 @@ PathEnd RefWalker::AtCall(Path& p, int pos, absl::string_view callee, bool* hand
   }
   uint32_t data = st.regs[kAbiRegs[k + 1]];
   // Past a branch or merge the register may be a leftover phi input: the
-  // data word must at least have been set during the walk.
-  if ((p.last_fork >= 0 || !p.positions[pos].exclusive) && data < first_walk_vid_) {
+  // data word must at least have been set during the walk, and for a call
+  // through a pointer (a method value, `ctx.Done()`), whose arguments are
+  // unknown, after the LEA: an itab kept for comparisons (a `switch err`)
+  // lingers beside whatever the register held before.
+  if ((p.last_fork >= 0 || !p.positions[pos].exclusive) &&
+      (data < first_walk_vid_ ||
+       (callee.empty() && data == p.positions[0].state.regs[kAbiRegs[k + 1]]))) {
     *handled = false;
     return Lost("");
   }

@@ -155,7 +155,8 @@ absl::Status BpfSession::Init(const SessionConfig& config) {
     site_probes_[p.site != 0 ? p.site : p.vaddr].push_back(offsets.size() - 1);
     if (!probe_info_.try_emplace(p.vaddr, info).second) probe_info_[p.vaddr].site = 0;
     if (GEP_LOC_KIND(GEP_COOKIE_TAB(p.cookie)) == GEP_LOC_CONST ||
-        GEP_LOC_KIND(GEP_COOKIE_DATA(p.cookie)) == GEP_LOC_CONST) {
+        GEP_LOC_KIND(GEP_COOKIE_DATA(p.cookie)) == GEP_LOC_CONST ||
+        (GEP_COOKIE_TAB(p.cookie) & GEP_LOC_F_CHECK)) {
       ++n_sites;
     }
   }
@@ -188,9 +189,11 @@ absl::Status BpfSession::Init(const SessionConfig& config) {
   for (const ProbeSpec& p : config.probes) {
     bool tconst = GEP_LOC_KIND(GEP_COOKIE_TAB(p.cookie)) == GEP_LOC_CONST;
     bool dconst = GEP_LOC_KIND(GEP_COOKIE_DATA(p.cookie)) == GEP_LOC_CONST;
-    if (!tconst && !dconst) continue;
+    bool check = (GEP_COOKIE_TAB(p.cookie) & GEP_LOC_F_CHECK) != 0;
+    if (!tconst && !dconst && !check) continue;
     uint64_t key = p.vaddr + bias;
-    gep_site v = {tconst ? p.const_type + bias : 0, dconst ? p.const_data + bias : 0};
+    gep_site v = {tconst ? p.const_type + bias : 0, dconst ? p.const_data + bias : 0,
+                  check ? p.check_tab + bias : 0};
     if (bpf_map_update_elem(sites_fd, &key, &v, BPF_ANY) != 0) {
       return absl::InternalError(absl::StrCat("filling the site map: ", Errno(errno)));
     }

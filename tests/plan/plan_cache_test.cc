@@ -13,6 +13,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
+#include "bpf/probe_abi.h"
 #include "plan/plan_cache.pb.h"
 #include "record/recorder.h"
 #include "tests/test_support.h"
@@ -34,7 +35,8 @@ std::string Describe(const ExecutablePlan& p) {
   std::string out = absl::StrCat("skipped ", p.skipped, "\n");
   for (const auto& s : p.config.probes) {
     absl::StrAppend(&out, "probe ", s.vaddr, " ", s.cookie, " ", s.const_type, " ",
-                    s.const_data, " ", s.site, " ", static_cast<int>(s.kind), "\n");
+                    s.const_data, " ", s.check_tab, " ", s.site, " ", static_cast<int>(s.kind),
+                    "\n");
   }
   for (const auto& l : p.config.layouts) {
     absl::StrAppend(&out, "layout ", l.type_addr, " ", l.name, " ", l.deref, " ",
@@ -129,6 +131,12 @@ TEST_F(PlanCacheTest, SecondPlanningComesFromTheCacheAndIsEqual) {
   EXPECT_EQ(second->cache, "hit");
   EXPECT_GT(second->config.probes.size(), 100u);
   EXPECT_EQ(Describe(*second), Describe(*first));
+  // Checked returns (internal/strconv.ParseInt from Go 1.26) keep their itab.
+  size_t checked = 0;
+  for (const auto& p : second->config.probes) {
+    checked += p.check_tab != 0 && (GEP_COOKIE_TAB(p.cookie) & GEP_LOC_F_CHECK) != 0;
+  }
+  EXPECT_GT(checked, 0u) << "no checked probe in the newest errgen";
   struct stat st;
   ASSERT_EQ(stat(EntryPath().c_str(), &st), 0);
   EXPECT_EQ(st.st_mode & 0777, 0600u);

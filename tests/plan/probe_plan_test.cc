@@ -129,7 +129,15 @@ void CheckWellFormed(const Planned& p) {
     EXPECT_TRUE(ValidLoc(c.data_loc, c.data_const != 0));
     EXPECT_EQ(c.data_const != 0, GEP_LOC_KIND(c.data_loc) == GEP_LOC_CONST);
     EXPECT_EQ(tab.FindFunc(c.addr), tab.FindFunc(c.ref_addr));
-    EXPECT_GE(c.addr, c.ref_addr);
+    if (c.checked) {
+      // A return past a merge (it may lie before the LEA), read from registers.
+      EXPECT_EQ(c.via, CreationProbe::kReturn);
+      EXPECT_EQ(GEP_LOC_KIND(c.tab_loc), GEP_LOC_REG);
+      EXPECT_EQ(GEP_LOC_KIND(c.data_loc), GEP_LOC_REG);
+      EXPECT_EQ(c.site, c.addr);
+    } else {
+      EXPECT_GE(c.addr, c.ref_addr);
+    }
     if (c.via == CreationProbe::kReturn) {
       EXPECT_TRUE(c.frameless);
     }
@@ -165,12 +173,20 @@ void CheckErrgen(const CorpusBinary& b) {
     EXPECT_TRUE(profiler::SkipLosesNothing(s.reason))
         << absl::StrFormat("0x%x in %s: %s", s.addr, Function(*p.bin, s.addr), s.reason);
   }
+  // net.(*netFD).connect's `switch err { case syscall.EINPROGRESS, … }`
+  // keeps the Errno itab in a register, beside stale ones, up to a call
+  // through a pointer (ctx.Done()): comparisons there, never a creation.
+  for (const auto& s : p.plan.skipped) {
+    if (Function(*p.bin, s.addr) != "net.(*netFD).connect") continue;
+    EXPECT_TRUE(profiler::SkipLosesNothing(s.reason))
+        << absl::StrFormat("0x%x in net.(*netFD).connect: %s", s.addr, s.reason);
+  }
   // The whole binary, standard library included: creations still possibly
   // missed may only go down. Each release's ceiling is its count when it
   // was last lowered (the worst flavour; cgo links a little more code).
   static const std::map<std::string, size_t> kCeiling = {
-      {"go1.19", 19}, {"go1.20", 19}, {"go1.21", 18}, {"go1.22", 18}, {"go1.23", 18},
-      {"go1.24", 17}, {"go1.25", 11}, {"go1.26", 6},  {"go1.27", 15},
+      {"go1.19", 19}, {"go1.20", 16}, {"go1.21", 15}, {"go1.22", 15}, {"go1.23", 15},
+      {"go1.24", 14}, {"go1.25", 8},  {"go1.26", 2},  {"go1.27", 11},
   };
   size_t missed = 0;
   for (const auto& s : p.plan.skipped) missed += !profiler::SkipLosesNothing(s.reason);

@@ -17,6 +17,7 @@
 #include "absl/strings/str_join.h"
 #include "gtest/gtest.h"
 #include "session/bpf_session.h"
+#include "symbolizer/error_types.h"
 #include "tests/session/bpf_session_fixture.h"
 #include "tests/test_support.h"
 
@@ -293,6 +294,81 @@ void CheckErrgenWith(const std::string& path, const std::string& label, bool mul
 void CheckErrgen(const CorpusBinary& b) {
   if (!IsRoot()) GTEST_SKIP() << "needs root for BPF";
   CheckErrgenWith(CorpusBinaryPath(b), b.Label(), true);
+}
+
+// A checked probe (GEP_LOC_F_CHECK, where the planner probes a return that
+// other paths reach too) records a hit only when its itab location holds
+// the site's itab. Here every epilogue is checked against one type's error
+// itab: that type's returns are all recorded, every other return (another
+// type, nil) is counted as not created here and recorded nowhere.
+TEST(BpfSession, CheckedProbesRecordOnlyTheirItab) {
+  if (!IsRoot()) GTEST_SKIP() << "needs root for BPF";
+  const std::string kType = "*errors.errorString";
+  Target t;
+  ASSERT_NO_FATAL_FAILURE(PrepareNewestErrgen(&t));
+  auto reader = t.bin->types();
+  ASSERT_TRUE(reader.ok()) << reader.status();
+  auto types = symbolizer::FindErrorTypes(**reader);
+  ASSERT_TRUE(types.ok()) << types.status();
+  uint64_t itab = 0;
+  for (const symbolizer::ErrorType& e : *types) {
+    if (e.name != kType) continue;
+    for (size_t i = 0; i < e.itabs.size() && i < e.interfaces.size(); ++i) {
+      if (e.interfaces[i] == "error") itab = e.itabs[i];
+    }
+  }
+  ASSERT_NE(itab, 0u) << "no " << kType << ",error itab";
+  for (profiler::ProbeSpec& p : t.config.probes) {
+    p.cookie |= GEP_LOC_F_CHECK;
+    p.check_tab = itab;
+  }
+  std::unique_ptr<Child> child;
+  ASSERT_NO_FATAL_FAILURE(StartTarget(&t, &child, 2));
+  auto session = BpfSession::Start(t.config);
+  ASSERT_TRUE(session.ok()) << session.status();
+  std::vector<uint32_t> ids = (*session)->prog_ids();
+  auto finished = Release(*child);
+  std::vector<CapturedError> events;
+  ASSERT_NO_FATAL_FAILURE(Drain(**session, &events));
+  auto run = finished.get();
+  ASSERT_TRUE(run.ok()) << run.status();
+  ASSERT_EQ(run->exit_code, 0) << run->err;
+  profiler::SessionCounters c = (*session)->Counters();
+  session->reset();
+  ExpectNothingLeft(ids, t.path);
+
+  auto truth = ParseJson(run->out);
+  ASSERT_TRUE(truth.ok()) << truth.status();
+  std::set<std::string> probed;
+  for (const auto& [addr, fn] : t.probe_func) probed.insert(fn);
+  std::map<std::string, int> want, got;
+  int others = 0;
+  for (const auto& sc : Get(*truth, "scenarios").list_value().values()) {
+    std::string fn = GetString(sc, "function");
+    if (!probed.contains(fn)) continue;
+    int n = static_cast<int>(GetInt(sc, "count"));
+    if (GetString(sc, "type") == kType) {
+      want[fn] += n;
+    } else {
+      others += n;
+    }
+  }
+  for (const CapturedError& e : events) {
+    ASSERT_FALSE(e.links.empty());
+    EXPECT_EQ(e.links[0].type_name, kType);
+    auto it = t.probe_func.find(e.ip);
+    ASSERT_NE(it, t.probe_func.end());
+    ++got[it->second];
+  }
+  EXPECT_FALSE(want.empty()) << "errgen's probed sites return no " << kType;
+  EXPECT_GT(others, 0) << "every probed site returns " << kType;
+  EXPECT_EQ(got, want);
+  EXPECT_EQ(c.dropped_events(), 0u);
+  EXPECT_EQ(c[GEP_CTR_EVENTS], events.size());
+  // Every other return ran the probe and stopped at the check.
+  EXPECT_EQ(c[GEP_CTR_NOT_HERE], c[GEP_CTR_HITS] - events.size());
+  EXPECT_GE(c[GEP_CTR_NOT_HERE], static_cast<uint64_t>(others));
+  EXPECT_EQ(c[GEP_CTR_NIL], 0u);
 }
 
 // The per-probe perf-event attach (kernels before 6.6) gives the same result.
