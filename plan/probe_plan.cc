@@ -158,10 +158,14 @@ absl::StatusOr<ProbePlan> PlanCreationProbes(const GoBinary& bin,
       walks.push_back({addr, target_addr, walker.Run()});
     }
     absl::flat_hash_map<uint64_t, std::vector<WalkResult*>> by_target;
+    absl::flat_hash_set<uint64_t> with_checked;
     for (RefWalk& w : walks) {
-      if (!w.r.checked.empty()) by_target[w.target].push_back(&w.r);
+      by_target[w.target].push_back(&w.r);
+      if (!w.r.checked.empty()) with_checked.insert(w.target);
     }
-    for (auto& [target, group] : by_target) KeepClosedCheckedProbes(fn, group);
+    for (auto& [target, group] : by_target) {
+      if (with_checked.contains(target)) KeepClosedCheckedProbes(binary, fn, group);
+    }
     for (RefWalk& w : walks) {
       for (const CreationProbe& p : w.r.probes) plan.probes.push_back(p);
       if (!w.r.skip_reason.empty()) plan.skipped.push_back({w.addr, w.target, w.r.skip_reason});

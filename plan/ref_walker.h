@@ -89,6 +89,10 @@ struct CheckedPaths {
   // The return block itself sets the data word to a static address: any
   // flow arriving with this itab returns this very value, built there.
   bool built_in_block = false;
+  // The instruction that set the itab register in that block, and the itab
+  // (the type for an `any`) the probe checks for.
+  int tab_writer = -1;
+  uint64_t want = 0;
 };
 
 struct PathEnd {
@@ -120,7 +124,10 @@ struct Diamond {
 struct WalkResult {
   std::vector<CreationProbe> probes;
   std::string skip_reason;  // set when some or all creations got no probe
-  std::vector<CheckedPaths> checked;  // for CheckedProbesClosed
+  std::vector<CheckedPaths> checked;  // for KeepClosedCheckedProbes
+  // Per probe: where the paths behind it consume the pair (their RET, call,
+  // store), for KeepClosedCheckedProbes.
+  std::vector<std::vector<uint64_t>> consumers;
 };
 
 // Keeps a checked probe only when every way into the code it needs the
@@ -129,7 +136,8 @@ struct WalkResult {
 // not a sentinel loaded from a variable. `walks` holds one function's
 // walks of one target; probes that fail are removed and their references
 // reported in `skipped` with `reason`.
-void KeepClosedCheckedProbes(const Function& fn, const std::vector<WalkResult*>& walks);
+void KeepClosedCheckedProbes(Binary& binary, const Function& fn,
+                             const std::vector<WalkResult*>& walks);
 
 // Bounds on following one reference: paths forked at branches, and
 // instructions walked over all of them.

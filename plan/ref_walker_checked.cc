@@ -36,6 +36,17 @@ int RefWalker::LastBlockWriter(const Path& p, int pos, int reg) const {
 
 // The paths behind each checked probe chosen, for KeepClosedCheckedProbes.
 WalkResult RefWalker::WithCheckedPaths(WalkResult out) const {
+  // Where the paths behind each probe consume the pair.
+  out.consumers.resize(out.probes.size());
+  for (size_t k = 0; k < out.probes.size(); ++k) {
+    const CreationProbe& q = out.probes[k];
+    for (const PathEnd& e : ends_) {
+      bool mine = (e.probe && e.probe->addr == q.addr && !q.checked) ||
+                  (e.checked && q.checked && e.checked->addr == q.addr) ||
+                  (e.probe && e.probe->checked && q.checked && e.probe->addr == q.addr);
+      if (mine && e.consumer != 0) out.consumers[k].push_back(e.consumer);
+    }
+  }
   for (const PathEnd& e : ends_) {
     if (e.checked_paths.addr == 0) continue;
     for (const CreationProbe& q : out.probes) {
@@ -48,15 +59,83 @@ WalkResult RefWalker::WithCheckedPaths(WalkResult out) const {
   return out;
 }
 
-void KeepClosedCheckedProbes(const Function& fn, const std::vector<WalkResult*>& walks) {
+namespace {
+
+bool IsLeaOf(const Insn& in, int reg, uint64_t want) {
+  return in.id == X86_INS_LEA && in.ops[0].type == Operand::kReg && in.ops[0].reg == reg &&
+         in.ops[1].type == Operand::kMem && in.ops[1].base == kRipReg &&
+         static_cast<uint64_t>(in.ops[1].value) == want;
+}
+
+// Whether every definition of `reg` that reaches instruction `idx`,
+// followed back through register moves, is a LEA of `want`: the register
+// then always holds the materialized itab there, never one loaded from
+// memory or returned by a call (an interface merely passed on).
+bool AlwaysMaterialized(Binary& binary, const Function& fn, int idx, int reg, uint64_t want) {
+  std::vector<std::pair<int, int>> todo = {{idx, reg}};
+  absl::flat_hash_set<std::pair<int, int>> seen;
+  int budget = 4096;
+  while (!todo.empty()) {
+    auto [i, r] = todo.back();
+    todo.pop_back();
+    if (!seen.insert({i, r}).second) continue;
+    // Alignment padding after a jump is entered by nothing: no way in.
+    if (fn.UnknownEntry(i) && fn.insns()[i].id == X86_INS_NOP) continue;
+    if (--budget < 0 || i == 0 || fn.UnknownEntry(i)) return false;
+    std::vector<int> preds(fn.Sources(i).begin(), fn.Sources(i).end());
+    if (fn.FallsThrough(i - 1)) preds.push_back(i - 1);
+    for (int q : preds) {
+      const Insn& in = fn.insns()[q];
+      uint32_t written = in.regs_written;
+      if (in.flow == Flow::kCall) {
+        // A write barrier keeps the registers (1.21+: all but R11); any
+        // other call clobbers them all.
+        absl::string_view callee = binary.FuncAt(in.target);
+        if (!IsWriteBarrier(callee)) return false;
+        written = IsNewWriteBarrier(callee) ? 1u << GEP_R11 : 0;
+      }
+      if (!(written & (1u << r))) {
+        todo.push_back({q, r});
+      } else if (IsLeaOf(in, r, want)) {
+        continue;
+      } else if (in.id == X86_INS_MOV && in.ops[0].type == Operand::kReg && in.ops[0].reg == r &&
+                 in.ops[0].size == 8 && in.ops[1].type == Operand::kReg && in.ops[1].size == 8 &&
+                 in.ops[1].reg >= 0 && in.ops[1].reg < kNumRegs) {
+        todo.push_back({q, in.ops[1].reg});
+      } else {
+        return false;
+      }
+    }
+  }
+  return true;
+}
+
+// The itab register at the return got its value from a LEA of the itab on
+// every way in.
+bool TabMaterialized(Binary& binary, const Function& fn, const CheckedPaths& c) {
+  if (c.tab_writer < 0 || c.want == 0) return false;
+  const Insn& w = fn.insns()[c.tab_writer];
+  if (w.ops[0].type != Operand::kReg) return false;
+  if (IsLeaOf(w, w.ops[0].reg, c.want)) return true;
+  return w.id == X86_INS_MOV && w.ops[0].size == 8 && w.ops[1].type == Operand::kReg &&
+         w.ops[1].size == 8 && w.ops[1].reg >= 0 && w.ops[1].reg < kNumRegs &&
+         AlwaysMaterialized(binary, fn, c.tab_writer, w.ops[1].reg, c.want);
+}
+
+}  // namespace
+
+void KeepClosedCheckedProbes(Binary& binary, const Function& fn,
+                             const std::vector<WalkResult*>& walks) {
   absl::flat_hash_map<uint64_t, absl::flat_hash_set<int>> ran;
   for (const WalkResult* w : walks) {
     for (const CheckedPaths& c : w->checked) ran[c.addr].insert(c.ran.begin(), c.ran.end());
   }
-  absl::flat_hash_set<uint64_t> built;  // some path does not build the value in the block
+  // Probes that need the paths' closure: some path neither builds the value
+  // in the return block nor has the itab register always materialized.
+  absl::flat_hash_set<uint64_t> built;
   for (const WalkResult* w : walks) {
     for (const CheckedPaths& c : w->checked) {
-      if (!c.built_in_block) built.insert(c.addr);
+      if (!c.built_in_block && !TabMaterialized(binary, fn, c)) built.insert(c.addr);
     }
   }
   absl::flat_hash_set<uint64_t> open;  // probes some other flow may reach
@@ -79,16 +158,44 @@ void KeepClosedCheckedProbes(const Function& fn, const std::vector<WalkResult*>&
       }
     }
   }
-  if (open.empty()) return;
+  // A kept checked return also counts the flows of other probes that end
+  // there (a path probed early, before that return): those probes go. One
+  // whose paths end elsewhere too cannot go, and the return cannot stay.
+  absl::flat_hash_set<uint64_t> kept;
+  for (const WalkResult* w : walks) {
+    for (const CreationProbe& p : w->probes) {
+      if (p.checked && !open.contains(p.addr)) kept.insert(p.addr);
+    }
+  }
+  for (const WalkResult* w : walks) {
+    for (size_t k = 0; k < w->probes.size(); ++k) {
+      if (w->probes[k].checked) continue;
+      const std::vector<uint64_t>& ends = w->consumers[k];
+      for (uint64_t x : ends) {
+        if (!kept.contains(x)) continue;
+        if (std::any_of(ends.begin(), ends.end(), [&](uint64_t y) { return y != x; })) {
+          open.insert(x);
+        }
+      }
+    }
+  }
   const std::string reason = "created on some paths only; other values may reach the return";
   for (WalkResult* w : walks) {
-    size_t before = w->probes.size();
-    w->probes.erase(std::remove_if(w->probes.begin(), w->probes.end(),
-                                   [&](const CreationProbe& p) {
-                                     return p.checked && open.contains(p.addr);
-                                   }),
-                    w->probes.end());
-    if (w->probes.size() == before || !w->skip_reason.empty()) continue;
+    bool dropped = false;
+    for (size_t k = w->probes.size(); k-- > 0;) {
+      const CreationProbe& p = w->probes[k];
+      const std::vector<uint64_t>& ends = w->consumers[k];
+      bool counted_at_return = !p.checked && !ends.empty() &&
+                               std::all_of(ends.begin(), ends.end(), [&](uint64_t x) {
+                                 return kept.contains(x) && !open.contains(x);
+                               });
+      if (p.checked ? open.contains(p.addr) : counted_at_return) {
+        dropped = dropped || p.checked;
+        w->probes.erase(w->probes.begin() + static_cast<ptrdiff_t>(k));
+        w->consumers.erase(w->consumers.begin() + static_cast<ptrdiff_t>(k));
+      }
+    }
+    if (!dropped || !w->skip_reason.empty()) continue;
     w->skip_reason = w->probes.empty() ? reason : "partly planned: " + reason;
   }
 }

@@ -126,6 +126,8 @@ PathEnd RefWalker::Place(const Path& p, int pos, std::optional<uint32_t> tab_loc
     // Other references' flows may arrive: the return names the site.
     at.probe->site = at.probe->addr;
     e.checked_paths.addr = at.probe->addr;
+    e.checked_paths.tab_writer = LastBlockWriter(p, pos, GEP_LOC_REGNO(*tab_loc));
+    e.checked_paths.want = eface_ ? target_.type : target_.itab;
     const Insn& w = insns_[LastBlockWriter(p, pos, GEP_LOC_REGNO(*data_loc))];
     e.checked_paths.built_in_block = w.id == X86_INS_LEA && w.ops[1].type == Operand::kMem &&
                                      w.ops[1].base == kRipReg;

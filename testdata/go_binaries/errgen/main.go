@@ -106,8 +106,8 @@ func main() {
 
 	results := []result{}
 	panics := []panicResult{}
-	scenarios := append(append(append(append(baseScenarios, go120Scenarios...),
-		goroutineScenarios...), inlinedScenarios...), pathScenarios...)
+	scenarios := append(append(append(append(append(baseScenarios, go120Scenarios...),
+		goroutineScenarios...), inlinedScenarios...), pathScenarios...), go127Scenarios...)
 	goroutine := map[string]bool{}
 	for _, s := range goroutineScenarios {
 		goroutine[s.name] = true
