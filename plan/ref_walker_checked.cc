@@ -67,10 +67,41 @@ bool IsLeaOf(const Insn& in, int reg, uint64_t want) {
          static_cast<uint64_t>(in.ops[1].value) == want;
 }
 
+// Whether instruction `start` can run again before the function returns
+// (bounded; an indirect jump counts as yes): a probe there may count
+// several creations for one return.
+bool InLoop(const Function& fn, int start) {
+  const std::vector<Insn>& insns = fn.insns();
+  std::vector<int> todo = {start};
+  absl::flat_hash_set<int> seen;
+  int budget = 20000;
+  while (!todo.empty()) {
+    int i = todo.back();
+    todo.pop_back();
+    if (--budget < 0) return true;
+    const Insn& in = insns[i];
+    std::vector<int> next;
+    if (in.flow == Flow::kJump || in.flow == Flow::kCondJump) {
+      if (in.target == 0) return true;
+      int t = fn.IndexOf(in.target);
+      if (t < 0) return true;
+      next.push_back(t);
+    }
+    if (fn.FallsThrough(i) && i + 1 < static_cast<int>(insns.size())) next.push_back(i + 1);
+    for (int n : next) {
+      if (n == start) return true;
+      if (seen.insert(n).second) todo.push_back(n);
+    }
+  }
+  return false;
+}
+
 // Whether every definition of `reg` that reaches instruction `idx`,
 // followed back through register moves, is a LEA of `want`: the register
 // then always holds the materialized itab there, never one loaded from
-// memory or returned by a call (an interface merely passed on).
+// memory or returned by a call (an interface merely passed on). A LEA in a
+// loop is allowed: the compiler re-materializes the itab after each call
+// (json v2's cmp.Or loop).
 bool AlwaysMaterialized(Binary& binary, const Function& fn, int idx, int reg, uint64_t want) {
   std::vector<std::pair<int, int>> todo = {{idx, reg}};
   absl::flat_hash_set<std::pair<int, int>> seen;
@@ -160,7 +191,9 @@ void KeepClosedCheckedProbes(Binary& binary, const Function& fn,
   }
   // A kept checked return also counts the flows of other probes that end
   // there (a path probed early, before that return): those probes go. One
-  // whose paths end elsewhere too cannot go, and the return cannot stay.
+  // whose paths end elsewhere too, or that sits in a loop (an error made
+  // on each turn, the last one returned: one return, several creations),
+  // cannot go, and the return cannot stay.
   absl::flat_hash_set<uint64_t> kept;
   for (const WalkResult* w : walks) {
     for (const CreationProbe& p : w->probes) {
@@ -173,7 +206,8 @@ void KeepClosedCheckedProbes(Binary& binary, const Function& fn,
       const std::vector<uint64_t>& ends = w->consumers[k];
       for (uint64_t x : ends) {
         if (!kept.contains(x)) continue;
-        if (std::any_of(ends.begin(), ends.end(), [&](uint64_t y) { return y != x; })) {
+        if (std::any_of(ends.begin(), ends.end(), [&](uint64_t y) { return y != x; }) ||
+            InLoop(fn, fn.IndexOf(w->probes[k].addr))) {
           open.insert(x);
         }
       }
