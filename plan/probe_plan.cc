@@ -173,7 +173,8 @@ absl::StatusOr<ProbePlan> PlanCreationProbes(const GoBinary& bin,
   }
   std::sort(plan.probes.begin(), plan.probes.end(),
             [](const CreationProbe& a, const CreationProbe& b) {
-              return std::tie(a.addr, a.cookie, a.ref_addr) < std::tie(b.addr, b.cookie, b.ref_addr);
+              return std::tie(a.addr, a.cookie, a.itab, a.type, a.data_const, a.ref_addr) <
+                     std::tie(b.addr, b.cookie, b.itab, b.type, b.data_const, b.ref_addr);
             });
   // Two references planning the very same probe would count each hit twice:
   // one hit is one creation.
@@ -190,7 +191,21 @@ absl::StatusOr<ProbePlan> PlanCreationProbes(const GoBinary& bin,
     }
     unique.push_back(std::move(p));
   }
-  plan.probes = std::move(unique);
+  // The session keys a checked probe's itab (and a constant word) by the
+  // probe's address: a checked probe sharing its address with another
+  // probe could read the other's word. It goes, its reference reported.
+  plan.probes.clear();
+  for (size_t i = 0; i < unique.size(); ++i) {
+    const CreationProbe& p = unique[i];
+    bool shared = (i > 0 && unique[i - 1].addr == p.addr) ||
+                  (i + 1 < unique.size() && unique[i + 1].addr == p.addr);
+    if (p.checked && shared) {
+      plan.skipped.push_back({p.ref_addr, p.itab ? p.itab : p.type,
+                              "created on some paths only; its return is probed for another value"});
+      continue;
+    }
+    plan.probes.push_back(p);
+  }
   std::sort(plan.skipped.begin(), plan.skipped.end(),
             [](const SkippedRef& a, const SkippedRef& b) { return a.addr < b.addr; });
   return plan;

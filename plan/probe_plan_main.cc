@@ -188,10 +188,13 @@ int main(int argc, char** argv) {
         msg = absl::StrFormat("str(*(uint64*)uptr($d + %d), *(uint64*)uptr($d + %d))", str_off,
                               str_off + 8);
       }
+      // A checked probe counts a run only with its own itab there.
+      std::string check =
+          p.checked ? absl::StrFormat("if ($t == 0x%x) ", p.itab ? p.itab : p.type) : "";
       out << absl::StrFormat(
           "uprobe:BINARY:gep_p%d { $t = (uint64)%s; $d = (uint64)%s; "
-          "printf(\"H %d %%d %%lx %%lx %%s\\n\", pid, $t, $d, %s); }\n",
-          id, Read(p.tab_loc, p.itab ? p.itab : p.type), Read(p.data_loc, 0), id, msg);
+          "%sprintf(\"H %d %%d %%lx %%lx %%s\\n\", pid, $t, $d, %s); }\n",
+          id, Read(p.tab_loc, p.itab ? p.itab : p.type), Read(p.data_loc, 0), check, id, msg);
       auto frames = b.Symbolize(p.addr);
       std::string fn = frames.ok() && !frames->empty() ? std::string(frames->back().function) : "?";
       manifest << absl::StrFormat("%d\t%x\t%s\t%s\t%s\t%s\t%x\t%s\t%s\t%s\n", id, p.addr,

@@ -394,6 +394,7 @@ WalkResult RefWalker::Run() {
   // allocation, say nothing against a probe on the paths that create.
   bool fresh = false;
   for (const PathEnd& e : ends_) fresh = fresh || (e.probe && e.fresh_data);
+  all_ends_ = ends_;
   std::vector<PathEnd> all = std::move(ends_);
   ends_.clear();
   for (PathEnd& e : all) {
@@ -428,13 +429,13 @@ WalkResult RefWalker::Run() {
   }
   if (all_same) {
     out.probes.push_back(*base->probe);
-    return WithCheckedPaths(std::move(out));
+    return WithCheckedPaths(std::move(out), true);
   }
   // Every path creates with the same data word, and one probe point lies
   // before the first fork: every path passes it with the pair built.
   if (all_probes && earliest && first_fork_ >= 0 && earliest->probe_pos <= first_fork_) {
     out.probes.push_back(*earliest->probe);
-    return WithCheckedPaths(std::move(out));
+    return WithCheckedPaths(std::move(out), true);
   }
   // A fresh allocation paired with the reference before the first fork: the
   // value is built for certain and every path carries it on, so that one
@@ -455,7 +456,7 @@ WalkResult RefWalker::Run() {
     }
     if (same) {
       out.probes.push_back(*fresh_early->probe);
-      return WithCheckedPaths(std::move(out));
+      return WithCheckedPaths(std::move(out), true);
     }
   }
   // Paths differ: each creating path needs its own probe past its last
@@ -491,7 +492,7 @@ WalkResult RefWalker::Run() {
   } else if (out.probes.empty()) {
     out.skip_reason = !use.empty() ? use : lost;
   }
-  return WithCheckedPaths(std::move(out));
+  return WithCheckedPaths(std::move(out), false);
 }
 
 }  // namespace goerrprof::profiler::planner

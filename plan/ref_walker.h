@@ -107,7 +107,8 @@ struct PathEnd {
   // for certain, so paths that lose it later do not undo the creation.
   bool fresh_data = false;
   uint32_t data_vid = 0;  // the probe's data word
-  uint64_t consumer = 0;  // the instruction that pairs the words (trace only)
+  uint64_t consumer = 0;  // the instruction that pairs the words
+  int consumer_tab = -1;  // the itab's register there, -1 when not a register
   // A probe at the consumer itself, which other paths also reach (a return
   // past a merge), counting only runs that hold this itab there: used when
   // `probe` lies where sibling paths that create nothing pass too.
@@ -125,10 +126,18 @@ struct WalkResult {
   std::vector<CreationProbe> probes;
   std::string skip_reason;  // set when some or all creations got no probe
   std::vector<CheckedPaths> checked;  // for KeepClosedCheckedProbes
-  // Per probe: where the paths behind it consume the pair (their RET, call,
-  // store), for KeepClosedCheckedProbes.
+  // Per probe: where the paths through it consume the pair, as
+  // ConsumerKey (kOpenEnd: a path whose end is not known: cut by the walk's
+  // bounds, a panic, a call result), for KeepClosedCheckedProbes.
   std::vector<std::vector<uint64_t>> consumers;
+  uint64_t ref_addr = 0;  // the walked LEA
 };
+
+constexpr uint64_t kOpenEnd = ~uint64_t{0};
+// A consumer: its address and the itab's register there.
+inline uint64_t ConsumerKey(uint64_t addr, int reg) {
+  return reg < 0 || addr == 0 ? kOpenEnd : addr * 32 + static_cast<uint64_t>(reg);
+}
 
 // Keeps a checked probe only when every way into the code it needs the
 // check for comes from the paths of references to the same itab that
@@ -158,7 +167,8 @@ class RefWalker {
   WalkResult Run();
 
  private:
-  WalkResult WithCheckedPaths(WalkResult out) const;
+  // `shared`: the probes lie before the first fork, on every path.
+  WalkResult WithCheckedPaths(WalkResult out, bool shared) const;
 
   // Simulation.
   std::optional<Key> MemKey(const State& st, const Operand& op) const;
@@ -253,6 +263,7 @@ class RefWalker {
   // hash), with their numbers: type switches compare them with constants.
   absl::flat_hash_map<uint32_t, uint64_t> derived_;
   std::vector<PathEnd> ends_;
+  std::vector<PathEnd> all_ends_;  // before neutral ends are set aside
 };
 
 

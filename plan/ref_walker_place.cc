@@ -114,6 +114,7 @@ PathEnd RefWalker::Place(const Path& p, int pos, std::optional<uint32_t> tab_loc
                          CreationProbe::Via via) {
   PathEnd e = PlaceFrom(p, pos, tab_loc, data_loc, data_vid, via);
   e.consumer = insns_[p.positions[pos].idx].addr;
+  if (tab_loc && GEP_LOC_KIND(*tab_loc) == GEP_LOC_REG) e.consumer_tab = GEP_LOC_REGNO(*tab_loc);
 
   // Past a merge, a return can still be probed where it is: what arrives
   // there with this itab in the result register is this error, returned.
@@ -140,6 +141,7 @@ PathEnd RefWalker::Place(const Path& p, int pos, std::optional<uint32_t> tab_loc
       e.checked = at.probe;
     } else {
       at.consumer = e.consumer;
+      at.consumer_tab = e.consumer_tab;
       return at;
     }
   }
