@@ -166,9 +166,9 @@ void Drain(BpfSession& s, std::vector<CapturedError>* events) {
 }
 
 void CaptureErrgen(Target* t, std::unique_ptr<BpfSession>* session,
-                   std::vector<CapturedError>* events) {
+                   std::vector<CapturedError>* events, int n, CommandResult* result) {
   std::unique_ptr<Child> child;
-  ASSERT_NO_FATAL_FAILURE(StartTarget(t, &child));
+  ASSERT_NO_FATAL_FAILURE(StartTarget(t, &child, n));
   auto started = BpfSession::Start(t->config);
   ASSERT_TRUE(started.ok()) << started.status();
   *session = std::move(*started);
@@ -176,7 +176,8 @@ void CaptureErrgen(Target* t, std::unique_ptr<BpfSession>* session,
   ASSERT_NO_FATAL_FAILURE(Drain(**session, events));
   auto run = finished.get();
   ASSERT_TRUE(run.ok()) << run.status();
-  ASSERT_EQ(run->exit_code, 0);
+  ASSERT_EQ(run->exit_code, 0) << run->err;
+  if (result) *result = std::move(*run);
 }
 
 void ExpectNothingLeft(const std::vector<uint32_t>& ids, const std::string& exe) {

@@ -55,10 +55,12 @@ void StartNewestErrgen(Target* t, std::unique_ptr<Child>* child, int n = 1);
 // Polls until the target has exited and everything is drained.
 void Drain(profiler::BpfSession& s, std::vector<profiler::CapturedError>* events);
 
-// Runs `errgen -wait` under a session with t's config until it exits 0,
-// collecting every event; the session stays open for its counters.
+// Runs `errgen -wait -n n` under a session with t's config until it exits 0,
+// collecting every event (and its output, its truth, in `result`); the
+// session stays open for its counters.
 void CaptureErrgen(Target* t, std::unique_ptr<profiler::BpfSession>* session,
-                   std::vector<profiler::CapturedError>* events);
+                   std::vector<profiler::CapturedError>* events, int n = 1,
+                   CommandResult* result = nullptr);
 
 // Nothing of ours left: the programs (by id), legacy uprobe events.
 void ExpectNothingLeft(const std::vector<uint32_t>& ids, const std::string& exe);

@@ -322,22 +322,16 @@ TEST(BpfSession, CheckedProbesRecordOnlyTheirItab) {
     p.cookie |= GEP_LOC_F_CHECK;
     p.check_tab = itab;
   }
-  std::unique_ptr<Child> child;
-  ASSERT_NO_FATAL_FAILURE(StartTarget(&t, &child, 2));
-  auto session = BpfSession::Start(t.config);
-  ASSERT_TRUE(session.ok()) << session.status();
-  std::vector<uint32_t> ids = (*session)->prog_ids();
-  auto finished = Release(*child);
+  std::unique_ptr<BpfSession> session;
   std::vector<CapturedError> events;
-  ASSERT_NO_FATAL_FAILURE(Drain(**session, &events));
-  auto run = finished.get();
-  ASSERT_TRUE(run.ok()) << run.status();
-  ASSERT_EQ(run->exit_code, 0) << run->err;
-  profiler::SessionCounters c = (*session)->Counters();
-  session->reset();
+  CommandResult run;
+  ASSERT_NO_FATAL_FAILURE(CaptureErrgen(&t, &session, &events, 2, &run));
+  std::vector<uint32_t> ids = session->prog_ids();
+  profiler::SessionCounters c = session->Counters();
+  session.reset();
   ExpectNothingLeft(ids, t.path);
 
-  auto truth = ParseJson(run->out);
+  auto truth = ParseJson(run.out);
   ASSERT_TRUE(truth.ok()) << truth.status();
   std::set<std::string> probed;
   for (const auto& [addr, fn] : t.probe_func) probed.insert(fn);
