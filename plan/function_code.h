@@ -79,6 +79,18 @@ class Binary {
     names_.emplace(addr, name);
     return name;
   }
+  // Integer registers the Go function entered at `addr` can read as
+  // arguments at most (register ABI): its argument frame holds a spill slot
+  // for each, so args/8 bounds them. -1 when unknown (no such function,
+  // unknown frame, stack ABI).
+  int ArgRegsAt(uint64_t addr) const {
+    if (!regabi_ || addr == 0) return -1;
+    const auto& tab = bin_.pclntab();
+    auto idx = tab.FindFunc(addr);
+    if (!idx || tab.FuncEntry(*idx) != addr) return -1;
+    auto args = tab.FuncArgsSize(*idx);
+    return args ? *args / 8 : -1;
+  }
 
  private:
   const GoBinary& bin_;

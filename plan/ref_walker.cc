@@ -372,6 +372,7 @@ WalkResult RefWalker::Run() {
   p.visited.insert(lea_);
   Simulate(p.st, insns_[lea_]);
   p.cur = lea_;
+  const Path at_lea = p;
   Walk(std::move(p));
 
   WalkResult out;
@@ -458,6 +459,12 @@ WalkResult RefWalker::Run() {
       out.probes.push_back(*fresh_early->probe);
       return WithCheckedPaths(std::move(out), true);
     }
+  }
+  // A new object of the value's type beside the LEA: built here, however
+  // the paths then carry it (a loop's phi, words spilled apart).
+  if (auto probe = FreshPairAtLea(at_lea)) {
+    out.probes.push_back(*probe);
+    return WithCheckedPaths(std::move(out), true);
   }
   // Paths differ: each creating path needs its own probe past its last
   // branch, where no other path passes.

@@ -223,6 +223,13 @@ class RefWalker {
   PathEnd PlacePair(const Path& p, int pos, const Key& key);
   uint64_t SiteOf(uint32_t data_vid) const;
   bool IsAllocation(uint32_t data_vid) const;
+  // The type runtime.newobject was asked for to make data_vid; 0 when not
+  // known (another allocator, its argument not a static address).
+  uint64_t NewobjectType(uint32_t data_vid) const;
+  // A probe just past the LEA where a register holds a new object of the
+  // value's own type (&T{} for an itab of *T) allocated in the straight
+  // run before it: the pair is built there, whatever the paths do later.
+  std::optional<CreationProbe> FreshPairAtLea(const Path& at_lea);
 
   static PathEnd Use(std::string reason) {
     PathEnd e;
@@ -255,6 +262,10 @@ class RefWalker {
   uint32_t rsp_root_ = 0;
   uint32_t ref_ = 0;  // the walked LEA's value, distinct from other LEAs of the same target
   uint32_t first_walk_vid_ = 0;  // values below it were held before the walk
+  // No instruction of the walk wrote v: held before it, or left by a call.
+  bool Unwritten(uint32_t v) const {
+    return v < first_walk_vid_ || values_[v].kind == Value::kGarbage;
+  }
   int step_ = 0;
   int budget_ = 0;
   int paths_ = 1;

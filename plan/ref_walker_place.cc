@@ -7,6 +7,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "symbolizer/go_types.h"
 
 namespace goerrprof::profiler::planner {
 
@@ -72,6 +73,62 @@ bool RefWalker::IsAllocation(uint32_t data_vid) const {
   absl::string_view callee = binary_.FuncAt(insns_[call].target);
   return callee == "runtime.newobject" || absl::StartsWith(callee, "runtime.mallocgc") ||
          absl::StartsWith(callee, "runtime.convT");
+}
+
+uint64_t RefWalker::NewobjectType(uint32_t data_vid) const {
+  const Value& v = values_[data_vid];
+  if (v.kind != Value::kCallResult) return 0;
+  int call = fn_.IndexOf(v.aux);
+  if (call < 0 || binary_.FuncAt(insns_[call].target) != "runtime.newobject") return 0;
+  // Its argument: the last write of RAX in the few instructions before.
+  for (int j = call - 1; j >= 0 && call - j <= 6; --j) {
+    const Insn& in = insns_[j];
+    if (in.flow != Flow::kNext || !fn_.Sources(j + 1).empty()) return 0;
+    if (!(in.regs_written & (1u << GEP_RAX))) continue;
+    if (in.id == X86_INS_LEA && in.ops[1].type == Operand::kMem && in.ops[1].base == kRipReg) {
+      return static_cast<uint64_t>(in.ops[1].value);
+    }
+    return 0;
+  }
+  return 0;
+}
+
+std::optional<CreationProbe> RefWalker::FreshPairAtLea(const Path& at_lea) {
+  int next = lea_ + 1;
+  if (next >= static_cast<int>(insns_.size()) || !fn_.Sources(next).empty() ||
+      fn_.UnknownEntry(next) || insns_[lea_].ops[0].type != Operand::kReg) {
+    return std::nullopt;
+  }
+  auto types = binary_.bin().types();
+  if (!types.ok()) return std::nullopt;
+  auto t = (*types)->Read(target_.type);
+  if (!t.ok() || t->kind != symbolizer::GoKind::kPointer || t->elem == 0) return std::nullopt;
+  const int tab_reg = insns_[lea_].ops[0].reg;
+  for (int r : {GEP_RAX, GEP_RBX, GEP_RCX, GEP_RDI, GEP_RSI, GEP_R8, GEP_R9, GEP_R10, GEP_R11,
+                GEP_RDX, GEP_R12, GEP_R13, GEP_R15}) {
+    uint32_t vid = at_lea.st.regs[r];
+    if (r == tab_reg || NewobjectType(vid) != t->elem) continue;
+    // Made in the straight run before the LEA, with no other LEA of this
+    // itab since (that one built the value; this one would re-materialize it).
+    int call = fn_.IndexOf(values_[vid].aux);
+    if (call < 0 || call >= lea_) continue;
+    bool again = false;
+    for (int j = call + 1; j < lea_; ++j) {
+      const Insn& in = insns_[j];
+      again = again || (in.id == X86_INS_LEA && in.ops[1].type == Operand::kMem &&
+                        in.ops[1].base == kRipReg &&
+                        static_cast<uint64_t>(in.ops[1].value) ==
+                            (target_.itab ? target_.itab : target_.type));
+    }
+    if (again) continue;
+    Path p = at_lea;
+    PushPosition(p, next, true);
+    PathEnd e = Emit(p, static_cast<int>(p.positions.size()) - 1,
+                     GEP_LOC(GEP_LOC_REG, tab_reg, 0), GEP_LOC(GEP_LOC_REG, r, 0), vid,
+                     CreationProbe::kEarly);
+    return e.probe;
+  }
+  return std::nullopt;
 }
 
 // The allocation call of the data word (inside an inlined errors.New, a
@@ -267,6 +324,8 @@ PathEnd RefWalker::AtCall(Path& p, int pos, absl::string_view callee, bool* hand
     return Lost("");
   }
   int words = RuntimeArgWords(callee);
+  // A Go callee reads no more registers than its frame has spill slots for.
+  if (words < 0) words = binary_.ArgRegsAt(insns_[p.positions[pos].idx].target);
   if (words >= 0 && k >= words) {  // left over in a register the callee does not read
     *handled = false;
     return Lost("");
@@ -333,6 +392,12 @@ PathEnd RefWalker::AtReturn(Path& p, int pos) {
     bool data_set = st.regs[kAbiRegs[i + 1]] >= first_walk_vid_;
     if (!straight && !data_set && i + 1 >= fn_.result_regs()) {
       return End(p, "stale register at return");
+    }
+    // Beyond every register the function's returns set, with a data word
+    // no instruction wrote (a call's leftover): an itab kept for
+    // comparisons, not a result (os.Getwd's `err == syscall.EINTR`).
+    if (!straight && i >= fn_.result_regs() && Unwritten(st.regs[kAbiRegs[i + 1]])) {
+      return End(p, absl::StrCat(Noun(), " beyond the results at return"));
     }
     return Resolve(p, PlaceAtRegs(p, pos, i, CreationProbe::kReturn), st.regs[kAbiRegs[i + 1]]);
   }

@@ -76,7 +76,7 @@ void RefWalker::SimulateCall(State& st, const Insn& in) {
   }
   for (int r = 0; r < kNumRegs; ++r) {
     if (r == GEP_RSP || r == GEP_RBP || (binary_.regabi() && r == GEP_R14)) continue;
-    st.regs[r] = values_.Fresh();
+    st.regs[r] = values_.Fresh(Value::kGarbage);
   }
   if (binary_.regabi()) {
     st.regs[GEP_RAX] = values_.Fresh(Value::kCallResult, in.addr);
@@ -209,7 +209,12 @@ void RefWalker::Simulate(State& st, const Insn& in) {
 State RefWalker::Merge(const State& a, const State& b) {
   State m;
   for (int r = 0; r < kNumRegs; ++r) {
-    m.regs[r] = a.regs[r] == b.regs[r] ? a.regs[r] : values_.Fresh(Value::kRoot);
+    if (a.regs[r] == b.regs[r]) {
+      m.regs[r] = a.regs[r];
+    } else {
+      m.regs[r] = values_.Fresh(Unwritten(a.regs[r]) && Unwritten(b.regs[r]) ? Value::kGarbage
+                                                                             : Value::kRoot);
+    }
   }
   for (const Slot& s : a.slots) {
     const Slot* t = b.FindSlot(s.root, s.off);

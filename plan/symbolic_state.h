@@ -25,6 +25,8 @@ struct Value {
     kConst,       // an integer constant (aux)
     kCallResult,  // RAX after a call (aux: the call's address)
     kLoad,        // a load from memory not written during the walk
+    kGarbage,     // left in a register by a call (not RAX), or a merge of such
+                  // with values held before the walk: nothing wrote it
   };
   Kind kind = kOpaque;
   uint32_t root = 0;

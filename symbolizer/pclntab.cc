@@ -207,6 +207,13 @@ absl::string_view Pclntab::FuncName(size_t i) const {
   return CString(funcname_off_ + *nameoff);
 }
 
+std::optional<int32_t> Pclntab::FuncArgsSize(size_t i) const {
+  // args follows nameoff in every _func format.
+  std::optional<uint32_t> args = data_.U32(functab_off_ + func_offs_[i] + layout_->nameoff + 4);
+  if (!args || static_cast<int32_t>(*args) < 0) return std::nullopt;  // ArgsSizeUnknown
+  return static_cast<int32_t>(*args);
+}
+
 std::optional<size_t> Pclntab::FindFunc(uint64_t pc) const {
   if (pc < entries_.front() || pc >= entries_.back()) return std::nullopt;
   auto it = std::upper_bound(entries_.begin(), entries_.end(), pc);

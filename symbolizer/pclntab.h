@@ -54,6 +54,11 @@ class Pclntab {
   uint64_t FuncEntry(size_t i) const { return entries_[i]; }
   uint64_t FuncEnd(size_t i) const { return entries_[i + 1]; }
   absl::string_view FuncName(size_t i) const;
+  // runtime._func.args of function i: the bytes of its argument frame
+  // (stack arguments and results, and under the register ABI the spill
+  // space of its register arguments); nullopt when unreadable or unknown
+  // (assembly without a declared frame).
+  std::optional<int32_t> FuncArgsSize(size_t i) const;
   // Index of the function containing pc.
   std::optional<size_t> FindFunc(uint64_t pc) const;
 

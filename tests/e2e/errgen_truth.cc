@@ -152,6 +152,11 @@ void ExpectErrgenTruth(const Profile& profile, const google::protobuf::Value& tr
       // json v2 wraps the method's error in a SemanticError, which errgen
       // unwraps (counted exactly below).
       "main.siteJSONv2: *json.SemanticError",
+      // flag folds strconv.ParseBool's error into its own text (counted
+      // exactly below).
+      "main.siteFlagBool: *strconv.NumError",
+      // From Go 1.26 ParseBool builds a strconv.Error value before it.
+      "main.siteFlagBool: strconv.Error",
   };
   // Panics: per site, value (type | message) and fate, exactly.
   std::map<std::string, int64_t> want_panics, got_panics;
@@ -185,12 +190,20 @@ void ExpectErrgenTruth(const Profile& profile, const google::protobuf::Value& tr
   // Likewise json v2's SemanticError, one per call of errgen's siteJSONv2
   // (Go 1.27+): its eight references meet at one checked return, and a path
   // probed earlier as well would count twice.
+  // strconv.ParseBool's *NumError under flag: one per call, probed at its
+  // reference (a new object beside the itab, carried on through a phi).
   int64_t int_range_calls = 0, int_range_returns = 0, json_v2_calls = 0, json_v2_wraps = 0;
+  int64_t flag_calls = 0, flag_num_errors = 0;
   for (const auto& sc : Get(truth, "scenarios").list_value().values()) {
     if (GetString(sc, "function") == "main.siteIntRange") int_range_calls += GetInt(sc, "count");
     if (GetString(sc, "function") == "main.siteJSONv2") json_v2_calls += GetInt(sc, "count");
+    if (GetString(sc, "function") == "main.siteFlagBool") flag_calls += GetInt(sc, "count");
   }
   for (const Sample& s : samples) {
+    if (s.site == "main.siteFlagBool" && s.type == "*strconv.NumError") {
+      EXPECT_EQ(s.message, text.text("strconv.ParseBool: parsing \"maybe\": invalid syntax"));
+      flag_num_errors += s.count;
+    }
     if (s.site == "main.siteIntRange" && s.type == "strconv.Error" && !s.leaf.empty() &&
         s.leaf.front() == "internal/strconv.ParseInt") {
       int_range_returns += s.count;
@@ -202,6 +215,8 @@ void ExpectErrgenTruth(const Profile& profile, const google::protobuf::Value& tr
     }
   }
   EXPECT_EQ(json_v2_wraps, json_v2_calls) << "json v2's SemanticErrors (one checked return)";
+  EXPECT_GT(flag_calls, 0);
+  EXPECT_EQ(flag_num_errors, flag_calls) << "strconv.ParseBool's errors under flag";
   int minor = 0;
   if (sscanf(GetString(truth, "go_version").c_str(), "go1.%d", &minor) == 1 && minor >= 26) {
     EXPECT_GT(int_range_calls, 0);

@@ -2,7 +2,9 @@ package main
 
 import (
 	"errors"
+	"flag"
 	"fmt"
+	"io"
 	"strconv"
 )
 
@@ -19,6 +21,7 @@ var pathScenarios = []scenario{
 	{"loop_carried_call", siteLoopCall, 26},
 	{"float_range", siteFloatRange, 27},
 	{"int_range", siteIntRange, 28},
+	{"flag_bool", siteFlagBool, 30},
 }
 
 // ZeroError has no fields: its data word is runtime.zerobase, a static
@@ -141,4 +144,18 @@ func siteFloatRange(i int) error {
 func siteIntRange(i int) error {
 	_, err := strconv.ParseInt("9223372036854775808"+strconv.Itoa(i%10), 10, 64)
 	return err
+}
+
+// flag's bool parsing: strconv.ParseBool's *NumError is built beside its
+// new object and carried on through a phi of the caller's error (flag's
+// boolValue.Set) that the planner's walk cannot pair; it is probed at the
+// reference since. flag then folds it into an error of its own, which is
+// what errgen sees: the NumError is counted exactly by the truth test.
+//
+//go:noinline
+func siteFlagBool(i int) error {
+	fs := flag.NewFlagSet("errgen", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.Bool("b", false, "")
+	return fs.Parse([]string{"-b=maybe"})
 }
