@@ -104,6 +104,12 @@ std::optional<std::string> RefWalker::ClassifyUse(const State& st, const Insn& i
   for (int r = 0; r < kNumRegs; ++r) {
     if ((in.regs_read & (1u << r)) && st.regs[r] == ref_) reads = true;
   }
+  // Go's nil check, TESTB AX, (R): it faults on a nil R; AX is whatever AX
+  // holds (an itab just loaded there, in http2serverConn.processData).
+  if (in.id == X86_INS_TEST && PlannedOps(in) == 2 && in.ops[0].type == Operand::kMem &&
+      in.ops[1].type == Operand::kReg && in.ops[1].size == 1) {
+    return std::nullopt;
+  }
   if (IsCompare(in.id)) {
     bool mem = false;
     for (int i = 0; i < PlannedOps(in); ++i) {

@@ -223,12 +223,13 @@ class RefWalker {
   PathEnd PlacePair(const Path& p, int pos, const Key& key);
   uint64_t SiteOf(uint32_t data_vid) const;
   bool IsAllocation(uint32_t data_vid) const;
-  // The type runtime.newobject was asked for to make data_vid; 0 when not
-  // known (another allocator, its argument not a static address).
+  // The type runtime.newobject (or convT, boxing a copy) was given to make
+  // data_vid; 0 when not known (another allocator, a type not static).
   uint64_t NewobjectType(uint32_t data_vid) const;
   // A probe just past the LEA where a register holds a new object of the
-  // value's own type (&T{} for an itab of *T) allocated in the straight
-  // run before it: the pair is built there, whatever the paths do later.
+  // value's own type (&T{} for an itab of *T; the boxed copy of a large T)
+  // allocated in the straight run before it: the pair is built there,
+  // whatever the paths do later.
   std::optional<CreationProbe> FreshPairAtLea(const Path& at_lea);
 
   static PathEnd Use(std::string reason) {

@@ -79,7 +79,13 @@ uint64_t RefWalker::NewobjectType(uint32_t data_vid) const {
   const Value& v = values_[data_vid];
   if (v.kind != Value::kCallResult) return 0;
   int call = fn_.IndexOf(v.aux);
-  if (call < 0 || binary_.FuncAt(insns_[call].target) != "runtime.newobject") return 0;
+  if (call < 0) return 0;
+  // Each takes the type first: new(T), or a copy of a T being boxed.
+  absl::string_view callee = binary_.FuncAt(insns_[call].target);
+  if (callee != "runtime.newobject" && callee != "runtime.convT" &&
+      callee != "runtime.convTnoptr") {
+    return 0;
+  }
   // Its argument: the last write of RAX in the few instructions before.
   for (int j = call - 1; j >= 0 && call - j <= 6; --j) {
     const Insn& in = insns_[j];
@@ -94,33 +100,58 @@ uint64_t RefWalker::NewobjectType(uint32_t data_vid) const {
 }
 
 std::optional<CreationProbe> RefWalker::FreshPairAtLea(const Path& at_lea) {
+  // Just past the LEA, reading the itab from its register; or, where that
+  // is a merge, at the LEA itself with the itab known statically. Either
+  // only when the LEA's own way leads there.
   int next = lea_ + 1;
-  if (next >= static_cast<int>(insns_.size()) || !fn_.Sources(next).empty() ||
-      fn_.UnknownEntry(next) || insns_[lea_].ops[0].type != Operand::kReg) {
-    return std::nullopt;
-  }
+  bool at_next = next < static_cast<int>(insns_.size()) && fn_.Sources(next).empty() &&
+                 !fn_.UnknownEntry(next);
+  bool at_ref = fn_.Sources(lea_).empty() && !fn_.UnknownEntry(lea_);
+  if ((!at_next && !at_ref) || insns_[lea_].ops[0].type != Operand::kReg) return std::nullopt;
   auto types = binary_.bin().types();
   if (!types.ok()) return std::nullopt;
   auto t = (*types)->Read(target_.type);
-  if (!t.ok() || t->kind != symbolizer::GoKind::kPointer || t->elem == 0) return std::nullopt;
+  if (!t.ok()) return std::nullopt;
+  // The object the data word points to: *T's T, or for a value type too big
+  // to sit in the word itself, the boxed copy of the value.
+  using symbolizer::GoKind;
+  uint64_t want = 0;
+  if (t->kind == GoKind::kPointer) {
+    want = t->elem;
+  } else if (t->size > 8 && t->kind != GoKind::kFunc && t->kind != GoKind::kMap &&
+             t->kind != GoKind::kChan && t->kind != GoKind::kUnsafePointer) {
+    want = t->addr;
+  }
+  if (want == 0) return std::nullopt;
   const int tab_reg = insns_[lea_].ops[0].reg;
   for (int r : {GEP_RAX, GEP_RBX, GEP_RCX, GEP_RDI, GEP_RSI, GEP_R8, GEP_R9, GEP_R10, GEP_R11,
                 GEP_RDX, GEP_R12, GEP_R13, GEP_R15}) {
     uint32_t vid = at_lea.st.regs[r];
-    if (r == tab_reg || NewobjectType(vid) != t->elem) continue;
+    if (r == tab_reg || NewobjectType(vid) != want) continue;
     // Made in the straight run before the LEA, with no other LEA of this
     // itab since (that one built the value; this one would re-materialize it).
     int call = fn_.IndexOf(values_[vid].aux);
     if (call < 0 || call >= lea_) continue;
+    // Nor a branch (but write barrier checks) or another call: the object
+    // is then made for this LEA, on every way to it (http2StreamError.As
+    // boxes its value for reflect, then loads the type for reflect.Type).
     bool again = false;
-    for (int j = call + 1; j < lea_; ++j) {
+    for (int j = call + 1; j < lea_ && !again; ++j) {
       const Insn& in = insns_[j];
-      again = again || (in.id == X86_INS_LEA && in.ops[1].type == Operand::kMem &&
-                        in.ops[1].base == kRipReg &&
-                        static_cast<uint64_t>(in.ops[1].value) ==
-                            (target_.itab ? target_.itab : target_.type));
+      again = (in.id == X86_INS_LEA && in.ops[1].type == Operand::kMem &&
+               in.ops[1].base == kRipReg &&
+               static_cast<uint64_t>(in.ops[1].value) ==
+                   (target_.itab ? target_.itab : target_.type)) ||
+              (in.flow == Flow::kCondJump && !DiamondAt(j)) ||
+              (in.flow == Flow::kCall && !IsWriteBarrier(binary_.FuncAt(in.target)));
     }
     if (again) continue;
+    if (!at_next) {
+      return Emit(at_lea, static_cast<int>(at_lea.positions.size()) - 1,
+                  GEP_LOC(GEP_LOC_CONST, 0, 0), GEP_LOC(GEP_LOC_REG, r, 0), vid,
+                  CreationProbe::kEarly)
+          .probe;
+    }
     Path p = at_lea;
     PushPosition(p, next, true);
     PathEnd e = Emit(p, static_cast<int>(p.positions.size()) - 1,
@@ -390,14 +421,14 @@ PathEnd RefWalker::AtReturn(Path& p, int pos) {
     // result registers.
     bool straight = p.last_fork < 0 && p.positions[pos].exclusive;
     bool data_set = st.regs[kAbiRegs[i + 1]] >= first_walk_vid_;
-    if (!straight && !data_set && i + 1 >= fn_.result_regs()) {
-      return End(p, "stale register at return");
-    }
     // Beyond every register the function's returns set, with a data word
     // no instruction wrote (a call's leftover): an itab kept for
     // comparisons, not a result (os.Getwd's `err == syscall.EINTR`).
     if (!straight && i >= fn_.result_regs() && Unwritten(st.regs[kAbiRegs[i + 1]])) {
       return End(p, absl::StrCat(Noun(), " beyond the results at return"));
+    }
+    if (!straight && !data_set && i + 1 >= fn_.result_regs()) {
+      return End(p, "stale register at return");
     }
     return Resolve(p, PlaceAtRegs(p, pos, i, CreationProbe::kReturn), st.regs[kAbiRegs[i + 1]]);
   }
