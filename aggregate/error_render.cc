@@ -73,6 +73,14 @@ class Renderer {
       }
       return absl::StrCat(s, ": ", Wrapped(i));
     }
+    if (t == "*net.DNSError") {
+      std::string s = absl::StrCat("lookup ", Field(l, "Name"));
+      const CapturedString* server = l.String("Server");
+      if (server == nullptr || server->read_failed || !server->value.empty()) {
+        absl::StrAppend(&s, " on ", Field(l, "Server"));
+      }
+      return absl::StrCat(s, ": ", Field(l, "Err"));
+    }
     if (t == "*url.Error") {
       return absl::StrCat(Field(l, "Op"), " ", Quoted(l, "URL"), ": ", Wrapped(i));
     }

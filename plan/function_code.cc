@@ -48,6 +48,26 @@ int RuntimeArgWords(absl::string_view name) {
   return -1;
 }
 
+int RuntimeResultRegs(absl::string_view name) {
+  static const absl::flat_hash_map<absl::string_view, int> kResults = {
+      {"runtime.ifaceeq", 1},          {"runtime.efaceeq", 1},
+      {"runtime.memequal", 1},         {"runtime.memequal8", 1},
+      {"runtime.memequal16", 1},       {"runtime.memequal32", 1},
+      {"runtime.memequal64", 1},       {"runtime.memequal128", 1},
+      {"runtime.cmpstring", 1},        {"runtime.newobject", 1},
+      {"runtime.mallocgc", 1},         {"runtime.convT", 1},
+      {"runtime.convTnoptr", 1},       {"runtime.convT16", 1},
+      {"runtime.convT32", 1},          {"runtime.convT64", 1},
+      {"runtime.convTstring", 1},      {"runtime.convTslice", 1},
+      {"runtime.makeslice", 1},        {"runtime.growslice", 3},
+      {"runtime.concatstring2", 2},    {"runtime.concatstring3", 2},
+      {"runtime.concatstring4", 2},    {"runtime.concatstring5", 2},
+      {"runtime.slicebytetostring", 2}, {"runtime.intstring", 2},
+  };
+  auto it = kResults.find(name);
+  return it == kResults.end() ? -1 : it->second;
+}
+
 CalleeClass ClassifyCallee(absl::string_view callee, bool eface, int k, std::string* reason) {
   if (callee.empty()) return CalleeClass::kCreates;  // closure or method value
   if (k == 0 && (eface ? (callee == "runtime.convT2E" || callee == "runtime.convT2Enoptr")

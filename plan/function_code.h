@@ -39,6 +39,13 @@ static_assert(int{x86::kRax} == GEP_RAX && int{x86::kRbx} == GEP_RBX && int{x86:
 // Go ABIInternal integer argument and result registers, in order.
 constexpr std::array<int, 9> kAbiRegs = {GEP_RAX, GEP_RBX, GEP_RCX, GEP_RDI, GEP_RSI,
                                          GEP_R8,  GEP_R9,  GEP_R10, GEP_R11};
+// A register's position among kAbiRegs, -1 when it is none of them.
+inline int AbiIndex(int reg) {
+  for (size_t i = 0; i < kAbiRegs.size(); ++i) {
+    if (kAbiRegs[i] == reg) return static_cast<int>(i);
+  }
+  return -1;
+}
 
 // The planner looks at the first two operands only.
 inline int PlannedOps(const Insn& in) { return std::min<int>(in.nops, 2); }
@@ -80,16 +87,16 @@ class Binary {
     return name;
   }
   // Integer registers the Go function entered at `addr` can read as
-  // arguments at most (register ABI): its argument frame holds a spill slot
-  // for each, so args/8 bounds them. -1 when unknown (no such function,
-  // unknown frame, stack ABI).
+  // arguments at most (register ABI): one per scalar component of its
+  // arguments (Pclntab::FuncArgComponents). -1 when unknown (no such
+  // function, no argument info, stack ABI).
   int ArgRegsAt(uint64_t addr) const {
     if (!regabi_ || addr == 0) return -1;
     const auto& tab = bin_.pclntab();
     auto idx = tab.FindFunc(addr);
     if (!idx || tab.FuncEntry(*idx) != addr) return -1;
-    auto args = tab.FuncArgsSize(*idx);
-    return args ? *args / 8 : -1;
+    auto n = tab.FuncArgComponents(*idx);
+    return n ? *n : -1;
   }
 
  private:
@@ -106,6 +113,10 @@ bool IsNoReturn(absl::string_view name);
 // Argument words of a runtime helper that takes a type, -1 when not known:
 // a reference in an argument register past them is a stale register.
 int RuntimeArgWords(absl::string_view name);
+// Integer result registers of the runtime's comparison and allocation
+// helpers (register ABI); -1 for any other function, whose every register
+// may be a result.
+int RuntimeResultRegs(absl::string_view name);
 // Pre-1.21 write barrier: stores a value register to [DI] itself.
 // Returns the value register, or kNoReg when `name` is not one.
 int OldWriteBarrierValueReg(absl::string_view name);

@@ -9,6 +9,7 @@
 #include <cstring>
 #include <tuple>
 
+#include "absl/algorithm/container.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/strings/match.h"
@@ -156,6 +157,25 @@ absl::StatusOr<ProbePlan> PlanCreationProbes(const GoBinary& bin,
       uint64_t target_addr = target.itab ? target.itab : target.type;
       RefWalker walker(binary, fn, **dis, idx, target);
       walks.push_back({addr, target_addr, walker.Run()});
+    }
+    // A new-object probe gives way where a reference it may meet again
+    // (before the next such object) is probed itself: that one could count
+    // the same object (crypto/tls re-loads the itab after a failed
+    // assertion). Decided on the walks as planned, then applied.
+    std::vector<RefWalk*> give_way;
+    for (RefWalk& w : walks) {
+      if (!w.r.fresh) continue;
+      for (const RefWalk& o : walks) {
+        if (&o == &w || o.r.probes.empty()) continue;
+        if (w.r.again ? absl::c_linear_search(*w.r.again, o.addr) : o.target == w.target) {
+          give_way.push_back(&w);
+          break;
+        }
+      }
+    }
+    for (RefWalk* w : give_way) {
+      std::shared_ptr<const WalkResult> d = w->r.displaced;
+      w->r = *d;
     }
     absl::flat_hash_map<uint64_t, std::vector<WalkResult*>> by_target;
     absl::flat_hash_set<uint64_t> with_checked;

@@ -467,11 +467,21 @@ WalkResult RefWalker::Run() {
     }
   }
   // A new object of the value's type beside the LEA: built here, however
-  // the paths then carry it (a loop's phi, words spilled apart).
-  if (auto probe = FreshPairAtLea(at_lea)) {
-    out.probes.push_back(*probe);
-    return WithCheckedPaths(std::move(out), true);
-  }
+  // the paths then carry it (a loop's phi, words spilled apart). What the
+  // paths alone would plan is kept for probe_plan.cc to fall back on.
+  std::optional<CreationProbe> made_here = FreshPairAtLea(at_lea);
+  WalkResult paths = PerPath(std::move(out));
+  if (!made_here) return paths;
+  WalkResult one;
+  one.probes.push_back(*made_here);
+  one = WithCheckedPaths(std::move(one), true);
+  one.fresh = true;
+  one.again = ReferencedAgain(fresh_type_);
+  one.displaced = std::make_shared<const WalkResult>(std::move(paths));
+  return one;
+}
+
+WalkResult RefWalker::PerPath(WalkResult out) {
   // Paths differ: each creating path needs its own probe past its last
   // branch, where no other path passes.
   std::string unplaced, use, lost;

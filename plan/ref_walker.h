@@ -9,6 +9,7 @@
 #define GOERRPROF_PLAN_REF_WALKER_H_
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <utility>
@@ -131,6 +132,13 @@ struct WalkResult {
   // bounds, a panic, a call result), for KeepClosedCheckedProbes.
   std::vector<std::vector<uint64_t>> consumers;
   uint64_t ref_addr = 0;  // the walked LEA
+  // Planned by the new-object rule (FreshPairAtLea): kept only if none of
+  // `again` (other references to the itab reachable before a new object
+  // of the type; nullopt: unknown, all of them) gets a probe of its own,
+  // which could count the same object; else `displaced` stands.
+  bool fresh = false;
+  std::optional<std::vector<uint64_t>> again;
+  std::shared_ptr<const WalkResult> displaced;
 };
 
 constexpr uint64_t kOpenEnd = ~uint64_t{0};
@@ -165,6 +173,9 @@ class RefWalker {
         eface_(target.eface) {}
 
   WalkResult Run();
+  // Run's plan when the paths differ: a probe past each creating path's
+  // last branch.
+  WalkResult PerPath(WalkResult out);
 
  private:
   // `shared`: the probes lie before the first fork, on every path.
@@ -231,6 +242,13 @@ class RefWalker {
   // allocated in the straight run before it: the pair is built there,
   // whatever the paths do later.
   std::optional<CreationProbe> FreshPairAtLea(const Path& at_lea);
+  // The type a call to an allocator at `call` passes in RAX, 0 if unknown.
+  uint64_t TypeArgument(int call) const;
+  // The references to the itab (type) on some way from the LEA before a
+  // new object of object_type is made: one may build the same value again
+  // and be probed itself. nullopt when unsure (an indirect jump, too far).
+  std::optional<std::vector<uint64_t>> ReferencedAgain(uint64_t object_type) const;
+  uint64_t fresh_type_ = 0;  // the object type FreshPairAtLea matched
 
   static PathEnd Use(std::string reason) {
     PathEnd e;

@@ -86,7 +86,11 @@ uint64_t RefWalker::NewobjectType(uint32_t data_vid) const {
       callee != "runtime.convTnoptr") {
     return 0;
   }
-  // Its argument: the last write of RAX in the few instructions before.
+  return TypeArgument(call);
+}
+
+uint64_t RefWalker::TypeArgument(int call) const {
+  // The last write of RAX in the few instructions before the call.
   for (int j = call - 1; j >= 0 && call - j <= 6; --j) {
     const Insn& in = insns_[j];
     if (in.flow != Flow::kNext || !fn_.Sources(j + 1).empty()) return 0;
@@ -99,15 +103,91 @@ uint64_t RefWalker::NewobjectType(uint32_t data_vid) const {
   return 0;
 }
 
+std::optional<std::vector<uint64_t>> RefWalker::ReferencedAgain(uint64_t object_type) const {
+  const uint64_t target = target_.itab ? target_.itab : target_.type;
+  constexpr int kMaxSteps = 8192;
+  std::vector<int> work;
+  absl::flat_hash_set<int> seen;
+  auto push = [&](int i) {
+    if (i >= 0 && i < static_cast<int>(insns_.size()) && seen.insert(i).second) work.push_back(i);
+  };
+  push(lea_ + 1);
+  int steps = 0;
+  std::vector<uint64_t> refs;
+  while (!work.empty()) {
+    if (++steps > kMaxSteps) return std::nullopt;
+    int i = work.back();
+    work.pop_back();
+    const Insn& in = insns_[i];
+    // The itab itself, or its type word (which a type switch or an `any`
+    // made of the same value loads).
+    if (in.nops == 2 && in.ops[1].type == Operand::kMem && in.ops[1].base == kRipReg &&
+        (static_cast<uint64_t>(in.ops[1].value) == target ||
+         (target_.itab && static_cast<uint64_t>(in.ops[1].value) == target + 8)) &&
+        (in.id == X86_INS_LEA || in.id == X86_INS_MOV)) {
+      refs.push_back(in.addr);
+    }
+    switch (in.flow) {
+      case Flow::kCall: {
+        // A new object of the type: what follows is another creation's.
+        absl::string_view callee = binary_.FuncAt(in.target);
+        if ((callee == "runtime.newobject" || callee == "runtime.convT" ||
+             callee == "runtime.convTnoptr") &&
+            TypeArgument(i) == object_type) {
+          continue;
+        }
+        push(i + 1);
+        break;
+      }
+      case Flow::kNext:
+        push(i + 1);
+        break;
+      case Flow::kJump:
+        if (!in.target) return std::nullopt;  // an indirect jump: anywhere
+        push(fn_.IndexOf(in.target));
+        break;
+      case Flow::kCondJump:
+        push(i + 1);
+        push(fn_.IndexOf(in.target));
+        break;
+      case Flow::kRet:
+      case Flow::kStop:
+        break;
+    }
+  }
+  return refs;
+}
+
 std::optional<CreationProbe> RefWalker::FreshPairAtLea(const Path& at_lea) {
   // Just past the LEA, reading the itab from its register; or, where that
   // is a merge, at the LEA itself with the itab known statically. Either
   // only when the LEA's own way leads there.
+  // (A write barrier check's two sides meeting there still come from the
+  // one straight run.)
+  auto run_only = [&](int idx) {
+    if (fn_.UnknownEntry(idx)) return false;
+    if (fn_.Sources(idx).empty()) return true;
+    std::optional<int> jcc = DiamondEndingAt(idx);
+    if (!jcc) return false;
+    for (int s : fn_.Sources(idx)) {
+      if (s < *jcc || s >= idx) return false;
+    }
+    return true;
+  };
   int next = lea_ + 1;
   bool at_next = next < static_cast<int>(insns_.size()) && fn_.Sources(next).empty() &&
                  !fn_.UnknownEntry(next);
-  bool at_ref = fn_.Sources(lea_).empty() && !fn_.UnknownEntry(lea_);
-  if ((!at_next && !at_ref) || insns_[lea_].ops[0].type != Operand::kReg) return std::nullopt;
+  bool at_ref = run_only(lea_);
+  // A LEA only: a load of the itab's type word is a type switch's key.
+  if ((!at_next && !at_ref) || insns_[lea_].id != X86_INS_LEA ||
+      insns_[lea_].ops[0].type != Operand::kReg) {
+    return std::nullopt;
+  }
+  // A path that uses the value (compares it, asserts on it, passes it to
+  // errors.As as a target) says it was not made to be carried on unseen.
+  for (const PathEnd& e : all_ends_) {
+    if (e.use) return std::nullopt;
+  }
   auto types = binary_.bin().types();
   if (!types.ok()) return std::nullopt;
   auto t = (*types)->Read(target_.type);
@@ -146,6 +226,7 @@ std::optional<CreationProbe> RefWalker::FreshPairAtLea(const Path& at_lea) {
               (in.flow == Flow::kCall && !IsWriteBarrier(binary_.FuncAt(in.target)));
     }
     if (again) continue;
+    fresh_type_ = want;
     if (!at_next) {
       return Emit(at_lea, static_cast<int>(at_lea.positions.size()) - 1,
                   GEP_LOC(GEP_LOC_CONST, 0, 0), GEP_LOC(GEP_LOC_REG, r, 0), vid,

@@ -74,9 +74,14 @@ void RefWalker::SimulateCall(State& st, const Insn& in) {
     st.regs[GEP_R11] = values_.Fresh();
     return;
   }
+  // Past a known helper's results a register holds nothing anyone wrote;
+  // any other callee may return in every register.
+  const int results = binary_.regabi() ? RuntimeResultRegs(name) : 0;
   for (int r = 0; r < kNumRegs; ++r) {
     if (r == GEP_RSP || r == GEP_RBP || (binary_.regabi() && r == GEP_R14)) continue;
-    st.regs[r] = values_.Fresh(Value::kGarbage);
+    int k = AbiIndex(r);
+    bool garbage = results >= 0 && (k < 0 || k >= results);
+    st.regs[r] = values_.Fresh(garbage ? Value::kGarbage : Value::kOpaque);
   }
   if (binary_.regabi()) {
     st.regs[GEP_RAX] = values_.Fresh(Value::kCallResult, in.addr);

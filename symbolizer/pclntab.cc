@@ -16,6 +16,7 @@ constexpr uint32_t kMagic118 = 0xfffffff0;
 constexpr uint32_t kMagic120 = 0xfffffff1;
 constexpr uint32_t kPcdataInlTreeIndex = 2;
 constexpr uint32_t kFuncdataInlTree = 3;
+constexpr uint32_t kFuncdataArgInfo = 5;  // Go 1.17+
 constexpr uint32_t kNoFuncdata = 0xffffffff;  // 1.18+: absent funcdata offset
 constexpr uint64_t kMaxFunctions = 1u << 24;  // sanity bound for corrupt headers
 constexpr int kMaxInlineDepth = 256;          // stops cycles in corrupt inline trees
@@ -212,6 +213,31 @@ std::optional<int32_t> Pclntab::FuncArgsSize(size_t i) const {
   std::optional<uint32_t> args = data_.U32(functab_off_ + func_offs_[i] + layout_->nameoff + 4);
   if (!args || static_cast<int32_t>(*args) < 0) return std::nullopt;  // ArgsSizeUnknown
   return static_cast<int32_t>(*args);
+}
+
+std::optional<int> Pclntab::FuncArgComponents(size_t i) const {
+  std::optional<int32_t> args = FuncArgsSize(i);
+  if (!args) return std::nullopt;
+  if (*args == 0) return 0;
+  uint64_t info = FuncData(functab_off_ + func_offs_[i], kFuncdataArgInfo);
+  if (info == 0) return std::nullopt;
+  auto bytes = elf_.ReadVirtualUpTo(info, 256);
+  if (!bytes.ok()) return std::nullopt;
+  // (offset, size) per component, with markers for aggregates; the end,
+  // or a mark that something was left out.
+  constexpr uint8_t kEndSeq = 0xff, kStartAgg = 0xfe, kEndAgg = 0xfd, kDotDotDot = 0xfc,
+                    kOffsetTooLarge = 0xfb;
+  int n = 0;
+  for (size_t k = 0; k < bytes->size();) {
+    uint8_t b = (*bytes)[k++];
+    if (b == kEndSeq) return n;
+    if (b == kStartAgg || b == kEndAgg) continue;
+    if (b == kDotDotDot || b == kOffsetTooLarge) return std::nullopt;
+    if (k >= bytes->size()) return std::nullopt;
+    ++k;  // the size
+    ++n;
+  }
+  return std::nullopt;
 }
 
 std::optional<size_t> Pclntab::FindFunc(uint64_t pc) const {

@@ -59,6 +59,12 @@ class Pclntab {
   // space of its register arguments); nullopt when unreadable or unknown
   // (assembly without a declared frame).
   std::optional<int32_t> FuncArgsSize(size_t i) const;
+  // The scalar components of function i's arguments as its traceback
+  // argument info (FUNCDATA_ArgInfo, Go 1.17+) lists them: under the
+  // register ABI each takes one register at most, so this bounds the
+  // registers the function reads. 0 for a function without arguments;
+  // nullopt when not known (no info, or the list was cut short).
+  std::optional<int> FuncArgComponents(size_t i) const;
   // Index of the function containing pc.
   std::optional<size_t> FindFunc(uint64_t pc) const;
 

@@ -108,6 +108,7 @@ func main() {
 	panics := []panicResult{}
 	scenarios := append(append(append(append(append(baseScenarios, go120Scenarios...),
 		goroutineScenarios...), inlinedScenarios...), pathScenarios...), go127Scenarios...)
+	scenarios = append(scenarios, dnsScenarios...)
 	goroutine := map[string]bool{}
 	for _, s := range goroutineScenarios {
 		goroutine[s.name] = true
@@ -156,7 +157,7 @@ func main() {
 		notePanic(&panics, "fatal_panic", "main.siteFatalPanic", "errgen: fatal panic", false)
 	}
 	emit(map[string]interface{}{"go_version": runtime.Version(), "pid": os.Getpid(), "scenarios": results,
-		"panics": panics})
+		"panics": panics, "dns_server": dnsServer})
 	if *fatal {
 		siteFatalPanic()
 	}
