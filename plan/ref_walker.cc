@@ -227,6 +227,18 @@ void RefWalker::Walk(Path p) {
       case Flow::kCall: {
         absl::string_view callee = binary_.FuncAt(in.target);
         if (IsWriteBarrier(callee)) break;
+        // convI2I(dst, tab) (Go 1.21 and older) re-types the value for a
+        // smaller interface (awserr's BatchedErrors returned as an error):
+        // the itab it returns stands for the same value, its data word
+        // unchanged, so the walk follows that instead. Such a path is never
+        // probed with a check of the itab: the word there is another itab.
+        if (callee == "runtime.convI2I" && binary_.regabi() && !p.heap_ref &&
+            p.st.regs[GEP_RBX] == ref_) {
+          Simulate(p.st, in);
+          p.st.regs[GEP_RAX] = ref_;
+          p.itab_converted = true;
+          continue;
+        }
         if (p.heap_ref) {
           ends_.push_back(End(p, absl::StrCat("call to ", callee.empty() ? "?" : callee)));
           return;

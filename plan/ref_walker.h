@@ -66,6 +66,7 @@ struct Path {
   bool heap_pre_data = false;
   std::optional<Tentative> tentative;
   bool exclusive = true;
+  bool itab_converted = false;  // the itab register holds convI2I's result
   int cur = 0;
   int forced_next = -1;
   // Index of a `test r, r` of the itab word just walked: the interface being

@@ -287,7 +287,8 @@ PathEnd RefWalker::Place(const Path& p, int pos, std::optional<uint32_t> tab_loc
 
   // Past a merge, a return can still be probed where it is: what arrives
   // there with this itab in the result register is this error, returned.
-  if (!p.positions[pos].exclusive && via == CreationProbe::kReturn && tab_loc && data_loc &&
+  if (!p.positions[pos].exclusive && !p.itab_converted && via == CreationProbe::kReturn &&
+      tab_loc && data_loc &&
       GEP_LOC_KIND(*tab_loc) == GEP_LOC_REG && GEP_LOC_KIND(*data_loc) == GEP_LOC_REG &&
       LastBlockWriter(p, pos, GEP_LOC_REGNO(*tab_loc)) >= 0 &&
       LastBlockWriter(p, pos, GEP_LOC_REGNO(*data_loc)) >= 0) {

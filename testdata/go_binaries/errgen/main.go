@@ -108,7 +108,7 @@ func main() {
 	panics := []panicResult{}
 	scenarios := append(append(append(append(append(baseScenarios, go120Scenarios...),
 		goroutineScenarios...), inlinedScenarios...), pathScenarios...), go127Scenarios...)
-	scenarios = append(scenarios, dnsScenarios...)
+	scenarios = append(append(scenarios, dnsScenarios...), go121Scenarios...)
 	goroutine := map[string]bool{}
 	for _, s := range goroutineScenarios {
 		goroutine[s.name] = true

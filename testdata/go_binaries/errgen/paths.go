@@ -159,3 +159,4 @@ func siteFlagBool(i int) error {
 	fs.Bool("b", false, "")
 	return fs.Parse([]string{"-b=maybe"})
 }
+
