@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/strings/match.h"
 #include "absl/strings/string_view.h"
 #include "absl/types/span.h"
 #include "bpf/probe_abi.h"
@@ -95,6 +96,9 @@ class Binary {
     const auto& tab = bin_.pclntab();
     auto idx = tab.FindFunc(addr);
     if (!idx || tab.FuncEntry(*idx) != addr) return -1;
+    // The compiler leaves a shape function's first input (its dictionary,
+    // or a method's receiver) out of the list: unknown for those.
+    if (absl::StrContains(tab.FuncName(*idx), "[")) return -1;
     auto n = tab.FuncArgComponents(*idx);
     return n ? *n : -1;
   }

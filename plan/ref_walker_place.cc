@@ -136,6 +136,7 @@ std::optional<std::vector<uint64_t>> RefWalker::ReferencedAgain(uint64_t object_
             TypeArgument(i) == object_type) {
           continue;
         }
+        if (IsNoReturn(callee)) continue;  // a panic: nothing follows
         push(i + 1);
         break;
       }
