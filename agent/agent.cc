@@ -20,6 +20,7 @@ const char* StatusName(ProcessStatus s) {
     case ProcessStatus::kFailed: return "failed";
     case ProcessStatus::kExcluded: return "excluded";
     case ProcessStatus::kOverLimit: return "over_limit";
+    case ProcessStatus::kPlanning: return "planning";
     case ProcessStatus::kIgnored: return "ignored";
   }
   return "?";
@@ -94,7 +95,31 @@ ProcessStatus Agent::Classify(const ProcEntry& e) {
   if (auto v = verdicts_.find(e.exe_key); v != verdicts_.end()) return v->second.status;
 
   absl::Time start = absl::Now();
-  auto plan = recorder_.Plan(e.pid);
+  if (background_) {
+    // A new executable goes to the worker; its processes wait as planning.
+    // (A key that cannot be had, the process gone or unreadable, is left
+    // to Recorder::Plan, which says so at once.)
+    auto key = recorder_.PlanKey(e.pid);
+    if (key.ok() && !recorder_.HasPlan(*key)) {
+      if (auto f = plan_failed_.find(*key); f != plan_failed_.end()) {
+        return Decide(e, path, std::move(cgroup), f->second, start);
+      }
+      if (planning_.insert(*key).second) {
+        {
+          std::lock_guard<std::mutex> lock(mu_);
+          jobs_.push_back({*key, e.pid});
+        }
+        cv_.notify_one();
+      }
+      return ProcessStatus::kPlanning;
+    }
+  }
+  return Decide(e, path, std::move(cgroup), recorder_.Plan(e.pid), start);
+}
+
+ProcessStatus Agent::Decide(const ProcEntry& e, const std::string& path, CgroupIdentity cgroup,
+                            absl::StatusOr<std::shared_ptr<const ExecutablePlan>> plan,
+                            absl::Time start) {
   if (!plan.ok()) {
     if (!StillThere(e)) return ProcessStatus::kIgnored;  // gone while we looked
     // This process's, not its executable's (another user's, without
@@ -135,6 +160,65 @@ ProcessStatus Agent::Classify(const ProcEntry& e) {
                    absl::FormatDuration(absl::Now() - start),
                    (*plan)->cache == "hit" ? " (plan from cache)" : ""));
   return ProcessStatus::kAttached;
+}
+
+Agent::~Agent() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  if (worker_.joinable()) worker_.join();
+}
+
+void Agent::PlanInBackground() {
+  if (background_) return;
+  background_ = true;
+  worker_ = std::thread([this] { PlanWorker(); });
+}
+
+void Agent::PlanWorker() {
+  for (;;) {
+    PlanJob job;
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      cv_.wait(lock, [&] { return stopping_ || !jobs_.empty(); });
+      if (stopping_) return;
+      job = std::move(jobs_.front());
+      jobs_.pop_front();
+    }
+    // MakeExecutablePlan reads the file and the plan cache only; the
+    // Recorder is the loop's.
+    std::string exe = absl::StrCat("/proc/", job.pid, "/exe");
+    auto plan = MakeExecutablePlan(exe, options_.record);
+    std::lock_guard<std::mutex> lock(mu_);
+    done_.push_back({std::move(job.key), std::move(exe), std::move(plan)});
+  }
+}
+
+size_t Agent::CollectPlans() {
+  std::vector<PlanDone> done;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    done.swap(done_);
+  }
+  if (done.empty()) return 0;
+  for (PlanDone& d : done) {
+    planning_.erase(d.key);
+    if (d.plan.ok()) {
+      recorder_.AddPlan(d.key, d.exe, std::shared_ptr<ExecutablePlan>(std::move(*d.plan)));
+      continue;
+    }
+    // Its process went while it was planned: the next of the executable
+    // plans again rather than taking the failure for the file's.
+    if (access(d.exe.c_str(), F_OK) != 0) continue;
+    plan_failed_[d.key] = d.plan.status();
+  }
+  for (auto& [pid, t] : tracked_) {
+    if (t.status == ProcessStatus::kPlanning) t.status = Classify(t.entry);
+  }
+  plan_failed_.clear();
+  return done.size();
 }
 
 void Agent::Examine(const ProcEntry& e) {

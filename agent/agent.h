@@ -8,15 +8,22 @@
 #include <sys/types.h>
 
 #include <array>
+#include <condition_variable>
 #include <cstddef>
+#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <regex>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "agent/cgroup.h"
 #include "agent/proc_scan.h"
 #include "record/recorder.h"
@@ -30,9 +37,10 @@ enum class ProcessStatus {
   kFailed,       // planned, but attaching failed
   kExcluded,     // --include/--exclude, or the Go toolchain
   kOverLimit,    // --max-processes or --max-memory reached; retried when below again
+  kPlanning,     // its executable is being planned (off the loop); attached after
   kIgnored,      // not counted: kernel threads, zombies, the agent and its children
 };
-inline constexpr size_t kNumStatuses = 6;  // the counted ones, kAttached..kOverLimit
+inline constexpr size_t kNumStatuses = 7;  // the counted ones, kAttached..kPlanning
 const char* StatusName(ProcessStatus s);  // "attached", "not_go", ...
 
 struct AgentOptions {
@@ -56,6 +64,7 @@ struct AgentOptions {
 
 class Agent {
  public:
+  ~Agent();
   // InvalidArgument for a bad regex.
   static absl::StatusOr<std::unique_ptr<Agent>> Create(AgentOptions options);
 
@@ -70,6 +79,15 @@ class Agent {
   // How long the caller may wait before the next Poll (the budget's tick).
   int max_wait_ms(int wanted) const { return recorder_.max_wait_ms(wanted); }
   void DetachAll() { recorder_.DetachAll(); }
+  // From now on a new executable is planned on a thread of the agent's own
+  // (MakeExecutablePlan), so the loop (scrapes, windows, other processes)
+  // never waits for it; its processes count as planning meanwhile, and
+  // CollectPlans attaches them. Before it, planning is inline (the
+  // start-up scan attaches what runs before the agent says it is ready).
+  void PlanInBackground();
+  // Takes the plans finished since the last call and classifies the
+  // processes that waited for them. Returns how many plans came.
+  size_t CollectPlans();
   // Forgets exited processes (Recorder::EvictClosed); the caller folds
   // what it serves of them (metrics, open windows) from the result.
   Recorder::Evicted EvictExited() { return recorder_.EvictClosed(); }
@@ -95,6 +113,10 @@ class Agent {
   };
   explicit Agent(AgentOptions options);
   ProcessStatus Classify(const ProcEntry& e);
+  // Classify's second half, once the executable's plan is made or failed.
+  ProcessStatus Decide(const ProcEntry& e, const std::string& path, CgroupIdentity cgroup,
+                       absl::StatusOr<std::shared_ptr<const ExecutablePlan>> plan,
+                       absl::Time start);
   void Examine(const ProcEntry& e);
   bool Selected(const std::string& path, const std::string& cgroup) const;
   bool StillThere(const ProcEntry& e) const;
@@ -118,6 +140,29 @@ class Agent {
   // By pid, for processes the Recorder still has (their samples are
   // labelled with it): read once, when attached.
   absl::flat_hash_map<pid_t, CgroupIdentity> cgroups_;
+
+  // Background planning (PlanInBackground): one worker, jobs by plan key.
+  struct PlanJob {
+    std::string key;
+    pid_t pid = 0;
+  };
+  struct PlanDone {
+    std::string key;
+    std::string exe;  // /proc/PID/exe of the process it was made through
+    absl::StatusOr<std::unique_ptr<ExecutablePlan>> plan;
+  };
+  void PlanWorker();
+  bool background_ = false;
+  std::thread worker_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<PlanJob> jobs_;     // guarded by mu_
+  std::vector<PlanDone> done_;   // guarded by mu_
+  bool stopping_ = false;        // guarded by mu_
+  // Keys being planned (loop thread only); failed ones, by key, until a
+  // process of them is classified again.
+  absl::flat_hash_set<std::string> planning_;
+  absl::flat_hash_map<std::string, absl::Status> plan_failed_;
 };
 
 }  // namespace goerrprof::profiler

@@ -251,6 +251,10 @@ int RunAgent(const std::vector<std::string>& args) {
   // /metrics answering.
   std::fprintf(stderr, "goerrprof: agent: listening on %s (%zu processes attached)\n",
                (*server)->address().c_str(), (*agent)->recorder().live_sessions());
+  // From here on a new executable is planned off this loop: scrapes and
+  // the other processes never wait for it (up to a second for a large one
+  // without a cached plan).
+  (*agent)->PlanInBackground();
   const absl::Duration limit = absl::GetFlag(FLAGS_duration);
   absl::Time next_scan = absl::Now() + rescan;
   Windows windows;
@@ -282,6 +286,7 @@ int RunAgent(const std::vector<std::string>& args) {
                      std::string(n.status().message()).c_str());
       }
     }
+    (*agent)->CollectPlans();
     if (absl::Status s = (*agent)->Poll(); !s.ok()) {
       std::fprintf(stderr, "goerrprof: agent: %s\n", std::string(s.message()).c_str());
     }

@@ -8,6 +8,7 @@
 #include <utility>
 
 #include "absl/strings/match.h"
+#include "base/status_macros.h"
 #include "absl/strings/str_cat.h"
 #include "goabi/g_layout.h"
 #include "plan/panic_probes.h"
@@ -86,7 +87,7 @@ Recorder::~Recorder() {
   if (run_stats_fd_ >= 0) close(run_stats_fd_);
 }
 
-absl::StatusOr<std::shared_ptr<ExecutablePlan>> Recorder::PlanFor(pid_t pid) {
+absl::StatusOr<std::string> Recorder::PlanKey(pid_t pid) const {
   // Another user's process, or an unreadable executable: the capability
   // that is missing, named.
   if (absl::Status readable = CheckProcessReadable(pid); !readable.ok()) return readable;
@@ -100,21 +101,31 @@ absl::StatusOr<std::shared_ptr<ExecutablePlan>> Recorder::PlanFor(pid_t pid) {
     }
     return absl::NotFoundError(absl::StrCat("no process with pid ", pid));
   }
-  std::string key = absl::StrCat(st.st_dev, ":", st.st_ino, ":", st.st_mtim.tv_sec, ".",
-                                 st.st_mtim.tv_nsec);
-  if (auto it = plans_.find(key); it != plans_.end()) {
-    it->second.used = ++plan_clock_;
-    return it->second.plan;
-  }
-  auto made = MakeExecutablePlan(exe, options_);
-  if (!made.ok()) return made.status();
-  std::shared_ptr<ExecutablePlan> plan = std::move(*made);
+  return absl::StrCat(st.st_dev, ":", st.st_ino, ":", st.st_mtim.tv_sec, ".",
+                      st.st_mtim.tv_nsec);
+}
+
+void Recorder::AddPlan(const std::string& key, const std::string& exe,
+                       std::shared_ptr<ExecutablePlan> plan) {
   if (plan->cache == "hit") ++plans_cached_;
   char target[PATH_MAX];
   ssize_t n = readlink(exe.c_str(), target, sizeof(target) - 1);
   plan->path = n > 0 ? std::string(target, static_cast<size_t>(n)) : exe;
-  plans_[key] = PlanEntry{plan, ++plan_clock_};
+  plans_[key] = PlanEntry{std::move(plan), ++plan_clock_};
   DropIdlePlans();  // executables looked at once (not Go enough, the toolchain) pile up too
+}
+
+absl::StatusOr<std::shared_ptr<ExecutablePlan>> Recorder::PlanFor(pid_t pid) {
+  ASSIGN_OR_RETURN(std::string key, PlanKey(pid));
+  if (auto it = plans_.find(key); it != plans_.end()) {
+    it->second.used = ++plan_clock_;
+    return it->second.plan;
+  }
+  std::string exe = absl::StrCat("/proc/", pid, "/exe");
+  auto made = MakeExecutablePlan(exe, options_);
+  if (!made.ok()) return made.status();
+  std::shared_ptr<ExecutablePlan> plan = std::move(*made);
+  AddPlan(key, exe, plan);
   return plan;
 }
 

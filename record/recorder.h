@@ -102,6 +102,15 @@ class Recorder {
   // For a long-running caller (goerrprof agent): the plan of pid's
   // executable, made or reused as Attach would (errors as Attach's).
   absl::StatusOr<std::shared_ptr<const ExecutablePlan>> Plan(pid_t pid);
+  // For a caller that plans off its own loop (the agent): the key of pid's
+  // executable in the plan table (device, inode, mtime), errors as
+  // Attach's; whether a plan is kept under it; and a plan that
+  // MakeExecutablePlan made elsewhere for `exe` (/proc/PID/exe), kept under
+  // it. Attach then uses it.
+  absl::StatusOr<std::string> PlanKey(pid_t pid) const;
+  bool HasPlan(const std::string& key) const { return plans_.contains(key); }
+  void AddPlan(const std::string& key, const std::string& exe,
+               std::shared_ptr<ExecutablePlan> plan);
   // Drains and detaches pid's live session, if any (the process exec'd).
   void Detach(pid_t pid);
   // Every process ever attached, in SampleKey::process order.
