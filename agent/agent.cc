@@ -1,5 +1,10 @@
 #include "agent/agent.h"
 
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <utility>
@@ -174,7 +179,43 @@ Agent::~Agent() {
 void Agent::PlanInBackground() {
   if (background_) return;
   background_ = true;
+  // The loop takes SIGINT and SIGTERM (its poll ends): never the worker.
+  sigset_t block, old;
+  sigemptyset(&block);
+  sigaddset(&block, SIGINT);
+  sigaddset(&block, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &block, &old);
   worker_ = std::thread([this] { PlanWorker(); });
+  pthread_sigmask(SIG_SETMASK, &old, nullptr);
+}
+
+Agent::PlanDone Agent::MakePlan(const std::string& key, pid_t pid, const RecordOptions& options) {
+  PlanDone d;
+  d.key = key;
+  // The file the key names, before and after: a process that exec'd or
+  // exited meanwhile, or a reused pid, must not have another file planned
+  // under it. (The plan opens /proc/PID/exe itself, as Recorder::Plan
+  // does; the file's path is what the process runs.)
+  const std::string exe = absl::StrCat("/proc/", pid, "/exe");
+  auto same = [&] {
+    struct stat st;
+    return stat(exe.c_str(), &st) == 0 && PlanKeyOf(st) == key;
+  };
+  char target[PATH_MAX];
+  ssize_t n = readlink(exe.c_str(), target, sizeof(target) - 1);
+  if (!same() || n <= 0) {
+    d.stale = true;
+    return d;
+  }
+  d.path.assign(target, static_cast<size_t>(n));
+  // MakeExecutablePlan reads the file and the plan cache only; the
+  // Recorder is the loop's.
+  d.plan = MakeExecutablePlan(exe, options);
+  if (!same()) {
+    d.stale = true;
+    d.plan = absl::UnavailableError("stale");
+  }
+  return d;
 }
 
 void Agent::PlanWorker() {
@@ -187,12 +228,15 @@ void Agent::PlanWorker() {
       job = std::move(jobs_.front());
       jobs_.pop_front();
     }
-    // MakeExecutablePlan reads the file and the plan cache only; the
-    // Recorder is the loop's.
-    std::string exe = absl::StrCat("/proc/", job.pid, "/exe");
-    auto plan = MakeExecutablePlan(exe, options_.record);
+    PlanDone d = MakePlan(job.key, job.pid, options_.record);
     std::lock_guard<std::mutex> lock(mu_);
-    done_.push_back({std::move(job.key), std::move(exe), std::move(plan)});
+    done_.push_back(std::move(d));
+  }
+}
+
+void Agent::Reclassify() {
+  for (auto& [pid, t] : tracked_) {
+    if (t.status == ProcessStatus::kPlanning) t.status = Classify(t.entry);
   }
 }
 
@@ -202,22 +246,23 @@ size_t Agent::CollectPlans() {
     std::lock_guard<std::mutex> lock(mu_);
     done.swap(done_);
   }
-  if (done.empty()) return 0;
   for (PlanDone& d : done) {
     planning_.erase(d.key);
-    if (d.plan.ok()) {
-      recorder_.AddPlan(d.key, d.exe, std::shared_ptr<ExecutablePlan>(std::move(*d.plan)));
+    if (d.stale) {
+      Reclassify();  // its processes plan again, through a live one
       continue;
     }
-    // Its process went while it was planned: the next of the executable
-    // plans again rather than taking the failure for the file's.
-    if (access(d.exe.c_str(), F_OK) != 0) continue;
-    plan_failed_[d.key] = d.plan.status();
+    if (d.plan.ok()) {
+      recorder_.AddPlan(d.key, d.path, std::shared_ptr<ExecutablePlan>(std::move(*d.plan)));
+    } else if (!absl::IsPermissionDenied(d.plan.status())) {
+      // The file's own verdict (not Go, unsupported), for each of its
+      // processes; a permission is each process's, found again by it.
+      if (plan_failed_.size() >= kMaxPlanFailures) plan_failed_.clear();
+      plan_failed_[d.key] = d.plan.status();
+    }
+    // At once, before another plan of the batch could evict this one.
+    Reclassify();
   }
-  for (auto& [pid, t] : tracked_) {
-    if (t.status == ProcessStatus::kPlanning) t.status = Classify(t.entry);
-  }
-  plan_failed_.clear();
   return done.size();
 }
 

@@ -93,7 +93,7 @@ class Agent {
   Recorder::Evicted EvictExited() { return recorder_.EvictClosed(); }
 
   const Recorder& recorder() const { return recorder_; }
-  // Processes by status, kAttached..kOverLimit (kAttached: live sessions).
+  // Processes by status, kAttached..kPlanning (kAttached: live sessions).
   std::array<size_t, kNumStatuses> StatusCounts() const;
   // Told one line per attach, and per process that could not be attached.
   void set_log(std::function<void(const std::string&)> log) { log_ = std::move(log); }
@@ -148,9 +148,15 @@ class Agent {
   };
   struct PlanDone {
     std::string key;
-    std::string exe;  // /proc/PID/exe of the process it was made through
+    std::string path;  // the file planned, as the kernel names it
+    // The file was no longer the one the key names (the process exec'd,
+    // exited, its pid reused): nothing is known; its processes plan again.
+    bool stale = false;
     absl::StatusOr<std::unique_ptr<ExecutablePlan>> plan;
   };
+  static PlanDone MakePlan(const std::string& key, pid_t pid, const RecordOptions& options);
+  // Classifies the processes waiting for a plan again (after one came).
+  void Reclassify();
   void PlanWorker();
   bool background_ = false;
   std::thread worker_;
@@ -159,10 +165,11 @@ class Agent {
   std::deque<PlanJob> jobs_;     // guarded by mu_
   std::vector<PlanDone> done_;   // guarded by mu_
   bool stopping_ = false;        // guarded by mu_
-  // Keys being planned (loop thread only); failed ones, by key, until a
-  // process of them is classified again.
+  // Keys being planned (loop thread only); files that failed to plan (not
+  // Go, unsupported), by key, for Decide to give each process of them.
   absl::flat_hash_set<std::string> planning_;
   absl::flat_hash_map<std::string, absl::Status> plan_failed_;
+  static constexpr size_t kMaxPlanFailures = 1024;
 };
 
 }  // namespace goerrprof::profiler

@@ -101,16 +101,18 @@ absl::StatusOr<std::string> Recorder::PlanKey(pid_t pid) const {
     }
     return absl::NotFoundError(absl::StrCat("no process with pid ", pid));
   }
+  return PlanKeyOf(st);
+}
+
+std::string PlanKeyOf(const struct stat& st) {
   return absl::StrCat(st.st_dev, ":", st.st_ino, ":", st.st_mtim.tv_sec, ".",
                       st.st_mtim.tv_nsec);
 }
 
-void Recorder::AddPlan(const std::string& key, const std::string& exe,
+void Recorder::AddPlan(const std::string& key, const std::string& path,
                        std::shared_ptr<ExecutablePlan> plan) {
   if (plan->cache == "hit") ++plans_cached_;
-  char target[PATH_MAX];
-  ssize_t n = readlink(exe.c_str(), target, sizeof(target) - 1);
-  plan->path = n > 0 ? std::string(target, static_cast<size_t>(n)) : exe;
+  plan->path = path;
   plans_[key] = PlanEntry{std::move(plan), ++plan_clock_};
   DropIdlePlans();  // executables looked at once (not Go enough, the toolchain) pile up too
 }
@@ -125,7 +127,9 @@ absl::StatusOr<std::shared_ptr<ExecutablePlan>> Recorder::PlanFor(pid_t pid) {
   auto made = MakeExecutablePlan(exe, options_);
   if (!made.ok()) return made.status();
   std::shared_ptr<ExecutablePlan> plan = std::move(*made);
-  AddPlan(key, exe, plan);
+  char target[PATH_MAX];
+  ssize_t n = readlink(exe.c_str(), target, sizeof(target) - 1);
+  AddPlan(key, n > 0 ? std::string(target, static_cast<size_t>(n)) : exe, plan);
   return plan;
 }
 

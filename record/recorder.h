@@ -5,6 +5,7 @@
 #ifndef GOERRPROF_RECORD_RECORDER_H_
 #define GOERRPROF_RECORD_RECORDER_H_
 
+#include <sys/stat.h>
 #include <sys/types.h>
 
 #include <cstdint>
@@ -105,11 +106,11 @@ class Recorder {
   // For a caller that plans off its own loop (the agent): the key of pid's
   // executable in the plan table (device, inode, mtime), errors as
   // Attach's; whether a plan is kept under it; and a plan that
-  // MakeExecutablePlan made elsewhere for `exe` (/proc/PID/exe), kept under
-  // it. Attach then uses it.
+  // MakeExecutablePlan made elsewhere for the file, kept under
+  // it, the file's path as the process named it. Attach then uses it.
   absl::StatusOr<std::string> PlanKey(pid_t pid) const;
   bool HasPlan(const std::string& key) const { return plans_.contains(key); }
-  void AddPlan(const std::string& key, const std::string& exe,
+  void AddPlan(const std::string& key, const std::string& path,
                std::shared_ptr<ExecutablePlan> plan);
   // Drains and detaches pid's live session, if any (the process exec'd).
   void Detach(pid_t pid);
@@ -229,6 +230,10 @@ class Recorder {
   void CloseBudget(Traced& t, uint32_t index);
   static int64_t TargetCpuNs(Traced& t);
 };
+
+// The key of an executable in a Recorder's plan table (Recorder::PlanKey):
+// device, inode and modification time.
+std::string PlanKeyOf(const struct stat& st);
 
 // The plan for one Go executable: its probes, layouts and goroutine layout.
 absl::StatusOr<std::unique_ptr<ExecutablePlan>> MakeExecutablePlan(const std::string& exe,
