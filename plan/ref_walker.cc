@@ -493,41 +493,4 @@ WalkResult RefWalker::Run() {
   return one;
 }
 
-WalkResult RefWalker::PerPath(WalkResult out) {
-  // Paths differ: each creating path needs its own probe past its last
-  // branch, where no other path passes.
-  std::string unplaced, use, lost;
-  for (const PathEnd& e : ends_) {
-    if (e.probe) {
-      const CreationProbe* probe = &*e.probe;
-      if (e.probe_pos <= e.last_fork) {
-        if (!e.checked) {
-          if (unplaced.empty()) {
-            unplaced = "created on some paths only; no probe point past the branch";
-          }
-          continue;
-        }
-        probe = &*e.checked;
-      }
-      bool dup = false;
-      for (const CreationProbe& q : out.probes) {
-        dup = dup || (q.addr == probe->addr && q.cookie == probe->cookie);
-      }
-      if (!dup) out.probes.push_back(*probe);
-    } else if (e.creation) {
-      if (unplaced.empty()) unplaced = e.reason;
-    } else if (e.use) {
-      if (use.empty()) use = e.reason;
-    } else if (lost.empty()) {
-      lost = e.reason;
-    }
-  }
-  if (!unplaced.empty()) {
-    out.skip_reason = out.probes.empty() ? unplaced : "partly planned: " + unplaced;
-  } else if (out.probes.empty()) {
-    out.skip_reason = !use.empty() ? use : lost;
-  }
-  return WithCheckedPaths(std::move(out), false);
-}
-
 }  // namespace goerrprof::profiler::planner

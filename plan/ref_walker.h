@@ -4,7 +4,8 @@
 // ref_walker_simulate.cc (stepping instructions, write barrier diamonds),
 // ref_walker_known.cc (type tests with known outcomes), ref_walker_place.cc
 // (consumers and probe placement), ref_walker_checked.cc (returns past a
-// merge, probed with a check of the itab).
+// merge, probed with a check of the itab), ref_walker_fresh.cc (a new object
+// beside the itab's LEA).
 #ifndef GOERRPROF_PLAN_REF_WALKER_H_
 #define GOERRPROF_PLAN_REF_WALKER_H_
 
