@@ -45,6 +45,14 @@ int RuntimeArgWords(absl::string_view name) {
   }
   if (name == "runtime.convT" || name == "runtime.convTnoptr") return 2;
   if (name == "runtime.mallocgc") return 3;
+  // Bounds, shift and division panics take integers only (their stubs read
+  // fixed registers): an itab left in one is stale.
+  if (absl::StartsWith(name, "runtime.panicIndex") || absl::StartsWith(name, "runtime.panicSlice") ||
+      absl::StartsWith(name, "runtime.goPanicIndex") ||
+      absl::StartsWith(name, "runtime.goPanicSlice") || name == "runtime.panicshift" ||
+      name == "runtime.panicdivide" || name == "runtime.panicBounds") {
+    return 0;
+  }
   return -1;
 }
 
@@ -144,6 +152,12 @@ void Function::Analyze(Binary& binary) {
   // runtime (deferreturn after recover) or an unseen table: treat as foreign.
   for (size_t i = 1; i < n; ++i) {
     if (!falls_through_[i - 1] && !sources_.contains(static_cast<int>(i))) {
+      // Unless it is alignment padding after a jump: dead, and no way into
+      // what follows it.
+      if (insns_[i].id == X86_INS_NOP) {
+        falls_through_[i] = false;
+        continue;
+      }
       unknown_entry_[i] = true;
     }
   }

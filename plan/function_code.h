@@ -7,6 +7,8 @@
 #include <algorithm>
 #include <array>
 #include <cstdint>
+#include <memory>
+#include <utility>
 #include <string>
 #include <vector>
 
@@ -69,6 +71,8 @@ struct Target {
 
 enum class CalleeClass { kCreates, kPairResult, kNotCreation };
 
+class Function;
+
 class Binary {
  public:
   explicit Binary(const GoBinary& bin) : bin_(bin), regabi_(bin.version().AtLeast(1, 17)) {}
@@ -87,6 +91,13 @@ class Binary {
     names_.emplace(addr, name);
     return name;
   }
+  // Name of the function containing `addr` (Duff's devices are entered
+  // mid-body), empty if none.
+  absl::string_view FuncContaining(uint64_t addr) const {
+    const auto& tab = bin_.pclntab();
+    if (auto idx = tab.FindFunc(addr)) return tab.FuncName(*idx);
+    return {};
+  }
   // Integer registers the Go function entered at `addr` can read as
   // arguments at most (register ABI): one per scalar component of its
   // arguments (Pclntab::FuncArgComponents). -1 when unknown (no such
@@ -103,10 +114,20 @@ class Binary {
     return n ? *n : -1;
   }
 
+  // The function entered at `entry`, decoded and analyzed once (callees
+  // the planner looks into); nullptr when it cannot be read.
+  const Function* Decoded(uint64_t entry);
+  // Every return of the Go function at `entry` gives, in RAX, a new object
+  // of type `want` (fresh_objects.cc); remembered per function and type.
+  bool ReturnsNew(uint64_t entry, uint64_t want, uint64_t target, int depth);
+
  private:
   const GoBinary& bin_;
   bool regabi_;
   absl::flat_hash_map<uint64_t, absl::string_view> names_;
+  std::unique_ptr<x86::Decoder> dis_;
+  absl::flat_hash_map<uint64_t, std::unique_ptr<Function>> decoded_;
+  absl::flat_hash_map<std::pair<uint64_t, uint64_t>, bool> returns_new_;
 };
 
 // Calls after which control never comes back: the instruction that follows

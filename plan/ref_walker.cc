@@ -57,92 +57,6 @@ bool RefWalker::ComparesStoredPair(const Path& p) const {
   return false;
 }
 
-// `test r, r` with r holding the reference: an inlined `err != nil` on the
-// interface under construction (Go checks it when a helper returning an
-// error is inlined). Its itab is never nil; the value lives on.
-bool RefWalker::IsNilCheck(const State& st, const Insn& in) const {
-  if (in.id != X86_INS_TEST || in.nops != 2) return false;
-  const Operand& a = in.ops[0];
-  const Operand& b = in.ops[1];
-  return a.type == Operand::kReg && b.type == Operand::kReg && a.raw_reg == b.raw_reg &&
-         a.size == 8 && a.reg >= 0 && a.reg < kNumRegs && st.regs[a.reg] == ref_;
-}
-
-// `cmovCC dst, src` choosing between the reference and zero: the register
-// then holds the new interface or a nil one (an error returned only when a
-// flag says so). The probe reads it later, and a nil itab there counts
-// nothing (nil_at_site), so the select is followed as if it always moved
-// the reference. A select between two itabs is not: both would be counted.
-bool RefWalker::SelectsOrNil(const State& st, const Insn& in) const {
-  if (in.id < X86_INS_CMOVA || in.id > X86_INS_CMOVS || in.nops != 2) return false;
-  const Operand& a = in.ops[0];
-  const Operand& b = in.ops[1];
-  if (a.type != Operand::kReg || b.type != Operand::kReg || a.size != 8 || b.size != 8 ||
-      a.reg < 0 || a.reg >= kNumRegs || b.reg < 0 || b.reg >= kNumRegs) {
-    return false;
-  }
-  uint32_t dst = st.regs[a.reg], src = st.regs[b.reg];
-  uint32_t other = dst == ref_ ? src : src == ref_ ? dst : ref_;
-  if (other == ref_) return false;
-  std::optional<uint64_t> n = KnownNumber(other);
-  return n && *n == 0;
-}
-
-std::optional<std::string> RefWalker::ClassifyUse(const State& st, const Insn& in) const {
-  if (in.id == X86_INS_NOP) return std::nullopt;  // multi-byte NOPs name registers
-  for (int i = 0; i < PlannedOps(in); ++i) {
-    const Operand& op = in.ops[i];
-    if (op.type != Operand::kMem) continue;
-    for (int r : {op.base, op.index}) {
-      if (r >= 0 && r < kNumRegs && st.regs[r] == ref_) {
-        return in.id == X86_INS_LEA ? Noun() + " used as a pointer"
-                                    : Noun() + " dereferenced";
-      }
-    }
-  }
-  bool reads = false;
-  for (int r = 0; r < kNumRegs; ++r) {
-    if ((in.regs_read & (1u << r)) && st.regs[r] == ref_) reads = true;
-  }
-  // Go's nil check, TESTB AX, (R): it faults on a nil R; AX is whatever AX
-  // holds (an itab just loaded there, in http2serverConn.processData).
-  if (in.id == X86_INS_TEST && PlannedOps(in) == 2 && in.ops[0].type == Operand::kMem &&
-      in.ops[1].type == Operand::kReg && in.ops[1].size == 1) {
-    return std::nullopt;
-  }
-  if (IsCompare(in.id)) {
-    bool mem = false;
-    for (int i = 0; i < PlannedOps(in); ++i) {
-      if (auto key = MemKey(st, in.ops[i])) {
-        const Slot* s = st.FindSlot(key->first, key->second);
-        mem = mem || (s && s->vid == ref_);
-      }
-    }
-    if (reads || mem) return std::string("comparison");
-    return std::nullopt;
-  }
-  if (!reads) return std::nullopt;
-  switch (in.id) {
-    case X86_INS_MOV:
-      if (in.ops[1].type == Operand::kReg && in.ops[1].size == 8) return std::nullopt;
-      break;
-    case X86_INS_PUSH:
-      return std::nullopt;
-    case X86_INS_XOR:
-      if (in.ops[0].type == Operand::kReg && in.ops[1].type == Operand::kReg &&
-          in.ops[0].raw_reg == in.ops[1].raw_reg) {
-        return std::nullopt;
-      }
-      break;
-    default:
-      if (in.flow == Flow::kCall || in.flow == Flow::kRet) return std::nullopt;
-      break;
-  }
-  return absl::StrCat("unhandled use: ", dis_.Name(in.id));
-}
-
-// Go moves the stack pointer only in prologues and epilogues, so once it
-// rises above its lowest point the frame is being torn down.
 void RefWalker::PushPosition(Path& p, int idx, bool exclusive) {
   auto [root, off] = values_.Key(p.st.regs[GEP_RSP]);
   bool gone = false;
@@ -186,6 +100,7 @@ void RefWalker::Walk(Path p) {
     const Insn& in = insns_[next];
     p.cur = next;
     std::optional<uint64_t> itab_word;  // `in` reads a word of the reference's itab
+    bool method_load = false;           // `in` reads a method of the reference's itab
     bool select_or_nil = false;         // `in` leaves the reference or nil in a register
 
     if (p.heap_ref) {
@@ -203,12 +118,21 @@ void RefWalker::Walk(Path p) {
       }
     } else if (IsNilCheck(p.st, in)) {
       p.nil_check = next;
+      p.examined = true;
     } else if (KnownCompare(p, in)) {
       p.known_cmp = next;
+      p.examined = true;
     } else if (SelectsOrNil(p.st, in)) {
       select_or_nil = true;
     } else if (auto word = ItabWordLoad(p.st, in)) {
       itab_word = word;
+    } else if (MethodLoad(p.st, in)) {
+      method_load = true;
+    } else if (in.flow == Flow::kCall && MethodCall(p, in)) {
+      // A method called on the value being built (`mapErr(err).Error()`):
+      // it is made here and used once, its data word the receiver.
+      ends_.push_back(AtMethodCall(p, pos));
+      return;
     } else if (auto use = ClassifyUse(p.st, in)) {
       if (*use == "comparison" && ComparesStoredPair(p)) {
         ends_.push_back(End(p, "comparison of a stored interface"));
@@ -321,12 +245,19 @@ void RefWalker::Walk(Path p) {
       p.st.regs[in.ops[0].reg] = v;
       derived_[v] = *itab_word;
     }
+    if (method_load) {
+      p.method = values_.Fresh();
+      p.st.regs[in.ops[0].reg] = p.method;
+    }
     NoteNewRefSlots(p, before);
-    if (!p.heap_ref && !p.tentative && !RefAlive(p.st)) {
+    bool method_held = false;
+    for (uint32_t v : p.st.regs) method_held = method_held || (p.method && v == p.method);
+    if (!p.heap_ref && !p.tentative && !RefAlive(p.st) && !method_held) {
       // Never stored and never read by anything but moves: the value was
       // not built on this path. (A stored copy may live on unseen.)
       if (p.stack_refs.empty() && !p.heap_ref && !p.tentative) {
         ends_.push_back(Lost(absl::StrCat(Noun(), " overwritten unused")));
+        ends_.back().examined = p.examined;
       } else {
         ends_.push_back(End(p, absl::StrCat(Noun(), " discarded before use")));
       }
@@ -437,8 +368,11 @@ WalkResult RefWalker::Run() {
     const CreationProbe* first = base->probe ? &*base->probe : nullptr;
     // Two paths may read the same point of their shared prefix differently
     // (the itab from its register or as a constant): both are right.
+    // (The data word must be the same value: paths that pair the itab with
+    // different words disagree on what was built.)
     bool shared = first && e.probe && e.probe->addr == first->addr &&
-                  e.probe_pos <= first_fork_ && base->probe_pos <= first_fork_;
+                  e.probe_pos <= first_fork_ && base->probe_pos <= first_fork_ &&
+                  e.data_vid == base->data_vid;
     if (!shared && (!e.probe || !first || e.probe->addr != first->addr ||
                     e.probe->cookie != first->cookie || e.probe->data_const != first->data_const)) {
       all_same = false;
@@ -460,9 +394,23 @@ WalkResult RefWalker::Run() {
   // value is built for certain and every path carries it on, so that one
   // probe counts it whatever the paths do later (keep it in a loop's phi,
   // pass it in an unplaceable register, drop it).
+  // So is a static data word (`return -1, EAFNOSUPPORT`: the itab and the
+  // constant's address set together) where no path uses the value (a
+  // comparison's operand, `errors.Is(err, EINVAL)`, is no creation) and
+  // every path that drops it tested it first (`switch err`): the compiler
+  // sets constants early, for paths that never build the value too
+  // (strconv's ParseInt holds its range error's itab from the start).
+  bool any_use = false;
+  for (const PathEnd& e : ends_) any_use = any_use || e.use || (!e.probe && !e.examined);
+  auto built = [&](const PathEnd& e) {
+    if (e.fresh_data) return true;
+    if (any_use || e.data_vid == 0) return false;
+    const Value& v = values_[e.data_vid];
+    return v.kind == Value::kAddr && v.root == kGlobalRoot;
+  };
   const PathEnd* fresh_early = nullptr;
   for (const PathEnd& e : ends_) {
-    if (e.probe && e.fresh_data && (first_fork_ < 0 || e.probe_pos <= first_fork_) &&
+    if (e.probe && built(e) && (first_fork_ < 0 || e.probe_pos <= first_fork_) &&
         (!fresh_early || e.probe_pos < fresh_early->probe_pos)) {
       fresh_early = &e;
     }

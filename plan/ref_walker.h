@@ -2,10 +2,12 @@
 // with a data word, and placing the probe there. Internal to plan/; the
 // walker's code is split by job: ref_walker.cc (the walk and the uses),
 // ref_walker_simulate.cc (stepping instructions, write barrier diamonds),
-// ref_walker_known.cc (type tests with known outcomes), ref_walker_place.cc
-// (consumers and probe placement), ref_walker_checked.cc (returns past a
-// merge, probed with a check of the itab), ref_walker_fresh.cc (a new object
-// beside the itab's LEA).
+// ref_walker_known.cc (what one instruction does with the reference: type
+// tests with known outcomes, nil checks, method calls, uses),
+// ref_walker_place.cc (consumers and probe placement), ref_walker_checked.cc
+// (returns past a merge, probed with a check of the itab),
+// ref_walker_fresh.cc (a new object beside the itab's LEA, made on every way
+// in: fresh_objects.h).
 #ifndef GOERRPROF_PLAN_REF_WALKER_H_
 #define GOERRPROF_PLAN_REF_WALKER_H_
 
@@ -29,6 +31,8 @@ namespace goerrprof::profiler::planner {
 // Longest straight run simulated before a reference.
 constexpr int kMaxBackward = 64;
 constexpr int kMaxSide = 16;  // instructions on one side of a write barrier
+// Simulated steps between the stores of an interface's two words, at most.
+constexpr int kPairWindow = 24;
 // Stack ABI: runtime helpers take an itab or type in their first three
 // argument words, and calls clobber at least that much of the frame bottom.
 constexpr int64_t kStackArgBytes = 24;
@@ -80,6 +84,8 @@ struct Path {
   uint64_t cmp_a = 0, cmp_b = 0;
   int cmp_size = 8;
   int last_fork = -1;  // positions up to here are shared with sibling paths
+  uint32_t method = 0;  // a method read from the itab: called on the value being built
+  bool examined = false;  // the value was nil-checked or type-tested on the way
   int64_t min_rsp = 0;  // lowest stack pointer offset seen since the walk start
 };
 
@@ -110,6 +116,7 @@ struct PathEnd {
   // for certain, so paths that lose it later do not undo the creation.
   bool fresh_data = false;
   uint32_t data_vid = 0;  // the probe's data word
+  bool examined = false;  // the path nil-checked or type-tested the value
   uint64_t consumer = 0;  // the instruction that pairs the words
   int consumer_tab = -1;  // the itab's register there, -1 when not a register
   // A probe at the consumer itself, which other paths also reach (a return
@@ -206,7 +213,11 @@ class RefWalker {
   bool SelectsOrNil(const State& st, const Insn& in) const;
   std::optional<uint64_t> KnownNumber(uint32_t vid) const;
   bool KnownCompare(Path& p, const Insn& in) const;
+  bool MethodLoad(const State& st, const Insn& in) const;
+  bool MethodCall(const Path& p, const Insn& in) const;
+  PathEnd AtMethodCall(Path& p, int pos);
   std::optional<uint64_t> ItabWordLoad(const State& st, const Insn& in) const;
+  std::optional<uint64_t> ItabWordAt(const State& st, const Operand& op) const;
   bool Neutral(const PathEnd& e, bool fresh) const;
   static bool Unknown(const PathEnd& e);
   bool Spilled(const State& st) const;
@@ -220,6 +231,7 @@ class RefWalker {
   PathEnd AfterCall(Path& p, int pos, uint32_t tab_loc, uint32_t data_loc,
                     absl::string_view callee);
   PathEnd End(Path& p, const std::string& reason);
+  PathEnd EndOf(Path& p, const std::string& reason);
   PathEnd Resolve(Path& p, PathEnd later, uint32_t later_data);
 
   // Placing the probe.

@@ -5,7 +5,9 @@
 #include <vector>
 
 #include "absl/container/flat_hash_set.h"
+#include "absl/strings/match.h"
 #include "absl/strings/string_view.h"
+#include "plan/fresh_objects.h"
 #include "plan/ref_walker.h"
 #include "symbolizer/go_types.h"
 
@@ -16,28 +18,10 @@ uint64_t RefWalker::NewobjectType(uint32_t data_vid) const {
   if (v.kind != Value::kCallResult) return 0;
   int call = fn_.IndexOf(v.aux);
   if (call < 0) return 0;
-  // Each takes the type first: new(T), or a copy of a T being boxed.
-  absl::string_view callee = binary_.FuncAt(insns_[call].target);
-  if (callee != "runtime.newobject" && callee != "runtime.convT" &&
-      callee != "runtime.convTnoptr") {
-    return 0;
-  }
   return TypeArgument(call);
 }
 
-uint64_t RefWalker::TypeArgument(int call) const {
-  // The last write of RAX in the few instructions before the call.
-  for (int j = call - 1; j >= 0 && call - j <= 6; --j) {
-    const Insn& in = insns_[j];
-    if (in.flow != Flow::kNext || !fn_.Sources(j + 1).empty()) return 0;
-    if (!(in.regs_written & (1u << GEP_RAX))) continue;
-    if (in.id == X86_INS_LEA && in.ops[1].type == Operand::kMem && in.ops[1].base == kRipReg) {
-      return static_cast<uint64_t>(in.ops[1].value);
-    }
-    return 0;
-  }
-  return 0;
-}
+uint64_t RefWalker::TypeArgument(int call) const { return AllocatedType(binary_, fn_, call); }
 
 std::optional<std::vector<uint64_t>> RefWalker::ReferencedAgain(uint64_t object_type) const {
   const uint64_t target = target_.itab ? target_.itab : target_.type;
@@ -67,9 +51,12 @@ std::optional<std::vector<uint64_t>> RefWalker::ReferencedAgain(uint64_t object_
       case Flow::kCall: {
         // A new object of the type: what follows is another creation's.
         absl::string_view callee = binary_.FuncAt(in.target);
-        if ((callee == "runtime.newobject" || callee == "runtime.convT" ||
-             callee == "runtime.convTnoptr") &&
-            TypeArgument(i) == object_type) {
+        if (AllocatorTypeReg(callee) != kNoReg && TypeArgument(i) == object_type) {
+          continue;
+        }
+        // Or a constructor returning one (net.newDNSError, Go 1.23+).
+        if (binary_.regabi() && !callee.empty() && !absl::StartsWith(callee, "runtime.") &&
+            binary_.ReturnsNew(in.target, object_type, target, 1)) {
           continue;
         }
         if (IsNoReturn(callee)) continue;  // a panic: nothing follows
@@ -141,6 +128,7 @@ std::optional<CreationProbe> RefWalker::FreshPairAtLea(const Path& at_lea) {
   }
   if (want == 0) return std::nullopt;
   const int tab_reg = insns_[lea_].ops[0].reg;
+  int made = kNoReg;
   for (int r : {GEP_RAX, GEP_RBX, GEP_RCX, GEP_RDI, GEP_RSI, GEP_R8, GEP_R9, GEP_R10, GEP_R11,
                 GEP_RDX, GEP_R12, GEP_R13, GEP_R15}) {
     uint32_t vid = at_lea.st.regs[r];
@@ -163,6 +151,27 @@ std::optional<CreationProbe> RefWalker::FreshPairAtLea(const Path& at_lea) {
               (in.flow == Flow::kCall && !IsWriteBarrier(binary_.FuncAt(in.target)));
     }
     if (again) continue;
+    made = r;
+    break;
+  }
+  // Else a register that holds such an object however the code got there:
+  // each way in made one (a loop's `lastErr = &DNSError{…}; continue`
+  // reached from several creating branches).
+  // Only for an itab: a LEA of a type may be reflect's, beside a copy boxed
+  // for another use.
+  if (made == kNoReg && !eface_) {
+    for (int r : {GEP_RAX, GEP_RBX, GEP_RCX, GEP_RDI, GEP_RSI, GEP_R8, GEP_R9, GEP_R10, GEP_R11,
+                  GEP_RDX, GEP_R12, GEP_R13, GEP_R15}) {
+      if (r != tab_reg && NewOnEveryWay(binary_, fn_, lea_, r, want, target_.itab)) {
+        made = r;
+        break;
+      }
+    }
+  }
+  if (made != kNoReg) {
+    const int r = made;
+    // One allocation names the site; several, the LEA.
+    uint32_t vid = NewobjectType(at_lea.st.regs[r]) == want ? at_lea.st.regs[r] : 0;
     fresh_type_ = want;
     if (!at_next) {
       return Emit(at_lea, static_cast<int>(at_lea.positions.size()) - 1,

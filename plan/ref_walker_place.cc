@@ -15,8 +15,14 @@ namespace goerrprof::profiler::planner {
 bool RefWalker::PairComplete(const State& st, const Key& key, int store_step) const {
   const Slot* tab = st.FindSlot(key.first, key.second);
   const Slot* data = st.FindSlot(key.first, key.second + 8);
-  if (!tab || tab->vid != ref_ || !data || data->written < 0) return false;
-  return data->written > store_step || data->plain;
+  // The reference beside itself is the next variable's type word (Go keeps
+  // an interface's words in separate slots when it spills them), not a pair.
+  if (!tab || tab->vid != ref_ || !data || data->written < 0 || data->vid == ref_) return false;
+  // Go writes an interface's two words together (a write barrier check
+  // between them at most): a word written much later beside a spilled
+  // itab belongs to the next variable.
+  if (data->written > store_step) return data->written - store_step <= kPairWindow;
+  return data->plain;
 }
 
 // First position at which the pair at `key` was complete.
@@ -350,6 +356,12 @@ PathEnd RefWalker::AtReturn(Path& p, int pos) {
 
 // The path cannot go on: settle for what was seen on it.
 PathEnd RefWalker::End(Path& p, const std::string& reason) {
+  PathEnd e = EndOf(p, reason);
+  e.examined = p.examined;
+  return e;
+}
+
+PathEnd RefWalker::EndOf(Path& p, const std::string& reason) {
   if (p.heap_ref) {
     if (p.heap_pre_data && p.heap_ref_pos < static_cast<int>(p.positions.size())) {
       return PlacePair(p, p.heap_ref_pos, *p.heap_ref);

@@ -56,9 +56,11 @@ void RefWalker::Store(State& st, const Operand& mem, uint32_t vid, int size, boo
   if (size == 8) {
     st.slots.push_back({key->first, key->second, vid, step_, plain});
   } else if (size == 16) {
-    // Vector stores zero or copy two words; neither is a fresh data word.
-    st.slots.push_back({key->first, key->second, values_.Fresh(), step_, false});
-    st.slots.push_back({key->first, key->second + 8, values_.Fresh(), step_, false});
+    // Vector stores zero or copy two words; neither is a fresh data word,
+    // so neither completes a pair with an itab stored beside it (Go zeroes
+    // the next variable's words right after an interface's slot).
+    st.slots.push_back({key->first, key->second, values_.Fresh(), -1, false});
+    st.slots.push_back({key->first, key->second + 8, values_.Fresh(), -1, false});
   }
 }
 
@@ -73,6 +75,24 @@ void RefWalker::SimulateCall(State& st, const Insn& in) {
   if (IsNewWriteBarrier(name)) {
     st.regs[GEP_R11] = values_.Fresh();
     return;
+  }
+  // Duff's devices zero or copy upward from RDI (from RSI) and clobber only
+  // those registers (and X0): values in the others live on across them.
+  if (name.empty() && in.target) {
+    absl::string_view duff = binary_.FuncContaining(in.target);
+    if (duff == "runtime.duffzero" || duff == "runtime.duffcopy") {
+      auto [root, off] = values_.Key(st.regs[GEP_RDI]);
+      bool stack = root == rsp_root_;
+      st.slots.erase(std::remove_if(st.slots.begin(), st.slots.end(),
+                                    [&](const Slot& s) {
+                                      if (stack) return s.root == rsp_root_ && s.off >= off;
+                                      return s.root != rsp_root_;
+                                    }),
+                     st.slots.end());
+      st.regs[GEP_RDI] = values_.Fresh();
+      if (duff == "runtime.duffcopy") st.regs[GEP_RSI] = values_.Fresh();
+      return;
+    }
   }
   // Past a known helper's results a register holds nothing anyone wrote;
   // any other callee may return in every register.

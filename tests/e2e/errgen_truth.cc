@@ -165,6 +165,12 @@ void ExpectErrgenTruth(const Profile& profile, const google::protobuf::Value& tr
       "main.siteDNSBadAnswer: syscall.Errno",
       // Before Go 1.21 it also looks for /etc/mdns.allow.
       "main.siteDNSBadAnswer: *fs.PathError",
+      // The same reads of the resolver's files for a TXT lookup.
+      "main.siteDNSServfail: syscall.Errno",
+      "main.siteDNSServfail: *fs.PathError",
+      // From Go 1.23 errServerTemporarilyMisbehaving is a *temporaryError
+      // variable, boxed into an error by checkHeader at each SERVFAIL.
+      "main.siteDNSServfail: *net.temporaryError",
   };
   // Panics: per site, value (type | message) and fate, exactly.
   std::map<std::string, int64_t> want_panics, got_panics;
@@ -202,12 +208,19 @@ void ExpectErrgenTruth(const Profile& profile, const google::protobuf::Value& tr
   // reference (a new object beside the itab, carried on through a phi).
   int64_t int_range_calls = 0, int_range_returns = 0, json_v2_calls = 0, json_v2_wraps = 0;
   int64_t flag_calls = 0, flag_num_errors = 0, dns_calls = 0, dns_errors = 0;
+  // dns_servfail: tryOneName builds one *net.DNSError into its loop's
+  // lastErr per SERVFAIL answer (each attempt of each server), keeping the
+  // last; errgen counts the answers it sent.
+  int64_t servfail_errors = 0;
+  const int64_t servfail_answers = GetInt(truth, "dns_servfail_answers");
   // net's resolver builds one *net.DNSError into lastErr per lookup of
   // errgen's dns_bad_answer, and drops it (a new object probed at its
   // reference), naming the server it asked.
   // (Before Go 1.22 its text there said "marshal".)
   int dns_minor = 0;
   sscanf(GetString(truth, "go_version").c_str(), "go1.%d", &dns_minor);
+  const std::string servfail_message = text.text(absl::StrCat(
+      "lookup servfail.errgen.example. on ", GetString(truth, "dns_server"), ": server misbehaving"));
   const std::string dns_message = text.text(
       absl::StrCat("lookup errgen.example. on ", GetString(truth, "dns_server"),
                    dns_minor >= 22 ? ": cannot unmarshal DNS message" : ": cannot marshal DNS message"));
@@ -221,6 +234,11 @@ void ExpectErrgenTruth(const Profile& profile, const google::protobuf::Value& tr
     if (s.site == "main.siteFlagBool" && s.type == "*strconv.NumError") {
       EXPECT_EQ(s.message, text.text("strconv.ParseBool: parsing \"maybe\": invalid syntax"));
       flag_num_errors += s.count;
+    }
+    if (s.site == "main.siteDNSServfail" && s.type == "*net.DNSError") {
+      EXPECT_EQ(s.message, servfail_message);
+      EXPECT_EQ(s.chain, "*net.DNSError");
+      servfail_errors += s.count;
     }
     if (s.site == "main.siteDNSBadAnswer" && s.type == "*net.DNSError") {
       EXPECT_EQ(s.message, dns_message);
@@ -242,6 +260,8 @@ void ExpectErrgenTruth(const Profile& profile, const google::protobuf::Value& tr
   EXPECT_EQ(flag_num_errors, flag_calls) << "strconv.ParseBool's errors under flag";
   EXPECT_GT(dns_calls, 0);
   EXPECT_EQ(dns_errors, dns_calls) << "net's DNSErrors for a cut answer";
+  EXPECT_GT(servfail_answers, 0);
+  EXPECT_EQ(servfail_errors, servfail_answers) << "net's DNSErrors for SERVFAIL (tryOneName's lastErr)";
   int minor = 0;
   if (sscanf(GetString(truth, "go_version").c_str(), "go1.%d", &minor) == 1 && minor >= 26) {
     EXPECT_GT(int_range_calls, 0);

@@ -14,8 +14,15 @@ import (
 // an address, so the lookup succeeds and drops that error. The planner
 // probes that new object at its reference; the truth test counts one
 // DNSError per call.
+//
+// dns_servfail: every TXT query gets SERVFAIL, so net's tryOneName builds a
+// *net.DNSError into lastErr on each attempt of each server and goes on
+// (`lastErr = newDNSError(…); continue`, a loop's phi); the lookup returns
+// the last one. errgen wraps it, so the truth test counts the resolver's
+// DNSErrors against the SERVFAIL answers sent ("dns_servfail_answers").
 var dnsScenarios = []scenario{
 	{"dns_bad_answer", siteDNSBadAnswer, 31},
+	{"dns_servfail", siteDNSServfail, 3},
 }
 
 const dnsName = "errgen.example."
@@ -25,7 +32,21 @@ const dnsName = "errgen.example."
 var (
 	dnsMu     sync.Mutex
 	dnsServer string
+	// SERVFAIL answers sent: one DNSError each.
+	dnsServfails int
 )
+
+const dnsServfailName = "servfail.errgen.example."
+
+//go:noinline
+func siteDNSServfail(i int) error {
+	r := &net.Resolver{PreferGo: true, Dial: dialFakeDNS}
+	txt, err := r.LookupTXT(context.Background(), dnsServfailName)
+	if err != nil {
+		return fmt.Errorf("errgen: servfail: %w", err)
+	}
+	return fmt.Errorf("errgen: dns answered %q", txt)
+}
 
 //go:noinline
 func siteDNSBadAnswer(i int) error {
@@ -67,6 +88,14 @@ func answerDNS(c net.Conn) {
 		return
 	}
 	qtype := uint16(q[end-4])<<8 | uint16(q[end-3])
+	if qtype == 16 { // TXT: SERVFAIL (QR+RD, RA with RCODE 2), no answer
+		m := append([]byte{q[0], q[1], 0x81, 0x82, 0, 1, 0, 0, 0, 0, 0, 0}, q[12:end]...)
+		dnsMu.Lock()
+		dnsServfails++
+		dnsMu.Unlock()
+		c.Write(append([]byte{byte(len(m) >> 8), byte(len(m))}, m...))
+		return
+	}
 	// ID, QR+RD, RA, one question, one answer.
 	m := append([]byte{q[0], q[1], 0x81, 0x80, 0, 1, 0, 1, 0, 0, 0, 0}, q[12:end]...)
 	// The answer's owner is the question's name (a pointer to it), class IN.

@@ -157,7 +157,7 @@ func main() {
 		notePanic(&panics, "fatal_panic", "main.siteFatalPanic", "errgen: fatal panic", false)
 	}
 	emit(map[string]interface{}{"go_version": runtime.Version(), "pid": os.Getpid(), "scenarios": results,
-		"panics": panics, "dns_server": dnsServer})
+		"panics": panics, "dns_server": dnsServer, "dns_servfail_answers": dnsServfails})
 	if *fatal {
 		siteFatalPanic()
 	}

@@ -1,0 +1,191 @@
+// Following a new object back from where an itab meets it to the
+// allocation that made it, on every way there.
+#include "plan/fresh_objects.h"
+
+#include <memory>
+#include <utility>
+#include <vector>
+
+#include "absl/container/flat_hash_set.h"
+#include "absl/strings/match.h"
+#include "absl/strings/string_view.h"
+
+namespace goerrprof::profiler::planner {
+
+namespace {
+
+// Constructors followed: a Go function's own body, at most this deep.
+constexpr int kMaxDepth = 2;
+// Decoded callees kept per binary, and backward steps per question.
+constexpr size_t kMaxDecoded = 4096;
+constexpr int kMaxSteps = 4096;
+
+}  // namespace
+
+int AllocatorTypeReg(absl::string_view callee) {
+  if (callee == "runtime.newobject" || callee == "runtime.convT" ||
+      callee == "runtime.convTnoptr") {
+    return GEP_RAX;
+  }
+  if (absl::StartsWith(callee, "runtime.mallocgc")) return GEP_RBX;
+  return kNoReg;
+}
+
+uint64_t AllocatedType(Binary& binary, const Function& fn, int call) {
+  const auto& insns = fn.insns();
+  const int reg = AllocatorTypeReg(binary.FuncAt(insns[call].target));
+  if (reg == kNoReg) return 0;
+  // The last write of that register in the few instructions before the call.
+  for (int j = call - 1; j >= 0 && call - j <= 6; --j) {
+    const Insn& in = insns[j];
+    if (in.flow != Flow::kNext || !fn.Sources(j + 1).empty()) return 0;
+    if (!(in.regs_written & (1u << reg))) continue;
+    if (in.id == X86_INS_LEA && in.ops[1].type == Operand::kMem && in.ops[1].base == kRipReg) {
+      return static_cast<uint64_t>(in.ops[1].value);
+    }
+    return 0;
+  }
+  return 0;
+}
+
+const Function* Binary::Decoded(uint64_t entry) {
+  if (auto it = decoded_.find(entry); it != decoded_.end()) return it->second.get();
+  if (decoded_.size() >= kMaxDecoded) return nullptr;
+  std::unique_ptr<Function>& slot = decoded_[entry];
+  const auto& tab = bin_.pclntab();
+  auto idx = tab.FindFunc(entry);
+  if (!idx || tab.FuncEntry(*idx) != entry) return nullptr;
+  uint64_t end = tab.FuncEnd(*idx);
+  if (end <= entry || end - entry > (1u << 20)) return nullptr;
+  auto code = bin_.elf().ReadVirtualUpTo(entry, end - entry);
+  if (!code.ok() || code->size() != end - entry) return nullptr;
+  if (!dis_) {
+    auto dis = x86::Decoder::Create();
+    if (!dis.ok()) return nullptr;
+    dis_ = std::move(*dis);
+  }
+  auto fn = std::make_unique<Function>(entry, end);
+  dis_->Decode(*code, entry, fn->mutable_insns());
+  fn->Analyze(*this);
+  slot = std::move(fn);
+  return slot.get();
+}
+
+bool Binary::ReturnsNew(uint64_t entry, uint64_t want, uint64_t target, int depth) {
+  auto key = std::make_pair(entry, want);
+  if (auto it = returns_new_.find(key); it != returns_new_.end()) return it->second;
+  returns_new_[key] = false;  // what recursion meets: not known to be new
+  const Function* fn = Decoded(entry);
+  if (!fn) return false;
+  bool ok = false;
+  for (int i = 0; i < static_cast<int>(fn->insns().size()); ++i) {
+    if (fn->insns()[i].flow != Flow::kRet) continue;
+    ok = NewOnEveryWay(*this, *fn, i, GEP_RAX, want, target, depth);
+    if (!ok) break;
+  }
+  returns_new_[key] = ok;
+  return ok;
+}
+
+bool NewOnEveryWay(Binary& binary, const Function& fn, int at, int reg, uint64_t want,
+                   uint64_t target, int depth) {
+  const auto& insns = fn.insns();
+  // Where the value is just before instruction `at`: a register, or a
+  // frame slot (RSP-relative; Go keeps RSP fixed between prologue and
+  // epilogue).
+  struct Where {
+    int at;
+    int reg;      // kNoReg for a slot
+    int64_t off;  // the slot
+  };
+  auto key = [](const Where& w) {
+    return (static_cast<uint64_t>(w.at) << 40) ^ (static_cast<uint64_t>(w.reg + 1) << 36) ^
+           (static_cast<uint64_t>(w.off) & 0xfffffffffu);
+  };
+  auto frame_slot = [](const Operand& o) {
+    return o.type == Operand::kMem && o.base == GEP_RSP && o.index == kNoReg && !o.segment;
+  };
+  int steps = 0;
+  std::vector<Where> work{{at, reg, 0}};
+  absl::flat_hash_set<uint64_t> seen{key(work[0])};
+  while (!work.empty()) {
+    Where w = work.back();
+    work.pop_back();
+    if (w.at == 0) return false;  // held since the entry: an argument
+    // Every way into `w.at`: a fall-through and the branches to it. A way
+    // met before is a loop back, which carries only what entered the loop.
+    std::vector<int> preds(fn.Sources(w.at).begin(), fn.Sources(w.at).end());
+    if (fn.FallsThrough(w.at - 1)) preds.push_back(w.at - 1);
+    // Alignment padding after a jump leads nowhere back.
+    if (preds.empty() && insns[w.at].id == X86_INS_NOP) continue;
+    if (fn.UnknownEntry(w.at)) return false;
+    for (int j : preds) {
+      if (++steps > kMaxSteps) return false;
+      const Insn& in = insns[j];
+      Where from{j, w.reg, w.off};
+      // A reference to the itab on the way (this one, a loop ago, or
+      // another): that one built the value.
+      if (in.nops == 2 && in.ops[1].type == Operand::kMem && in.ops[1].base == kRipReg &&
+          static_cast<uint64_t>(in.ops[1].value) == target) {
+        return false;
+      }
+      if (in.flow == Flow::kCall) {
+        absl::string_view callee = binary.FuncAt(in.target);
+        if (w.reg == GEP_RAX && AllocatorTypeReg(callee) != kNoReg) {
+          if (AllocatedType(binary, fn, j) != want) return false;
+          continue;  // made here
+        }
+        // A constructor: a Go function whose every return gives one.
+        if (w.reg == GEP_RAX && binary.regabi() && !callee.empty() &&
+            !absl::StartsWith(callee, "runtime.") && depth < kMaxDepth) {
+          if (!binary.ReturnsNew(in.target, want, target, depth + 1)) return false;
+          continue;
+        }
+        if (w.reg != kNoReg) {
+          // Write barriers keep every register but R11 (1.21+); Duff's
+          // devices all but RDI and RSI; other calls none.
+          absl::string_view within =
+              callee.empty() && in.target ? binary.FuncContaining(in.target) : absl::string_view();
+          bool kept = (IsWriteBarrier(callee) && w.reg != GEP_R11) ||
+                      ((within == "runtime.duffzero" || within == "runtime.duffcopy") &&
+                       w.reg != GEP_RDI && w.reg != GEP_RSI);
+          if (!kept) return false;
+        }
+        // A live frame slot outlives calls.
+      } else if (w.reg == kNoReg && (in.regs_written & (1u << GEP_RSP))) {
+        return false;  // the slot's address moved: the prologue or epilogue
+      } else if (w.reg != kNoReg && (in.regs_written & (1u << w.reg))) {
+        const Operand& a = in.ops[0];
+        const Operand& b = in.ops[1];
+        if (in.id != X86_INS_MOV || in.nops != 2 || a.type != Operand::kReg || a.size != 8) {
+          return false;
+        }
+        if (b.type == Operand::kReg && b.reg != kNoReg && b.size == 8) {
+          from.reg = b.reg;
+        } else if (frame_slot(b) && b.size == 8) {
+          from.reg = kNoReg;
+          from.off = b.value;
+        } else {
+          return false;
+        }
+      } else if (w.reg == kNoReg && in.nops >= 1 && frame_slot(in.ops[0]) &&
+                 in.ops[0].value + in.ops[0].size > w.off && in.ops[0].value < w.off + 8) {
+        // A store over the slot: only a spill of a register carries on.
+        // (Stores through other bases miss it: a spill slot's address is
+        // never taken.)
+        const Operand& a = in.ops[0];
+        const Operand& b = in.ops[1];
+        if (in.id != X86_INS_MOV || a.value != w.off || a.size != 8 || b.type != Operand::kReg ||
+            b.reg == kNoReg) {
+          return false;
+        }
+        from.reg = b.reg;
+        from.off = 0;
+      }
+      if (seen.insert(key(from)).second) work.push_back(from);
+    }
+  }
+  return true;
+}
+
+}  // namespace goerrprof::profiler::planner
