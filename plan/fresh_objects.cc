@@ -2,6 +2,7 @@
 // allocation that made it, on every way there.
 #include "plan/fresh_objects.h"
 
+#include <algorithm>
 #include <memory>
 #include <utility>
 #include <vector>
@@ -71,8 +72,162 @@ const Function* Binary::Decoded(uint64_t entry) {
   return slot.get();
 }
 
+namespace {
+
+// Bytes Duff's device entered at `target` stores through RDI: its 16-byte
+// stores from there to its return.
+std::optional<int64_t> DuffBytes(Binary& binary, uint64_t target) {
+  const auto& tab = binary.bin().pclntab();
+  auto idx = tab.FindFunc(target);
+  if (!idx) return std::nullopt;
+  const Function* duff = binary.Decoded(tab.FuncEntry(*idx));
+  if (!duff) return std::nullopt;
+  int64_t bytes = 0, base = 0;  // DI advances block by block
+  for (int i = duff->IndexOf(target); i >= 0 && i < static_cast<int>(duff->insns().size()); ++i) {
+    const Insn& in = duff->insns()[i];
+    if (in.flow == Flow::kRet) return bytes;
+    if (in.flow != Flow::kNext) return std::nullopt;
+    const Operand& a = in.ops[0];
+    const Operand& b = in.ops[1];
+    if (in.nops >= 1 && a.type == Operand::kMem && a.base == GEP_RDI) {
+      bytes = std::max<int64_t>(bytes, base + a.value + a.size);
+    }
+    if (a.type == Operand::kReg && a.reg == GEP_RDI) {
+      if (in.id == X86_INS_LEA && b.type == Operand::kMem && b.base == GEP_RDI) {
+        base += b.value;
+      } else if (in.id == X86_INS_ADD && b.type == Operand::kImm) {
+        base += b.value;
+      } else {
+        return std::nullopt;
+      }
+    }
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
+const std::optional<Binary::Ranges>& Binary::FrameHazards(const Function& fn) {
+  if (auto it = hazards_.find(fn.entry()); it != hazards_.end()) return it->second;
+  std::optional<Ranges>& out = hazards_[fn.entry()];
+  const auto& tab = bin_.pclntab();
+  auto idx = tab.FindFunc(fn.entry());
+  if (!idx) return out;
+  auto objects = tab.FuncStackObjects(*idx);
+  if (!objects) return out;
+  const auto& insns = fn.insns();
+  // The body's frame: SUBQ $n, SP, after PUSHQ BP (1.21+) or with BP saved
+  // at n-8 (older): varp is the saved BP's slot, argp past the return PC.
+  int64_t sub = -1;
+  bool push = false;
+  for (size_t i = 0; i < insns.size() && i < 8; ++i) {
+    const Insn& in = insns[i];
+    if (in.id == X86_INS_PUSH && in.ops[0].type == Operand::kReg && in.ops[0].reg == GEP_RBP) {
+      push = true;
+    }
+    if (in.id == X86_INS_SUB && in.ops[0].type == Operand::kReg && in.ops[0].reg == GEP_RSP &&
+        in.ops[1].type == Operand::kImm) {
+      sub = in.ops[1].value;
+      break;
+    }
+  }
+  if (sub < 0) return out;
+  const int64_t spdelta = sub + (push ? 8 : 0);
+  const int64_t varp = spdelta - 8, argp = spdelta + 8;
+  constexpr int64_t kAll = int64_t{1} << 40;
+  Ranges ranges;
+  for (const auto& o : *objects) {
+    int64_t lo = o.off < 0 ? varp + o.off : argp + o.off;
+    ranges.push_back({lo, lo + o.size, -1});
+  }
+  auto in_object = [&](int64_t d) {
+    for (const auto& o : *objects) {
+      int64_t lo = o.off < 0 ? varp + o.off : argp + o.off;
+      if (d >= lo && d < lo + o.size) return true;
+    }
+    return false;
+  };
+  std::vector<int64_t> taken;  // frame addresses the code takes
+  for (const Insn& in : insns) {
+    if (in.id == X86_INS_LEA && in.ops[1].type == Operand::kMem && in.ops[1].base == GEP_RSP &&
+        in.ops[1].index == kNoReg && in.ops[1].value >= 0) {
+      taken.push_back(in.ops[1].value);
+    }
+  }
+  // Frame addresses in registers: follow each in its straight run.
+  for (size_t i = 0; i < insns.size(); ++i) {
+    const Insn& lea = insns[i];
+    if (lea.id != X86_INS_LEA || lea.ops[0].type != Operand::kReg || lea.ops[1].type != Operand::kMem ||
+        lea.ops[1].base != GEP_RSP || lea.ops[1].index != kNoReg) {
+      continue;
+    }
+    const int r = lea.ops[0].reg;
+    int64_t d = lea.ops[1].value;
+    if (r == GEP_RSP || r == GEP_RBP || d < 0 || in_object(d)) continue;
+    bool open = true;  // the address may still be used past what was seen
+    for (size_t j = i + 1; j < insns.size() && open; ++j) {
+      const Insn& in = insns[j];
+      if (in.flow == Flow::kCall) {
+        absl::string_view callee = FuncAt(in.target);
+        absl::string_view within = callee.empty() && in.target ? FuncContaining(in.target)
+                                                               : absl::string_view();
+        if (r == GEP_RDI && (within == "runtime.duffzero" || within == "runtime.duffcopy")) {
+          if (auto n = DuffBytes(*this, in.target)) {
+            ranges.push_back({d, d + *n, static_cast<int>(j)});
+            open = false;
+          }
+        } else if (r == GEP_RSI && within == "runtime.duffcopy") {
+          open = false;  // the source: only read
+        } else if (IsWriteBarrier(callee) && r != GEP_R11) {
+          continue;
+        }
+        break;
+      }
+      if (in.flow != Flow::kNext) break;
+      const Operand& a = in.ops[0];
+      const Operand& b = in.ops[1];
+      if (in.nops >= 1 && a.type == Operand::kMem && a.base == r && a.index == kNoReg &&
+          !IsCompare(in.id)) {
+        ranges.push_back(
+            {d + a.value, d + a.value + std::max<int64_t>(a.size, 8), static_cast<int>(j)});
+      }
+      if (in.regs_written & (1u << r)) {
+        if ((in.id == X86_INS_LEA && b.type == Operand::kMem && b.base == r &&
+             b.index == kNoReg) ||
+            (in.id == X86_INS_ADD && b.type == Operand::kImm)) {
+          d += in.id == X86_INS_LEA ? b.value : b.value;
+          continue;
+        }
+        open = false;  // overwritten: the address is gone
+        break;
+      }
+      // Copied or stored elsewhere: it may be written through anywhere.
+      if ((in.regs_read & (1u << r)) && !(a.type == Operand::kMem && a.base == r) &&
+          !(in.nops >= 2 && b.type == Operand::kMem && b.base == r) && !IsCompare(in.id)) {
+        break;
+      }
+    }
+    // Unbounded: up to the next variable known to start above it (a
+    // stack object or another taken address; distinct variables do not
+    // overlap), or the saved frame pointer.
+    if (open) {
+      int64_t end = varp > d ? varp : kAll;
+      for (const auto& o : *objects) {
+        int64_t lo = o.off < 0 ? varp + o.off : argp + o.off;
+        if (lo > d) end = std::min(end, lo);
+      }
+      for (int64_t t : taken) {
+        if (t > d) end = std::min(end, t);
+      }
+      ranges.push_back({d, end, -1});
+    }
+  }
+  out = std::move(ranges);
+  return out;
+}
+
 bool Binary::ReturnsNew(uint64_t entry, uint64_t want, uint64_t target, int depth) {
-  auto key = std::make_pair(entry, want);
+  auto key = std::make_tuple(entry, want, target);
   if (auto it = returns_new_.find(key); it != returns_new_.end()) return it->second;
   returns_new_[key] = false;  // what recursion meets: not known to be new
   const Function* fn = Decoded(entry);
@@ -85,6 +240,17 @@ bool Binary::ReturnsNew(uint64_t entry, uint64_t want, uint64_t target, int dept
   }
   returns_new_[key] = ok;
   return ok;
+}
+
+// A frame slot that, at instruction `at` (-1: anywhere), only moves and
+// RSP-based stores the walk sees can write.
+bool SafeSlot(Binary& binary, const Function& fn, int64_t off, int at) {
+  const auto& hazards = binary.FrameHazards(fn);
+  if (!hazards) return false;
+  for (const Binary::Hazard& h : *hazards) {
+    if ((h.at == -1 || h.at == at) && off < h.hi && off + 8 > h.lo) return false;
+  }
+  return true;
 }
 
 bool NewOnEveryWay(Binary& binary, const Function& fn, int at, int reg, uint64_t want,
@@ -129,6 +295,9 @@ bool NewOnEveryWay(Binary& binary, const Function& fn, int at, int reg, uint64_t
           static_cast<uint64_t>(in.ops[1].value) == target) {
         return false;
       }
+      // A write the walk cannot see here (through a register set from RSP,
+      // Duff's device) over the slot.
+      if (w.reg == kNoReg && !SafeSlot(binary, fn, w.off, j)) return false;
       if (in.flow == Flow::kCall) {
         absl::string_view callee = binary.FuncAt(in.target);
         if (w.reg == GEP_RAX && AllocatorTypeReg(callee) != kNoReg) {
@@ -162,7 +331,7 @@ bool NewOnEveryWay(Binary& binary, const Function& fn, int at, int reg, uint64_t
         }
         if (b.type == Operand::kReg && b.reg != kNoReg && b.size == 8) {
           from.reg = b.reg;
-        } else if (frame_slot(b) && b.size == 8) {
+        } else if (frame_slot(b) && b.size == 8 && SafeSlot(binary, fn, b.value, -1)) {
           from.reg = kNoReg;
           from.off = b.value;
         } else {

@@ -8,6 +8,8 @@
 #include <array>
 #include <cstdint>
 #include <memory>
+#include <optional>
+#include <tuple>
 #include <utility>
 #include <string>
 #include <vector>
@@ -120,6 +122,17 @@ class Binary {
   // Every return of the Go function at `entry` gives, in RAX, a new object
   // of type `want` (fresh_objects.cc); remembered per function and type.
   bool ReturnsNew(uint64_t entry, uint64_t want, uint64_t target, int depth);
+  // Frame byte ranges [lo, hi), RSP-relative in the body of `fn`, that code
+  // may write other than by an RSP-based store the planner sees:
+  // address-taken objects (FUNCDATA_StackObjects), variables reached
+  // through a register set from RSP (copies, Duff's devices). nullopt when
+  // not known (fresh_objects.cc).
+  struct Hazard {
+    int64_t lo, hi;
+    int at;  // the instruction that writes there, -1 for any
+  };
+  using Ranges = std::vector<Hazard>;
+  const std::optional<Ranges>& FrameHazards(const Function& fn);
 
  private:
   const GoBinary& bin_;
@@ -127,7 +140,8 @@ class Binary {
   absl::flat_hash_map<uint64_t, absl::string_view> names_;
   std::unique_ptr<x86::Decoder> dis_;
   absl::flat_hash_map<uint64_t, std::unique_ptr<Function>> decoded_;
-  absl::flat_hash_map<std::pair<uint64_t, uint64_t>, bool> returns_new_;
+  absl::flat_hash_map<std::tuple<uint64_t, uint64_t, uint64_t>, bool> returns_new_;
+  absl::flat_hash_map<uint64_t, std::optional<Ranges>> hazards_;
 };
 
 // Calls after which control never comes back: the instruction that follows

@@ -291,7 +291,8 @@ class RefWalker {
   Target target_;
   bool eface_;
 
-  Values values_;
+  // Mutable: naming an indexed address (MemKey) interns a value.
+  mutable Values values_;
   uint32_t rsp_root_ = 0;
   uint32_t ref_ = 0;  // the walked LEA's value, distinct from other LEAs of the same target
   uint32_t first_walk_vid_ = 0;  // values below it were held before the walk

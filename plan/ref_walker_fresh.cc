@@ -128,6 +128,17 @@ std::optional<CreationProbe> RefWalker::FreshPairAtLea(const Path& at_lea) {
   }
   if (want == 0) return std::nullopt;
   const int tab_reg = insns_[lea_].ops[0].reg;
+  // The register must hold the itab's data word: no path that pairs the
+  // itab may pair it with another value (`last = old` in a loop, beside a
+  // new object still in a register, is no creation of it).
+  auto pairs_with = [&](int r) {
+    for (const PathEnd& e : all_ends_) {
+      if ((e.probe || e.checked) && e.data_vid != 0 && e.data_vid != at_lea.st.regs[r]) {
+        return false;
+      }
+    }
+    return true;
+  };
   int made = kNoReg;
   for (int r : {GEP_RAX, GEP_RBX, GEP_RCX, GEP_RDI, GEP_RSI, GEP_R8, GEP_R9, GEP_R10, GEP_R11,
                 GEP_RDX, GEP_R12, GEP_R13, GEP_R15}) {
@@ -150,7 +161,7 @@ std::optional<CreationProbe> RefWalker::FreshPairAtLea(const Path& at_lea) {
               (in.flow == Flow::kCondJump && !DiamondAt(j)) ||
               (in.flow == Flow::kCall && !IsWriteBarrier(binary_.FuncAt(in.target)));
     }
-    if (again) continue;
+    if (again || !pairs_with(r)) continue;
     made = r;
     break;
   }
@@ -162,7 +173,8 @@ std::optional<CreationProbe> RefWalker::FreshPairAtLea(const Path& at_lea) {
   if (made == kNoReg && !eface_) {
     for (int r : {GEP_RAX, GEP_RBX, GEP_RCX, GEP_RDI, GEP_RSI, GEP_R8, GEP_R9, GEP_R10, GEP_R11,
                   GEP_RDX, GEP_R12, GEP_R13, GEP_R15}) {
-      if (r != tab_reg && NewOnEveryWay(binary_, fn_, lea_, r, want, target_.itab)) {
+      if (r != tab_reg && pairs_with(r) &&
+          NewOnEveryWay(binary_, fn_, lea_, r, want, target_.itab)) {
         made = r;
         break;
       }

@@ -191,7 +191,8 @@ bool RefWalker::MethodLoad(const State& st, const Insn& in) const {
 
 // An indirect call of such a method (loaded before, or read by the call).
 bool RefWalker::MethodCall(const Path& p, const Insn& in) const {
-  if (eface_ || in.target || in.nops < 1) return false;
+  // Register ABI only: on the stack ABI the receiver is in the frame.
+  if (eface_ || !binary_.regabi() || in.target || in.nops < 1) return false;
   const Operand& op = in.ops[0];
   if (op.type == Operand::kReg) return p.method && op.reg >= 0 && p.st.regs[op.reg] == p.method;
   return op.type == Operand::kMem && op.index == kNoReg && !op.segment && op.base >= 0 &&
@@ -202,7 +203,7 @@ PathEnd RefWalker::AtMethodCall(Path& p, int pos) {
   const State& st = p.positions[pos].state;
   uint32_t data = st.regs[GEP_RAX];  // the receiver
   // A receiver from before the walk is some other value's.
-  if (data < first_walk_vid_) return Lost(Noun() + " dereferenced");
+  if (data < first_walk_vid_ || data == ref_) return Lost(Noun() + " dereferenced");
   return Place(p, pos, Locate(st, ref_), Locate(st, data), data, CreationProbe::kCall);
 }
 

@@ -8,7 +8,16 @@
 namespace goerrprof::profiler::planner {
 
 std::optional<Key> RefWalker::MemKey(const State& st, const Operand& op) const {
-  if (op.type != Operand::kMem || op.segment || op.index != kNoReg) return std::nullopt;
+  if (op.type != Operand::kMem || op.segment) return std::nullopt;
+  if (op.index != kNoReg) {
+    // A slice element (`errs = append(errs, err)`): named by the values of
+    // its base and index registers.
+    if (op.base < 0 || op.base >= kNumRegs || op.index < 0 || op.index >= kNumRegs ||
+        op.base == GEP_RSP) {
+      return std::nullopt;
+    }
+    return Key(values_.Indexed(st.regs[op.base], st.regs[op.index], op.scale), op.value);
+  }
   if (op.base == kRipReg) return Key(kGlobalRoot, op.value);
   if (op.base < 0 || op.base >= kNumRegs) return std::nullopt;
   auto [root, off] = values_.Key(st.regs[op.base]);
@@ -175,6 +184,8 @@ void RefWalker::Simulate(State& st, const Insn& in) {
           st.regs[a.reg] = values_.Global(static_cast<uint64_t>(b.value));
         } else if (b.index == kNoReg && !b.segment && b.base >= 0) {
           st.regs[a.reg] = values_.Addr(st.regs[b.base], b.value);
+        } else if (auto key = MemKey(st, b); key && b.index != kNoReg) {
+          st.regs[a.reg] = values_.Addr(key->first, key->second);
         } else {
           st.regs[a.reg] = values_.Fresh();
         }
@@ -232,9 +243,18 @@ void RefWalker::Simulate(State& st, const Insn& in) {
 }
 
 State RefWalker::Merge(const State& a, const State& b) {
+  // Two loads of one unwritten word (each side of a write barrier check
+  // reloading a spilled data word) are the same value.
+  auto same = [&](uint32_t x, uint32_t y) {
+    if (x == y) return true;
+    const Value& vx = values_[x];
+    const Value& vy = values_[y];
+    return vx.kind == Value::kLoad && vy.kind == Value::kLoad && vx.aux == vy.aux &&
+           vx.gen == vy.gen && values_.LoadRoot(x) == values_.LoadRoot(y);
+  };
   State m;
   for (int r = 0; r < kNumRegs; ++r) {
-    if (a.regs[r] == b.regs[r]) {
+    if (same(a.regs[r], b.regs[r])) {
       m.regs[r] = a.regs[r];
     } else {
       m.regs[r] = values_.Fresh(Unwritten(a.regs[r]) && Unwritten(b.regs[r]) ? Value::kGarbage
@@ -245,7 +265,7 @@ State RefWalker::Merge(const State& a, const State& b) {
     const Slot* t = b.FindSlot(s.root, s.off);
     if (!t) continue;
     Slot merged = s;
-    if (s.vid != t->vid) merged.vid = values_.Fresh(Value::kRoot);
+    if (!same(s.vid, t->vid)) merged.vid = values_.Fresh(Value::kRoot);
     merged.written = std::max(s.written, t->written);
     merged.plain = s.plain && t->plain;
     m.slots.push_back(merged);

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <array>
 #include <cstdint>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -107,6 +108,14 @@ class Values {
     return it->second;
   }
   uint32_t Global(uint64_t addr) { return Addr(kGlobalRoot, static_cast<int64_t>(addr)); }
+  // base + index*scale (a slice element), interned as a root of its own:
+  // the same two values name the same address.
+  uint32_t Indexed(uint32_t base, uint32_t index, int scale) {
+    if (scale == 1 && index < base) std::swap(base, index);
+    auto [it, fresh] = indexed_.try_emplace(std::make_tuple(base, index, scale), 0);
+    if (fresh) it->second = Fresh();
+    return it->second;
+  }
   uint32_t Const(uint64_t c) {
     auto [it, fresh] = consts_.try_emplace(c, 0);
     if (fresh) it->second = Fresh(Value::kConst, c);
@@ -124,6 +133,7 @@ class Values {
   absl::flat_hash_map<std::pair<uint32_t, int64_t>, uint32_t> addrs_;
   absl::flat_hash_map<uint64_t, uint32_t> consts_;
   absl::flat_hash_map<uint32_t, uint32_t> load_root_;
+  absl::flat_hash_map<std::tuple<uint32_t, uint32_t, int>, uint32_t> indexed_;
 };
 
 }  // namespace goerrprof::profiler::planner

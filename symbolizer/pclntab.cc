@@ -17,6 +17,7 @@ constexpr uint32_t kMagic120 = 0xfffffff1;
 constexpr uint32_t kPcdataInlTreeIndex = 2;
 constexpr uint32_t kFuncdataInlTree = 3;
 constexpr uint32_t kFuncdataArgInfo = 5;  // Go 1.17+
+constexpr uint32_t kFuncdataStackObjects = 2;
 constexpr uint32_t kNoFuncdata = 0xffffffff;  // 1.18+: absent funcdata offset
 constexpr uint64_t kMaxFunctions = 1u << 24;  // sanity bound for corrupt headers
 constexpr int kMaxInlineDepth = 256;          // stops cycles in corrupt inline trees
@@ -238,6 +239,32 @@ std::optional<int> Pclntab::FuncArgComponents(size_t i) const {
     ++n;
   }
   return std::nullopt;
+}
+
+std::optional<std::vector<Pclntab::StackObject>> Pclntab::FuncStackObjects(size_t i) const {
+  // Go 1.18+: a count, then {off, size int32; ptrdata int32; gcdataoff
+  // uint32} per object (1.17's records hold a pointer instead).
+  if (version_ == PclntabVersion::k116) return std::nullopt;
+  uint64_t data = FuncData(functab_off_ + func_offs_[i], kFuncdataStackObjects);
+  std::vector<StackObject> out;
+  if (data == 0) return out;
+  auto count = elf_.ReadVirtualUpTo(data, 8);
+  if (!count.ok() || count->size() != 8) return std::nullopt;
+  uint64_t n = 0;
+  for (int k = 7; k >= 0; --k) n = n << 8 | (*count)[k];
+  constexpr uint64_t kMaxObjects = 4096;  // bounded work on a corrupt table
+  if (n > kMaxObjects) return std::nullopt;
+  auto recs = elf_.ReadVirtualUpTo(data + 8, 16 * n);
+  if (!recs.ok() || recs->size() != 16 * n) return std::nullopt;
+  for (uint64_t k = 0; k < n; ++k) {
+    const uint8_t* r = recs->data() + 16 * k;
+    auto i32 = [&](int at) {
+      return static_cast<int32_t>(uint32_t{r[at]} | uint32_t{r[at + 1]} << 8 |
+                                  uint32_t{r[at + 2]} << 16 | uint32_t{r[at + 3]} << 24);
+    };
+    out.push_back({i32(0), i32(4)});
+  }
+  return out;
 }
 
 std::optional<size_t> Pclntab::FindFunc(uint64_t pc) const {

@@ -65,6 +65,16 @@ class Pclntab {
   // registers the function reads. 0 for a function without arguments;
   // nullopt when not known (no info, or the list was cut short).
   std::optional<int> FuncArgComponents(size_t i) const;
+  // A frame object whose address the function takes (and which holds
+  // pointers): `off` below the frame's varp when negative, above its argp
+  // otherwise (runtime.stackObjectRecord).
+  struct StackObject {
+    int32_t off;
+    int32_t size;
+  };
+  // Function i's FUNCDATA_StackObjects: empty when it has none; nullopt when
+  // not known (the records of Go 1.17 and older, or unreadable).
+  std::optional<std::vector<StackObject>> FuncStackObjects(size_t i) const;
   // Index of the function containing pc.
   std::optional<size_t> FindFunc(uint64_t pc) const;
 

@@ -148,6 +148,9 @@ absl::StatusOr<std::unique_ptr<Child>> Child::Spawn(const std::vector<std::strin
   auto child = std::unique_ptr<Child>(new Child());
   child->pid_ = fork();
   if (child->pid_ == 0) {
+    // A process group of its own, so the destructor also stops what it
+    // started (`go tool pprof` runs the pprof binary as its child).
+    setpgid(0, 0);
     dup2(in[0], 0);
     dup2(out[1], 1);
     dup2(err[1], 2);
@@ -157,6 +160,7 @@ absl::StatusOr<std::unique_ptr<Child>> Child::Spawn(const std::vector<std::strin
     execvp(args[0], args.data());
     _exit(127);
   }
+  if (child->pid_ > 0) setpgid(child->pid_, child->pid_);  // before either side relies on it
   close(in[0]);
   close(out[1]);
   close(err[1]);
@@ -168,6 +172,7 @@ absl::StatusOr<std::unique_ptr<Child>> Child::Spawn(const std::vector<std::strin
 
 Child::~Child() {
   if (pid_ > 0) {
+    kill(-pid_, SIGKILL);
     kill(pid_, SIGKILL);
     waitpid(pid_, nullptr, 0);
   }

@@ -111,6 +111,7 @@ Insn Decoder::Convert(const cs_insn& ci) const {
       op.type = Operand::kMem;
       op.base = static_cast<int8_t>(FoldReg(o.mem.base));
       op.index = static_cast<int8_t>(FoldReg(o.mem.index));
+      op.scale = static_cast<uint8_t>(o.mem.scale);
       op.segment = o.mem.segment != X86_REG_INVALID;
       op.value = o.mem.disp;
       if (op.base == kRip) op.value += static_cast<int64_t>(ci.address + ci.size);

@@ -36,6 +36,7 @@ struct Operand {
   int8_t reg = kNoReg;    // kReg: GP register, kNoReg for others (xmm, …)
   int8_t base = kNoReg;   // kMem: kRip for RIP-relative
   int8_t index = kNoReg;  // kMem
+  uint8_t scale = 1;      // kMem: the index's factor
   bool segment = false;   // kMem through fs/gs: not a plain address
   uint16_t raw_reg = 0;   // kReg: Capstone's register id (tells eax from rax)
   int64_t value = 0;      // kImm: immediate; kMem: displacement (absolute for RIP)

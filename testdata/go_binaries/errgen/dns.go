@@ -27,11 +27,13 @@ var dnsScenarios = []scenario{
 
 const dnsName = "errgen.example."
 
-// The server the resolver asked (from resolv.conf, or its default): the
-// DNSError names it. Reported as "dns_server".
+// The server the resolver asked last (from resolv.conf, or its default):
+// the DNSError names it. Reported as "dns_server"; every server asked, in
+// order, as "dns_servers" (without nameservers the resolver tries two).
 var (
-	dnsMu     sync.Mutex
-	dnsServer string
+	dnsMu      sync.Mutex
+	dnsServer  string
+	dnsServers []string
 	// SERVFAIL answers sent: one DNSError each.
 	dnsServfails int
 )
@@ -61,6 +63,13 @@ func siteDNSBadAnswer(i int) error {
 func dialFakeDNS(ctx context.Context, network, address string) (net.Conn, error) {
 	dnsMu.Lock()
 	dnsServer = address
+	seen := false
+	for _, a := range dnsServers {
+		seen = seen || a == address
+	}
+	if !seen {
+		dnsServers = append(dnsServers, address)
+	}
 	dnsMu.Unlock()
 	client, server := net.Pipe()
 	go answerDNS(server)

@@ -157,7 +157,8 @@ func main() {
 		notePanic(&panics, "fatal_panic", "main.siteFatalPanic", "errgen: fatal panic", false)
 	}
 	emit(map[string]interface{}{"go_version": runtime.Version(), "pid": os.Getpid(), "scenarios": results,
-		"panics": panics, "dns_server": dnsServer, "dns_servfail_answers": dnsServfails})
+		"panics": panics, "dns_server": dnsServer, "dns_servers": dnsServers,
+		"dns_servfail_answers": dnsServfails})
 	if *fatal {
 		siteFatalPanic()
 	}

@@ -22,6 +22,7 @@ var pathScenarios = []scenario{
 	{"float_range", siteFloatRange, 27},
 	{"int_range", siteIntRange, 28},
 	{"flag_bool", siteFlagBool, 30},
+	{"append_collected", siteAppendCollected, 7},
 }
 
 // ZeroError has no fields: its data word is runtime.zerobase, a static
@@ -160,3 +161,32 @@ func siteFlagBool(i int) error {
 	return fs.Parse([]string{"-b=maybe"})
 }
 
+
+// paramErrors collects errors the way aws-sdk-go's generated Validate
+// methods do (ErrInvalidParams.Add, inlined): a constructor's *NumError is
+// boxed into an error as it is stored into a slice element, whose address
+// is a base and an index register. Each call of siteAppendCollected
+// creates two and wraps the second (the truth test counts both exactly).
+type paramErrors struct{ errs []error }
+
+func (p *paramErrors) Add(err error) { p.errs = append(p.errs, err) }
+
+//go:noinline
+func newParamError(field string) *strconv.NumError {
+	return &strconv.NumError{Func: "Validate", Num: field, Err: strconv.ErrRange}
+}
+
+//go:noinline
+func siteAppendCollected(i int) error {
+	var p paramErrors
+	if i >= 0 {
+		p.Add(newParamError("DurationSeconds"))
+	}
+	if i > -2 {
+		p.Add(newParamError("RoleArn"))
+	}
+	if len(p.errs) < 2 {
+		return nil
+	}
+	return fmt.Errorf("errgen: invalid parameters: %v; %w", p.errs[0], p.errs[1])
+}
