@@ -130,6 +130,12 @@ const std::optional<Binary::Ranges>& Binary::FrameHazards(const Function& fn) {
       sub = in.ops[1].value;
       break;
     }
+    // SUBQ $128, SP is encoded as ADDQ $-128, SP (a shorter immediate).
+    if (in.id == X86_INS_ADD && in.ops[0].type == Operand::kReg && in.ops[0].reg == GEP_RSP &&
+        in.ops[1].type == Operand::kImm && in.ops[1].value < 0) {
+      sub = -in.ops[1].value;
+      break;
+    }
   }
   if (sub < 0) return out;
   const int64_t spdelta = sub + (push ? 8 : 0);
@@ -179,6 +185,10 @@ const std::optional<Binary::Ranges>& Binary::FrameHazards(const Function& fn) {
         } else if (r == GEP_RSI && within == "runtime.duffcopy") {
           open = false;  // the source: only read
         } else if (IsWriteBarrier(callee) && r != GEP_R11) {
+          // Before Go 1.21 the barrier stores to [DI] itself.
+          if (r == GEP_RDI && OldWriteBarrierValueReg(callee) != kNoReg) {
+            ranges.push_back({d, d + 8, static_cast<int>(j)});
+          }
           continue;
         }
         break;
@@ -186,8 +196,21 @@ const std::optional<Binary::Ranges>& Binary::FrameHazards(const Function& fn) {
       if (in.flow != Flow::kNext) break;
       const Operand& a = in.ops[0];
       const Operand& b = in.ops[1];
-      if (in.nops >= 1 && a.type == Operand::kMem && a.base == r && a.index == kNoReg &&
-          !IsCompare(in.id)) {
+      bool uses = false;  // r serves as the base of a memory operand
+      for (int k = 0; k < PlannedOps(in); ++k) {
+        uses = uses || (in.ops[k].type == Operand::kMem && in.ops[k].base == r);
+      }
+      // An element of it (an index), or a string instruction (REP STOS
+      // through DI, its extent in RCX): how far it writes is unknown.
+      if ((uses && ((a.type == Operand::kMem && a.base == r && a.index != kNoReg) ||
+                    (b.type == Operand::kMem && b.base == r && b.index != kNoReg))) ||
+          ((in.regs_written & in.regs_read & (1u << r)) &&
+           !(in.id == X86_INS_LEA && b.type == Operand::kMem && b.base == r &&
+             b.index == kNoReg) &&
+           !(in.id == X86_INS_ADD && b.type == Operand::kImm))) {
+        break;  // open
+      }
+      if (in.nops >= 1 && a.type == Operand::kMem && a.base == r && !IsCompare(in.id)) {
         ranges.push_back(
             {d + a.value, d + a.value + std::max<int64_t>(a.size, 8), static_cast<int>(j)});
       }
@@ -195,7 +218,7 @@ const std::optional<Binary::Ranges>& Binary::FrameHazards(const Function& fn) {
         if ((in.id == X86_INS_LEA && b.type == Operand::kMem && b.base == r &&
              b.index == kNoReg) ||
             (in.id == X86_INS_ADD && b.type == Operand::kImm)) {
-          d += in.id == X86_INS_LEA ? b.value : b.value;
+          d += b.value;
           continue;
         }
         open = false;  // overwritten: the address is gone

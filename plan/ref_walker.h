@@ -196,7 +196,8 @@ class RefWalker {
   void Store(State& st, const Operand& mem, uint32_t vid, int size, bool plain);
   void Simulate(State& st, const Insn& in);
   void SimulateCall(State& st, const Insn& in);
-  State Merge(const State& a, const State& b);
+  State Merge(const State& a, const State& b, bool loads_comparable);
+  bool unnamed_store_ = false;  // Store met an address it cannot name
 
   // Walking.
   void Walk(Path p);

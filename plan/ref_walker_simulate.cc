@@ -12,8 +12,10 @@ std::optional<Key> RefWalker::MemKey(const State& st, const Operand& op) const {
   if (op.index != kNoReg) {
     // A slice element (`errs = append(errs, err)`): named by the values of
     // its base and index registers.
+    // (Not in the frame: an element there may alias any frame slot.)
     if (op.base < 0 || op.base >= kNumRegs || op.index < 0 || op.index >= kNumRegs ||
-        op.base == GEP_RSP) {
+        op.base == GEP_RSP || values_.Key(st.regs[op.base]).first == rsp_root_ ||
+        values_.Key(st.regs[op.index]).first == rsp_root_) {
       return std::nullopt;
     }
     return Key(values_.Indexed(st.regs[op.base], st.regs[op.index], op.scale), op.value);
@@ -51,6 +53,14 @@ uint32_t RefWalker::ReadOperand(State& st, const Operand& op) {
 
 void RefWalker::Store(State& st, const Operand& mem, uint32_t vid, int size, bool plain) {
   auto key = MemKey(st, mem);
+  if (!key) unnamed_store_ = true;
+  if (key && mem.index != kNoReg) {
+    // An element may alias any word of the object its base points into.
+    uint32_t base_root = values_.Key(st.regs[mem.base]).first;
+    st.slots.erase(std::remove_if(st.slots.begin(), st.slots.end(),
+                                  [&](const Slot& s) { return s.root == base_root; }),
+                   st.slots.end());
+  }
   if (!key) {
     // An address the planner cannot name may alias any heap slot; through
     // the stack pointer it may alias any frame slot.
@@ -242,11 +252,12 @@ void RefWalker::Simulate(State& st, const Insn& in) {
   }
 }
 
-State RefWalker::Merge(const State& a, const State& b) {
+State RefWalker::Merge(const State& a, const State& b, bool loads_comparable) {
   // Two loads of one unwritten word (each side of a write barrier check
   // reloading a spilled data word) are the same value.
   auto same = [&](uint32_t x, uint32_t y) {
     if (x == y) return true;
+    if (!loads_comparable) return false;
     const Value& vx = values_[x];
     const Value& vy = values_[y];
     return vx.kind == Value::kLoad && vy.kind == Value::kLoad && vx.aux == vy.aux &&
@@ -361,10 +372,13 @@ std::optional<int> RefWalker::DiamondEndingAt(int merge) const {
 
 State RefWalker::SimulateDiamond(const Diamond& d, const State& st) {
   State out[2] = {st, st};
+  unnamed_store_ = false;
   for (int s = 0; s < 2; ++s) {
     for (int i : d.sides[s]) Simulate(out[s], insns_[i]);
   }
-  return Merge(out[0], out[1]);
+  // Two loads of one word are one value only if no side wrote memory the
+  // walk cannot name (a load after such a write reads the word anew).
+  return Merge(out[0], out[1], !unnamed_store_);
 }
 
 // Both sides are simulated and merged; the walk goes on at the meeting point.
