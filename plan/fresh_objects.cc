@@ -278,6 +278,9 @@ bool SafeSlot(Binary& binary, const Function& fn, int64_t off, int at) {
 
 bool NewOnEveryWay(Binary& binary, const Function& fn, int at, int reg, uint64_t want,
                    uint64_t target, int depth) {
+  // Register ABI only: on the stack ABI values and results go through the
+  // frame, and a register after a call holds nothing it returned.
+  if (!binary.regabi()) return false;
   const auto& insns = fn.insns();
   // Where the value is just before instruction `at`: a register, or a
   // frame slot (RSP-relative; Go keeps RSP fixed between prologue and
