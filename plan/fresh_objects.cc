@@ -116,30 +116,9 @@ const std::optional<Binary::Ranges>& Binary::FrameHazards(const Function& fn) {
   auto objects = tab.FuncStackObjects(*idx);
   if (!objects) return out;
   const auto& insns = fn.insns();
-  // The body's frame: SUBQ $n, SP, after PUSHQ BP (1.21+) or with BP saved
-  // at n-8 (older): varp is the saved BP's slot, argp past the return PC.
-  int64_t sub = -1;
-  bool push = false;
-  for (size_t i = 0; i < insns.size() && i < 8; ++i) {
-    const Insn& in = insns[i];
-    if (in.id == X86_INS_PUSH && in.ops[0].type == Operand::kReg && in.ops[0].reg == GEP_RBP) {
-      push = true;
-    }
-    if (in.id == X86_INS_SUB && in.ops[0].type == Operand::kReg && in.ops[0].reg == GEP_RSP &&
-        in.ops[1].type == Operand::kImm) {
-      sub = in.ops[1].value;
-      break;
-    }
-    // SUBQ $128, SP is encoded as ADDQ $-128, SP (a shorter immediate).
-    if (in.id == X86_INS_ADD && in.ops[0].type == Operand::kReg && in.ops[0].reg == GEP_RSP &&
-        in.ops[1].type == Operand::kImm && in.ops[1].value < 0) {
-      sub = -in.ops[1].value;
-      break;
-    }
-  }
-  if (sub < 0) return out;
-  const int64_t spdelta = sub + (push ? 8 : 0);
-  const int64_t varp = spdelta - 8, argp = spdelta + 8;
+  auto frame = BodyFrame(fn);
+  if (!frame) return out;
+  const int64_t varp = frame->varp, argp = frame->argp;
   constexpr int64_t kAll = int64_t{1} << 40;
   Ranges ranges;
   for (const auto& o : *objects) {
@@ -175,14 +154,13 @@ const std::optional<Binary::Ranges>& Binary::FrameHazards(const Function& fn) {
       const Insn& in = insns[j];
       if (in.flow == Flow::kCall) {
         absl::string_view callee = FuncAt(in.target);
-        absl::string_view within = callee.empty() && in.target ? FuncContaining(in.target)
-                                                               : absl::string_view();
-        if (r == GEP_RDI && (within == "runtime.duffzero" || within == "runtime.duffcopy")) {
+        const Duff duff = DuffAt(in);
+        if (r == GEP_RDI && duff != Duff::kNone) {
           if (auto n = DuffBytes(*this, in.target)) {
             ranges.push_back({d, d + *n, static_cast<int>(j)});
             open = false;
           }
-        } else if (r == GEP_RSI && within == "runtime.duffcopy") {
+        } else if (r == GEP_RSI && duff == Duff::kCopy) {
           open = false;  // the source: only read
         } else if (IsWriteBarrier(callee) && r != GEP_R11) {
           // Before Go 1.21 the barrier stores to [DI] itself.
@@ -276,6 +254,42 @@ bool SafeSlot(Binary& binary, const Function& fn, int64_t off, int at) {
   return true;
 }
 
+bool MoveBack(Binary& binary, const Function& fn, const Insn& in, int* reg, int64_t* off) {
+  auto frame_slot = [](const Operand& o) {
+    return o.type == Operand::kMem && o.base == GEP_RSP && o.index == kNoReg && !o.segment;
+  };
+  const Operand& a = in.ops[0];
+  const Operand& b = in.ops[1];
+  if (*reg == kNoReg && (in.regs_written & (1u << GEP_RSP))) {
+    return false;  // the slot's address moved: the prologue or epilogue
+  }
+  if (*reg != kNoReg && (in.regs_written & (1u << *reg))) {
+    if (in.id != X86_INS_MOV || in.nops != 2 || a.type != Operand::kReg || a.size != 8) {
+      return false;
+    }
+    if (b.type == Operand::kReg && b.reg != kNoReg && b.size == 8) {
+      *reg = b.reg;
+    } else if (frame_slot(b) && b.size == 8 && SafeSlot(binary, fn, b.value, -1)) {
+      *reg = kNoReg;
+      *off = b.value;
+    } else {
+      return false;
+    }
+  } else if (*reg == kNoReg && in.nops >= 1 && frame_slot(a) && a.value + a.size > *off &&
+             a.value < *off + 8) {
+    // A store over the slot: only a spill of a register carries on.
+    // (Stores through other bases miss it: a spill slot's address is
+    // never taken.)
+    if (in.id != X86_INS_MOV || a.value != *off || a.size != 8 || b.type != Operand::kReg ||
+        b.reg == kNoReg) {
+      return false;
+    }
+    *reg = b.reg;
+    *off = 0;
+  }
+  return true;
+}
+
 bool NewOnEveryWay(Binary& binary, const Function& fn, int at, int reg, uint64_t want,
                    uint64_t target, int depth) {
   // Register ABI only: on the stack ABI values and results go through the
@@ -294,9 +308,6 @@ bool NewOnEveryWay(Binary& binary, const Function& fn, int at, int reg, uint64_t
     return (static_cast<uint64_t>(w.at) << 40) ^ (static_cast<uint64_t>(w.reg + 1) << 36) ^
            (static_cast<uint64_t>(w.off) & 0xfffffffffu);
   };
-  auto frame_slot = [](const Operand& o) {
-    return o.type == Operand::kMem && o.base == GEP_RSP && o.index == kNoReg && !o.segment;
-  };
   int steps = 0;
   std::vector<Where> work{{at, reg, 0}};
   absl::flat_hash_set<uint64_t> seen{key(work[0])};
@@ -306,8 +317,7 @@ bool NewOnEveryWay(Binary& binary, const Function& fn, int at, int reg, uint64_t
     if (w.at == 0) return false;  // held since the entry: an argument
     // Every way into `w.at`: a fall-through and the branches to it. A way
     // met before is a loop back, which carries only what entered the loop.
-    std::vector<int> preds(fn.Sources(w.at).begin(), fn.Sources(w.at).end());
-    if (fn.FallsThrough(w.at - 1)) preds.push_back(w.at - 1);
+    const std::vector<int> preds = fn.WaysIn(w.at);
     // Alignment padding after a jump leads nowhere back.
     if (preds.empty() && insns[w.at].id == X86_INS_NOP) continue;
     if (fn.UnknownEntry(w.at)) return false;
@@ -339,43 +349,14 @@ bool NewOnEveryWay(Binary& binary, const Function& fn, int at, int reg, uint64_t
         if (w.reg != kNoReg) {
           // Write barriers keep every register but R11 (1.21+); Duff's
           // devices all but RDI and RSI; other calls none.
-          absl::string_view within =
-              callee.empty() && in.target ? binary.FuncContaining(in.target) : absl::string_view();
           bool kept = (IsWriteBarrier(callee) && w.reg != GEP_R11) ||
-                      ((within == "runtime.duffzero" || within == "runtime.duffcopy") &&
-                       w.reg != GEP_RDI && w.reg != GEP_RSI);
+                      (binary.DuffAt(in) != Binary::Duff::kNone && w.reg != GEP_RDI &&
+                       w.reg != GEP_RSI);
           if (!kept) return false;
         }
         // A live frame slot outlives calls.
-      } else if (w.reg == kNoReg && (in.regs_written & (1u << GEP_RSP))) {
-        return false;  // the slot's address moved: the prologue or epilogue
-      } else if (w.reg != kNoReg && (in.regs_written & (1u << w.reg))) {
-        const Operand& a = in.ops[0];
-        const Operand& b = in.ops[1];
-        if (in.id != X86_INS_MOV || in.nops != 2 || a.type != Operand::kReg || a.size != 8) {
-          return false;
-        }
-        if (b.type == Operand::kReg && b.reg != kNoReg && b.size == 8) {
-          from.reg = b.reg;
-        } else if (frame_slot(b) && b.size == 8 && SafeSlot(binary, fn, b.value, -1)) {
-          from.reg = kNoReg;
-          from.off = b.value;
-        } else {
-          return false;
-        }
-      } else if (w.reg == kNoReg && in.nops >= 1 && frame_slot(in.ops[0]) &&
-                 in.ops[0].value + in.ops[0].size > w.off && in.ops[0].value < w.off + 8) {
-        // A store over the slot: only a spill of a register carries on.
-        // (Stores through other bases miss it: a spill slot's address is
-        // never taken.)
-        const Operand& a = in.ops[0];
-        const Operand& b = in.ops[1];
-        if (in.id != X86_INS_MOV || a.value != w.off || a.size != 8 || b.type != Operand::kReg ||
-            b.reg == kNoReg) {
-          return false;
-        }
-        from.reg = b.reg;
-        from.off = 0;
+      } else if (!MoveBack(binary, fn, in, &from.reg, &from.off)) {
+        return false;
       }
       if (seen.insert(key(from)).second) work.push_back(from);
     }

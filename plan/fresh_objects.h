@@ -7,6 +7,7 @@
 #define GOERRPROF_PLAN_FRESH_OBJECTS_H_
 
 #include <cstdint>
+#include <vector>
 
 #include "absl/strings/string_view.h"
 #include "plan/function_code.h"
@@ -30,6 +31,27 @@ uint64_t AllocatedType(Binary& binary, const Function& fn, int call);
 // the value. `depth` bounds the callees followed.
 bool NewOnEveryWay(Binary& binary, const Function& fn, int at, int reg, uint64_t want,
                    uint64_t target, int depth = 0);
+
+// A frame slot (RSP offset) that, at instruction `at` (-1: anywhere), only
+// moves and RSP-based stores the planner sees can write.
+bool SafeSlot(Binary& binary, const Function& fn, int64_t off, int at);
+
+// Follows a value back over `in`, which is no call: held in register
+// `*reg` (or, when kNoReg, the frame slot at RSP+`*off`) just after it,
+// where it was just before: through a register move, a reload, a spill.
+// False when `in` makes the value some other way.
+bool MoveBack(Binary& binary, const Function& fn, const Insn& in, int* reg, int64_t* off);
+
+// Register `reg` holds, just before `fn`'s instruction `at`, on every way
+// there, a value that already was an error: the data word of an interface
+// argument whose itab register was tested equal to `itab` (a value asserted
+// out of it, `serr, _ := err.(*SemanticError)`), unchanged since the entry;
+// or an object of type `want` from an allocation in `fn`, whose
+// instruction index is added to `*allocs` (its creation is counted, if at
+// all, where it meets the itab first). Ways that zero the register after
+// finding it non-nil are no ways (reboxed_values.cc).
+bool ReboxedOnEveryWay(Binary& binary, const Function& fn, int at, int reg, uint64_t want,
+                       uint64_t itab, std::vector<int>* allocs);
 
 }  // namespace goerrprof::profiler::planner
 

@@ -100,6 +100,19 @@ class Binary {
     if (auto idx = tab.FindFunc(addr)) return tab.FuncName(*idx);
     return {};
   }
+  // A call into Duff's device (entered mid-body, so it has no name of its
+  // own): it zeroes or copies upward from RDI (from RSI) and clobbers only
+  // those registers.
+  enum class Duff { kNone, kZero, kCopy };
+  Duff DuffAt(const Insn& call) {
+    if (call.flow != Flow::kCall || !call.target || !FuncAt(call.target).empty()) {
+      return Duff::kNone;
+    }
+    absl::string_view within = FuncContaining(call.target);
+    if (within == "runtime.duffzero") return Duff::kZero;
+    if (within == "runtime.duffcopy") return Duff::kCopy;
+    return Duff::kNone;
+  }
   // Integer registers the Go function entered at `addr` can read as
   // arguments at most (register ABI): one per scalar component of its
   // arguments (Pclntab::FuncArgComponents). -1 when unknown (no such
@@ -133,6 +146,20 @@ class Binary {
   };
   using Ranges = std::vector<Hazard>;
   const std::optional<Ranges>& FrameHazards(const Function& fn);
+  // The frame of `fn`'s body, RSP-relative: varp (the saved BP's slot) and
+  // argp (the first argument word, past the return PC). nullopt when the
+  // prologue is not read (open_defers.cc).
+  struct Frame {
+    int64_t varp, argp;
+  };
+  static std::optional<Frame> BodyFrame(const Function& fn);
+  // `call` runs one of the function's open-coded defers (Go 1.18+): its
+  // closure, read from a deferred-closure slot, takes no arguments.
+  bool CallsDeferred(const Function& fn, int call);
+  // `call` goes through a function variable that no code or data ever
+  // sets (a hook left nil, `time.loadFromEmbeddedTZData` without
+  // time/tzdata): it never runs (open_defers.cc).
+  bool CallsNeverSetVar(const Function& fn, int call);
 
  private:
   const GoBinary& bin_;
@@ -142,9 +169,13 @@ class Binary {
   absl::flat_hash_map<uint64_t, std::unique_ptr<Function>> decoded_;
   absl::flat_hash_map<std::tuple<uint64_t, uint64_t, uint64_t>, bool> returns_new_;
   absl::flat_hash_map<uint64_t, std::optional<Ranges>> hazards_;
-};
+  absl::flat_hash_map<uint64_t, std::vector<int64_t>> defer_slots_;  // RSP offsets
+  absl::flat_hash_map<uint64_t, bool> never_set_;  // by global's address
 
-// Calls after which control never comes back: the instruction that follows
+  bool NeverSet(uint64_t global);
+
+  const std::vector<int64_t>& DeferClosureSlots(const Function& fn);
+};
 
 // Calls after which control never comes back: the instruction that follows
 // is reachable only by a branch (or not at all).
@@ -191,6 +222,13 @@ class Function {
     auto it = sources_.find(i);
     if (it == sources_.end()) return {};
     return it->second;
+  }
+  // Every way into insns_[i] the planner sees: the branches to it and the
+  // fall-through. Alignment padding after a jump has none.
+  std::vector<int> WaysIn(int i) const {
+    std::vector<int> out(Sources(i).begin(), Sources(i).end());
+    if (i > 0 && FallsThrough(i - 1)) out.push_back(i - 1);
+    return out;
   }
   // insns_[i] may be entered from somewhere the planner cannot see.
   bool UnknownEntry(int i) const { return unknown_entry_[i]; }

@@ -61,6 +61,27 @@ std::vector<RefSite> ScanRefs(absl::Span<const uint8_t> text, uint64_t base,
   return out;
 }
 
+// Every run from instruction `from` reaches `to`: what lies between only
+// falls through, or branches forward within (a write barrier's diamond).
+bool StraightRun(const Function& fn, int from, int to) {
+  if (from < 0 || to <= from) return false;
+  const auto& insns = fn.insns();
+  for (int j = from; j < to; ++j) {
+    for (int s : fn.Sources(j + 1)) {
+      if (s < from || s > j) return false;
+    }
+    const Insn& in = insns[j];
+    if (in.flow == Flow::kJump || in.flow == Flow::kCondJump) {
+      int t = in.target ? fn.IndexOf(in.target) : -1;
+      if (t <= j || t > to) return false;
+    } else if (in.flow != Flow::kNext && in.flow != Flow::kCall) {
+      return false;
+    }
+    if (in.flow != Flow::kJump && !fn.FallsThrough(j)) return false;
+  }
+  return true;
+}
+
 }  // namespace
 
 const char* ViaName(CreationProbe::Via via) {
@@ -158,25 +179,61 @@ absl::StatusOr<ProbePlan> PlanCreationProbes(const GoBinary& bin,
       RefWalker walker(binary, fn, **dis, idx, target);
       walks.push_back({addr, target_addr, walker.Run()});
     }
+    // A re-boxed value's new object must be counted where it first meets
+    // the itab: by another reference, fully planned, that names it its site
+    // and that every run from the allocation reaches.
+    auto restore_uncounted = [&] {
+      absl::flat_hash_set<uint64_t> restored;  // their targets
+      for (RefWalk& w : walks) {
+        if (!w.r.rebox) continue;
+        bool counted = true;
+        for (uint64_t site : w.r.made_at) {
+          bool found = false;
+          for (const RefWalk& o : walks) {
+            if (&o == &w || o.r.rebox || o.target != w.target || !o.r.skip_reason.empty() ||
+                !StraightRun(fn, fn.IndexOf(site), fn.IndexOf(o.addr))) {
+              continue;
+            }
+            for (const CreationProbe& p : o.r.probes) found = found || p.site == site;
+          }
+          counted = counted && found;
+        }
+        if (!counted) {
+          w.r = WalkResult(*w.r.displaced);
+          restored.insert(w.target);
+        }
+      }
+      return restored;
+    };
     // A new-object probe gives way where a reference it may meet again
     // (before the next such object) is probed itself: that one could count
     // the same object (crypto/tls re-loads the itab after a failed
-    // assertion). Decided on the walks as planned, then applied.
-    std::vector<RefWalk*> give_way;
-    for (RefWalk& w : walks) {
-      if (!w.r.fresh) continue;
-      for (const RefWalk& o : walks) {
-        if (&o == &w || o.r.probes.empty()) continue;
-        if (w.r.again ? absl::c_linear_search(*w.r.again, o.addr) : o.target == w.target) {
-          give_way.push_back(&w);
-          break;
+    // assertion). Decided on the walks as they stand, then applied; a
+    // re-boxed value whose new object's probe gave way is restored, which
+    // may make others give way: until nothing changes (each step only
+    // undoes a rule, so this ends).
+    auto settle = [&] {
+      for (bool changed = true; changed;) {
+        changed = !restore_uncounted().empty();
+        std::vector<RefWalk*> give_way;
+        for (RefWalk& w : walks) {
+          if (!w.r.fresh) continue;
+          for (const RefWalk& o : walks) {
+            if (&o == &w || o.r.probes.empty()) continue;
+            if (w.r.again ? absl::c_linear_search(*w.r.again, o.addr) : o.target == w.target) {
+              give_way.push_back(&w);
+              break;
+            }
+          }
+        }
+        for (RefWalk* w : give_way) {
+          std::shared_ptr<const WalkResult> d = w->r.displaced;
+          w->r = *d;
+          changed = true;
         }
       }
-    }
-    for (RefWalk* w : give_way) {
-      std::shared_ptr<const WalkResult> d = w->r.displaced;
-      w->r = *d;
-    }
+    };
+    settle();
     absl::flat_hash_map<uint64_t, std::vector<WalkResult*>> by_target;
     absl::flat_hash_set<uint64_t> with_checked;
     for (RefWalk& w : walks) {
@@ -185,6 +242,12 @@ absl::StatusOr<ProbePlan> PlanCreationProbes(const GoBinary& bin,
     }
     for (auto& [target, group] : by_target) {
       if (with_checked.contains(target)) KeepClosedCheckedProbes(binary, fn, group);
+    }
+    // A probe a re-boxed value relied on may have gone with its check:
+    // the value's own plan then stands, checked like the others.
+    if (auto restored = restore_uncounted(); !restored.empty()) {
+      settle();
+      for (uint64_t target : restored) KeepClosedCheckedProbes(binary, fn, by_target[target]);
     }
     for (RefWalk& w : walks) {
       for (const CreationProbe& p : w.r.probes) plan.probes.push_back(p);
@@ -241,6 +304,7 @@ bool SkipLosesNothing(absl::string_view reason) {
   // "beyond the results": an itab left in a register no return sets, with
   // a data word nothing wrote (plan/ref_walker_place.cc, AtReturn).
   if (absl::StartsWith(reason, "comparison") || absl::EndsWith(reason, "overwritten unused") ||
+      absl::StartsWith(reason, "re-boxes a value") ||
       absl::EndsWith(reason, "beyond the results at return")) {
     return true;
   }
@@ -248,6 +312,9 @@ bool SkipLosesNothing(absl::string_view reason) {
   // which take the types to name them in the error the runtime then makes;
   // helpers that take a type only for the layout of memory they allocate,
   // move or clear (a slice of errors growing, a struct holding one copied).
+  // errors.As takes a type only as its target's (`errors.As(err, &alert)`,
+  // a pointer to a variable): no error is made (ClassifyCallee).
+  if (reason == "passed to errors.As") return true;
   for (absl::string_view helper :
        {"runtime.newobject", "runtime.mallocgc", "runtime.convT", "runtime.ifaceeq",
         "runtime.efaceeq", "runtime.panicdottype", "runtime.growslice", "runtime.makeslice",

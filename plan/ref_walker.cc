@@ -323,7 +323,10 @@ WalkResult RefWalker::Run() {
   p.cur = lea_;
   const Path at_lea = p;
   Walk(std::move(p));
+  return Reboxed(Decide(at_lea));
+}
 
+WalkResult RefWalker::Decide(const Path& at_lea) {
   WalkResult out;
   // GOERRPROF_PLAN_TRACE=1: each path's end, for probe_plan_tool users
   // working out why a reference got no probe.

@@ -118,6 +118,8 @@ struct PathEnd {
   uint32_t data_vid = 0;  // the probe's data word
   bool examined = false;  // the path nil-checked or type-tested the value
   uint64_t consumer = 0;  // the instruction that pairs the words
+  int consumer_idx = -1;  // its index, when the words meet in registers
+  int data_reg = kNoReg;  // the data word's register there
   int consumer_tab = -1;  // the itab's register there, -1 when not a register
   // A probe at the consumer itself, which other paths also reach (a return
   // past a merge), counting only runs that hold this itab there: used when
@@ -147,6 +149,10 @@ struct WalkResult {
   // which could count the same object; else `displaced` stands.
   bool fresh = false;
   std::optional<std::vector<uint64_t>> again;
+  // Planned by the re-box rule (Reboxed): kept only if each of `made_at`
+  // (allocation calls) is some other probe's site; else `displaced`.
+  bool rebox = false;
+  std::vector<uint64_t> made_at;
   std::shared_ptr<const WalkResult> displaced;
 };
 
@@ -182,6 +188,15 @@ class RefWalker {
         eface_(target.eface) {}
 
   WalkResult Run();
+  // What the paths of the walk plan (Run, ref_walker.cc).
+  WalkResult Decide(const Path& at_lea);
+  // `planned`, or, where every creating path re-boxes a value that already
+  // was an error (ReboxedOnEveryWay), no probe, with `planned` displaced
+  // (ref_walker_fresh.cc).
+  WalkResult Reboxed(WalkResult planned);
+  // The object an interface of the reference's type points to (*T's T, a
+  // boxed copy of a big value), 0 when none.
+  uint64_t BoxedObjectType() const;
   // Run's plan when the paths differ: a probe past each creating path's
   // last branch.
   WalkResult PerPath(WalkResult out);

@@ -112,20 +112,7 @@ std::optional<CreationProbe> RefWalker::FreshPairAtLea(const Path& at_lea) {
   for (const PathEnd& e : all_ends_) {
     if (e.use) return std::nullopt;
   }
-  auto types = binary_.bin().types();
-  if (!types.ok()) return std::nullopt;
-  auto t = (*types)->Read(target_.type);
-  if (!t.ok()) return std::nullopt;
-  // The object the data word points to: *T's T, or for a value type too big
-  // to sit in the word itself, the boxed copy of the value.
-  using symbolizer::GoKind;
-  uint64_t want = 0;
-  if (t->kind == GoKind::kPointer) {
-    want = t->elem;
-  } else if (t->size > 8 && t->kind != GoKind::kFunc && t->kind != GoKind::kMap &&
-             t->kind != GoKind::kChan && t->kind != GoKind::kUnsafePointer) {
-    want = t->addr;
-  }
+  const uint64_t want = BoxedObjectType();
   if (want == 0) return std::nullopt;
   const int tab_reg = insns_[lea_].ops[0].reg;
   // The register must hold the itab's data word: no path that pairs the
@@ -199,6 +186,57 @@ std::optional<CreationProbe> RefWalker::FreshPairAtLea(const Path& at_lea) {
     return e.probe;
   }
   return std::nullopt;
+}
+
+uint64_t RefWalker::BoxedObjectType() const {
+  auto types = binary_.bin().types();
+  if (!types.ok()) return 0;
+  auto t = (*types)->Read(target_.type);
+  if (!t.ok()) return 0;
+  // The object the data word points to: *T's T, or for a value type too big
+  // to sit in the word itself, the boxed copy of the value.
+  using symbolizer::GoKind;
+  if (t->kind == GoKind::kPointer) return t->elem;
+  if (t->size > 8 && t->kind != GoKind::kFunc && t->kind != GoKind::kMap &&
+      t->kind != GoKind::kChan && t->kind != GoKind::kUnsafePointer) {
+    return t->addr;
+  }
+  return 0;
+}
+
+// The compiler keeps an itab it tested against (`serr, _ :=
+// err.(*SemanticError)`) as one constant, and re-materializes it at each
+// merge on the way to `return serr`: those LEAs build nothing. Where every
+// path that would create pairs the itab, in registers, with a word that on
+// every way there is either the asserted value or a new object (counted
+// where it first meets the itab), the reference plans nothing.
+WalkResult RefWalker::Reboxed(WalkResult planned) {
+  if (eface_ || planned.fresh) return planned;
+  for (const PathEnd& e : ends_) {
+    if (e.probe && e.fresh_data) return planned;  // pairs a new object itself
+  }
+  const uint64_t want = BoxedObjectType();
+  if (want == 0) return planned;
+  std::vector<int> made;
+  bool any = false;
+  for (const PathEnd& e : ends_) {
+    if (Unknown(e)) continue;
+    if (!e.probe && !e.checked && !e.creation) continue;
+    if (e.consumer_idx < 0 || e.data_reg == kNoReg ||
+        !ReboxedOnEveryWay(binary_, fn_, e.consumer_idx, e.data_reg, want, target_.itab,
+                           &made)) {
+      return planned;
+    }
+    any = true;
+  }
+  if (!any) return planned;
+  WalkResult out;
+  out.ref_addr = planned.ref_addr;
+  out.skip_reason = "re-boxes a value asserted out of an interface, or made where it is counted";
+  out.rebox = true;
+  for (int i : made) out.made_at.push_back(insns_[i].addr);
+  out.displaced = std::make_shared<const WalkResult>(std::move(planned));
+  return out;
 }
 
 }  // namespace goerrprof::profiler::planner

@@ -184,8 +184,11 @@ PathEnd RefWalker::PlaceFrom(const Path& p, int pos, std::optional<uint32_t> tab
 
 PathEnd RefWalker::PlaceAtRegs(const Path& p, int pos, int k, CreationProbe::Via via) {
   int tab_reg = kAbiRegs[k], data_reg = kAbiRegs[k + 1];
-  return Place(p, pos, GEP_LOC(GEP_LOC_REG, tab_reg, 0), GEP_LOC(GEP_LOC_REG, data_reg, 0),
-               p.positions[pos].state.regs[data_reg], via);
+  PathEnd e = Place(p, pos, GEP_LOC(GEP_LOC_REG, tab_reg, 0), GEP_LOC(GEP_LOC_REG, data_reg, 0),
+                    p.positions[pos].state.regs[data_reg], via);
+  e.consumer_idx = p.positions[pos].idx;
+  e.data_reg = data_reg;
+  return e;
 }
 
 PathEnd RefWalker::PlacePair(const Path& p, int pos, const Key& key) {
@@ -276,6 +279,13 @@ PathEnd RefWalker::AtCall(Path& p, int pos, absl::string_view callee, bool* hand
   int words = RuntimeArgWords(callee);
   // A Go callee reads no more registers than its frame has spill slots for.
   if (words < 0) words = binary_.ArgRegsAt(insns_[p.positions[pos].idx].target);
+  // A deferred call's closure takes no arguments (the value merely lingers
+  // past a `defer mu.Unlock()` run at the return).
+  if (words < 0 && callee.empty() && binary_.CallsDeferred(fn_, p.positions[pos].idx)) words = 0;
+  // A call through a function variable nothing sets never happens.
+  if (callee.empty() && binary_.CallsNeverSetVar(fn_, p.positions[pos].idx)) {
+    return End(p, "call to a function variable never set, before use");
+  }
   if (words >= 0 && k >= words) {  // left over in a register the callee does not read
     *handled = false;
     return Lost("");

@@ -97,9 +97,8 @@ void RefWalker::SimulateCall(State& st, const Insn& in) {
   }
   // Duff's devices zero or copy upward from RDI (from RSI) and clobber only
   // those registers (and X0): values in the others live on across them.
-  if (name.empty() && in.target) {
-    absl::string_view duff = binary_.FuncContaining(in.target);
-    if (duff == "runtime.duffzero" || duff == "runtime.duffcopy") {
+  if (const Binary::Duff duff = binary_.DuffAt(in); duff != Binary::Duff::kNone) {
+    {
       auto [root, off] = values_.Key(st.regs[GEP_RDI]);
       bool stack = root == rsp_root_;
       st.slots.erase(std::remove_if(st.slots.begin(), st.slots.end(),
@@ -109,7 +108,7 @@ void RefWalker::SimulateCall(State& st, const Insn& in) {
                                     }),
                      st.slots.end());
       st.regs[GEP_RDI] = values_.Fresh();
-      if (duff == "runtime.duffcopy") st.regs[GEP_RSI] = values_.Fresh();
+      if (duff == Binary::Duff::kCopy) st.regs[GEP_RSI] = values_.Fresh();
       return;
     }
   }

@@ -73,6 +73,14 @@ class ElfFile {
   absl::StatusOr<uint64_t> ReadPointer(uint64_t addr) const;
   // True when `addr` has a RELATIVE relocation (the word is an address).
   bool HasRelocationAt(uint64_t addr) const { return relative_.contains(addr); }
+  // True when some RELATIVE relocation writes `target` (a PIE's pointer to
+  // it in data). Walks every relocation.
+  bool HasRelocationTo(uint64_t target) const {
+    for (const auto& [at, addend] : relative_) {
+      if (addend == target) return true;
+    }
+    return false;
+  }
   // File offset of a virtual address inside an executable segment (uprobes).
   absl::StatusOr<uint64_t> FileOffsetOf(uint64_t addr) const;
 

@@ -18,6 +18,7 @@ constexpr uint32_t kPcdataInlTreeIndex = 2;
 constexpr uint32_t kFuncdataInlTree = 3;
 constexpr uint32_t kFuncdataArgInfo = 5;  // Go 1.17+
 constexpr uint32_t kFuncdataStackObjects = 2;
+constexpr uint32_t kFuncdataOpenCodedDeferInfo = 4;
 constexpr uint32_t kNoFuncdata = 0xffffffff;  // 1.18+: absent funcdata offset
 constexpr uint64_t kMaxFunctions = 1u << 24;  // sanity bound for corrupt headers
 constexpr int kMaxInlineDepth = 256;          // stops cycles in corrupt inline trees
@@ -263,6 +264,32 @@ std::optional<std::vector<Pclntab::StackObject>> Pclntab::FuncStackObjects(size_
                                   uint32_t{r[at + 2]} << 16 | uint32_t{r[at + 3]} << 24);
     };
     out.push_back({i32(0), i32(4)});
+  }
+  return out;
+}
+
+std::optional<Pclntab::OpenDefers> Pclntab::FuncOpenDefers(size_t i, bool listed) const {
+  if (version_ == PclntabVersion::k116) return std::nullopt;
+  uint64_t data = FuncData(functab_off_ + func_offs_[i], kFuncdataOpenCodedDeferInfo);
+  if (data == 0) return std::nullopt;
+  // At most 8 defers are open-coded (one deferBits byte): 10 varints.
+  auto bytes = elf_.ReadVirtualUpTo(data, 10 * 5);
+  if (!bytes.ok()) return std::nullopt;
+  ByteReader r(*bytes, 0);
+  auto next = [&](uint64_t* v) {
+    uint32_t x;
+    if (!ReadUvarint32(r, &x)) return false;
+    *v = x;
+    return true;
+  };
+  OpenDefers out;
+  uint64_t n = 1;
+  if (!next(&out.bits_off)) return std::nullopt;
+  if (listed && (!next(&n) || n == 0 || n > 8)) return std::nullopt;
+  for (uint64_t k = 0; k < n; ++k) {
+    uint64_t off;
+    if (!next(&off)) return std::nullopt;
+    out.closure_offs.push_back(off);
   }
   return out;
 }

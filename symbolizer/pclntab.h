@@ -75,6 +75,16 @@ class Pclntab {
   // Function i's FUNCDATA_StackObjects: empty when it has none; nullopt when
   // not known (the records of Go 1.17 and older, or unreadable).
   std::optional<std::vector<StackObject>> FuncStackObjects(size_t i) const;
+  // Function i's FUNCDATA_OpenCodedDeferInfo, offsets below the frame's
+  // varp: its deferBits byte, and its closure slots. `listed` is the Go
+  // 1.18-1.21 record (a count, then every slot); Go 1.22+ gives only the
+  // first slot, the rest following it 8 bytes apart. nullopt when the
+  // function has none, or for Go 1.17 and older (another record).
+  struct OpenDefers {
+    uint64_t bits_off = 0;
+    std::vector<uint64_t> closure_offs;
+  };
+  std::optional<OpenDefers> FuncOpenDefers(size_t i, bool listed) const;
   // Index of the function containing pc.
   std::optional<size_t> FindFunc(uint64_t pc) const;
 

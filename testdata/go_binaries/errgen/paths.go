@@ -23,6 +23,7 @@ var pathScenarios = []scenario{
 	{"int_range", siteIntRange, 28},
 	{"flag_bool", siteFlagBool, 30},
 	{"append_collected", siteAppendCollected, 7},
+	{"rebox_asserted", siteRebox, 31},
 }
 
 // ZeroError has no fields: its data word is runtime.zerobase, a static
@@ -189,4 +190,33 @@ func siteAppendCollected(i int) error {
 		return nil
 	}
 	return fmt.Errorf("errgen: invalid parameters: %v; %w", p.errs[0], p.errs[1])
+}
+
+// reboxQuery returns err itself when it is a *QueryError already, else a
+// new one wrapping it (json v2's newSemanticErrorWithPosition). The
+// compiler keeps the itab it tested err against in a register and loads it
+// again at each merge on the way to `return qe`: those references build
+// nothing. Only the new object is a creation, counted where it is made.
+//
+//go:noinline
+func reboxQuery(err error, query string) error {
+	qe, _ := err.(*QueryError)
+	if qe == nil {
+		qe = &QueryError{Query: query, Err: err}
+	}
+	if qe.Query == "" {
+		qe.Query = query
+	}
+	for n := 0; n < len(query)%3; n++ {
+		pathCount += n
+	}
+	return qe
+}
+
+// One new *QueryError per call; the second call hands the same value back.
+//
+//go:noinline
+func siteRebox(i int) error {
+	err := reboxQuery(errPathSentinel, "rebox")
+	return reboxQuery(err, "rebox")
 }
