@@ -71,6 +71,19 @@ int RuntimeResultRegs(absl::string_view name) {
       {"runtime.concatstring2", 2},    {"runtime.concatstring3", 2},
       {"runtime.concatstring4", 2},    {"runtime.concatstring5", 2},
       {"runtime.slicebytetostring", 2}, {"runtime.intstring", 2},
+      {"runtime.stringtoslicebyte", 3}, {"runtime.typedslicecopy", 1},
+      {"runtime.typedmemmove", 0},     {"runtime.typedmemclr", 0},
+      {"runtime.memmove", 0},          {"runtime.memclrNoHeapPointers", 0},
+      {"runtime.mapaccess1", 1},       {"runtime.mapaccess1_fast32", 1},
+      {"runtime.mapaccess1_fast64", 1}, {"runtime.mapaccess1_faststr", 1},
+      {"runtime.mapaccess2", 2},       {"runtime.mapaccess2_fast32", 2},
+      {"runtime.mapaccess2_fast64", 2}, {"runtime.mapaccess2_faststr", 2},
+      {"runtime.mapassign", 1},        {"runtime.mapassign_fast32", 1},
+      {"runtime.mapassign_fast64", 1}, {"runtime.mapassign_faststr", 1},
+      {"runtime.makemap", 1},          {"runtime.makemap_small", 1},
+      {"runtime.makechan", 1},         {"runtime.chansend1", 0},
+      {"runtime.chanrecv1", 0},        {"runtime.chanrecv2", 1},
+      {"runtime.newproc", 0},          {"runtime.deferreturn", 0},
   };
   auto it = kResults.find(name);
   return it == kResults.end() ? -1 : it->second;

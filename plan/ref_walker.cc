@@ -90,6 +90,18 @@ void RefWalker::Walk(Path p) {
       return;
     }
     if (p.visited.contains(next)) {
+      // Back at the LEA itself, which loads the itab again: the value held
+      // in that register only is dead (a constant the compiler loads again
+      // at each merge of a loop that tests against it).
+      if (next == lea_ && !p.heap_ref && !p.tentative && !p.method && p.stack_refs.empty()) {
+        State st = p.st;
+        st.regs[insns_[lea_].ops[0].reg] = values_.Fresh();
+        if (!RefAlive(st)) {
+          ends_.push_back(Lost(absl::StrCat(Noun(), " overwritten unused")));
+          ends_.back().examined = p.examined;
+          return;
+        }
+      }
       ends_.push_back(End(p, "loop before use"));
       return;
     }

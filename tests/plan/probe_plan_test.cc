@@ -366,7 +366,7 @@ TEST(ProbePlanThirdParty, DebianPrometheus) {
   CheckWellFormed(p);
   EXPECT_GT(p.plan.probes.size(), 5000u);
   EXPECT_GT(p.plan.probes.size(), p.plan.skipped.size());
-  static const std::map<std::string, size_t> kCeiling = {{"go1.19.8", 124}};
+  static const std::map<std::string, size_t> kCeiling = {{"go1.19.8", 84}};
   size_t missed = 0;
   for (const auto& s : p.plan.skipped) missed += !profiler::SkipLosesNothing(s.reason);
   const std::string go = p.bin->version().ToString();
