@@ -41,6 +41,7 @@ ABSL_DECLARE_FLAG(int32_t, max_chain);
 ABSL_DECLARE_FLAG(int64_t, ringbuf_bytes);
 ABSL_DECLARE_FLAG(bool, toolchain);
 ABSL_DECLARE_FLAG(std::string, goroutines);
+ABSL_DECLARE_FLAG(std::string, messages);
 
 ABSL_FLAG(std::string, listen, "127.0.0.1:9464",
           "agent: where /metrics is served (host:port; port 0 picks a free one)");
@@ -93,8 +94,14 @@ absl::StatusOr<AgentOptions> AgentOptionsFromFlags() {
   // Detaching an exited process's probes must not stall scrapes (per-probe
   // perf links before Linux 6.6 take an RCU grace period each).
   o.record.detach_in_background = true;
-  // Nothing the agent serves shows messages yet: keeping none bounds memory.
+  // Messages reach /debug/pprof/errors and OTLP only when asked for: on a
+  // node they are user data, and each site keeps up to 1 000 of them.
   o.record.messages = MessagePolicy::kOff;
+  if (!absl::GetFlag(FLAGS_messages).empty()) {
+    auto messages = ParseMessagePolicy(absl::GetFlag(FLAGS_messages));
+    if (!messages.ok()) return messages.status();
+    o.record.messages = *messages;
+  }
   std::string pct(absl::StripSuffix(absl::GetFlag(FLAGS_max_overhead), "%"));
   double v = 0;
   if (!absl::SimpleAtod(pct, &v) || !(v >= 0) || v > 100) {

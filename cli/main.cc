@@ -40,7 +40,8 @@ constexpr char kUsage[] =
     "                 [--json | --markdown]\n"
     "  goerrprof doctor [--pid PID] [--json]\n"
     "  goerrprof agent [--listen 127.0.0.1:9464] [--include RE] [--exclude RE]\n"
-    "                 [--max-processes N] [--max-sites N] [--duration D] [--max-overhead PCT]\n";
+    "                 [--max-processes N] [--max-sites N] [--duration D] [--max-overhead PCT]\n"
+    "                 [--messages off|redact|full]\n";
 
 }  // namespace
 

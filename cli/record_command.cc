@@ -58,10 +58,10 @@ ABSL_FLAG(std::string, goroutines_o, "",
           "record --goroutines: the wait profile (default: goroutines.pb.gz beside -o)");
 ABSL_FLAG(bool, toolchain, false,
           "record -- COMMAND: also record the Go toolchain's own processes (go, compile, vet...)");
-ABSL_FLAG(std::string, messages, "full",
-          "record: what the profile keeps of error messages and goroutine labels (user data): "
-          "full, redact (numbers, addresses, quoted text, path tails replaced; cut short) or "
-          "off (none)");
+ABSL_FLAG(std::string, messages, "",
+          "record, agent: what the profile keeps of error messages and goroutine labels (user "
+          "data): full, redact (numbers, addresses, quoted text, path tails replaced; cut "
+          "short) or off (none); default full for record, off for agent");
 
 namespace goerrprof::profiler {
 namespace {
@@ -99,7 +99,8 @@ void InstallForwarders() {
 
 absl::StatusOr<RecordOptions> OptionsFromFlags() {
   RecordOptions o;
-  auto messages = ParseMessagePolicy(absl::GetFlag(FLAGS_messages));
+  const std::string policy = absl::GetFlag(FLAGS_messages);
+  auto messages = ParseMessagePolicy(policy.empty() ? "full" : policy);
   if (!messages.ok()) return messages.status();
   o.messages = *messages;
   o.max_chain = static_cast<uint32_t>(absl::GetFlag(FLAGS_max_chain));

@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <filesystem>
+#include <map>
 #include <set>
 #include <thread>
 
@@ -20,6 +21,20 @@
 
 namespace goerrprof::testing {
 namespace {
+
+// Error creations by their error.message label (samples without one left
+// out).
+std::map<std::string, int64_t> MessageCounts(const perftools::profiles::Profile& p) {
+  std::map<std::string, int64_t> out;
+  for (const auto& sample : p.sample()) {
+    for (const auto& label : sample.label()) {
+      if (p.string_table(label.key()) == "error.message" && sample.value_size() > 0) {
+        out[p.string_table(label.str())] += sample.value(0);
+      }
+    }
+  }
+  return out;
+}
 
 TEST_F(AgentTest, CountsEqualErrgenTruth) {
   StartAgent();
@@ -240,9 +255,38 @@ TEST_F(AgentTest, PprofWindowHoldsOnlyItsErrors) {
     EXPECT_EQ(stats.binaries, std::set<std::string>{errgen_name_});
   }
   EXPECT_EQ(got, want);
+  // Messages are user data: kept on a node only when asked for.
+  EXPECT_EQ(MessageCounts(*profile), (std::map<std::string, int64_t>{}));
   // Bounded: a window of 0 or past 300 seconds is refused.
   auto bad = HttpGet(address_, "/debug/pprof/errors?seconds=301");
   EXPECT_TRUE(absl::StrContains(bad.status().message(), "400")) << bad.status();
+  StopAgent();
+}
+
+// --messages=full: the window's samples carry the texts errgen made, each
+// counted exactly.
+TEST_F(AgentTest, PprofWindowKeepsMessagesWhenAsked) {
+  StartAgent({"--messages=full"});
+  ASSERT_NE(agent_, nullptr);
+  auto a = StartStorm(12, 3);
+  ASSERT_TRUE(a);
+  WaitAttached({a->pid()});
+  WindowRequest window(address_, 4);
+  WaitGauge("goerrprof_pprof_windows", 1);
+  SiteCounts truth;
+  FinishStorms({a.get()}, &truth);
+  WaitAttachedGauge(0);
+  absl::StatusOr<std::string> body = window.Body();
+  ASSERT_TRUE(body.ok()) << body.status();
+  auto profile = profiler::ParseProfile(*body, "window");
+  ASSERT_TRUE(profile.ok()) << profile.status();
+  // stormSite: fmt.Errorf("retry: %w", errors.New("dependency down"));
+  // calmSite: fmt.Errorf("calm %d", i%2) for i in 0..2.
+  EXPECT_EQ(MessageCounts(*profile), (std::map<std::string, int64_t>{
+                                         {"retry: dependency down", 12},
+                                         {"calm 0", 2},
+                                         {"calm 1", 1},
+                                     }));
   StopAgent();
 }
 
