@@ -177,7 +177,19 @@ absl::StatusOr<ProbePlan> PlanCreationProbes(const GoBinary& bin,
       uint64_t addr = ref.addr;
       uint64_t target_addr = target.itab ? target.itab : target.type;
       RefWalker walker(binary, fn, **dis, idx, target);
-      walks.push_back({addr, target_addr, walker.Run()});
+      WalkResult r = walker.Run();
+      // Nothing made here on the face of it, but the walk stopped at a
+      // comparison: the compiler may have kept the itab in its register
+      // and boxed a new value with it later (crypto/rsa's VerifyPSS, an
+      // inlined errors.New after `err == ErrVerification`). A second walk
+      // goes on past comparisons; its probes are taken only if it has any.
+      if (r.probes.empty() && SkipLosesNothing(r.skip_reason) &&
+          absl::StartsWith(r.skip_reason, "comparison")) {
+        RefWalker again(binary, fn, **dis, idx, target, true);
+        WalkResult r2 = again.Run();
+        if (!r2.probes.empty()) r = std::move(r2);
+      }
+      walks.push_back({addr, target_addr, std::move(r)});
     }
     // A re-boxed value's new object must be counted where it first meets
     // the itab: by another reference, fully planned, that names it its site

@@ -68,6 +68,13 @@ void RefWalker::PushPosition(Path& p, int idx, bool exclusive) {
 }
 
 void RefWalker::Walk(Path p) {
+  const size_t before = ends_.size();
+  WalkOn(p);
+  // The path's own end comes last: its forks ended before it went on.
+  if (p.compared && ends_.size() > before) ends_.back().compared = true;
+}
+
+void RefWalker::WalkOn(Path& p) {
   for (;;) {
     if (++budget_ > kMaxBudget) {
       ends_.push_back(End(p, "no use within reach"));
@@ -145,7 +152,14 @@ void RefWalker::Walk(Path p) {
       // it is made here and used once, its data word the receiver.
       ends_.push_back(AtMethodCall(p, pos));
       return;
-    } else if (auto use = ClassifyUse(p.st, in)) {
+    } else if (auto use = ClassifyUse(p.st, in);
+               use && *use == "comparison" && past_comparisons_ && !p.tentative &&
+               !ComparesStoredPair(p)) {
+      // A comparison (`err == ErrX`): the compiler may keep the itab in
+      // its register and box a new value with it later. Walk on.
+      p.compared = true;
+      p.examined = true;
+    } else if (use) {
       if (*use == "comparison" && ComparesStoredPair(p)) {
         ends_.push_back(End(p, "comparison of a stored interface"));
         return;
@@ -340,6 +354,16 @@ WalkResult RefWalker::Run() {
 
 WalkResult RefWalker::Decide(const Path& at_lea) {
   WalkResult out;
+  // Past a comparison only a new object, or a constant, boxed with the
+  // itab is a creation; anything else it meets is the compared value or
+  // one passed on (`newDNSError(errNoSuchHost, …)`): the comparison stands.
+  for (PathEnd& e : ends_) {
+    if (!e.compared) continue;
+    if (e.probe && (e.fresh_data || GEP_LOC_KIND(e.probe->data_loc) == GEP_LOC_CONST)) continue;
+    PathEnd use = Use("comparison");
+    use.examined = true;
+    e = std::move(use);
+  }
   // GOERRPROF_PLAN_TRACE=1: each path's end, for probe_plan_tool users
   // working out why a reference got no probe.
   static const bool trace = getenv("GOERRPROF_PLAN_TRACE") != nullptr;

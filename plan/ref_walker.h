@@ -86,6 +86,9 @@ struct Path {
   int last_fork = -1;  // positions up to here are shared with sibling paths
   uint32_t method = 0;  // a method read from the itab: called on the value being built
   bool examined = false;  // the value was nil-checked or type-tested on the way
+  // The itab was compared on the way (`err == ErrX`) and the walk went on:
+  // only a new object (or a constant) boxed with it later is a creation.
+  bool compared = false;
   int64_t min_rsp = 0;  // lowest stack pointer offset seen since the walk start
 };
 
@@ -117,6 +120,7 @@ struct PathEnd {
   bool fresh_data = false;
   uint32_t data_vid = 0;  // the probe's data word
   bool examined = false;  // the path nil-checked or type-tested the value
+  bool compared = false;  // the path compared the itab first (Path::compared)
   uint64_t consumer = 0;  // the instruction that pairs the words
   int consumer_idx = -1;  // its index, when the words meet in registers
   int data_reg = kNoReg;  // the data word's register there
@@ -182,10 +186,14 @@ std::optional<bool> JumpTaken(unsigned id, uint64_t a, uint64_t b, int size);
 
 class RefWalker {
  public:
+  // `past_comparisons`: walk on past the itab's comparisons (`err ==
+  // ErrX`), where only a new object or a constant boxed with it later is
+  // taken for a creation (probe_plan.cc walks so a second time where the
+  // first walk found nothing).
   RefWalker(Binary& binary, const Function& fn, const x86::Decoder& dis, int lea,
-            const Target& target)
+            const Target& target, bool past_comparisons = false)
       : binary_(binary), fn_(fn), insns_(fn.insns()), dis_(dis), lea_(lea), target_(target),
-        eface_(target.eface) {}
+        eface_(target.eface), past_comparisons_(past_comparisons) {}
 
   WalkResult Run();
   // What the paths of the walk plan (Run, ref_walker.cc).
@@ -215,7 +223,9 @@ class RefWalker {
   bool unnamed_store_ = false;  // Store met an address it cannot name
 
   // Walking.
+  // Follows one path to its end (WalkOn); forks are walked on their own.
   void Walk(Path p);
+  void WalkOn(Path& p);
   bool AllPredsVisited(const Path& p, int idx) const;
   std::vector<int> Trace(int start) const;
   std::optional<Diamond> DiamondAt(int jcc) const;
@@ -312,6 +322,7 @@ class RefWalker {
   uint32_t rsp_root_ = 0;
   uint32_t ref_ = 0;  // the walked LEA's value, distinct from other LEAs of the same target
   uint32_t first_walk_vid_ = 0;  // values below it were held before the walk
+  const bool past_comparisons_;
   // No instruction of the walk wrote v: held before it, or left by a call.
   bool Unwritten(uint32_t v) const {
     return v < first_walk_vid_ || values_[v].kind == Value::kGarbage;

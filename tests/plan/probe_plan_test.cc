@@ -321,11 +321,13 @@ void CheckEsbuild(const CorpusBinary& b) {
   CheckWellFormed(p);
   EXPECT_GT(p.plan.probes.size(), 500u);
   EXPECT_GT(p.plan.probes.size(), 3 * p.plan.skipped.size());
-  // As for errgen: creations possibly missed may only go down (by the Go
-  // release each esbuild was built with; bash scripts/fetch_esbuild.sh).
+  // Creations possibly missed may only go down (by the Go release each
+  // esbuild was built with; bash scripts/fetch_esbuild.sh), except where a
+  // silent miss becomes a reported one (esbuild's readdir ENOTDIR, found
+  // past a comparison: go1.20, 1.23 and 1.26 +1 each).
   static const std::map<std::string, size_t> kCeiling = {
       {"go1.16", 13}, {"go1.17", 18}, {"go1.19", 19},
-      {"go1.20", 16}, {"go1.23", 6}, {"go1.26", 5},
+      {"go1.20", 17}, {"go1.23", 7}, {"go1.26", 6},
   };
   size_t missed = 0;
   for (const auto& s : p.plan.skipped) missed += !profiler::SkipLosesNothing(s.reason);
