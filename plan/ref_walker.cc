@@ -100,7 +100,8 @@ void RefWalker::WalkOn(Path& p) {
       // Back at the LEA itself, which loads the itab again: the value held
       // in that register only is dead (a constant the compiler loads again
       // at each merge of a loop that tests against it).
-      if (next == lea_ && !p.heap_ref && !p.tentative && !p.method && p.stack_refs.empty()) {
+      if (next == lea_ && !p.heap_ref && !p.tentative && !p.method && p.stack_refs.empty() &&
+          !p.unseen_copy) {
         State st = p.st;
         st.regs[insns_[lea_].ops[0].reg] = values_.Fresh();
         if (!RefAlive(st)) {
@@ -264,6 +265,13 @@ void RefWalker::WalkOn(Path& p) {
         break;
     }
     State before = p.st;
+    // The itab stored where the planner cannot name the address (an
+    // indexed frame slot, `errs[i&7] = p`): a copy lives on unseen.
+    if (in.nops == 2 && in.ops[0].type == Operand::kMem && in.ops[1].type == Operand::kReg &&
+        in.ops[1].reg >= 0 && in.ops[1].reg < kNumRegs && p.st.regs[in.ops[1].reg] == ref_ &&
+        !IsCompare(in.id) && !MemKey(p.st, in.ops[0])) {
+      p.unseen_copy = true;
+    }
     Simulate(p.st, in);
     if (select_or_nil) p.st.regs[in.ops[0].reg] = ref_;
     if (itab_word) {
@@ -281,7 +289,9 @@ void RefWalker::WalkOn(Path& p) {
     if (!p.heap_ref && !p.tentative && !RefAlive(p.st) && !method_held) {
       // Never stored and never read by anything but moves: the value was
       // not built on this path. (A stored copy may live on unseen.)
-      if (p.stack_refs.empty() && !p.heap_ref && !p.tentative) {
+      if (p.unseen_copy) {
+        ends_.push_back(End(p, absl::StrCat(Noun(), " stored where the planner cannot follow")));
+      } else if (p.stack_refs.empty() && !p.heap_ref && !p.tentative) {
         ends_.push_back(Lost(absl::StrCat(Noun(), " overwritten unused")));
         ends_.back().examined = p.examined;
       } else {

@@ -89,6 +89,7 @@ struct Path {
   // The itab was compared on the way (`err == ErrX`) and the walk went on:
   // only a new object (or a constant) boxed with it later is a creation.
   bool compared = false;
+  bool unseen_copy = false;  // the itab was stored at an address not named
   int64_t min_rsp = 0;  // lowest stack pointer offset seen since the walk start
 };
 
