@@ -28,6 +28,8 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 /* Set by user space before load. */
 const volatile __u32 target_tgid = 0;
+/* Stamped on every record: one ring may serve many sessions (the agent). */
+const volatile __u32 session_id = 0;
 const volatile __u32 max_chain = 8; /* max link depth (root = depth 0) */
 const volatile __u32 g_source = GEP_G_NONE;
 const volatile __s32 goid_offset = -1;
@@ -417,7 +419,7 @@ int gep_on_error(struct pt_regs *ctx) {
   ev->tid = tid;
   ev->version = GEP_EVENT_VERSION;
   ev->pad16 = 0;
-  ev->pad32 = 0;
+  ev->session = session_id;
   __u16 n_stack = capture_stack ? capture(s, ctx, tloc) : 0;
 
   s->off = sizeof(struct gep_event) + n_stack * 8;

@@ -111,7 +111,7 @@ struct gep_event {
   gep_u64 gopc;    /* the goroutine's g.gopc (its go statement); 0 unknown */
   gep_u16 n_labels;
   gep_u16 pad16;
-  gep_u32 pad32;
+  gep_u32 session; /* the session's id: records of one ring shared by many */
 };
 
 #define GEP_LINK_UNKNOWN_TYPE 1u  /* type not in the layout map: no fields */

@@ -94,6 +94,7 @@ absl::StatusOr<AgentOptions> AgentOptionsFromFlags() {
   // Detaching an exited process's probes must not stall scrapes (per-probe
   // perf links before Linux 6.6 take an RCU grace period each).
   o.record.detach_in_background = true;
+  o.record.shared_maps = true;  // one ring and one scratch, not one per process
   // Messages reach /debug/pprof/errors and OTLP only when asked for: on a
   // node they are user data, and each site keeps up to 1 000 of them.
   o.record.messages = MessagePolicy::kOff;

@@ -316,7 +316,10 @@ int RecordCommand(const std::vector<std::string>& command, const RecordOptions& 
   auto guardian = ExecGuardian::Start((*follower)->followed_map_fd());
   if (!guardian.ok()) return Fail(guardian.status());
   WarnOverhead(options);
-  Recorder rec(options);
+  // A command may run many Go processes at once (go test ./...): one ring.
+  RecordOptions shared = options;
+  shared.shared_maps = true;
+  Recorder rec(shared);
   InstallForwarders();
   absl::Time start = absl::Now();
   auto child = SpawnGated(command, **follower);

@@ -144,6 +144,13 @@ absl::Status Recorder::Attach(pid_t pid) {
   SessionConfig config = (*plan)->config;
   config.pid = pid;
   config.executable = absl::StrCat("/proc/", pid, "/exe");
+  if (options_.shared_maps) {
+    if (!shared_) {
+      ASSIGN_OR_RETURN(shared_, SharedEventMaps::Create(options_.ringbuf_bytes));
+    }
+    config.shared_maps = shared_.get();
+    config.ringbuf_bytes = shared_->bytes();
+  }
   auto session = BpfSession::Start(config);
   if (!session.ok()) return session.status();
   Traced t;
@@ -180,7 +187,12 @@ absl::Status Recorder::Attach(pid_t pid) {
 void Recorder::Close(Traced& t) {
   if (!t.session) return;
   const uint32_t index = static_cast<uint32_t>(&t - processes_.data());
-  t.session->Flush([&](const CapturedError& e) { Deliver(t, index, e); }).IgnoreError();
+  if (shared_) {
+    PollShared(0, true).IgnoreError();
+    t.session->ReleaseRing();  // its destruction may happen on the reaper's thread
+  } else {
+    t.session->Flush([&](const CapturedError& e) { Deliver(t, index, e); }).IgnoreError();
+  }
   // Nothing ended the process with these: recovered (or still unwinding
   // when the recording stopped).
   FlushPanics(t, index);
@@ -198,14 +210,37 @@ void Recorder::Close(Traced& t) {
   if (t.waits) t.waits->Stop();
 }
 
+absl::Status Recorder::PollShared(int timeout_ms, bool all) {
+  if (!shared_) return absl::OkStatus();
+  // Few live sessions; looked up per record.
+  absl::flat_hash_map<const BpfSession*, uint32_t> index;
+  int also_fd = -1;
+  for (size_t i = 0; i < processes_.size(); ++i) {
+    if (!processes_[i].session) continue;
+    index[processes_[i].session.get()] = static_cast<uint32_t>(i);
+    also_fd = also_fd == -1 ? processes_[i].session->exit_fd() : -2;
+  }
+  auto deliver = [&](BpfSession& s, const CapturedError& e) {
+    auto it = index.find(&s);
+    if (it != index.end()) Deliver(processes_[it->second], it->second, e);
+  };
+  // Alone, its exit ends the wait too; with more, the caller's loop paces.
+  absl::StatusOr<int> n = all ? shared_->Drain(deliver)
+                              : shared_->Poll(also_fd >= 0 ? timeout_ms : 0, std::max(also_fd, -1),
+                                            deliver);
+  return n.status();
+}
+
 absl::Status Recorder::Poll(int timeout_ms) {
   const bool alone = live_sessions() == 1;
+  RETURN_IF_ERROR(PollShared(timeout_ms, false));
   for (size_t i = 0; i < processes_.size(); ++i) {
     Traced& t = processes_[i];
     if (!t.session) continue;
-    auto polled = t.session->Poll(alone ? timeout_ms : 0, [&](const CapturedError& e) {
-      Deliver(t, static_cast<uint32_t>(i), e);
-    });
+    auto polled = shared_ ? absl::StatusOr<int>(0)
+                        : t.session->Poll(alone ? timeout_ms : 0, [&](const CapturedError& e) {
+                            Deliver(t, static_cast<uint32_t>(i), e);
+                          });
     if (!polled.ok() && !absl::IsCancelled(polled.status())) return polled.status();
     TickBudget(t);
     if (t.parks) {
@@ -316,7 +351,7 @@ uint64_t Recorder::delivered() const {
 }
 
 uint64_t Recorder::dropped() const {
-  uint64_t n = evicted_counters_.dropped_events();
+  uint64_t n = evicted_counters_.dropped_events() + (shared_ ? shared_->orphans() : 0);
   for (const Traced& t : processes_) {
     n += (t.session ? t.session->Counters() : t.final_counters).dropped_events();
   }
@@ -411,6 +446,8 @@ absl::Status Recorder::Write(const std::string& path, PprofInfo info) {
     if (total[counter] != 0) profile_.SetDrops(CounterName(counter), total[counter]);
   }
   if (total.decode_errors != 0) profile_.SetDrops("decode_errors", total.decode_errors);
+  // Made after their process's session closed, before its probes were off.
+  if (shared_ && shared_->orphans() != 0) profile_.SetDrops("after_close", shared_->orphans());
   std::vector<ProfiledProcess> procs;
   for (const Traced& t : processes_) {
     ProfiledProcess& p = procs.emplace_back();

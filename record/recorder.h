@@ -18,6 +18,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "session/bpf_session.h"
+#include "session/shared_maps.h"
 #include "aggregate/error_profile.h"
 #include "record/overhead_budget.h"
 #include "session/park_session.h"
@@ -51,6 +52,10 @@ struct RecordOptions {
   // (record/session_reaper.h), for a caller whose loop must not wait on
   // it; DetachAll still returns with every probe off.
   bool detach_in_background = false;
+  // Every process's error probe shares one ring of ringbuf_bytes and one
+  // scratch (session/shared_maps.h) instead of its own: for callers that
+  // attach many processes (the agent, `record -- COMMAND`).
+  bool shared_maps = false;
 };
 // Sessions detaching in the background at most; past it, Close detaches
 // where it stands.
@@ -195,6 +200,9 @@ class Recorder {
   };
   static constexpr size_t kMaxPendingPanics = 4096;
   absl::StatusOr<std::shared_ptr<ExecutablePlan>> PlanFor(pid_t pid);
+  // With options.shared_maps: delivers what the ring holds to each record's
+  // process; `all`: everything now (a session closes), else one batch.
+  absl::Status PollShared(int timeout_ms, bool all);
   void Close(Traced& t);
   // One event of process `index`: an error into the profile; a panic held
   // until its fate is known (FlushPanics: recovered).
@@ -203,6 +211,9 @@ class Recorder {
 
   RecordOptions options_;
   ErrorProfile profile_;
+  // With options.shared_maps, made at the first attach. Before processes_:
+  // their sessions leave it when they close.
+  std::unique_ptr<SharedEventMaps> shared_;
   std::vector<std::string> warnings_;
   std::vector<Traced> processes_;
   // By "dev:ino:mtime" of the executable; `used` orders idle plans for eviction.

@@ -30,6 +30,7 @@
 #include "session/kernel_features.h"
 #include "session/libbpf_log.h"
 #include "session/pid_namespace.h"
+#include "session/shared_maps.h"
 #include "session/uprobe_attach.h"
 #include "symbolizer/go_binary.h"
 #include "base/status_macros.h"
@@ -62,6 +63,7 @@ void ApplyGLayout(const goabi::GLayout& g, SessionConfig* c) {
 absl::Status ConfigureErrorProbe(errors_bpf* skel, const SessionConfig& config,
                                  const ErrorProbeLoad& load) {
   skel->rodata->target_tgid = load.target.pid;
+  skel->rodata->session_id = load.session_id;
   skel->rodata->pidns_dev = load.target.dev;
   skel->rodata->pidns_ino = load.target.ino;
   skel->rodata->max_chain = std::clamp<uint32_t>(config.max_chain, 1, GEP_MAX_CHAIN);
@@ -121,6 +123,7 @@ absl::StatusOr<std::unique_ptr<BpfSession>> BpfSession::Start(const SessionConfi
 
 BpfSession::~BpfSession() {
   links_.Remove();  // first: nothing new arrives
+  ReleaseRing();
   ring_.Close();
   if (skel_) errors_bpf__destroy(skel_);
 }
@@ -161,6 +164,7 @@ absl::Status BpfSession::Init(const SessionConfig& config) {
     }
   }
 
+  if (config.shared_maps) session_id_ = config.shared_maps->NewId();
   auto t0 = std::chrono::steady_clock::now();
   // Chosen by probing: a uprobe_multi kernel whose pid filter is per thread
   // would load and attach fine, then miss every other thread's errors.
@@ -199,7 +203,12 @@ absl::Status BpfSession::Init(const SessionConfig& config) {
     }
   }
 
-  RETURN_IF_ERROR(ring_.Open(skel_->maps.events, &BpfSession::OnSample, this));
+  if (config.shared_maps) {
+    shared_ = config.shared_maps;
+    shared_->Register(session_id_, this);
+  } else {
+    RETURN_IF_ERROR(ring_.Open(skel_->maps.events, &BpfSession::OnSample, this));
+  }
 
   auto t1 = std::chrono::steady_clock::now();
   if (!config.probes.empty()) {
@@ -239,9 +248,17 @@ absl::Status BpfSession::Load(const SessionConfig& config, size_t n_sites, bool 
   load.n_sites = n_sites;
   load.n_probes = config.probes.size();
   load.multi = multi;
+  load.session_id = session_id_;
   // Without sleepable uprobes (before 6.0) the same program loads plain.
   load.sleepable = config.sleepable && KernelSupports(KernelFeature::kSleepableUprobe);
   RETURN_IF_ERROR(ConfigureErrorProbe(skel_, config, load));
+  if (config.shared_maps) {
+    if (bpf_map__set_max_entries(skel_->maps.events, config.shared_maps->bytes()) != 0 ||
+        bpf_map__reuse_fd(skel_->maps.events, config.shared_maps->map_fd()) != 0 ||
+        bpf_map__reuse_fd(skel_->maps.scratch, config.shared_maps->scratch_fd()) != 0) {
+      return absl::InternalError(absl::StrCat("cannot share the event maps: ", Errno(errno)));
+    }
+  }
 
   if (int err = errors_bpf__load(skel_); err != 0) {
     if (multi && -err == EINVAL && !UprobeMultiSupported()) {
@@ -291,19 +308,28 @@ absl::StatusOr<int> BpfSession::Flush(absl::FunctionRef<void(const CapturedError
   return static_cast<int>(delivered_ - before);
 }
 
+bool BpfSession::Decode(const uint8_t* data, size_t size, CapturedError* ev) {
+  if (!DecodeErrorRecord(data, size, names_, target_.load_bias(), ev)) {
+    ++decode_errors_;
+    return false;
+  }
+  if (auto it = probe_info_.find(ev->ip); it != probe_info_.end()) {
+    ev->site = it->second.site;
+    ev->kind = it->second.kind;
+  }
+  ++delivered_;
+  return true;
+}
+
+void BpfSession::ReleaseRing() {
+  if (shared_) shared_->Unregister(session_id_);
+  shared_ = nullptr;
+}
+
 int BpfSession::OnSample(void* ctx, void* data, size_t size) {
   auto* self = static_cast<BpfSession*>(ctx);
   CapturedError ev;
-  if (!DecodeErrorRecord(static_cast<const uint8_t*>(data), size, self->names_, self->target_.load_bias(),
-                         &ev)) {
-    ++self->decode_errors_;
-    return 0;
-  }
-  if (auto it = self->probe_info_.find(ev.ip); it != self->probe_info_.end()) {
-    ev.site = it->second.site;
-    ev.kind = it->second.kind;
-  }
-  ++self->delivered_;
+  if (!self->Decode(static_cast<const uint8_t*>(data), size, &ev)) return 0;
   if (self->callback_) (*self->callback_)(ev);
   if (self->bounded_ && ++self->batch_ >= kPollBatch) {
     self->paused_ = true;

@@ -33,6 +33,9 @@
 #include "symbolizer/error_types.h"
 
 struct errors_bpf;
+namespace goerrprof::profiler {
+class SharedEventMaps;
+}
 struct bpf_link;
 struct ring_buffer;
 
@@ -63,6 +66,12 @@ struct SessionConfig {
   int32_t labels_offset = -1;
   goabi::LabelStorage label_storage = goabi::LabelStorage::kSortedSlice;
   uint32_t ringbuf_bytes = 8u << 20;  // rounded up to a power of two
+  // Records go to this ring, and the probe works in this scratch, shared
+  // with other sessions, instead of the session's own (ringbuf_bytes is
+  // then the shared ring's size). Poll
+  // and Flush deliver nothing: the ring's owner drains it. Must outlive the
+  // session's registration (ReleaseRing, or destruction).
+  SharedEventMaps* shared_maps = nullptr;
   // Wake a waiting Poll only when this fraction of the ring is filled (0:
   // after every event). Batching makes a hit several times cheaper; events
   // then reach Poll within its timeout, or at once when the ring fills up.
@@ -92,6 +101,7 @@ struct ErrorProbeLoad {
   size_t n_layouts = 1, n_addr_types = 1, n_sites = 1, n_probes = 1;
   bool multi = false;     // expected attach type uprobe_multi
   bool sleepable = true;  // BPF_F_SLEEPABLE (else the non-sleepable variant)
+  uint32_t session_id = 0;  // stamped on records (a shared ring's id)
 };
 absl::Status ConfigureErrorProbe(errors_bpf* skel, const SessionConfig& config,
                                  const ErrorProbeLoad& load);
@@ -130,6 +140,13 @@ class BpfSession {
   // A pidfd of the target: readable once it exits, for callers' own loops.
   int exit_fd() const { return target_.pidfd(); }
 
+  // One ring record into an event (a shared ring calls it); false, and
+  // counted, when the record is malformed.
+  bool Decode(const uint8_t* data, size_t size, CapturedError* ev);
+  // Leaves the shared ring (records still coming are its orphans): on the
+  // ring's thread, before the session is handed to another to destroy.
+  void ReleaseRing();
+
   SessionCounters Counters() const;
   const AttachStats& attach_stats() const { return stats_; }
   uint64_t load_bias() const { return target_.load_bias(); }
@@ -161,6 +178,8 @@ class BpfSession {
 
   ProbeTarget target_;
   bool exited_ = false;
+  SharedEventMaps* shared_ = nullptr;  // registered under session_id_ while set
+  uint32_t session_id_ = 0;
   errors_bpf* skel_ = nullptr;
   EventRing ring_;
   SiteLinks links_;

@@ -185,8 +185,12 @@ std::unique_ptr<ProbeLinks> ProbeLinks::Release(size_t i) {
 // ---- EventRing ----
 
 absl::Status EventRing::Open(const bpf_map* map, SampleFn fn, void* ctx) {
+  return OpenFd(bpf_map__fd(map), fn, ctx);
+}
+
+absl::Status EventRing::OpenFd(int map_fd, SampleFn fn, void* ctx) {
   Close();
-  ring_ = ring_buffer__new(bpf_map__fd(map), fn, ctx, nullptr);
+  ring_ = ring_buffer__new(map_fd, fn, ctx, nullptr);
   if (!ring_) return absl::InternalError(absl::StrCat("ring buffer setup: ", Errno(errno)));
   return absl::OkStatus();
 }

@@ -116,6 +116,7 @@ class EventRing {
   EventRing& operator=(const EventRing&) = delete;
 
   absl::Status Open(const bpf_map* map, SampleFn fn, void* ctx);
+  absl::Status OpenFd(int map_fd, SampleFn fn, void* ctx);
   void Close();
   bool open() const { return ring_ != nullptr; }
   int fd() const;

@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <filesystem>
+#include <fstream>
 #include <map>
 #include <set>
 #include <thread>
@@ -14,6 +15,9 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
 #include "diff/profile_diff.h"
 #include "pprof/profile_file.h"
 #include "gtest/gtest.h"
@@ -34,6 +38,41 @@ std::map<std::string, int64_t> MessageCounts(const perftools::profiles::Profile&
     }
   }
   return out;
+}
+
+// The ids of the BPF maps `pid` holds open (its fds' fdinfo) that cost
+// memory by the megabyte: ring buffers, and maps of values over 16 KiB
+// (the error probe's per-CPU scratch).
+std::set<uint32_t> LargeMapIds(pid_t pid) {
+  std::set<uint32_t> ids;
+  const std::string fds = absl::StrCat("/proc/", pid, "/fd");
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator(fds, ec)) {
+    std::error_code lec;
+    if (std::filesystem::read_symlink(entry.path(), lec).string() != "anon_inode:bpf-map") {
+      continue;
+    }
+    std::ifstream in(absl::StrCat("/proc/", pid, "/fdinfo/", entry.path().filename().string()));
+    std::string line;
+    bool large = false;
+    uint64_t id = 0, value_size = 0;
+    auto field = [&](absl::string_view name, uint64_t* out) {
+      absl::string_view rest = line;
+      if (absl::ConsumePrefix(&rest, name)) {
+        return absl::SimpleAtoi(absl::StripAsciiWhitespace(rest), out);
+      }
+      return false;
+    };
+    while (std::getline(in, line)) {
+      uint64_t type = 0;
+      // BPF_MAP_TYPE_RINGBUF is 27.
+      if (field("map_type:", &type) && type == 27) large = true;
+      if (field("value_size:", &value_size) && value_size > 16384) large = true;
+      field("map_id:", &id);
+    }
+    if (large && id != 0) ids.insert(static_cast<uint32_t>(id));
+  }
+  return ids;
 }
 
 TEST_F(AgentTest, CountsEqualErrgenTruth) {
@@ -67,6 +106,37 @@ TEST_F(AgentTest, CountsEqualErrgenTruth) {
   WaitAttachedGauge(0);
   EXPECT_EQ(ScrapeErrors(), want);
 
+  StopAgent();
+}
+
+// Kernel memory for events does not grow with processes: the agent holds
+// the same ring buffers and per-CPU scratch with one target attached as
+// with four, and each target's errors still reach its own series exactly.
+TEST_F(AgentTest, ProcessesShareOneEventRing) {
+  StartAgent();
+  ASSERT_NE(agent_, nullptr);
+  auto a = StartStorm(30, 2);
+  ASSERT_TRUE(a);
+  WaitAttached({a->pid()});
+  const std::set<uint32_t> one = LargeMapIds(agent_->pid());
+  // The exec follower's ring, the error probes' ring and scratch.
+  EXPECT_EQ(one.size(), 3u);
+  std::vector<std::unique_ptr<Child>> more;
+  std::vector<pid_t> pids;  // the new ones (a's line is read)
+  for (int i = 0; i < 3; ++i) {
+    more.push_back(StartStorm(40 + 10 * i, 1 + i));
+    ASSERT_TRUE(more.back());
+    pids.push_back(more.back()->pid());
+  }
+  WaitAttached(pids);
+  EXPECT_EQ(LargeMapIds(agent_->pid()), one);
+  SiteCounts want;
+  std::vector<Child*> all = {a.get()};
+  for (auto& c : more) all.push_back(c.get());
+  FinishStorms(all, &want);
+  ASSERT_EQ((want[{"*fmt.wrapError", "main.stormSite"}]), 30 + 40 + 50 + 60);
+  WaitAttachedGauge(0);
+  EXPECT_EQ(ScrapeErrors(), want);
   StopAgent();
 }
 

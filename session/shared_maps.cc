@@ -1,0 +1,91 @@
+#include "session/shared_maps.h"
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <linux/bpf.h>
+#include <unistd.h>
+
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+#include "base/errno.h"
+#include "base/status_macros.h"
+#include "bpf/errors.skel.h"
+#include "bpf/errors_abi.h"
+#include "session/bpf_session.h"
+#include "session/uprobe_attach.h"
+
+namespace goerrprof::profiler {
+
+absl::StatusOr<std::unique_ptr<SharedEventMaps>> SharedEventMaps::Create(uint32_t bytes) {
+  std::unique_ptr<SharedEventMaps> r(new SharedEventMaps());
+  r->bytes_ = RoundUpPow2(bytes, static_cast<uint64_t>(sysconf(_SC_PAGESIZE)));
+  r->map_fd_ = bpf_map_create(BPF_MAP_TYPE_RINGBUF, "gep_events", 0, 0, r->bytes_, nullptr);
+  if (r->map_fd_ < 0) {
+    return absl::InternalError(
+        absl::StrCat("cannot create the event ring (", r->bytes_, " bytes): ", Errno(errno)));
+  }
+  RETURN_IF_ERROR(r->ring_.OpenFd(r->map_fd_, &SharedEventMaps::OnSample, r.get()));
+  // The scratch's shape is the program's own: read from the object.
+  errors_bpf* skel = errors_bpf__open();
+  if (!skel) return absl::InternalError(absl::StrCat("cannot open the BPF object: ", Errno(errno)));
+  const uint32_t value = bpf_map__value_size(skel->maps.scratch);
+  errors_bpf__destroy(skel);
+  const int ncpus = libbpf_num_possible_cpus();
+  if (ncpus <= 0) return absl::InternalError("cannot count possible CPUs");
+  r->scratch_fd_ = bpf_map_create(BPF_MAP_TYPE_ARRAY, "gep_scratch", sizeof(uint32_t), value,
+                                  static_cast<uint32_t>(ncpus), nullptr);
+  if (r->scratch_fd_ < 0) {
+    return absl::InternalError(absl::StrCat("cannot create the scratch map: ", Errno(errno)));
+  }
+  return r;
+}
+
+SharedEventMaps::~SharedEventMaps() {
+  ring_.Close();
+  if (map_fd_ >= 0) close(map_fd_);
+  if (scratch_fd_ >= 0) close(scratch_fd_);
+}
+
+absl::StatusOr<int> SharedEventMaps::Poll(int timeout_ms, int also_fd, Deliver deliver) {
+  deliver_ = &deliver;
+  limit_ = kBatch;
+  consumed_ = delivered_ = 0;
+  absl::Status s = ring_.Wait(timeout_ms, also_fd).status();
+  deliver_ = nullptr;
+  RETURN_IF_ERROR(s);
+  return static_cast<int>(delivered_);
+}
+
+absl::StatusOr<int> SharedEventMaps::Drain(Deliver deliver) {
+  // The most records the ring can hold: every one there now is among them.
+  const uint64_t most = bytes_ / (sizeof(gep_event) + 8) + 1;
+  deliver_ = &deliver;
+  limit_ = most;
+  consumed_ = delivered_ = 0;
+  absl::Status s = ring_.Drain();
+  deliver_ = nullptr;
+  RETURN_IF_ERROR(s);
+  return static_cast<int>(delivered_);
+}
+
+int SharedEventMaps::OnSample(void* ctx, void* data, size_t size) {
+  auto* self = static_cast<SharedEventMaps*>(ctx);
+  uint32_t id = 0;
+  if (size >= sizeof(gep_event)) {
+    std::memcpy(&id, static_cast<const uint8_t*>(data) + offsetof(gep_event, session), sizeof(id));
+  }
+  auto it = self->sessions_.find(id);
+  CapturedError ev;
+  if (it == self->sessions_.end()) {
+    ++self->orphans_;
+  } else if (it->second->Decode(static_cast<const uint8_t*>(data), size, &ev)) {
+    ++self->delivered_;
+    if (self->deliver_) (*self->deliver_)(*it->second, ev);
+  }
+  // Every record counts towards the limit, delivered or not.
+  if (++self->consumed_ >= self->limit_) return kPauseDrain;
+  return 0;
+}
+
+}  // namespace goerrprof::profiler

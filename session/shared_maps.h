@@ -1,0 +1,81 @@
+// The kernel memory error sessions of many processes (the agent, a
+// `record -- COMMAND`) can share: the ring buffer (8 MiB by default) and
+// the per-CPU scratch space (34 KiB per CPU). Each process then costs its
+// own program, links and small maps only, and one epoll fd serves all.
+// Each session's program stamps its records with the session's id; the
+// ring hands a record to its session to decode, then to the caller.
+// Sharing the scratch is safe: a program takes its CPU's scratch with a
+// busy flag, and drops (counted) what finds it taken, as it would within
+// one process.
+//
+// Not thread-safe: Register, Unregister, Poll and Drain run on one thread.
+// A session is unregistered before it may be destroyed elsewhere.
+#ifndef GOERRPROF_SESSION_SHARED_MAPS_H_
+#define GOERRPROF_SESSION_SHARED_MAPS_H_
+
+#include <cstdint>
+#include <memory>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/functional/function_ref.h"
+#include "absl/status/statusor.h"
+#include "events/captured_error.h"
+#include "session/lifecycle.h"
+
+namespace goerrprof::profiler {
+
+class BpfSession;
+
+class SharedEventMaps {
+ public:
+  // A ring of `bytes` (rounded up to a power of two pages), and a scratch
+  // entry per possible CPU.
+  static absl::StatusOr<std::unique_ptr<SharedEventMaps>> Create(uint32_t bytes);
+  ~SharedEventMaps();
+  SharedEventMaps(const SharedEventMaps&) = delete;
+  SharedEventMaps& operator=(const SharedEventMaps&) = delete;
+
+  int map_fd() const { return map_fd_; }
+  uint32_t bytes() const { return bytes_; }
+  int scratch_fd() const { return scratch_fd_; }
+
+  // The id a new session stamps on its records (never 0, never reused).
+  uint32_t NewId() { return ++last_id_; }
+  void Register(uint32_t id, BpfSession* session) { sessions_[id] = session; }
+  void Unregister(uint32_t id) { sessions_.erase(id); }
+
+  using Deliver = absl::FunctionRef<void(BpfSession&, const CapturedError&)>;
+  // Waits up to timeout_ms (0: not at all) for records, or for `also_fd`
+  // (>= 0) to become readable, then delivers the records ready: at most
+  // kBatch, so a caller's loop goes on while events come faster than it
+  // reads them. Returns how many.
+  absl::StatusOr<int> Poll(int timeout_ms, int also_fd, Deliver deliver);
+  // Delivers every record that was in the ring when called (for a session
+  // about to close): bounded by what the ring can hold, so producers that
+  // keep writing cannot keep it here.
+  absl::StatusOr<int> Drain(Deliver deliver);
+  static constexpr uint32_t kBatch = 4096;
+
+  // Records of sessions no longer registered (their probes were still
+  // attached after the last drain): lost, and counted.
+  uint64_t orphans() const { return orphans_; }
+
+ private:
+  SharedEventMaps() = default;
+  static int OnSample(void* ctx, void* data, size_t size);
+
+  int map_fd_ = -1;
+  uint32_t bytes_ = 0;
+  int scratch_fd_ = -1;
+  EventRing ring_;
+  uint32_t last_id_ = 0;
+  absl::flat_hash_map<uint32_t, BpfSession*> sessions_;
+  // Set for the span of one Consume.
+  Deliver* deliver_ = nullptr;
+  uint64_t limit_ = 0, consumed_ = 0, delivered_ = 0;
+  uint64_t orphans_ = 0;
+};
+
+}  // namespace goerrprof::profiler
+
+#endif  // GOERRPROF_SESSION_SHARED_MAPS_H_
