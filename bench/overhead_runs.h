@@ -55,8 +55,9 @@ struct StormRun {
   uint64_t observed = 0, estimated = 0;
   std::string budget_line;
 };
+// `work`: errgen -storm_work (rounds of ~1 ns before each error).
 StormRun Storm(const std::string& errgen, long n, const std::string& budget,
-               const std::string& goerrprof, const std::string& out_file);
+               const std::string& goerrprof, const std::string& out_file, long work = 0);
 
 }  // namespace goerrprof::bench
 

@@ -23,8 +23,9 @@ double ElapsedSeconds(const std::string& json) {
 }  // namespace
 
 StormRun Storm(const std::string& errgen, long n, const std::string& budget,
-               const std::string& goerrprof, const std::string& out_file) {
-  std::vector<std::string> argv = {errgen, "-storm", std::to_string(n), "-calm", "0"};
+               const std::string& goerrprof, const std::string& out_file, long work) {
+  std::vector<std::string> argv = {errgen, "-storm", std::to_string(n), "-calm", "0",
+                                   "-storm_work", std::to_string(work)};
   const bool recorded = !budget.empty();
   if (recorded) {
     argv.insert(argv.begin(), {goerrprof, "record", "--max-overhead=" + budget, "-o", out_file,

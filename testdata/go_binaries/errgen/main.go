@@ -73,6 +73,7 @@ func main() {
 	fatal := flag.Bool("fatal-panic", false, "end with a panic nothing recovers (exit status 2)")
 	storm := flag.Int("storm", 0, "only create N errors at one site as fast as possible, then -calm at another")
 	calm := flag.Int("calm", 4, "with -storm: errors at the calm site after the storm")
+	work := flag.Int("storm_work", 0, "with -storm: rounds of work (~1 ns each) before each error")
 	flag.Parse()
 
 	if *types {
@@ -100,7 +101,7 @@ func main() {
 		runChurn()
 	}
 	if *storm > 0 {
-		runStorm(*storm, *calm)
+		runStorm(*storm, *calm, *work)
 		return
 	}
 
