@@ -261,6 +261,14 @@ std::string RenderMetrics(const Agent& agent, const ErrorMetrics& errors,
         SelfResidentBytes());
   Gauge(&out, "goerrprof_heap_bytes",
         "Heap memory the agent has allocated and not freed (malloc's count).", SelfHeapBytes());
+  const BpfMemory bpf = SelfBpfMemory();
+  Header(&out, "goerrprof_bpf_memory_bytes", "gauge",
+         "Kernel memory of the BPF maps and programs the agent holds (memlock).");
+  absl::StrAppend(&out, "goerrprof_bpf_memory_bytes{kind=\"maps\"} ", bpf.map_bytes, "\n",
+                  "goerrprof_bpf_memory_bytes{kind=\"programs\"} ", bpf.program_bytes, "\n");
+  Header(&out, "goerrprof_bpf_objects", "gauge", "BPF maps and programs the agent holds.");
+  absl::StrAppend(&out, "goerrprof_bpf_objects{kind=\"maps\"} ", bpf.maps, "\n",
+                  "goerrprof_bpf_objects{kind=\"programs\"} ", bpf.programs, "\n");
   return out;
 }
 

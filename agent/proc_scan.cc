@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <cstdlib>
+#include <utility>
 #include <fstream>
 
 #if defined(__SANITIZE_ADDRESS__)
@@ -22,6 +23,8 @@
 extern "C" size_t __sanitizer_get_current_allocated_bytes();
 #endif
 
+#include "absl/container/flat_hash_set.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -36,6 +39,39 @@ uint64_t SelfHeapBytes() {
   struct mallinfo2 mi = mallinfo2();
   return mi.uordblks + mi.hblkhd;
 #endif
+}
+
+BpfMemory SelfBpfMemory() {
+  BpfMemory m;
+  absl::flat_hash_set<std::pair<bool, uint64_t>> seen;  // (is map, id)
+  DIR* dir = opendir("/proc/self/fd");
+  if (dir == nullptr) return m;
+  while (dirent* e = readdir(dir)) {
+    if (e->d_name[0] == '.') continue;
+    char target[64];
+    const std::string fd = e->d_name;
+    ssize_t n = readlink(("/proc/self/fd/" + fd).c_str(), target, sizeof(target) - 1);
+    if (n <= 0) continue;
+    const absl::string_view kind(target, static_cast<size_t>(n));
+    const bool map = kind == "anon_inode:bpf-map";
+    if (!map && kind != "anon_inode:bpf-prog") continue;
+    std::ifstream info("/proc/self/fdinfo/" + fd);
+    std::string line;
+    uint64_t id = 0, memlock = 0;
+    while (std::getline(info, line)) {
+      absl::string_view v = line;
+      if (absl::ConsumePrefix(&v, map ? "map_id:" : "prog_id:")) {
+        (void)absl::SimpleAtoi(absl::StripAsciiWhitespace(v), &id);
+      } else if (absl::ConsumePrefix(&v, "memlock:")) {
+        (void)absl::SimpleAtoi(absl::StripAsciiWhitespace(v), &memlock);
+      }
+    }
+    if (id == 0 || !seen.insert({map, id}).second) continue;
+    (map ? m.map_bytes : m.program_bytes) += memlock;
+    ++(map ? m.maps : m.programs);
+  }
+  closedir(dir);
+  return m;
 }
 
 uint64_t SelfResidentBytes() {

@@ -43,6 +43,15 @@ uint64_t SelfResidentBytes();
 // freed memory stays resident). Tells a leak from allocator high water.
 uint64_t SelfHeapBytes();
 
+// The kernel memory of the BPF maps and programs this process holds open
+// (each counted once, however many descriptors name it), as the kernel
+// charges it (fdinfo's memlock).
+struct BpfMemory {
+  uint64_t map_bytes = 0, program_bytes = 0;
+  size_t maps = 0, programs = 0;
+};
+BpfMemory SelfBpfMemory();
+
 // The executable's path as the process sees it (in its own mount
 // namespace; " (deleted)" stripped), "" when unreadable.
 std::string ExecutablePath(const std::string& proc_dir, pid_t pid);

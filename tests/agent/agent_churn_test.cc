@@ -136,14 +136,14 @@ class AgentChurnTest : public AgentTest {
     }
   }
 
-  double Gauge(const std::string& name) {
+  double Gauge(const std::string& name, const std::map<std::string, std::string>& labels = {}) {
     auto page = HttpGet(address_, "/metrics");
     EXPECT_TRUE(page.ok()) << page.status();
     if (!page.ok()) return -1;
     auto samples = ParseMetrics(*page);
     EXPECT_TRUE(samples.ok()) << samples.status();
     if (!samples.ok()) return -1;
-    auto v = MetricValue(*samples, name);
+    auto v = MetricValue(*samples, name, labels);
     EXPECT_TRUE(v.ok()) << name << " missing:\n" << *page;
     return v.ok() ? *v : -1;
   }
@@ -187,6 +187,13 @@ TEST_F(AgentChurnTest, ForgetsExitedProcessesKeepingCountsExact) {
   SiteCounts truth;  // of the clean processes
   int lifetimes = 0, batches = 0, churned = 0;
   int64_t warm_kib = -1, peak_kib = 0, warm_heap_kib = -1;
+  // The BPF maps and programs the agent holds, and the maps' kernel memory.
+  auto bpf_held = [&] {
+    return std::vector<double>{Gauge("goerrprof_bpf_objects", {{"kind", "maps"}}),
+                               Gauge("goerrprof_bpf_objects", {{"kind", "programs"}}),
+                               Gauge("goerrprof_bpf_memory_bytes", {{"kind", "maps"}})};
+  };
+  std::vector<double> warm_bpf;
   SiteCounts window_want;
   std::optional<WindowRequest> window;
   absl::StatusOr<std::string> window_body = absl::UnknownError("no answer");
@@ -225,6 +232,7 @@ TEST_F(AgentChurnTest, ForgetsExitedProcessesKeepingCountsExact) {
       WaitGauge("goerrprof_detaching_processes", 0);
       warm_kib = VmRssKiB(agent_->pid());
       warm_heap_kib = static_cast<int64_t>(Gauge("goerrprof_heap_bytes")) / 1024;
+      warm_bpf = bpf_held();
     }
     peak_kib = std::max(peak_kib, VmRssKiB(agent_->pid()));
   }
@@ -268,6 +276,10 @@ TEST_F(AgentChurnTest, ForgetsExitedProcessesKeepingCountsExact) {
               static_cast<long long>(end_heap_kib), lifetimes);
   ASSERT_GT(warm_kib, 0);
   ASSERT_GT(warm_heap_kib, 0);
+  // Kernel objects: with no session open, exactly what was held after
+  // warm-up (the shared ring and scratch, the exec follower's), however
+  // many lifetimes came and went.
+  EXPECT_EQ(bpf_held(), warm_bpf) << "maps, programs, map bytes";
   EXPECT_LE(end_heap_kib - warm_heap_kib, kMaxHeapGrowthKiB) << "the agent's heap grows with churn";
 #ifndef GEP_CHURN_ASAN
   EXPECT_LE(end_kib - warm_kib, kMaxRssGrowthKiB) << "the agent's memory grows with churn";
