@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <utility>
 #include <fstream>
@@ -57,15 +58,22 @@ BpfMemory SelfBpfMemory() {
     if (!map && kind != "anon_inode:bpf-prog") continue;
     std::ifstream info("/proc/self/fdinfo/" + fd);
     std::string line;
-    uint64_t id = 0, memlock = 0;
+    uint64_t id = 0, memlock = 0, type = 0, entries = 0;
     while (std::getline(info, line)) {
       absl::string_view v = line;
       if (absl::ConsumePrefix(&v, map ? "map_id:" : "prog_id:")) {
         (void)absl::SimpleAtoi(absl::StripAsciiWhitespace(v), &id);
       } else if (absl::ConsumePrefix(&v, "memlock:")) {
         (void)absl::SimpleAtoi(absl::StripAsciiWhitespace(v), &memlock);
+      } else if (absl::ConsumePrefix(&v, "map_type:")) {
+        (void)absl::SimpleAtoi(absl::StripAsciiWhitespace(v), &type);
+      } else if (absl::ConsumePrefix(&v, "max_entries:")) {
+        (void)absl::SimpleAtoi(absl::StripAsciiWhitespace(v), &entries);
       }
     }
+    // Linux 5.11-6.3 estimate memlock from key and value sizes, both 0 for
+    // a ring buffer (BPF_MAP_TYPE_RINGBUF, 27): its data pages at least.
+    if (map && type == 27) memlock = std::max(memlock, entries);
     if (id == 0 || !seen.insert({map, id}).second) continue;
     (map ? m.map_bytes : m.program_bytes) += memlock;
     ++(map ? m.maps : m.programs);

@@ -45,7 +45,9 @@ uint64_t SelfHeapBytes();
 
 // The kernel memory of the BPF maps and programs this process holds open
 // (each counted once, however many descriptors name it), as the kernel
-// charges it (fdinfo's memlock).
+// charges it (fdinfo's memlock; for a ring buffer at least its data size,
+// which Linux 5.11-6.3 leave out). Elsewhere on those kernels memlock is
+// the kernel's estimate, not the pages charged.
 struct BpfMemory {
   uint64_t map_bytes = 0, program_bytes = 0;
   size_t maps = 0, programs = 0;

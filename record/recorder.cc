@@ -215,19 +215,20 @@ absl::Status Recorder::PollShared(int timeout_ms, bool all) {
   // Few live sessions; looked up per record.
   absl::flat_hash_map<const BpfSession*, uint32_t> index;
   int also_fd = -1;
+  size_t live = 0;
   for (size_t i = 0; i < processes_.size(); ++i) {
     if (!processes_[i].session) continue;
     index[processes_[i].session.get()] = static_cast<uint32_t>(i);
-    also_fd = also_fd == -1 ? processes_[i].session->exit_fd() : -2;
+    also_fd = live++ == 0 ? processes_[i].session->exit_fd() : -1;
   }
   auto deliver = [&](BpfSession& s, const CapturedError& e) {
     auto it = index.find(&s);
     if (it != index.end()) Deliver(processes_[it->second], it->second, e);
   };
   // Alone, its exit ends the wait too; with more, the caller's loop paces.
-  absl::StatusOr<int> n = all ? shared_->Drain(deliver)
-                              : shared_->Poll(also_fd >= 0 ? timeout_ms : 0, std::max(also_fd, -1),
-                                            deliver);
+  absl::StatusOr<int> n =
+      all ? shared_->Drain(deliver)
+          : shared_->Poll(live == 1 ? timeout_ms : 0, live == 1 ? also_fd : -1, live, deliver);
   return n.status();
 }
 
@@ -351,7 +352,8 @@ uint64_t Recorder::delivered() const {
 }
 
 uint64_t Recorder::dropped() const {
-  uint64_t n = evicted_counters_.dropped_events() + (shared_ ? shared_->orphans() : 0);
+  uint64_t n = evicted_counters_.dropped_events() +
+               (shared_ ? shared_->orphans() + shared_->malformed() : 0);
   for (const Traced& t : processes_) {
     n += (t.session ? t.session->Counters() : t.final_counters).dropped_events();
   }
@@ -445,6 +447,7 @@ absl::Status Recorder::Write(const std::string& path, PprofInfo info) {
     auto counter = static_cast<gep_counter>(c);
     if (total[counter] != 0) profile_.SetDrops(CounterName(counter), total[counter]);
   }
+  if (shared_) total.decode_errors += shared_->malformed();
   if (total.decode_errors != 0) profile_.SetDrops("decode_errors", total.decode_errors);
   // Made after their process's session closed, before its probes were off.
   if (shared_ && shared_->orphans() != 0) profile_.SetDrops("after_close", shared_->orphans());

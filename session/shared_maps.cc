@@ -3,7 +3,10 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <linux/bpf.h>
+#include <sys/mman.h>
 #include <unistd.h>
+
+#include <algorithm>
 
 #include <cstring>
 
@@ -26,6 +29,16 @@ absl::StatusOr<std::unique_ptr<SharedEventMaps>> SharedEventMaps::Create(uint32_
         absl::StrCat("cannot create the event ring (", r->bytes_, " bytes): ", Errno(errno)));
   }
   RETURN_IF_ERROR(r->ring_.OpenFd(r->map_fd_, &SharedEventMaps::OnSample, r.get()));
+  const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+  void* cons = mmap(nullptr, page, PROT_READ, MAP_SHARED, r->map_fd_, 0);
+  void* prod = mmap(nullptr, page, PROT_READ, MAP_SHARED, r->map_fd_, static_cast<off_t>(page));
+  if (cons == MAP_FAILED || prod == MAP_FAILED) {
+    if (cons != MAP_FAILED) munmap(cons, page);
+    if (prod != MAP_FAILED) munmap(prod, page);
+    return absl::InternalError(absl::StrCat("cannot map the event ring's positions: ", Errno(errno)));
+  }
+  r->consumer_pos_ = static_cast<const volatile uint64_t*>(cons);
+  r->producer_pos_ = static_cast<const volatile uint64_t*>(prod);
   // The scratch's shape is the program's own: read from the object.
   errors_bpf* skel = errors_bpf__open();
   if (!skel) return absl::InternalError(absl::StrCat("cannot open the BPF object: ", Errno(errno)));
@@ -43,13 +56,17 @@ absl::StatusOr<std::unique_ptr<SharedEventMaps>> SharedEventMaps::Create(uint32_
 
 SharedEventMaps::~SharedEventMaps() {
   ring_.Close();
+  const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+  if (consumer_pos_) munmap(const_cast<uint64_t*>(consumer_pos_), page);
+  if (producer_pos_) munmap(const_cast<uint64_t*>(producer_pos_), page);
   if (map_fd_ >= 0) close(map_fd_);
   if (scratch_fd_ >= 0) close(scratch_fd_);
 }
 
-absl::StatusOr<int> SharedEventMaps::Poll(int timeout_ms, int also_fd, Deliver deliver) {
+absl::StatusOr<int> SharedEventMaps::Poll(int timeout_ms, int also_fd, size_t sessions,
+                                           Deliver deliver) {
   deliver_ = &deliver;
-  limit_ = kBatch;
+  limit_ = kBatch * std::max<size_t>(1, sessions);
   consumed_ = delivered_ = 0;
   absl::Status s = ring_.Wait(timeout_ms, also_fd).status();
   deliver_ = nullptr;
@@ -60,10 +77,20 @@ absl::StatusOr<int> SharedEventMaps::Poll(int timeout_ms, int also_fd, Deliver d
 absl::StatusOr<int> SharedEventMaps::Drain(Deliver deliver) {
   // The most records the ring can hold: every one there now is among them.
   const uint64_t most = bytes_ / (sizeof(gep_event) + 8) + 1;
+  // Every record reserved before now ends at or below this position.
+  const uint64_t reserved = __atomic_load_n(producer_pos_, __ATOMIC_ACQUIRE);
   deliver_ = &deliver;
   limit_ = most;
   consumed_ = delivered_ = 0;
   absl::Status s = ring_.Drain();
+  // Stopped short of them: one not yet committed (its writer, a sleepable
+  // probe, may be preempted). Waited for briefly, polling the position.
+  for (int waited_us = 0; s.ok() && consumed_ < limit_ && waited_us < kCommitWaitMs * 1000 &&
+                          __atomic_load_n(consumer_pos_, __ATOMIC_ACQUIRE) < reserved;
+       waited_us += 200) {
+    usleep(200);
+    s = ring_.Drain();
+  }
   deliver_ = nullptr;
   RETURN_IF_ERROR(s);
   return static_cast<int>(delivered_);
@@ -77,7 +104,9 @@ int SharedEventMaps::OnSample(void* ctx, void* data, size_t size) {
   }
   auto it = self->sessions_.find(id);
   CapturedError ev;
-  if (it == self->sessions_.end()) {
+  if (size < sizeof(gep_event)) {
+    ++self->malformed_;
+  } else if (it == self->sessions_.end()) {
     ++self->orphans_;
   } else if (it->second->Decode(static_cast<const uint8_t*>(data), size, &ev)) {
     ++self->delivered_;

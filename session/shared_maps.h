@@ -5,8 +5,10 @@
 // Each session's program stamps its records with the session's id; the
 // ring hands a record to its session to decode, then to the caller.
 // Sharing the scratch is safe: a program takes its CPU's scratch with a
-// busy flag, and drops (counted) what finds it taken, as it would within
-// one process.
+// busy flag, and drops (counted, DROP_BUSY) what finds it taken. With
+// sleepable probes (6.0+) a probe waiting on a page fault holds its CPU's
+// scratch meanwhile, so another process's hit on that CPU is now dropped
+// too, where before only the same process's threads could collide.
 //
 // Not thread-safe: Register, Unregister, Poll and Drain run on one thread.
 // A session is unregistered before it may be destroyed elsewhere.
@@ -47,18 +49,25 @@ class SharedEventMaps {
   using Deliver = absl::FunctionRef<void(BpfSession&, const CapturedError&)>;
   // Waits up to timeout_ms (0: not at all) for records, or for `also_fd`
   // (>= 0) to become readable, then delivers the records ready: at most
-  // kBatch, so a caller's loop goes on while events come faster than it
-  // reads them. Returns how many.
-  absl::StatusOr<int> Poll(int timeout_ms, int also_fd, Deliver deliver);
+  // kBatch per live session (`sessions`), so a caller's loop goes on while
+  // events come faster than it reads them, and N processes are read as
+  // fast as N rings were. Returns how many.
+  absl::StatusOr<int> Poll(int timeout_ms, int also_fd, size_t sessions, Deliver deliver);
   // Delivers every record that was in the ring when called (for a session
   // about to close): bounded by what the ring can hold, so producers that
-  // keep writing cannot keep it here.
+  // keep writing cannot keep it here. A record another process has
+  // reserved but not yet committed stops the reading; it is waited for a
+  // little (up to kCommitWaitMs), then what is behind it is left (and
+  // counted as an orphan if its session has gone).
   absl::StatusOr<int> Drain(Deliver deliver);
+  static constexpr int kCommitWaitMs = 20;
   static constexpr uint32_t kBatch = 4096;
 
   // Records of sessions no longer registered (their probes were still
   // attached after the last drain): lost, and counted.
   uint64_t orphans() const { return orphans_; }
+  // Records too short to name a session (counted as decode errors).
+  uint64_t malformed() const { return malformed_; }
 
  private:
   SharedEventMaps() = default;
@@ -67,13 +76,17 @@ class SharedEventMaps {
   int map_fd_ = -1;
   uint32_t bytes_ = 0;
   int scratch_fd_ = -1;
+  // The ring's position pages, mapped read-only: how far records were
+  // reserved (producer) and read (consumer).
+  const volatile uint64_t* consumer_pos_ = nullptr;
+  const volatile uint64_t* producer_pos_ = nullptr;
   EventRing ring_;
   uint32_t last_id_ = 0;
   absl::flat_hash_map<uint32_t, BpfSession*> sessions_;
   // Set for the span of one Consume.
   Deliver* deliver_ = nullptr;
   uint64_t limit_ = 0, consumed_ = 0, delivered_ = 0;
-  uint64_t orphans_ = 0;
+  uint64_t orphans_ = 0, malformed_ = 0;
 };
 
 }  // namespace goerrprof::profiler
