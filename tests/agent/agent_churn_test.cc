@@ -136,18 +136,6 @@ class AgentChurnTest : public AgentTest {
     }
   }
 
-  double Gauge(const std::string& name, const std::map<std::string, std::string>& labels = {}) {
-    auto page = HttpGet(address_, "/metrics");
-    EXPECT_TRUE(page.ok()) << page.status();
-    if (!page.ok()) return -1;
-    auto samples = ParseMetrics(*page);
-    EXPECT_TRUE(samples.ok()) << samples.status();
-    if (!samples.ok()) return -1;
-    auto v = MetricValue(*samples, name, labels);
-    EXPECT_TRUE(v.ok()) << name << " missing:\n" << *page;
-    return v.ok() ? *v : -1;
-  }
-
   // Polls /metrics (bounded) until the counter `name` is at least n.
   void WaitAtLeast(const std::string& name, double n) {
     auto deadline = Clock::now() + std::chrono::seconds(kTimeout);

@@ -241,6 +241,19 @@ void AgentTest::WaitAttached(const std::vector<pid_t>& pids) {
   }
 }
 
+double AgentTest::Gauge(const std::string& name,
+                        const std::map<std::string, std::string>& labels) {
+  auto page = HttpGet(address_, "/metrics");
+  EXPECT_TRUE(page.ok()) << page.status();
+  if (!page.ok()) return -1;
+  auto samples = ParseMetrics(*page);
+  EXPECT_TRUE(samples.ok()) << samples.status();
+  if (!samples.ok()) return -1;
+  auto v = MetricValue(*samples, name, labels);
+  EXPECT_TRUE(v.ok()) << name << " missing:\n" << *page;
+  return v.ok() ? *v : -1;
+}
+
 void AgentTest::WaitGauge(const std::string& name, int n) {
   auto deadline = Clock::now() + std::chrono::seconds(kTimeout);
   std::string last;

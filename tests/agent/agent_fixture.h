@@ -113,6 +113,9 @@ class AgentTest : public RecordCliTest {
   // Polls /metrics (bounded) until the unlabelled gauge `name` is `n`.
   void WaitGauge(const std::string& name, int n);
   void WaitAttachedGauge(int n) { WaitGauge("goerrprof_attached_processes", n); }
+  // One scrape's value of `name` with exactly `labels`; -1 (and a failure
+  // recorded) when the page or the sample is missing.
+  double Gauge(const std::string& name, const std::map<std::string, std::string>& labels = {});
   // goerrprof_errors_total of the copy's binary by (error_type, origin, or
   // function when there is no origin).
   SiteCounts ScrapeErrors();

@@ -119,18 +119,8 @@ TEST_F(AgentTest, ProcessesShareOneEventRing) {
   auto a = StartStorm(30, 2);
   ASSERT_TRUE(a);
   WaitAttached({a->pid()});
-  // What the agent says it holds: maps' memory, programs.
-  auto bpf = [&](const std::string& name, const std::string& kind) {
-    auto page = HttpGet(address_, "/metrics");
-    EXPECT_TRUE(page.ok()) << page.status();
-    auto samples = ParseMetrics(page.ok() ? *page : "");
-    EXPECT_TRUE(samples.ok()) << samples.status();
-    auto v = samples.ok() ? MetricValue(*samples, name, {{"kind", kind}}) : samples.status();
-    EXPECT_TRUE(v.ok()) << v.status();
-    return v.ok() ? *v : -1.0;
-  };
-  const double map_bytes_one = bpf("goerrprof_bpf_memory_bytes", "maps");
-  const double programs_one = bpf("goerrprof_bpf_objects", "programs");
+  const double map_bytes_one = Gauge("goerrprof_bpf_memory_bytes", {{"kind", "maps"}});
+  const double programs_one = Gauge("goerrprof_bpf_objects", {{"kind", "programs"}});
   const std::set<uint32_t> one = LargeMapIds(agent_->pid());
   // The exec follower's ring, the error probes' ring and scratch.
   EXPECT_EQ(one.size(), 3u);
@@ -145,8 +135,8 @@ TEST_F(AgentTest, ProcessesShareOneEventRing) {
   EXPECT_EQ(LargeMapIds(agent_->pid()), one);
   // Each new process adds its own program and small maps (layouts, sites,
   // a generation per probe: tens of KiB), never another ring (8 MiB).
-  EXPECT_EQ(bpf("goerrprof_bpf_objects", "programs") - programs_one, 3);
-  const double per_process = (bpf("goerrprof_bpf_memory_bytes", "maps") - map_bytes_one) / 3;
+  EXPECT_EQ(Gauge("goerrprof_bpf_objects", {{"kind", "programs"}}) - programs_one, 3);
+  const double per_process = (Gauge("goerrprof_bpf_memory_bytes", {{"kind", "maps"}}) - map_bytes_one) / 3;
   EXPECT_GT(per_process, 0);
   EXPECT_LT(per_process, 1 << 20);
   std::printf("agent_test: kernel memory of maps per added process: %.0f bytes\n", per_process);
