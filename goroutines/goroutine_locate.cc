@@ -80,4 +80,13 @@ absl::StatusOr<uint64_t> FindAllgs(const symbolizer::GoBinary& binary) {
       "cannot find runtime.allgs (no slice header named by runtime.allgadd or runtime.forEachG)");
 }
 
+absl::StatusOr<uint64_t> FindAllp(const symbolizer::GoBinary& binary) {
+  // procresize names allp more than any other slice it touches (the P
+  // masks, the timer masks).
+  auto refs = DataRefs(binary, "runtime.procresize");
+  if (!refs.ok()) return refs.status();
+  if (auto x = SliceHeader(*refs, true)) return *x;
+  return absl::NotFoundError("cannot find runtime.allp (no slice header named by runtime.procresize)");
+}
+
 }  // namespace goerrprof::profiler

@@ -1,6 +1,6 @@
-// Where a Go process keeps its goroutines: the address of runtime.allgs
-// (a []*g) found from the machine code of runtime.allgadd, so stripped
-// binaries work.
+// Where a Go process keeps its goroutines and its Ps: the addresses of
+// runtime.allgs (a []*g) and runtime.allp, found from the machine code of
+// the runtime functions that grow them, so stripped binaries work.
 #ifndef GOERRPROF_GOROUTINES_GOROUTINE_LOCATE_H_
 #define GOERRPROF_GOROUTINES_GOROUTINE_LOCATE_H_
 
@@ -18,6 +18,10 @@ namespace goerrprof::profiler {
 // RIP-relative in writable data; forEachG (which ranges over it) is the
 // fallback. Never uses the symbol table.
 absl::StatusOr<uint64_t> FindAllgs(const symbolizer::GoBinary& binary);
+
+// File virtual address of the runtime.allp slice header {ptr, len, cap}
+// ([]*p), the slice procresize rebuilds, found the same way.
+absl::StatusOr<uint64_t> FindAllp(const symbolizer::GoBinary& binary);
 
 }  // namespace goerrprof::profiler
 

@@ -6,17 +6,39 @@
 namespace goerrprof::profiler {
 
 OverheadBudget::OverheadBudget(BudgetOptions options, double hit_cost_ns, int64_t now_ns,
-                               int64_t cpu_ns)
+                               int64_t cpu_ns, int64_t work)
     : options_(options),
       hit_cost_ns_(hit_cost_ns),
       tokens_(options.cpu_fraction * static_cast<double>(options.burst_ns)),
       last_ns_(now_ns),
+      last_cpu_ns_(cpu_ns),
+      last_work_(work),
       cpu_known_(cpu_ns >= 0) {}
 
+bool OverheadBudget::NeedsWork() const {
+  if (options_.cpu_fraction <= 0) return false;
+  for (const auto& [site, s] : sites_) {
+    if (s.tick_hits > 0 || s.off || s.probation) return true;
+  }
+  return false;
+}
+
 void OverheadBudget::Count(uint64_t site, uint64_t n) {
-  Site& s = sites_[site];
+  auto [it, fresh] = sites_.try_emplace(site);
+  Site& s = it->second;
+  if (fresh) {
+    // Its hits came after the last tick: its first window starts there
+    // (not at the process's start, which for an old process would make
+    // hours of work look like this site's). Its work window starts at the
+    // end of this tick: the work before its first hit in this one is not
+    // its own.
+    s.win_wall0 = last_ns_;
+    s.win_cpu0 = cpu_known_ ? last_cpu_ns_ : 0;
+    s.fresh = true;
+  }
   s.tick_hits += n;
   s.win_hits += n;
+  s.win_work_hits += n;
 }
 
 bool OverheadBudget::off(uint64_t site) const {
@@ -24,23 +46,32 @@ bool OverheadBudget::off(uint64_t site) const {
   return it != sites_.end() && it->second.off;
 }
 
-void OverheadBudget::TakeOff(Site& s, int64_t now_ns, int64_t cpu_ns) {
+void OverheadBudget::TakeOff(Site& s, int64_t now_ns, int64_t cpu_ns, int64_t work) {
   // The rate: this window when it holds enough hits, else with the one before.
+  const bool short_window = s.win_hits < 32;
   double hits = static_cast<double>(s.win_hits);
   double cpu = cpu_known_ ? static_cast<double>(cpu_ns - s.win_cpu0) : 0;
   double wall = static_cast<double>(now_ns - s.win_wall0);
-  if (s.win_hits < 32) {
+  bool work_known = work >= 0 && s.win_work0 >= 0 && work >= s.win_work0;
+  double work_done = work_known ? static_cast<double>(work - s.win_work0) : 0;
+  double work_hits = static_cast<double>(s.win_work_hits);
+  if (short_window) {
     hits += static_cast<double>(s.prev_hits);
     cpu += static_cast<double>(s.prev_cpu);
     wall += static_cast<double>(s.prev_wall);
+    if (s.prev_work >= 0) {
+      work_done += static_cast<double>(s.prev_work);
+      work_hits += static_cast<double>(s.prev_work_hits);
+    }
   }
+  work_known = work_known && work_done > 0;
   s.rate_per_cpu = cpu_known_ && cpu > 0;
   if (s.rate_per_cpu) {
     // The target's own work: its CPU time less the traps it paid, at least
     // a twentieth of it (a hit cost measured a little high must not make
     // the work, and the estimate, explode).
-    double work = std::max(cpu - hits * hit_cost_ns_, cpu / 20);
-    s.rate = hits / work;
+    double own = std::max(cpu - hits * hit_cost_ns_, cpu / 20);
+    s.rate = hits / own;
   } else {
     s.rate = wall > 0 ? hits / wall : 0;
   }
@@ -48,6 +79,29 @@ void OverheadBudget::TakeOff(Site& s, int64_t now_ns, int64_t cpu_ns) {
   bool again = s.ever_off && now_ns - s.on_since_ns < 2 * s.backoff_ns;
   s.backoff_ns = again ? std::min(2 * s.backoff_ns, options_.max_backoff_ns)
                        : options_.min_backoff_ns;
+  // An episode is the off periods of one storm: a site that goes again
+  // soon after coming back continues it; otherwise the last one's estimate
+  // is final and a new one starts.
+  if (!again) {
+    s.missed += EpisodeMissed(s, now_ns, cpu_ns, work);
+    (ByWork(s) ? s.periods_by_work : s.periods_by_time) += s.ep_periods;
+    s.ep_hits = s.ep_work = s.ep_first_hits = s.ep_first_work = 0;
+    s.ep_off_work = s.ep_time_missed = 0;
+    s.ep_periods = 0;
+    s.ep_by_work = true;
+  }
+  // The first window began before the storm did (at a tick, or a window's
+  // roll), so it holds work of another kind; later ones, from a re-attach
+  // in mid-storm, hold the storm alone and price it when there are any. A
+  // window whose work is unknown (no reading at its start) adds nothing.
+  if (work_known && s.ep_periods == 0) {
+    s.ep_first_hits = work_hits;
+    s.ep_first_work = work_done;
+  } else if (work_known) {
+    s.ep_hits += work_hits;
+    s.ep_work += work_done;
+  }
+  ++s.ep_periods;
   s.back_at_ns = now_ns + s.backoff_ns;
   s.off = true;
   s.ever_off = true;
@@ -55,36 +109,61 @@ void OverheadBudget::TakeOff(Site& s, int64_t now_ns, int64_t cpu_ns) {
   s.probation = false;
   s.off_cpu0 = cpu_ns;
   s.off_wall0 = now_ns;
+  s.off_work0 = work;
   ++stats_.detaches;
 }
 
-double OverheadBudget::OpenMissed(const Site& s, int64_t now_ns, int64_t cpu_ns) const {
+double OverheadBudget::OpenTimeMissed(const Site& s, int64_t now_ns, int64_t cpu_ns) const {
   if (!s.off) return 0;
   double span = s.rate_per_cpu ? static_cast<double>(cpu_ns - s.off_cpu0)
                                : static_cast<double>(now_ns - s.off_wall0);
   return std::max(0.0, span) * s.rate;
 }
 
-void OverheadBudget::PutBack(Site& s, int64_t now_ns, int64_t cpu_ns) {
-  s.missed += OpenMissed(s, now_ns, cpu_ns);
+double OverheadBudget::EpisodeMissed(const Site& s, int64_t now_ns, int64_t cpu_ns,
+                                     int64_t work) const {
+  const bool open_known = !s.off || (work >= 0 && s.off_work0 >= 0 && work >= s.off_work0);
+  const bool later = s.ep_work > 0;
+  if (s.ep_by_work && open_known && (later || s.ep_first_work > 0)) {
+    double off_work = s.ep_off_work;
+    if (s.off) off_work += static_cast<double>(work - s.off_work0);
+    return later ? s.ep_hits / s.ep_work * off_work : s.ep_first_hits / s.ep_first_work * off_work;
+  }
+  return s.ep_time_missed + OpenTimeMissed(s, now_ns, cpu_ns);
+}
+
+void OverheadBudget::PutBack(Site& s, int64_t now_ns, int64_t cpu_ns, int64_t work) {
+  s.ep_time_missed += OpenTimeMissed(s, now_ns, cpu_ns);
+  if (work >= 0 && s.off_work0 >= 0 && work >= s.off_work0) {
+    s.ep_off_work += static_cast<double>(work - s.off_work0);
+  } else {
+    s.ep_by_work = false;
+  }
   s.off = false;
   s.probation = true;
   s.on_since_ns = now_ns;
-  s.win_hits = s.prev_hits = 0;
+  s.win_hits = s.prev_hits = s.win_work_hits = s.prev_work_hits = 0;
   s.prev_cpu = s.prev_wall = 0;
+  s.prev_work = -1;
   s.win_cpu0 = cpu_ns;
   s.win_wall0 = now_ns;
+  s.win_work0 = work;
+  s.work_since_ns = now_ns;
   ++stats_.reattaches;
 }
 
-std::vector<OverheadBudget::Action> OverheadBudget::Tick(int64_t now_ns, int64_t cpu_ns) {
+std::vector<OverheadBudget::Action> OverheadBudget::Tick(int64_t now_ns, int64_t cpu_ns,
+                                                        int64_t work) {
   std::vector<Action> actions;
   if (options_.cpu_fraction <= 0) {
     for (auto& [site, s] : sites_) s.tick_hits = 0;
     return actions;
   }
   const double dt = static_cast<double>(std::max<int64_t>(0, now_ns - last_ns_));
+  const int64_t prev_tick_ns = last_ns_;
   last_ns_ = now_ns;
+  last_cpu_ns_ = cpu_ns;
+  last_work_ = work;
   const double refill = options_.cpu_fraction * dt;
   const double cap = options_.cpu_fraction * static_cast<double>(options_.burst_ns);
   tokens_ = std::min(cap, tokens_ + refill);
@@ -114,7 +193,7 @@ std::vector<OverheadBudget::Action> OverheadBudget::Tick(int64_t now_ns, int64_t
   });
   double rest = cost;
   auto take_off = [&](uint64_t site, Site& s, uint64_t hits) {
-    TakeOff(s, now_ns, cpu_ns);
+    TakeOff(s, now_ns, cpu_ns, work);
     actions.push_back({site, false});
     rest -= static_cast<double>(hits) * hit_cost_ns_;
   };
@@ -131,6 +210,19 @@ std::vector<OverheadBudget::Action> OverheadBudget::Tick(int64_t now_ns, int64_t
       if (rest <= fair) break;
       Site& s = sites_[site];
       if (s.off || now_ns < s.hold_until_ns) continue;  // a detach failed: not before its back-off
+      if (work >= 0 && !s.deferred && (s.win_work0 < 0 || s.work_since_ns < prev_tick_ns)) {
+        // A storm's first tick over: its work window began before the
+        // storm (or is unknown), so its rate would be of other work too.
+        // One more tick on, from a window starting now, measures the storm
+        // alone; the sites left on do not pay for it meanwhile.
+        s.deferred = true;
+        s.win_work0 = work;
+        s.work_since_ns = now_ns;
+        s.win_work_hits = 0;
+        s.prev_work = -1;
+        rest -= static_cast<double>(hits) * hit_cost_ns_;
+        continue;
+      }
       take_off(site, s, hits);
     }
   }
@@ -146,29 +238,61 @@ std::vector<OverheadBudget::Action> OverheadBudget::Tick(int64_t now_ns, int64_t
     }
     std::sort(due.begin(), due.end());
     for (uint64_t site : due) {
-      PutBack(sites_[site], now_ns, cpu_ns);
+      PutBack(sites_[site], now_ns, cpu_ns, work);
       actions.push_back({site, true});
     }
   }
 
   for (auto& [site, s] : sites_) {
     s.tick_hits = 0;
+    if (s.fresh) {
+      s.fresh = false;
+      if (!s.off && !s.deferred) {
+        s.win_work0 = work;
+        s.work_since_ns = now_ns;
+        s.win_work_hits = 0;
+      }
+    }
+    if (s.deferred && s.work_since_ns < now_ns) s.deferred = false;
     // Calm for a whole back-off since it came back: off probation.
     if (s.probation && now_ns - s.on_since_ns >= s.backoff_ns) s.probation = false;
     // Roll a site's rate window once it is full.
     if (!s.off && now_ns - s.win_wall0 >= options_.window_ns) {
       s.prev_hits = s.win_hits;
+      s.prev_work_hits = s.win_work_hits;
       s.prev_cpu = cpu_known_ ? cpu_ns - s.win_cpu0 : 0;
       s.prev_wall = now_ns - s.win_wall0;
-      s.win_hits = 0;
+      s.prev_work = work >= 0 && s.win_work0 >= 0 && work >= s.win_work0 ? work - s.win_work0 : -1;
+      s.win_hits = s.win_work_hits = 0;
       s.win_cpu0 = cpu_ns;
       s.win_wall0 = now_ns;
+      s.win_work0 = work;
+      s.work_since_ns = now_ns;
     }
   }
   return actions;
 }
 
-void OverheadBudget::Failed(const Action& a, int64_t now_ns, int64_t cpu_ns) {
+void OverheadBudget::Applied(const Action& a, int64_t now_ns, int64_t cpu_ns, int64_t work) {
+  auto it = sites_.find(a.site);
+  if (it == sites_.end()) return;
+  Site& s = it->second;
+  if (a.probe && !s.off) {
+    s.win_cpu0 = cpu_ns;
+    s.win_wall0 = now_ns;
+    s.win_work0 = work;
+    s.work_since_ns = now_ns;
+    s.win_work_hits = 0;
+  } else if (!a.probe && s.off) {
+    // The time-based rate is per CPU or wall time from here; the work off
+    // from here too (hits until now were seen, their work is not missed).
+    s.off_cpu0 = cpu_ns;
+    s.off_wall0 = now_ns;
+    s.off_work0 = work;
+  }
+}
+
+void OverheadBudget::Failed(const Action& a, int64_t now_ns, int64_t cpu_ns, int64_t work) {
   Site& s = sites_[a.site];
   if (a.probe) {
     // Still off: estimated on, retried after another back-off.
@@ -176,23 +300,25 @@ void OverheadBudget::Failed(const Action& a, int64_t now_ns, int64_t cpu_ns) {
     s.probation = false;
     s.off_cpu0 = cpu_ns;
     s.off_wall0 = now_ns;
+    s.off_work0 = work;
     s.back_at_ns = now_ns + s.backoff_ns;
     --stats_.reattaches;
   } else {
     s.off = false;
     s.hold_until_ns = s.back_at_ns;
     s.ever_off = --s.times_off > 0;
+    if (s.ep_periods > 0) --s.ep_periods;
     s.on_since_ns = now_ns;
     --stats_.detaches;
   }
 }
 
-absl::flat_hash_map<uint64_t, double> OverheadBudget::Missed(int64_t now_ns,
-                                                              int64_t cpu_ns) const {
+absl::flat_hash_map<uint64_t, double> OverheadBudget::Missed(int64_t now_ns, int64_t cpu_ns,
+                                                              int64_t work) const {
   absl::flat_hash_map<uint64_t, double> out;
   for (const auto& [site, s] : sites_) {
     if (!s.ever_off) continue;
-    out[site] = s.missed + OpenMissed(s, now_ns, cpu_ns);
+    out[site] = s.missed + EpisodeMissed(s, now_ns, cpu_ns, work);
   }
   return out;
 }
@@ -202,6 +328,9 @@ OverheadBudget::Stats OverheadBudget::stats() const {
   for (const auto& [site, s] : sites_) {
     st.sites_off_now += s.off;
     st.sites_ever_off += s.ever_off;
+    const bool by_work = ByWork(s);
+    st.by_work += s.periods_by_work + (by_work ? s.ep_periods : 0);
+    st.by_time += s.periods_by_time + (by_work ? 0 : s.ep_periods);
   }
   return st;
 }

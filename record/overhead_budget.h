@@ -13,11 +13,18 @@
 // Their debt is forgiven (the bucket is set to half full): the sites left
 // on do not pay for a storm elsewhere.
 //
-// Creations at a site while it is off are estimated: the site's rate per
-// nanosecond of the target's own CPU work (its CPU time less the traps
-// paid) in its last window on, times the target's CPU time while it is
-// off. A target whose work mix holds steady is estimated well; the
-// estimate is marked as such in the profile, beside the observed count.
+// Creations at a site while it is off are estimated. Best, when the
+// target's allocation count can be read (goroutines/alloc_counter.h): the
+// site's creations per allocation while on, times the allocations made
+// while off. A count of work, not time, it does not depend on what a trap
+// costs, which varies several-fold with what the target does between hits.
+// A storm's windows on are short, so its on-windows and off periods are
+// pooled while it keeps coming back (an episode), and the whole episode's
+// ratio prices all of its off periods. Without the count: the site's rate
+// per nanosecond of the target's own CPU work (its CPU time less the traps
+// paid, at the measured price) in its last window on, times the target's
+// CPU time while off. Either way the estimate is marked as such in the
+// profile, beside the observed count.
 //
 // Pure bookkeeping: no BPF, no clocks of its own (tests drive it).
 #ifndef GOERRPROF_RECORD_OVERHEAD_BUDGET_H_
@@ -42,8 +49,11 @@ struct BudgetOptions {
 class OverheadBudget {
  public:
   // `cpu_ns`: the target's CPU time now (all threads), < 0 when unknown
-  // (estimates then use wall time). `hit_cost_ns`: one hit's cost.
-  OverheadBudget(BudgetOptions options, double hit_cost_ns, int64_t now_ns, int64_t cpu_ns);
+  // (estimates then use wall time). `work`: its allocation count now, < 0
+  // when unknown (estimates then use CPU time). `hit_cost_ns`: one hit's
+  // cost. Every call below takes the same three readings.
+  OverheadBudget(BudgetOptions options, double hit_cost_ns, int64_t now_ns, int64_t cpu_ns,
+                 int64_t work = -1);
 
   void set_hit_cost_ns(double c) { hit_cost_ns_ = c; }
   double hit_cost_ns() const { return hit_cost_ns_; }
@@ -55,22 +65,32 @@ class OverheadBudget {
     bool probe = false;  // true: put back; false: take off
     bool operator==(const Action& o) const { return site == o.site && probe == o.probe; }
   };
+  // Whether the next Tick needs the work reading: some site has hits since
+  // the last tick, is off, or is on probation. Other ticks may pass -1.
+  bool NeedsWork() const;
   // Charges the hits counted since the last tick and says which sites go
   // off or come back. Apply every action (Failed() for one that could not).
-  std::vector<Action> Tick(int64_t now_ns, int64_t cpu_ns);
+  std::vector<Action> Tick(int64_t now_ns, int64_t cpu_ns, int64_t work = -1);
+  // An action that took, with the readings after it did: a probe is in or
+  // out only then, and a storm's untrapped work between the tick and the
+  // attach would otherwise count against its window.
+  void Applied(const Action& a, int64_t now_ns, int64_t cpu_ns, int64_t work = -1);
   // An action that could not be applied: the site is taken as still in its
   // old state (a failed detach keeps it on and is not retried before its
   // back-off; a failed re-attach leaves it off, still estimated).
-  void Failed(const Action& a, int64_t now_ns, int64_t cpu_ns);
+  void Failed(const Action& a, int64_t now_ns, int64_t cpu_ns, int64_t work = -1);
 
   // Estimated creations missed while off, by site, until now.
-  absl::flat_hash_map<uint64_t, double> Missed(int64_t now_ns, int64_t cpu_ns) const;
+  absl::flat_hash_map<uint64_t, double> Missed(int64_t now_ns, int64_t cpu_ns,
+                                               int64_t work = -1) const;
   bool off(uint64_t site) const;
 
   struct Stats {
     uint64_t detaches = 0, reattaches = 0;
     double spent_ns = 0;  // charged to the target: hits x hit cost
     size_t sites_off_now = 0, sites_ever_off = 0;
+    // Off periods estimated from allocations, and from CPU or wall time.
+    uint64_t by_work = 0, by_time = 0;
   };
   Stats stats() const;
 
@@ -85,25 +105,48 @@ class OverheadBudget {
     int64_t back_at_ns = 0;   // when off: when it comes back
     int64_t on_since_ns = 0;  // when on: since when
     int64_t hold_until_ns = 0;  // a detach failed: not tried again before
-    // The rate window while on: hits and the target's CPU and wall time
-    // since its start; `prev_*` the window before (when this one is short).
+    // The rate window while on: hits and the target's CPU, wall time and
+    // work since its start (work < 0: unknown); `prev_*` the window before
+    // (when this one is short).
     uint64_t win_hits = 0, prev_hits = 0;
     int64_t win_cpu0 = 0, win_wall0 = 0, prev_cpu = 0, prev_wall = 0;
+    int64_t win_work0 = -1, prev_work = -1;
+    // Hits since the work window's start (a new site's starts a tick later).
+    uint64_t win_work_hits = 0, prev_work_hits = 0;
+    int64_t work_since_ns = 0;  // when win_work0 was read
+    bool fresh = false;  // counted since the last tick, first time
+    bool deferred = false;  // kept on one tick for a clean work window
     // While off: the rate (creations per ns of CPU, or of wall time) and
     // the off period's start.
     double rate = 0;
     bool rate_per_cpu = true;
-    int64_t off_cpu0 = 0, off_wall0 = 0;
-    double missed = 0;  // closed off periods
+    int64_t off_cpu0 = 0, off_wall0 = 0, off_work0 = -1;
+    double missed = 0;  // episodes before the current one
+    // The current episode (off periods in a row, see TakeOff): hits and
+    // work of its windows on, work of its closed off periods, and what time
+    // estimates for those periods (used when the work is unknown).
+    double ep_first_hits = 0, ep_first_work = 0;  // its first window on
+    double ep_hits = 0, ep_work = 0;              // the later ones
+    double ep_off_work = 0, ep_time_missed = 0;
+    bool ep_by_work = false;
+    uint32_t ep_periods = 0;
+    uint32_t periods_by_work = 0, periods_by_time = 0;  // earlier episodes
   };
-  void TakeOff(Site& s, int64_t now_ns, int64_t cpu_ns);
-  void PutBack(Site& s, int64_t now_ns, int64_t cpu_ns);
-  double OpenMissed(const Site& s, int64_t now_ns, int64_t cpu_ns) const;
+  void TakeOff(Site& s, int64_t now_ns, int64_t cpu_ns, int64_t work);
+  void PutBack(Site& s, int64_t now_ns, int64_t cpu_ns, int64_t work);
+  // The time-based estimate of the open off period.
+  double OpenTimeMissed(const Site& s, int64_t now_ns, int64_t cpu_ns) const;
+  // The current episode's estimate, its open off period included.
+  double EpisodeMissed(const Site& s, int64_t now_ns, int64_t cpu_ns, int64_t work) const;
+  // Whether the current episode is priced by work.
+  static bool ByWork(const Site& s) {
+    return s.ep_by_work && (s.ep_work > 0 || s.ep_first_work > 0);
+  }
 
   BudgetOptions options_;
   double hit_cost_ns_;
   double tokens_;  // ns of target CPU the probes may still spend
-  int64_t last_ns_;
+  int64_t last_ns_, last_cpu_ns_, last_work_;  // the last tick's readings
   bool cpu_known_;
   absl::flat_hash_map<uint64_t, Site> sites_;
   Stats stats_;

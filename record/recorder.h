@@ -20,6 +20,7 @@
 #include "session/bpf_session.h"
 #include "session/shared_maps.h"
 #include "aggregate/error_profile.h"
+#include "goroutines/alloc_counter.h"
 #include "record/overhead_budget.h"
 #include "session/park_session.h"
 #include "record/session_reaper.h"
@@ -192,6 +193,9 @@ class Recorder {
     std::unique_ptr<OverheadBudget> budget;  // with options.max_overhead
     clockid_t cpu_clock = -1;  // the process's CPU clock; -1: unknown
     int64_t last_cpu_ns = -1;  // its last reading (a reaped process has none)
+    // Its allocation count, the budget's measure of work (null: unknown).
+    std::unique_ptr<AllocCounter> allocs;
+    int64_t last_allocs = -1;
     OverheadBudget::Stats budget_stats;  // kept when the session closes
     size_t probes = 0;
     RenderOptions render;  // by its Go release: errno texts vary
@@ -240,6 +244,7 @@ class Recorder {
   void TickBudget(Traced& t);
   void CloseBudget(Traced& t, uint32_t index);
   static int64_t TargetCpuNs(Traced& t);
+  static int64_t TargetAllocs(Traced& t);
 };
 
 // The key of an executable in a Recorder's plan table (Recorder::PlanKey):

@@ -39,6 +39,15 @@ int64_t Recorder::TargetCpuNs(Traced& t) {
   return t.last_cpu_ns;
 }
 
+// The allocation count now, else the last one (as for the CPU time).
+int64_t Recorder::TargetAllocs(Traced& t) {
+  if (t.allocs) {
+    auto n = t.allocs->Objects();
+    if (n.ok()) t.last_allocs = static_cast<int64_t>(*n);
+  }
+  return t.last_allocs;
+}
+
 int Recorder::max_wait_ms(int wanted) const {
   if (options_.max_overhead <= 0) return wanted;
   return wanted < 0 ? kTickMs : std::min(wanted, kTickMs);
@@ -60,10 +69,22 @@ void Recorder::StartBudget(Traced& t) {
   }
   clockid_t clock;
   if (clock_getcpuclockid(t.pid, &clock) == 0 && CpuNs(clock) >= 0) t.cpu_clock = clock;
+  // Estimates count work in allocations when the runtime's counts can be
+  // read; otherwise in CPU time.
+  if (t.plan && t.plan->binary) {
+    auto counter = AllocCounter::Open(t.pid, *t.plan->binary, t.session->load_bias());
+    if (counter.ok()) {
+      t.allocs = std::move(*counter);
+    } else {
+      warnings_.push_back(absl::StrFormat(
+          "pid %d: overhead budget estimates from CPU time: %s", t.pid, counter.status().message()));
+    }
+  }
   BudgetOptions o;
   o.cpu_fraction = options_.max_overhead;
   // Until the kernel has timed the program here: the trap and a quarter.
-  t.budget = std::make_unique<OverheadBudget>(o, trap_ns_ * 1.25, NowNs(), TargetCpuNs(t));
+  t.budget = std::make_unique<OverheadBudget>(o, trap_ns_ * 1.25, NowNs(), TargetCpuNs(t),
+                                              TargetAllocs(t));
 }
 
 void Recorder::TickBudget(Traced& t) {
@@ -72,11 +93,17 @@ void Recorder::TickBudget(Traced& t) {
   if (runs > 0 && run_ns > 0) {
     t.budget->set_hit_cost_ns(trap_ns_ + static_cast<double>(run_ns) / static_cast<double>(runs));
   }
+  // The allocation count only when the budget has a use for it: a read
+  // is two system calls, and most ticks of most processes see no errors.
   const int64_t now = NowNs(), cpu = TargetCpuNs(t);
-  for (const OverheadBudget::Action& a : t.budget->Tick(now, cpu)) {
+  const int64_t allocs = t.budget->NeedsWork() ? TargetAllocs(t) : -1;
+  for (const OverheadBudget::Action& a : t.budget->Tick(now, cpu, allocs)) {
     absl::Status s = t.session->SetSiteProbed(a.site, a.probe);
-    if (s.ok()) continue;
-    t.budget->Failed(a, now, cpu);
+    if (s.ok()) {
+      t.budget->Applied(a, NowNs(), TargetCpuNs(t), TargetAllocs(t));
+      continue;
+    }
+    t.budget->Failed(a, now, cpu, allocs);
     if (!t.session->target_exited()) {
       warnings_.push_back(absl::StrFormat("pid %d: overhead budget could not %s site 0x%x: %s",
                                           t.pid, a.probe ? "re-attach" : "detach", a.site,
@@ -87,11 +114,13 @@ void Recorder::TickBudget(Traced& t) {
 
 void Recorder::CloseBudget(Traced& t, uint32_t index) {
   if (!t.budget) return;
-  for (const auto& [site, missed] : t.budget->Missed(NowNs(), TargetCpuNs(t))) {
+  for (const auto& [site, missed] :
+       t.budget->Missed(NowNs(), TargetCpuNs(t), TargetAllocs(t))) {
     profile_.SetEstimate(index, site, missed);
   }
   t.budget_stats = t.budget->stats();
   t.budget.reset();
+  t.allocs.reset();
 }
 
 size_t Recorder::budget_sites_off() const {
@@ -111,6 +140,8 @@ std::string Recorder::BudgetSummary() const {
     total.reattaches += s.reattaches;
     total.sites_ever_off += s.sites_ever_off;
     total.spent_ns += s.spent_ns;
+    total.by_work += s.by_work;
+    total.by_time += s.by_time;
   }
   std::string out = absl::StrFormat(
       "overhead budget: %g%% of one CPU per process; a hit costs %.1f us here; %d site%s "
@@ -120,6 +151,11 @@ std::string Recorder::BudgetSummary() const {
   if (profile_.estimated()) {
     absl::StrAppend(&out, "; ", profile_.estimated_total(),
                     " creations estimated while off (errors.estimated=true)");
+  }
+  if (total.by_work + total.by_time > 0) {
+    // How the off periods were estimated: per allocation, or per CPU time.
+    absl::StrAppendFormat(&out, ", %d off period%s priced by allocations, %d by CPU time",
+                          total.by_work, total.by_work == 1 ? "" : "s", total.by_time);
   }
   return out;
 }

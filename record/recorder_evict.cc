@@ -29,6 +29,8 @@ Recorder::Evicted Recorder::EvictClosed() {
     evicted_budget_.reattaches += t.budget_stats.reattaches;
     evicted_budget_.spent_ns += t.budget_stats.spent_ns;
     evicted_budget_.sites_ever_off += t.budget_stats.sites_ever_off;
+    evicted_budget_.by_work += t.budget_stats.by_work;
+    evicted_budget_.by_time += t.budget_stats.by_time;
   }
   if (out.processes.empty()) return out;
   out.samples = profile_.RemoveProcesses(out.renumber);

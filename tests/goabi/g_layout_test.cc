@@ -1,14 +1,17 @@
 // goabi's runtime.g / runtime.m layouts: the wait-reason tables per release
 // (1.20-1.23 share one array read through prefixes, so each release must
 // still see exactly its own list), and every offset against the DWARF of
-// the corpus binaries of each release (the oracle's `fields` mode).
+// the corpus binaries of each release (the oracle's `fields` mode), and the
+// allocator counters' layout (goabi/malloc_layout.h) likewise.
 #include <map>
 #include <sstream>
 #include <string>
+#include <vector>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
 #include "goabi/g_layout.h"
+#include "goabi/malloc_layout.h"
 #include "gtest/gtest.h"
 #include "symbolizer/go_binary.h"
 #include "tests/test_support.h"
@@ -94,6 +97,52 @@ void CheckAgainstDwarf(const CorpusBinary& b) {
   }
 }
 
+// Field offsets by "struct.field" from the oracle's reading of the DWARF.
+std::map<std::string, int32_t> DwarfFields(const std::string& path,
+                                           const std::vector<std::string>& structs) {
+  std::vector<std::string> argv = {OraclePath(), "fields", path};
+  argv.insert(argv.end(), structs.begin(), structs.end());
+  CommandResult r = RunCommand(argv);
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  std::map<std::string, int32_t> dwarf;
+  for (absl::string_view line : absl::StrSplit(r.out, '\n', absl::SkipEmpty())) {
+    std::vector<std::string> parts = absl::StrSplit(line, ' ');
+    int32_t off = 0;
+    if (parts.size() == 2 && absl::SimpleAtoi(parts[1], &off)) dwarf[parts[0]] = off;
+  }
+  return dwarf;
+}
+
+void CheckMallocAgainstDwarf(const CorpusBinary& b) {
+  auto bin = symbolizer::GoBinary::Open(b.path);
+  ASSERT_TRUE(bin.ok()) << bin.status();
+  auto m = goabi::MallocLayoutFor((*bin)->version());
+  ASSERT_TRUE(m.ok()) << m.status();
+  std::map<std::string, int32_t> dwarf =
+      DwarfFields(b.path, {"runtime.heapStatsDelta", "runtime.consistentHeapStats", "runtime.p",
+                           "runtime.mcache", "runtime.mspan"});
+  const std::pair<const char*, int32_t> fields[] = {
+      {"runtime.heapStatsDelta.tinyAllocCount", m->tiny_alloc_count},
+      {"runtime.heapStatsDelta.largeAllocCount", m->large_alloc_count},
+      {"runtime.heapStatsDelta.smallAllocCount", m->small_alloc_count},
+      {"runtime.heapStatsDelta.smallFreeCount",
+       m->small_alloc_count + goabi::MallocLayout::kSizeClasses * 8 + 16},
+      {"runtime.consistentHeapStats.gen", m->heap_stats_gen},
+      {"runtime.p.mcache", m->p_mcache},
+      {"runtime.mcache.tinyAllocs", m->mcache_tiny_allocs},
+      {"runtime.mcache.alloc", m->mcache_alloc},
+      {"runtime.mspan.allocCount", m->mspan_alloc_count},
+      {"runtime.mspan.allocCountBeforeCache", m->mspan_alloc_count_before_cache},
+  };
+  for (const auto& [name, ours] : fields) {
+    auto it = dwarf.find(name);
+    ASSERT_NE(it, dwarf.end()) << name << " not in the DWARF of " << b.go_version;
+    EXPECT_EQ(ours, it->second) << name << " in " << b.go_version;
+  }
+  // The last field ends the struct: three of them, then gen.
+  EXPECT_EQ(m->heap_stats_gen, 3 * m->delta_size);
+}
+
 }  // namespace
 }  // namespace goerrprof::testing
 
@@ -102,5 +151,7 @@ int main(int argc, char** argv) {
   // Default builds keep DWARF; the cgo ones are linked externally (same g).
   goerrprof::testing::RegisterCorpusTests("GLayoutDwarf", "errgen-default", false,
                                           goerrprof::testing::CheckAgainstDwarf);
+  goerrprof::testing::RegisterCorpusTests("MallocLayoutDwarf", "errgen-default", false,
+                                          goerrprof::testing::CheckMallocAgainstDwarf);
   return RUN_ALL_TESTS();
 }

@@ -1,9 +1,12 @@
 // `goerrprof goroutines` on targets beside the parked program: one that
 // never stops changing (every snapshot must still succeed), release builds
-// of esbuild, and runtime.allgs found from code against the symbol.
+// of esbuild, runtime.allgs found from code against the symbol, and the
+// runtime's allocation counts read from outside against what it allocated.
 #include <cstdint>
 #include <cstdio>
 #include <map>
+#include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <string_view>
@@ -15,8 +18,10 @@
 #include "absl/strings/str_split.h"
 #include "gtest/gtest.h"
 #include "goabi/g_layout.h"
+#include "goroutines/alloc_counter.h"
 #include "goroutines/goroutine_locate.h"
 #include "symbolizer/go_binary.h"
+#include "symbolizer/load_bias.h"
 #include "tests/goroutines/goroutines_test_util.h"
 #include "tests/test_support.h"
 
@@ -31,6 +36,80 @@ void CheckAllgs(const CorpusBinary& b) {
   auto sym = (*bin)->elf().LookupSymbol("runtime.allgs");
   ASSERT_TRUE(sym.has_value()) << "no runtime.allgs symbol in " << b.path;
   EXPECT_EQ(*found, *sym);
+}
+
+// heapStats found from refill's code is the memstats symbol (it is
+// memstats' first field), allp found from procresize's is the allp symbol,
+// and the counts are the target's: parked allocates N objects of 10240
+// bytes, and exactly that size class grows by N, both right after (most of
+// the last span still cached by a P) and after a GC (which adds every P's
+// cached counts to the totals: the exact count must not change).
+void CheckAllocCounter(const CorpusBinary& b) {
+  auto bin = symbolizer::GoBinary::Open(b.path);
+  ASSERT_TRUE(bin.ok()) << bin.status();
+  auto found = profiler::FindHeapStats(**bin);
+  ASSERT_TRUE(found.ok()) << found.status();
+  const symbolizer::ElfFile& elf = (*bin)->elf();
+  if (auto sym = elf.LookupSymbol("runtime.memstats")) {
+    EXPECT_EQ(*found, *sym);
+  }
+  auto allp = profiler::FindAllp(**bin);
+  ASSERT_TRUE(allp.ok()) << allp.status();
+  if (auto sym = elf.LookupSymbol("runtime.allp")) {
+    EXPECT_EQ(*allp, *sym);
+  }
+  // The size class of 10240 bytes, from the runtime's own table.
+  std::optional<uint64_t> table = elf.LookupSymbol("runtime.class_to_size");
+  if (!table) table = elf.LookupSymbol("internal/runtime/gc.SizeClassToSize");
+  int cls = -1;
+  if (table) {
+    auto bytes = elf.ReadVirtual(*table, 2 * profiler::AllocCounter::kSizeClasses);
+    ASSERT_TRUE(bytes.ok()) << bytes.status();
+    for (int k = 0; k < profiler::AllocCounter::kSizeClasses; ++k) {
+      if ((*bytes)[2 * k] + 256 * (*bytes)[2 * k + 1] == 10240) cls = k;
+    }
+    ASSERT_GT(cls, 0) << "no size class of 10240 bytes";
+  }
+
+  Truth truth;
+  std::unique_ptr<Child> child = StartParked(b.path, &truth);
+  ASSERT_NE(child, nullptr);
+  auto bias = symbolizer::LoadBias(child->pid(), elf);
+  ASSERT_TRUE(bias.ok()) << bias.status();
+  auto counter = profiler::AllocCounter::Open(child->pid(), **bin, *bias);
+  ASSERT_TRUE(counter.ok()) << counter.status();
+  auto command = [&](const std::string& line, const std::string& reply) {
+    ASSERT_TRUE(child->Write(line + "\n").ok());
+    auto got = child->ReadLine(false, kTimeout);
+    ASSERT_TRUE(got.ok()) << got.status();
+    ASSERT_EQ(*got, reply);
+  };
+  constexpr uint64_t kN = 5000;
+  command("gc", "gc");
+  auto before = (*counter)->Read();
+  ASSERT_TRUE(before.ok()) << before.status();
+  command(absl::StrCat("alloc ", kN), absl::StrCat("alloc ", kN));
+  auto after = (*counter)->Read();
+  ASSERT_TRUE(after.ok()) << after.status();
+  command("gc", "gc");
+  auto flushed = (*counter)->Read();
+  ASSERT_TRUE(flushed.ok()) << flushed.status();
+  std::vector<int> grown_by_n;
+  for (int k = 0; k < profiler::AllocCounter::kSizeClasses; ++k) {
+    ASSERT_GE(after->small[k], before->small[k]) << "class " << k;
+    if (after->small[k] - before->small[k] == kN) grown_by_n.push_back(k);
+  }
+  ASSERT_EQ(grown_by_n.size(), 1u) << "classes grown by exactly " << kN;
+  if (cls > 0) {
+    EXPECT_EQ(grown_by_n[0], cls);
+  }
+  EXPECT_EQ(flushed->small[grown_by_n[0]], after->small[grown_by_n[0]]);
+  // Everything else between the reads: the replies and the command lines.
+  EXPECT_GE(after->objects - before->objects, kN);
+  EXPECT_LT(after->objects - before->objects, kN + 1000);
+  ASSERT_TRUE(child->Write("quit\n").ok());
+  auto done = child->Finish(kTimeout);
+  ASSERT_TRUE(done.ok()) << done.status();
 }
 
 // A target that never stops changing (goroutines born and dying, stacks

@@ -307,5 +307,9 @@ int main(int argc, char** argv) {
     goerrprof::testing::RegisterCorpusTests("AllgsSymbol", flavour, false,
                                             goerrprof::testing::CheckAllgs);
   }
+  for (const char* flavour : {"parked-default", "parked-stripped", "parked-pie", "parked-cgo"}) {
+    goerrprof::testing::RegisterCorpusTests("AllocCounter", flavour, false,
+                                            goerrprof::testing::CheckAllocCounter);
+  }
   return RUN_ALL_TESTS();
 }

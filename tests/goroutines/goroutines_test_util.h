@@ -56,6 +56,7 @@ std::unique_ptr<Child> StartParked(const std::string& path, Truth* truth, bool g
 // Checks registered per corpus binary by main() (goroutines_test.cc).
 void CheckParked(const CorpusBinary& b);
 void CheckAllgs(const CorpusBinary& b);
+void CheckAllocCounter(const CorpusBinary& b);
 void CheckChurn(const CorpusBinary& b);
 void CheckEsbuild(const CorpusBinary& b);
 

@@ -2,7 +2,10 @@
 // goes off at the first tick that empties the bucket, comes back after its
 // back-off (doubled when it has to go again at once), calm sites are never
 // touched, and the estimate for the time off is the site's rate per
-// nanosecond of the target's own work times the CPU time it used while off.
+// nanosecond of the target's own work times the CPU time it used while off,
+// or, with the target's allocation count, its creations per allocation
+// (pooled over a storm's episode, from clean windows) times the
+// allocations made while off.
 #include "record/overhead_budget.h"
 
 #include <gtest/gtest.h>
@@ -125,6 +128,108 @@ TEST(OverheadBudgetTest, FailedActionsKeepTheOldState) {
   EXPECT_TRUE(b.Tick(20 * kMs, 20 * kMs).empty());
   b.Count(kStorm, 2000);
   EXPECT_EQ(b.Tick(kS + 20 * kMs, kS + 20 * kMs), (std::vector<Action>{{kStorm, false}}));
+}
+
+// A new site's work window starts at the end of its first tick (the work
+// before its first hit in that tick is not its own): 500 creations and
+// 9000 allocations there, of which only the creations are its.
+void FirstTick(OverheadBudget& b) {
+  b.Count(kStorm, 500);
+  ASSERT_TRUE(b.Tick(5 * kMs, 5 * kMs, 9000).empty());
+}
+
+TEST(OverheadBudgetTest, EstimatesFromCreationsPerAllocation) {
+  // In its window on the storm made 1100 creations and the target 2200
+  // allocations: half a creation per allocation, whatever a hit costs and
+  // however much CPU time the window took (that rate would say 550 000).
+  OverheadBudget b(OnePercent(), 10000, 0, 0, 0);
+  FirstTick(b);
+  b.Count(kStorm, 1100);
+  ASSERT_EQ(b.Tick(12 * kMs, 12 * kMs, 9000 + 2200), (std::vector<Action>{{kStorm, false}}));
+  // Off for 1 s in which the target allocated 900 000 objects.
+  auto missed = b.Missed(12 * kMs + kS, 12 * kMs + 500 * kMs, 11200 + 900000);
+  ASSERT_EQ(missed.size(), 1u);
+  EXPECT_DOUBLE_EQ(missed[kStorm], 450000.0);
+  EXPECT_EQ(b.stats().by_work, 1u);
+  EXPECT_EQ(b.stats().by_time, 0u);
+}
+
+TEST(OverheadBudgetTest, AStormsFirstTickOverWaitsOneTickForACleanWindow) {
+  // Over the bucket at its first tick, whose work began before the storm:
+  // it stays on one more tick (nothing else goes in its place), measured
+  // from here; then off, priced by that tick alone.
+  OverheadBudget b(OnePercent(), 10000, 0, 0, 0);
+  b.Count(kStorm, 1100);
+  b.Count(kCalm, 10);
+  EXPECT_TRUE(b.Tick(5 * kMs, 5 * kMs, 5000).empty());
+  b.Count(kStorm, 1100);
+  b.Count(kCalm, 10);
+  ASSERT_EQ(b.Tick(10 * kMs, 10 * kMs, 5000 + 2200), (std::vector<Action>{{kStorm, false}}));
+  EXPECT_DOUBLE_EQ(b.Missed(10 * kMs + kS, 10 * kMs + kS, 7200 + 900000)[kStorm], 450000.0);
+  // Without allocation counts there is nothing to wait for: off at once.
+  OverheadBudget c(OnePercent(), 10000, 0, 0);
+  c.Count(kStorm, 1100);
+  EXPECT_EQ(c.Tick(5 * kMs, 5 * kMs), (std::vector<Action>{{kStorm, false}}));
+}
+
+TEST(OverheadBudgetTest, AnEpisodePricesAllItsOffPeriodsByItsLaterWindows) {
+  OverheadBudget b(OnePercent(), 10000, 0, 0, 0);
+  FirstTick(b);
+  // Window 1, the first of its episode, may hold other work: 1100
+  // creations, 3300 allocations. Off for 1 s: 1 000 000 allocations.
+  b.Count(kStorm, 1100);
+  ASSERT_EQ(b.Tick(10 * kMs, 10 * kMs, 9000 + 3300), (std::vector<Action>{{kStorm, false}}));
+  int64_t t = 10 * kMs + kS, allocs = 1012300;
+  ASSERT_EQ(b.Tick(t, t, allocs), (std::vector<Action>{{kStorm, true}}));
+  // Alone, it prices the period so far: a third of a creation each.
+  EXPECT_NEAR(b.Missed(t, t, allocs)[kStorm], 1000000.0 / 3, 1e-6);
+  // Windows 2 and 3, in mid-storm: 900 and 1100 creations, 2000
+  // allocations each; off 2 s (2 000 000) and 4 s (4 000 000). Their pooled
+  // ratio, 2000 per 4000, prices all three periods: 0.5 x 7 000 000.
+  for (auto [hits, seconds] : {std::pair{900, 2}, std::pair{1100, 4}}) {
+    b.Count(kStorm, hits);
+    t += 10 * kMs, allocs += 2000;
+    ASSERT_EQ(b.Tick(t, t, allocs), (std::vector<Action>{{kStorm, false}}));
+    t += seconds * kS, allocs += seconds * 1000000;
+    ASSERT_EQ(b.Tick(t, t, allocs), (std::vector<Action>{{kStorm, true}}));
+  }
+  EXPECT_DOUBLE_EQ(b.Missed(t, t, allocs)[kStorm], 3500000.0);
+  EXPECT_EQ(b.stats().by_work, 3u);
+}
+
+TEST(OverheadBudgetTest, AnEpisodeWithoutItsWorkFallsBackToCpuTime) {
+  // The allocation count went missing at the take-off: CPU time prices it.
+  OverheadBudget b(OnePercent(), 10000, 0, 0, 0);
+  FirstTick(b);
+  b.Count(kStorm, 1100);
+  ASSERT_EQ(b.Tick(12 * kMs, 12 * kMs, -1), (std::vector<Action>{{kStorm, false}}));
+  // 1600 hits in 12 ms of CPU, 16 ms of it traps: the work floor (a
+  // twentieth, 0.6 ms) rules; 500 ms off.
+  EXPECT_NEAR(b.Missed(12 * kMs + kS, 12 * kMs + 500 * kMs, 5000000)[kStorm],
+              1600.0 / (12 * kMs / 20) * 500 * kMs, 1e-6);
+  EXPECT_EQ(b.stats().by_time, 1u);
+}
+
+TEST(OverheadBudgetTest, ANewSiteWindowStartsAtTheLastTick) {
+  // Ten calm seconds with no hits (1 000 allocations and 10 ms of CPU a
+  // tick), then a storm: its rate is of its own ticks, not of the
+  // process's life. The calm ticks need no allocation count; the storm's do.
+  OverheadBudget b(OnePercent(), 10000, 0, 0, 0);
+  int64_t t = 0, allocs = 0;
+  for (int i = 0; i < 1000; ++i) {
+    t += 10 * kMs, allocs += 1000;
+    ASSERT_FALSE(b.NeedsWork());
+    ASSERT_TRUE(b.Tick(t, t, -1).empty());
+  }
+  b.Count(kStorm, 500);
+  EXPECT_TRUE(b.NeedsWork());
+  t += 5 * kMs, allocs += 1500;
+  ASSERT_TRUE(b.Tick(t, t, allocs).empty());
+  b.Count(kStorm, 1500);
+  t += 5 * kMs, allocs += 3000;
+  ASSERT_EQ(b.Tick(t, t, allocs), (std::vector<Action>{{kStorm, false}}));
+  EXPECT_TRUE(b.NeedsWork());  // off
+  EXPECT_DOUBLE_EQ(b.Missed(t + kS, t + kS, allocs + 1000000)[kStorm], 500000.0);
 }
 
 TEST(OverheadBudgetTest, ZeroMeansNoLimit) {

@@ -42,6 +42,9 @@ func startTicker() *ticker {
 //	delay     replies "delay <max lateness ns since mark>"
 //	selfdump  times runtime.Stack(all) and the debug=2 goroutine profile;
 //	          replies "selfdump <stack ns> <profile ns> <bytes> <max lateness ns>"
+//	gc        runs a GC (which adds every P's cached allocation counts to
+//	          the runtime's totals); replies "gc"
+//	alloc N   allocates N objects of 10240 bytes; replies "alloc N"
 //
 // Any other line, or EOF, ends the program.
 func serve(t *ticker) {
@@ -77,8 +80,22 @@ func serve(t *ticker) {
 				late = atomic.LoadInt64(&t.maxLate)
 			}
 			fmt.Println("selfdump", stack.Nanoseconds(), prof.Nanoseconds(), n, late)
+		case "gc":
+			runtime.GC()
+			fmt.Println("gc")
 		default:
-			return
+			var n int
+			if _, err := fmt.Sscanf(in.Text(), "alloc %d", &n); err != nil {
+				return
+			}
+			for i := 0; i < n; i++ {
+				allocSink[i%len(allocSink)] = new([10240]byte)
+			}
+			fmt.Println("alloc", n)
 		}
 	}
 }
+
+// allocSink keeps the "alloc" command's objects from being optimised away
+// without growing (a growing slice would allocate in other size classes).
+var allocSink [64]*[10240]byte
