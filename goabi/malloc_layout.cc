@@ -30,6 +30,7 @@ absl::StatusOr<MallocLayout> MallocLayoutFor(const GoVersion& v) {
   // freeindex and nelems to uint16s, which won the word back.
   m.mspan_alloc_count = (v.major == 1 && v.minor == 21) ? 104 : 96;
   m.mspan_alloc_count_before_cache = m.mspan_alloc_count + 6;
+  m.mspan_sweepgen = m.mspan_alloc_count - 8;
   return m;
 }
 

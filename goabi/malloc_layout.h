@@ -30,7 +30,9 @@ struct MallocLayout {
   // runtime.mcache: tiny allocations not yet flushed; alloc [kSpanClasses]*mspan.
   int32_t mcache_tiny_allocs = 0;
   int32_t mcache_alloc = 0;
-  // runtime.mspan: objects allocated now, and when the mcache took it (uint16s).
+  // runtime.mspan: its sweep generation (uint32; odd while an mcache
+  // holds it), objects allocated now, and when the mcache took it (uint16s).
+  int32_t mspan_sweepgen = 0;
   int32_t mspan_alloc_count = 0;
   int32_t mspan_alloc_count_before_cache = 0;
 };

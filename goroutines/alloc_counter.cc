@@ -100,7 +100,7 @@ uint64_t AllocCounter::Heap::Small(int c) const {
 
 void AllocCounter::HeapRanges(Heap& h, std::vector<ReadRange>& out) {
   // tinyAllocCount, largeAlloc, largeAllocCount, smallAllocCount[68]: the
-  // words from tinyAllocCount on are contiguous.
+  // words from tinyAllocCount on are contiguous. Then gen.
   for (int g = 0; g < 3; ++g) {
     ReadRange r;
     r.addr = heap_ + g * layout_.delta_size + layout_.tiny_alloc_count;
@@ -108,6 +108,8 @@ void AllocCounter::HeapRanges(Heap& h, std::vector<ReadRange>& out) {
     r.out = reinterpret_cast<uint8_t*>(h.gen[g]);
     out.push_back(r);
   }
+  out.push_back({heap_ + layout_.heap_stats_gen, sizeof(h.gen_index),
+                 reinterpret_cast<uint8_t*>(&h.gen_index), false});
 }
 
 absl::Status AllocCounter::LoadCaches() {
@@ -139,19 +141,33 @@ absl::Status AllocCounter::LoadCaches() {
   return absl::OkStatus();
 }
 
+bool AllocCounter::Heap::Rotating() const {
+  // read() (runtime/metrics, ReadMemStats) moves gen on, then merges the
+  // generation before into the current one and zeroes it: until then the
+  // totals would count it twice. At rest the generation after gen is zero.
+  if (gen_index > 2) return true;
+  for (uint64_t w : gen[(gen_index + 1) % 3]) {
+    if (w != 0) return true;
+  }
+  return false;
+}
+
 absl::StatusOr<AllocCounter::Counts> AllocCounter::Read() {
   ++stats_.reads;
   // Two passes: (A) the totals, then each P's cache; (B) the cached spans'
-  // counts, the caches again, the totals again. A size class whose totals
-  // and cached spans did not change from the start of A to the end of B
-  // had no span used up in between, so its total plus what its spans hold
-  // is exact. Classes that moved are read again.
+  // counts, the caches again, the totals again (ranges are read in order).
+  // A size class whose totals and cached spans did not change from the
+  // start of A to the end of B had no span used up in between, so its
+  // total plus what its spans hold is exact. Classes that moved are read
+  // again. A span a refill is replacing is already out of its mcentral's
+  // cache (its sweepgen even) while still in c.alloc, with its count in
+  // the totals: it counts as moving.
   constexpr int kAttempts = 4;
-  const int kClasses = kSizeClasses;
-  std::array<bool, kSizeClasses + 1> done{};  // the last: tiny
+  std::array<bool, kSizeClasses + 2> done{};  // then tiny, then large
+  const int kTiny = kSizeClasses, kLarge = kSizeClasses + 1;
   Counts out;
+  out.exact = true;
   uint64_t tiny = 0, large = 0;
-  bool have_large = false;
   int reloads = 0;
   for (int attempt = 0; attempt < kAttempts; ++attempt) {
     if (attempt > 0) ++stats_.retries;
@@ -187,11 +203,12 @@ absl::StatusOr<AllocCounter::Counts> AllocCounter::Read() {
     }
     std::sort(spans.begin(), spans.end());
     spans.erase(std::unique(spans.begin(), spans.end()), spans.end());
-    std::vector<std::array<uint16_t, 4>> counts(spans.size());
+    // From sweepgen (uint32) to allocCountBeforeCache (uint16).
+    const uint64_t span_len = layout_.mspan_alloc_count_before_cache + 2 - layout_.mspan_sweepgen;
+    std::vector<std::array<uint8_t, 32>> raw(spans.size());
     ranges.clear();
     for (size_t i = 0; i < spans.size(); ++i) {
-      ranges.push_back({spans[i] + layout_.mspan_alloc_count, 8,
-                        reinterpret_cast<uint8_t*>(counts[i].data()), false});
+      ranges.push_back({spans[i] + layout_.mspan_sweepgen, span_len, raw[i].data(), false});
     }
     for (size_t p = 0; p < caches_.size(); ++p) {
       ranges.push_back({caches_[p] + layout_.mcache_tiny_allocs, sizeof(Cache),
@@ -203,51 +220,77 @@ absl::StatusOr<AllocCounter::Counts> AllocCounter::Read() {
     for (size_t i = spans.size(); i < ranges.size(); ++i) {
       if (!ranges[i].ok) return absl::UnavailableError("allocation counts: unreadable");
     }
-    auto held = [&](uint64_t span) -> uint64_t {
+    if (a.gen_index != b.gen_index || a.Rotating() || b.Rotating()) continue;
+    // What a cached span holds beyond its count when cached; nullopt: the
+    // span is being replaced (or unreadable).
+    auto held = [&](uint64_t span) -> std::optional<uint64_t> {
       auto it = std::lower_bound(spans.begin(), spans.end(), span);
       size_t i = static_cast<size_t>(it - spans.begin());
-      if (it == spans.end() || *it != span || !ranges[i].ok) return 0;
-      const int before = (layout_.mspan_alloc_count_before_cache - layout_.mspan_alloc_count) / 2;
-      uint16_t now = counts[i][0], then = counts[i][before];
-      return now >= then ? now - then : 0;
+      if (it == spans.end() || *it != span || !ranges[i].ok) return std::nullopt;
+      uint32_t sweepgen;
+      uint16_t now, then;
+      std::memcpy(&sweepgen, raw[i].data(), 4);
+      std::memcpy(&now, raw[i].data() + (layout_.mspan_alloc_count - layout_.mspan_sweepgen), 2);
+      std::memcpy(&then, raw[i].data() + (layout_.mspan_alloc_count_before_cache -
+                                          layout_.mspan_sweepgen), 2);
+      const uint64_t n = now >= then ? now - then : 0;
+      if (n > 0 && sweepgen % 2 == 0) return std::nullopt;  // uncached: in the totals
+      return n;
     };
     const bool last = attempt == kAttempts - 1;
-    large = b.Large();
-    have_large = true;
-    for (int c = 0; c < kClasses; ++c) {
+    for (int c = 0; c < kSizeClasses; ++c) {
       if (done[c]) continue;
       bool still = a.Small(c) == b.Small(c);
       uint64_t n = b.Small(c);
       for (size_t p = 0; p < caches_.size(); ++p) {
         for (int spc = 2 * c; spc <= 2 * c + 1; ++spc) {
           still = still && ca[p][1 + spc] == cb[p][1 + spc];
-          n += held(cb[p][1 + spc]);
+          std::optional<uint64_t> h = held(cb[p][1 + spc]);
+          still = still && h.has_value();
+          n += h.value_or(0);  // when moving: at most a span short
         }
       }
       if (still || last) {
         out.small[c] = n;
         done[c] = true;
-        if (!still) ++stats_.approximate;
+        if (!still) {
+          ++stats_.approximate;
+          out.exact = false;
+        }
       }
     }
-    if (!done[kClasses]) {
+    if (!done[kTiny]) {
       // Any refill adds the cache's tiny count to the totals and zeroes it.
       bool still = a.Tiny() == b.Tiny();
       uint64_t n = b.Tiny();
       for (size_t p = 0; p < caches_.size(); ++p) n += cb[p][0];
       if (still || last) {
         tiny = n;
-        done[kClasses] = true;
-        if (!still) ++stats_.approximate;
+        done[kTiny] = true;
+        if (!still) {
+          ++stats_.approximate;
+          out.exact = false;
+        }
+      }
+    }
+    if (!done[kLarge] && (a.Large() == b.Large() || last)) {
+      large = b.Large();
+      done[kLarge] = true;
+      if (a.Large() != b.Large()) {
+        ++stats_.approximate;
+        out.exact = false;
       }
     }
     bool all = true;
     for (bool d : done) all = all && d;
     if (all) break;
   }
-  if (!have_large) return absl::UnavailableError("allocation counts: no reading");
+  for (bool d : done) {
+    // Every attempt found the runtime folding its generations together.
+    if (!d) return absl::UnavailableError("allocation counts: the runtime kept reading them");
+  }
   out.objects = tiny + large;
-  for (int c = 0; c < kClasses; ++c) out.objects += out.small[c];
+  for (int c = 0; c < kSizeClasses; ++c) out.objects += out.small[c];
   return out;
 }
 

@@ -47,8 +47,12 @@ class AllocCounter {
   struct Counts {
     uint64_t objects = 0;  // every allocation: tiny, small and large
     std::array<uint64_t, kSizeClasses> small{};  // by size class
+    // False when some class kept moving through every retry (then short
+    // by less than one span each).
+    bool exact = true;
   };
-  // One reading; Unavailable when the process is gone.
+  // One reading; Unavailable when the process is gone, or the runtime
+  // kept folding its generations together through every retry.
   absl::StatusOr<Counts> Read();
   absl::StatusOr<uint64_t> Objects();
 
@@ -66,6 +70,8 @@ class AllocCounter {
   static constexpr int kWords = 3 + kSizeClasses;
   struct Heap {
     uint64_t gen[3][kWords];
+    uint32_t gen_index = 0;  // consistentHeapStats.gen
+    bool Rotating() const;
     uint64_t Tiny() const;
     uint64_t Large() const;
     uint64_t Small(int c) const;

@@ -107,6 +107,7 @@ void OverheadBudget::TakeOff(Site& s, int64_t now_ns, int64_t cpu_ns, int64_t wo
   s.ever_off = true;
   ++s.times_off;
   s.probation = false;
+  s.deferred = false;
   s.off_cpu0 = cpu_ns;
   s.off_wall0 = now_ns;
   s.off_work0 = work;
@@ -139,6 +140,7 @@ void OverheadBudget::PutBack(Site& s, int64_t now_ns, int64_t cpu_ns, int64_t wo
   } else {
     s.ep_by_work = false;
   }
+  s.off_end_work = work;
   s.off = false;
   s.probation = true;
   s.on_since_ns = now_ns;
@@ -199,9 +201,13 @@ std::vector<OverheadBudget::Action> OverheadBudget::Tick(int64_t now_ns, int64_t
   };
   // A site back on probation goes again at the first tick over its share:
   // its window on need only measure its rate, not spend the bucket.
+  // So does a storm kept on one tick for a clean window.
   for (const auto& [hits, site] : heavy) {
     Site& s = sites_[site];
-    if (s.probation && static_cast<double>(hits) * hit_cost_ns_ > fair) take_off(site, s, hits);
+    const bool waited = s.deferred && s.work_since_ns < now_ns;
+    if ((s.probation || waited) && static_cast<double>(hits) * hit_cost_ns_ > fair) {
+      take_off(site, s, hits);
+    }
   }
   if (tokens_ < 0) {
     // Off with the costliest sites of this tick until the rest would be
@@ -210,7 +216,8 @@ std::vector<OverheadBudget::Action> OverheadBudget::Tick(int64_t now_ns, int64_t
       if (rest <= fair) break;
       Site& s = sites_[site];
       if (s.off || now_ns < s.hold_until_ns) continue;  // a detach failed: not before its back-off
-      if (work >= 0 && !s.deferred && (s.win_work0 < 0 || s.work_since_ns < prev_tick_ns)) {
+      if (s.deferred) continue;  // decided above
+      if (work >= 0 && (s.win_work0 < 0 || s.work_since_ns < prev_tick_ns)) {
         // A storm's first tick over: its work window began before the
         // storm (or is unknown), so its rate would be of other work too.
         // One more tick on, from a window starting now, measures the storm
@@ -226,11 +233,21 @@ std::vector<OverheadBudget::Action> OverheadBudget::Tick(int64_t now_ns, int64_t
       take_off(site, s, hits);
     }
   }
-  if (!actions.empty()) {
+  // A storm kept on that calmed down meanwhile stays on; its debt is
+  // forgiven all the same.
+  bool calmed = false;
+  for (auto& [site, s] : sites_) {
+    if (s.deferred && !s.off && s.work_since_ns < now_ns) {
+      s.deferred = false;
+      calmed = true;
+    }
+  }
+  if (!actions.empty() || calmed) {
     // The debt was the sites just taken off; the others are not made to
     // repay it (a calm site would go off for a storm elsewhere).
     tokens_ = std::max(tokens_, cap / 2);
-  } else if (tokens_ >= 0) {
+  }
+  if (actions.empty() && tokens_ >= 0) {
     // Back on, when due and there is budget to spend on them.
     std::vector<uint64_t> due;
     for (auto& [site, s] : sites_) {
@@ -253,7 +270,6 @@ std::vector<OverheadBudget::Action> OverheadBudget::Tick(int64_t now_ns, int64_t
         s.win_work_hits = 0;
       }
     }
-    if (s.deferred && s.work_since_ns < now_ns) s.deferred = false;
     // Calm for a whole back-off since it came back: off probation.
     if (s.probation && now_ns - s.on_since_ns >= s.backoff_ns) s.probation = false;
     // Roll a site's rate window once it is full.
@@ -278,6 +294,10 @@ void OverheadBudget::Applied(const Action& a, int64_t now_ns, int64_t cpu_ns, in
   if (it == sites_.end()) return;
   Site& s = it->second;
   if (a.probe && !s.off) {
+    // Until the attach took, the site was still off.
+    if (work >= 0 && s.off_end_work >= 0 && work >= s.off_end_work) {
+      s.ep_off_work += static_cast<double>(work - s.off_end_work);
+    }
     s.win_cpu0 = cpu_ns;
     s.win_wall0 = now_ns;
     s.win_work0 = work;
@@ -308,6 +328,11 @@ void OverheadBudget::Failed(const Action& a, int64_t now_ns, int64_t cpu_ns, int
     s.hold_until_ns = s.back_at_ns;
     s.ever_off = --s.times_off > 0;
     if (s.ep_periods > 0) --s.ep_periods;
+    // Its window so far is in the episode already: a new one starts.
+    s.win_work0 = work;
+    s.work_since_ns = now_ns;
+    s.win_work_hits = 0;
+    s.prev_work = -1;
     s.on_since_ns = now_ns;
     --stats_.detaches;
   }
@@ -315,6 +340,9 @@ void OverheadBudget::Failed(const Action& a, int64_t now_ns, int64_t cpu_ns, int
 
 absl::flat_hash_map<uint64_t, double> OverheadBudget::Missed(int64_t now_ns, int64_t cpu_ns,
                                                               int64_t work) const {
+  // No reading now (a process just gone): the last tick's, at most a tick
+  // old while any site is off.
+  if (work < 0) work = last_work_;
   absl::flat_hash_map<uint64_t, double> out;
   for (const auto& [site, s] : sites_) {
     if (!s.ever_off) continue;

@@ -121,6 +121,7 @@ class OverheadBudget {
     double rate = 0;
     bool rate_per_cpu = true;
     int64_t off_cpu0 = 0, off_wall0 = 0, off_work0 = -1;
+    int64_t off_end_work = -1;  // the reading that ended the last off period
     double missed = 0;  // episodes before the current one
     // The current episode (off periods in a row, see TakeOff): hits and
     // work of its windows on, work of its closed off periods, and what time

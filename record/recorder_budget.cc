@@ -39,13 +39,16 @@ int64_t Recorder::TargetCpuNs(Traced& t) {
   return t.last_cpu_ns;
 }
 
-// The allocation count now, else the last one (as for the CPU time).
+// The allocation count now; once the process has exited, its last one
+// (as for the CPU time). -1: unknown.
 int64_t Recorder::TargetAllocs(Traced& t) {
-  if (t.allocs) {
-    auto n = t.allocs->Objects();
-    if (n.ok()) t.last_allocs = static_cast<int64_t>(*n);
+  if (!t.allocs) return -1;
+  auto n = t.allocs->Objects();
+  if (n.ok()) {
+    t.last_allocs = static_cast<int64_t>(*n);
+    return t.last_allocs;
   }
-  return t.last_allocs;
+  return t.session && t.session->target_exited() ? t.last_allocs : -1;
 }
 
 int Recorder::max_wait_ms(int wanted) const {

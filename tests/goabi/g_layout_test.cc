@@ -131,6 +131,7 @@ void CheckMallocAgainstDwarf(const CorpusBinary& b) {
       {"runtime.p.mcache", m->p_mcache},
       {"runtime.mcache.tinyAllocs", m->mcache_tiny_allocs},
       {"runtime.mcache.alloc", m->mcache_alloc},
+      {"runtime.mspan.sweepgen", m->mspan_sweepgen},
       {"runtime.mspan.allocCount", m->mspan_alloc_count},
       {"runtime.mspan.allocCountBeforeCache", m->mspan_alloc_count_before_cache},
   };

@@ -107,6 +107,51 @@ void CheckAllocCounter(const CorpusBinary& b) {
   // Everything else between the reads: the replies and the command lines.
   EXPECT_GE(after->objects - before->objects, kN);
   EXPECT_LT(after->objects - before->objects, kN + 1000);
+
+  // While a goroutine allocates (a 320-byte class span used up every few
+  // tens of microseconds): exact readings never go back, and once it
+  // stops, its class grew by exactly what it says it allocated.
+  int cls300 = -1;
+  if (table) {
+    auto bytes = elf.ReadVirtual(*table, 2 * profiler::AllocCounter::kSizeClasses);
+    ASSERT_TRUE(bytes.ok());
+    for (int k = profiler::AllocCounter::kSizeClasses - 1; k > 0; --k) {
+      if ((*bytes)[2 * k] + 256 * (*bytes)[2 * k + 1] >= 300) cls300 = k;
+    }
+  }
+  auto start = (*counter)->Read();
+  ASSERT_TRUE(start.ok()) << start.status();
+  command("allocloop", "allocloop");
+  uint64_t last_objects = start->objects, last_class = cls300 > 0 ? start->small[cls300] : 0;
+  int exact = 0;
+  for (int i = 0; i < 300; ++i) {
+    auto c = (*counter)->Read();
+    ASSERT_TRUE(c.ok()) << c.status();
+    if (!c->exact) continue;
+    ++exact;
+    ASSERT_GE(c->objects, last_objects) << "reading " << i;
+    last_objects = c->objects;
+    if (cls300 > 0) {
+      ASSERT_GE(c->small[cls300], last_class) << "reading " << i;
+      last_class = c->small[cls300];
+    }
+  }
+  EXPECT_GE(exact, 10) << "of 300 readings; retries " << (*counter)->stats().retries;
+  ASSERT_TRUE(child->Write("allocstop\n").ok());
+  auto stopped = child->ReadLine(false, kTimeout);
+  ASSERT_TRUE(stopped.ok()) << stopped.status();
+  uint64_t looped = 0;
+  ASSERT_TRUE(absl::StartsWith(*stopped, "allocstop ") &&
+              absl::SimpleAtoi(stopped->substr(10), &looped))
+      << *stopped;
+  auto end = (*counter)->Read();
+  ASSERT_TRUE(end.ok()) << end.status();
+  EXPECT_TRUE(end->exact);
+  EXPECT_GE(end->objects - start->objects, looped);
+  if (cls300 > 0) {
+    EXPECT_EQ(end->small[cls300] - start->small[cls300], looped);
+  }
+
   ASSERT_TRUE(child->Write("quit\n").ok());
   auto done = child->Finish(kTimeout);
   ASSERT_TRUE(done.ok()) << done.status();

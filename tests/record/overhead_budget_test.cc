@@ -172,6 +172,35 @@ TEST(OverheadBudgetTest, AStormsFirstTickOverWaitsOneTickForACleanWindow) {
   EXPECT_EQ(c.Tick(5 * kMs, 5 * kMs), (std::vector<Action>{{kStorm, false}}));
 }
 
+TEST(OverheadBudgetTest, AStormKeptOnThatCalmsStaysOnAndItsDebtIsForgiven) {
+  OverheadBudget b(OnePercent(), 10000, 0, 0, 0);
+  b.Count(kStorm, 1100);  // 11 ms of a 10 ms bucket: kept on a tick
+  EXPECT_TRUE(b.Tick(5 * kMs, 5 * kMs, 5000).empty());
+  b.Count(kStorm, 2);  // calm now: stays on
+  EXPECT_TRUE(b.Tick(10 * kMs, 10 * kMs, 5100).empty());
+  EXPECT_FALSE(b.off(kStorm));
+  // Its debt is not the calm site's: 3 ms of hits in a bucket forgiven to
+  // half full leave it on (unforgiven, the bucket would be 4 ms short).
+  b.Count(kCalm, 300);
+  EXPECT_TRUE(b.Tick(15 * kMs, 15 * kMs, 5200).empty());
+  EXPECT_FALSE(b.off(kCalm));
+}
+
+TEST(OverheadBudgetTest, AppliedMovesTheBoundsToWhenTheProbesMoved) {
+  OverheadBudget b(OnePercent(), 10000, 0, 0, 0);
+  FirstTick(b);
+  b.Count(kStorm, 1100);
+  const Action off{kStorm, false}, on{kStorm, true};
+  ASSERT_EQ(b.Tick(10 * kMs, 10 * kMs, 9000 + 2200), (std::vector<Action>{off}));
+  // The detach took 1 ms: the 100 000 allocations meanwhile had their
+  // hits seen; the off period starts after them.
+  b.Applied(off, 11 * kMs, 11 * kMs, 111200);
+  ASSERT_EQ(b.Tick(kS + 10 * kMs, kS + 10 * kMs, 1111200), (std::vector<Action>{on}));
+  // The attach took 10 ms: its 100 000 allocations were still off.
+  b.Applied(on, kS + 20 * kMs, kS + 20 * kMs, 1211200);
+  EXPECT_DOUBLE_EQ(b.Missed(kS + 30 * kMs, kS + 30 * kMs, 1300000)[kStorm], 550000.0);
+}
+
 TEST(OverheadBudgetTest, AnEpisodePricesAllItsOffPeriodsByItsLaterWindows) {
   OverheadBudget b(OnePercent(), 10000, 0, 0, 0);
   FirstTick(b);

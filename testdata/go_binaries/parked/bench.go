@@ -45,6 +45,9 @@ func startTicker() *ticker {
 //	gc        runs a GC (which adds every P's cached allocation counts to
 //	          the runtime's totals); replies "gc"
 //	alloc N   allocates N objects of 10240 bytes; replies "alloc N"
+//	allocloop starts a goroutine allocating 300-byte objects, each after
+//	          ~1 us of work, until allocstop; replies "allocloop"
+//	allocstop stops it; replies "allocstop <objects it allocated>"
 //
 // Any other line, or EOF, ends the program.
 func serve(t *ticker) {
@@ -83,6 +86,18 @@ func serve(t *ticker) {
 		case "gc":
 			runtime.GC()
 			fmt.Println("gc")
+		case "allocloop":
+			stop, done := make(chan struct{}), make(chan int)
+			allocStop, allocDone = stop, done
+			go allocLoop(stop, done)
+			fmt.Println("allocloop")
+		case "allocstop":
+			if allocStop == nil {
+				return
+			}
+			close(allocStop)
+			fmt.Println("allocstop", <-allocDone)
+			allocStop = nil
 		default:
 			var n int
 			if _, err := fmt.Sscanf(in.Text(), "alloc %d", &n); err != nil {
@@ -92,6 +107,36 @@ func serve(t *ticker) {
 				allocSink[i%len(allocSink)] = new([10240]byte)
 			}
 			fmt.Println("alloc", n)
+		}
+	}
+}
+
+var (
+	allocStop  chan struct{}
+	allocDone  chan int
+	loopSink   *[300]byte
+	loopWorkTo uint64
+)
+
+// allocLoop allocates until stop, paced by a little work so that a span
+// of its size class lasts tens of microseconds, and reports how many.
+func allocLoop(stop chan struct{}, done chan int) {
+	n := 0
+	x := uint64(88172645463325252)
+	for {
+		select {
+		case <-stop:
+			loopWorkTo = x
+			done <- n
+			return
+		default:
+		}
+		loopSink = new([300]byte)
+		n++
+		for j := 0; j < 500; j++ {
+			x ^= x << 13
+			x ^= x >> 7
+			x ^= x << 17
 		}
 	}
 }
