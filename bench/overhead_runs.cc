@@ -215,11 +215,10 @@ ErrgenRun Errgen(const std::string& errgen, long n, Mode mode, const std::string
   return run;
 }
 
-AttachRun Attach(const std::string& esbuild, const std::string& goerrprof, const ElfImage& elf,
+AttachRun Attach(const AttachTarget& target, const std::string& goerrprof, const ElfImage& elf,
                  const std::vector<uint64_t>& addrs, const std::vector<uint8_t>& file_bytes,
                  const std::string& out_file, const std::string& plan_cache) {
-  // --bundle with no entry point reads stdin to EOF: it blocks until we close it.
-  Child es = Spawn({esbuild, "--bundle", "--log-level=silent"}, true, false, false);
+  Child es = Spawn(target.argv, true, false, false);
   auto t0 = Clock::now();
   Child rec = Spawn({goerrprof, "record", "--pid", std::to_string(es.pid), "-o", out_file,
                      "--plan_cache=" + plan_cache},
@@ -243,10 +242,16 @@ AttachRun Attach(const std::string& esbuild, const std::string& goerrprof, const
   int st = Wait(rec, 120, "goerrprof record after SIGINT");
   a.detach_s = Since(t1);
   if (st != 0) Die("goerrprof record exited with status %d: %s", st, a.summary.c_str());
-  if (kill(es.pid, 0) != 0) Die("esbuild exited while recorded");
+  if (kill(es.pid, 0) != 0) Die("%s exited while recorded", target.argv[0].c_str());
   a.left = Armed(es.pid, elf, addrs, file_bytes);
-  CloseFd(es.in);  // EOF: esbuild bundles nothing and exits
-  if (Wait(es, 30, "esbuild") != 0) Die("esbuild failed after the recording");
+  // EOF: esbuild bundles nothing and exits; a server stops on SIGTERM.
+  if (target.ends_on_eof) {
+    CloseFd(es.in);
+  } else {
+    kill(es.pid, SIGTERM);
+  }
+  if (Wait(es, 30, target.argv[0].c_str()) != 0)
+    Die("%s failed after the recording", target.argv[0].c_str());
   unlink(out_file.c_str());
   return a;
 }

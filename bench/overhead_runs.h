@@ -43,7 +43,13 @@ struct AttachRun {
   std::string summary;
 };
 
-AttachRun Attach(const std::string& esbuild, const std::string& goerrprof, const ElfImage& elf,
+// The attached program: how to start it, and whether it ends when its
+// stdin closes (esbuild --bundle) or on SIGTERM (a server).
+struct AttachTarget {
+  std::vector<std::string> argv;
+  bool ends_on_eof = true;
+};
+AttachRun Attach(const AttachTarget& target, const std::string& goerrprof, const ElfImage& elf,
                  const std::vector<uint64_t>& addrs, const std::vector<uint8_t>& file_bytes,
                  const std::string& out_file, const std::string& plan_cache);
 
