@@ -20,7 +20,12 @@
 // costs, which varies several-fold with what the target does between hits.
 // A storm's windows on are short, so its on-windows and off periods are
 // pooled while it keeps coming back (an episode), and the whole episode's
-// ratio prices all of its off periods. Without the count: the site's rate
+// ratio prices all of its off periods. Its windows must hold the storm
+// alone: those after a re-attach in mid-storm do; the first one may hold
+// work from before, so it prices the episode only alone, and a storm's
+// first tick over the bucket keeps it on one tick more (nothing else goes
+// in its place) so that one starts inside the storm too. Without the
+// count, or without a window whose count is known: the site's rate
 // per nanosecond of the target's own CPU work (its CPU time less the traps
 // paid, at the measured price) in its last window on, times the target's
 // CPU time while off. Either way the estimate is marked as such in the
