@@ -23,7 +23,7 @@ bool OverheadBudget::NeedsWork() const {
   return false;
 }
 
-void OverheadBudget::Count(uint64_t site, uint64_t n) {
+void OverheadBudget::Count(uint64_t site, uint64_t n, int64_t ts_ns) {
   auto [it, fresh] = sites_.try_emplace(site);
   Site& s = it->second;
   if (fresh) {
@@ -38,7 +38,21 @@ void OverheadBudget::Count(uint64_t site, uint64_t n) {
   }
   s.tick_hits += n;
   s.win_hits += n;
-  s.win_work_hits += n;
+  if (ts_ns < 0) {
+    s.win_work_hits += n;
+    return;
+  }
+  // By when they happened, not when they arrived: a reader behind the
+  // ring delivers a window's last hits after it closed, and hits from
+  // before it began inside it.
+  if (!s.off && s.win_work0 >= 0 && ts_ns >= s.work_since_ns) {
+    s.win_work_hits += n;
+  } else if (!s.off && s.prev_work >= 0 && ts_ns >= s.prev_work_since_ns &&
+             ts_ns < s.work_since_ns) {
+    s.prev_work_hits += n;
+  } else if (s.closed_t1 >= 0 && ts_ns >= s.closed_t0 && ts_ns < s.closed_t1) {
+    (s.closed_first ? s.ep_first_hits : s.ep_hits) += static_cast<double>(n);
+  }
 }
 
 bool OverheadBudget::off(uint64_t site) const {
@@ -55,6 +69,7 @@ void OverheadBudget::TakeOff(Site& s, int64_t now_ns, int64_t cpu_ns, int64_t wo
   bool work_known = work >= 0 && s.win_work0 >= 0 && work >= s.win_work0;
   double work_done = work_known ? static_cast<double>(work - s.win_work0) : 0;
   double work_hits = static_cast<double>(s.win_work_hits);
+  int64_t work_t0 = s.work_since_ns;
   if (short_window) {
     hits += static_cast<double>(s.prev_hits);
     cpu += static_cast<double>(s.prev_cpu);
@@ -62,6 +77,7 @@ void OverheadBudget::TakeOff(Site& s, int64_t now_ns, int64_t cpu_ns, int64_t wo
     if (s.prev_work >= 0) {
       work_done += static_cast<double>(s.prev_work);
       work_hits += static_cast<double>(s.prev_work_hits);
+      work_t0 = s.prev_work_since_ns;
     }
   }
   work_known = work_known && work_done > 0;
@@ -90,6 +106,10 @@ void OverheadBudget::TakeOff(Site& s, int64_t now_ns, int64_t cpu_ns, int64_t wo
     s.ep_periods = 0;
     s.ep_by_work = true;
   }
+  // The window just closed, for its hits still to arrive (see Count).
+  s.closed_t0 = work_t0;
+  s.closed_t1 = work_known ? now_ns : -1;
+  s.closed_first = s.ep_periods == 0;
   // The first window began before the storm did (at a tick, or a window's
   // roll), so it holds work of another kind; later ones, from a re-attach
   // in mid-storm, hold the storm alone and price it when there are any. A
@@ -128,7 +148,7 @@ double OverheadBudget::EpisodeMissed(const Site& s, int64_t now_ns, int64_t cpu_
   if (s.ep_by_work && open_known && (later || s.ep_first_work > 0)) {
     double off_work = s.ep_off_work;
     if (s.off) off_work += static_cast<double>(work - s.off_work0);
-    return later ? s.ep_hits / s.ep_work * off_work : s.ep_first_hits / s.ep_first_work * off_work;
+      return later ? s.ep_hits / s.ep_work * off_work : s.ep_first_hits / s.ep_first_work * off_work;
   }
   return s.ep_time_missed + OpenTimeMissed(s, now_ns, cpu_ns);
 }
@@ -276,6 +296,7 @@ std::vector<OverheadBudget::Action> OverheadBudget::Tick(int64_t now_ns, int64_t
     if (!s.off && now_ns - s.win_wall0 >= options_.window_ns) {
       s.prev_hits = s.win_hits;
       s.prev_work_hits = s.win_work_hits;
+      s.prev_work_since_ns = s.work_since_ns;
       s.prev_cpu = cpu_known_ ? cpu_ns - s.win_cpu0 : 0;
       s.prev_wall = now_ns - s.win_wall0;
       s.prev_work = work >= 0 && s.win_work0 >= 0 && work >= s.win_work0 ? work - s.win_work0 : -1;

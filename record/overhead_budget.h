@@ -62,8 +62,9 @@ class OverheadBudget {
 
   void set_hit_cost_ns(double c) { hit_cost_ns_ = c; }
   double hit_cost_ns() const { return hit_cost_ns_; }
-  // Events seen from `site` since the last Tick.
-  void Count(uint64_t site, uint64_t n = 1);
+  // Events seen from `site` since the last Tick; `ts_ns`: when they
+  // happened (the clock of now_ns), < 0 when unknown.
+  void Count(uint64_t site, uint64_t n = 1, int64_t ts_ns = -1);
 
   struct Action {
     uint64_t site = 0;
@@ -119,6 +120,10 @@ class OverheadBudget {
     // Hits since the work window's start (a new site's starts a tick later).
     uint64_t win_work_hits = 0, prev_work_hits = 0;
     int64_t work_since_ns = 0;  // when win_work0 was read
+    int64_t prev_work_since_ns = 0;  // and the window before's start
+    // The last window closed by a take-off, whose late hits still count.
+    int64_t closed_t0 = -1, closed_t1 = -1;  // -1: none
+    bool closed_first = false;  // the episode's first window
     bool fresh = false;  // counted since the last tick, first time
     bool deferred = false;  // kept on one tick for a clean work window
     // While off: the rate (creations per ns of CPU, or of wall time) and

@@ -250,6 +250,7 @@ absl::Status Recorder::Poll(int timeout_ms) {
     }
     if (t.session->target_exited()) Close(t);
   }
+  RefreshEstimates();
   return absl::OkStatus();
 }
 
@@ -271,7 +272,10 @@ void NameValueTypes(const symbolizer::GoBinary& binary, CapturedError* e) {
 void Recorder::Deliver(Traced& t, uint32_t index, const CapturedError& e) {
   const RenderOptions& render = t.render;
   if (e.kind == EventKind::kCreation) {
-    if (t.budget) t.budget->Count(e.site != 0 ? e.site : e.ip);
+    if (t.budget) {
+      const int64_t ts = e.timestamp_ns > 0 ? static_cast<int64_t>(e.timestamp_ns) : -1;
+      t.budget->Count(e.site != 0 ? e.site : e.ip, 1, ts);
+    }
     profile_.Add(e, index, render);
     return;
   }

@@ -243,6 +243,10 @@ class Recorder {
   void StartBudget(Traced& t);
   void TickBudget(Traced& t);
   void CloseBudget(Traced& t, uint32_t index);
+  // The live processes' estimates into the profile, at most once a second:
+  // the agent serves counts of processes that may never exit.
+  void RefreshEstimates();
+  int64_t estimates_at_ns_ = 0;
   static int64_t TargetCpuNs(Traced& t);
   static int64_t TargetAllocs(Traced& t);
 };

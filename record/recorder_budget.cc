@@ -126,6 +126,21 @@ void Recorder::CloseBudget(Traced& t, uint32_t index) {
   t.allocs.reset();
 }
 
+void Recorder::RefreshEstimates() {
+  constexpr int64_t kEveryNs = 1000000000;
+  if (options_.max_overhead <= 0) return;
+  const int64_t now = NowNs();
+  if (now - estimates_at_ns_ < kEveryNs) return;
+  estimates_at_ns_ = now;
+  for (size_t i = 0; i < processes_.size(); ++i) {
+    Traced& t = processes_[i];
+    if (!t.budget || !t.session || t.budget->stats().sites_ever_off == 0) continue;
+    for (const auto& [site, missed] : t.budget->Missed(now, TargetCpuNs(t), TargetAllocs(t))) {
+      profile_.SetEstimate(static_cast<uint32_t>(i), site, missed);
+    }
+  }
+}
+
 size_t Recorder::budget_sites_off() const {
   size_t n = evicted_budget_.sites_ever_off;
   for (const Traced& t : processes_) {

@@ -33,6 +33,7 @@
 #include "session/shared_maps.h"
 #include "session/uprobe_attach.h"
 #include "symbolizer/go_binary.h"
+#include "base/clock.h"
 #include "base/status_macros.h"
 #include "symbolizer/load_bias.h"
 #include "base/errno.h"
@@ -331,7 +332,13 @@ int BpfSession::OnSample(void* ctx, void* data, size_t size) {
   CapturedError ev;
   if (!self->Decode(static_cast<const uint8_t*>(data), size, &ev)) return 0;
   if (self->callback_) (*self->callback_)(ev);
-  if (self->bounded_ && ++self->batch_ >= kPollBatch) {
+  if (!self->bounded_) return 0;
+  // A batch ends at kPollBatch records or kPollBatchNs of reading, so the
+  // caller's loop (the overhead budget's tick) runs on time even when each
+  // record is slow to handle.
+  if (self->batch_ == 0) self->batch_end_ns_ = MonotonicNs() + kPollBatchNs;
+  ++self->batch_;
+  if (self->batch_ >= kPollBatch || (self->batch_ % 64 == 0 && MonotonicNs() >= self->batch_end_ns_)) {
     self->paused_ = true;
     return kPauseDrain;
   }

@@ -127,8 +127,8 @@ class BpfSession {
   BpfSession& operator=(const BpfSession&) = delete;
 
   // Waits up to timeout_ms (-1: forever, 0: no wait) for events or the
-  // target's exit, then delivers the events ready: at most kPollBatch while
-  // the target runs, so the caller gets back to its own work (the overhead
+  // target's exit, then delivers the events ready: at most kPollBatch (or
+  // kPollBatchNs of reading) while the target runs, so the caller gets back to its own work (the overhead
   // budget, a stop) even when events come faster than it reads them; all
   // of them once it has exited. Returns how many. After target_exited(),
   // one more Poll(0, ...) drains what is left.
@@ -136,6 +136,7 @@ class BpfSession {
   // Delivers every event in the ring now, however many (before detaching).
   absl::StatusOr<int> Flush(absl::FunctionRef<void(const CapturedError&)> callback);
   static constexpr uint32_t kPollBatch = 4096;
+  static constexpr int64_t kPollBatchNs = 4000000;  // or this long
   bool target_exited();
   // A pidfd of the target: readable once it exits, for callers' own loops.
   int exit_fd() const { return target_.pidfd(); }
@@ -199,6 +200,7 @@ class BpfSession {
   uint64_t decode_errors_ = 0;
   uint64_t delivered_ = 0;
   uint32_t batch_ = 0;   // delivered in this drain
+  int64_t batch_end_ns_ = 0;  // and when it ends, by time
   bool bounded_ = true;  // pause drains at kPollBatch
   bool paused_ = false;  // the last drain paused with records left
 };

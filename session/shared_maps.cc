@@ -11,6 +11,7 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
+#include "base/clock.h"
 #include "base/errno.h"
 #include "base/status_macros.h"
 #include "bpf/errors.skel.h"
@@ -68,7 +69,9 @@ absl::StatusOr<int> SharedEventMaps::Poll(int timeout_ms, int also_fd, size_t se
   deliver_ = &deliver;
   limit_ = kBatch * std::max<size_t>(1, sessions);
   consumed_ = delivered_ = 0;
+  timed_ = true;
   absl::Status s = ring_.Wait(timeout_ms, also_fd).status();
+  timed_ = false;
   deliver_ = nullptr;
   RETURN_IF_ERROR(s);
   return static_cast<int>(delivered_);
@@ -112,8 +115,15 @@ int SharedEventMaps::OnSample(void* ctx, void* data, size_t size) {
     ++self->delivered_;
     if (self->deliver_) (*self->deliver_)(*it->second, ev);
   }
-  // Every record counts towards the limit, delivered or not.
-  if (++self->consumed_ >= self->limit_) return kPauseDrain;
+  // Every record counts towards the limit, delivered or not. A poll (not
+  // a drain) also ends after kBatchNs of reading, so the caller's loop
+  // (the overhead budget's tick) runs on time when records are slow.
+  if (self->consumed_ == 0 && self->timed_) self->batch_end_ns_ = MonotonicNs() + kBatchNs;
+  ++self->consumed_;
+  if (self->consumed_ >= self->limit_) return kPauseDrain;
+  if (self->timed_ && self->consumed_ % 64 == 0 && MonotonicNs() >= self->batch_end_ns_) {
+    return kPauseDrain;
+  }
   return 0;
 }
 

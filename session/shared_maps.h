@@ -49,9 +49,9 @@ class SharedEventMaps {
   using Deliver = absl::FunctionRef<void(BpfSession&, const CapturedError&)>;
   // Waits up to timeout_ms (0: not at all) for records, or for `also_fd`
   // (>= 0) to become readable, then delivers the records ready: at most
-  // kBatch per live session (`sessions`), so a caller's loop goes on while
-  // events come faster than it reads them, and N processes are read as
-  // fast as N rings were. Returns how many.
+  // kBatch per live session (`sessions`) and kBatchNs of reading, so a
+  // caller's loop goes on while events come faster than it reads them,
+  // and N processes are read as fast as N rings were. Returns how many.
   absl::StatusOr<int> Poll(int timeout_ms, int also_fd, size_t sessions, Deliver deliver);
   // Delivers every record that was in the ring when called (for a session
   // about to close): bounded by what the ring can hold, so producers that
@@ -62,6 +62,7 @@ class SharedEventMaps {
   absl::StatusOr<int> Drain(Deliver deliver);
   static constexpr int kCommitWaitMs = 20;
   static constexpr uint32_t kBatch = 4096;
+  static constexpr int64_t kBatchNs = 4000000;  // a poll reads at most this long
 
   // Records of sessions no longer registered (their probes were still
   // attached after the last drain): lost, and counted.
@@ -86,6 +87,8 @@ class SharedEventMaps {
   // Set for the span of one Consume.
   Deliver* deliver_ = nullptr;
   uint64_t limit_ = 0, consumed_ = 0, delivered_ = 0;
+  bool timed_ = false;        // in Poll: bounded by kBatchNs too
+  int64_t batch_end_ns_ = 0;
   uint64_t orphans_ = 0, malformed_ = 0;
 };
 

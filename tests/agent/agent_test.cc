@@ -1,6 +1,7 @@
 // `goerrprof agent` end to end: started first, it must find two errgen
 // processes started after it, count exactly the errors they print as their
 // truth, and show them attached while they live and detached after.
+#include <signal.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -107,6 +108,43 @@ TEST_F(AgentTest, CountsEqualErrgenTruth) {
   WaitAttachedGauge(0);
   EXPECT_EQ(ScrapeErrors(), want);
 
+  StopAgent();
+}
+
+// With the overhead budget on, a storm in a process that lives on shows in
+// /metrics with its estimate while the process lives (not only once it
+// exits): within 10% of errgen's truth, from the allocation counts.
+TEST_F(AgentTest, StormEstimateShowsWhileTheProcessLives) {
+  StartAgent({"--max-overhead=1%"});
+  ASSERT_NE(agent_, nullptr);
+  auto e = StartErrgen({"-storm", "2000000", "-calm", "4", "-hold"});
+  ASSERT_NE(e, nullptr);
+  WaitAttached({e->pid()});
+  ASSERT_TRUE(e->Write("go\n").ok());
+  auto line = e->ReadLine(false, kTimeout);
+  ASSERT_TRUE(line.ok()) << line.status();
+  auto truth_json = ParseJson(*line);
+  ASSERT_TRUE(truth_json.ok()) << truth_json.status() << *line;
+  SiteCounts truth;
+  AddStormTruth(*truth_json, &truth);
+  const SiteCounts::key_type storm{"*fmt.wrapError", "main.stormSite"};
+  ASSERT_EQ(truth[storm], 2000000);
+  // The storm is over and errgen holds: the estimate lands within a second
+  // of the recorder's polls. Scrapes are the poll (bounded).
+  auto deadline = Clock::now() + std::chrono::seconds(kTimeout);
+  uint64_t seen = 0;
+  while (Clock::now() < deadline) {
+    seen = ScrapeErrors()[storm];
+    if (seen >= 1800000) break;
+    usleep(50 * 1000);
+  }
+  EXPECT_NEAR(static_cast<double>(seen), 2000000.0, 200000.0);
+  EXPECT_EQ(kill(e->pid(), 0), 0) << "errgen must still be alive";
+  EXPECT_EQ(Gauge("goerrprof_attached_processes"), 1);
+  ASSERT_TRUE(e->Write("quit\n").ok());
+  auto done = e->Finish(kTimeout);
+  ASSERT_TRUE(done.ok()) << done.status();
+  EXPECT_EQ(done->exit_code, 0) << done->err;
   StopAgent();
 }
 

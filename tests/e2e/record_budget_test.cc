@@ -1,11 +1,13 @@
 // record's overhead budget (--max-overhead) on errgen -storm: one site
 // creating errors as fast as it can, then a calm site. The storm's site
-// goes off and its count is estimated (within 10% of the truth) and
+// goes off and its count is estimated (within 10% of the truth, with
+// `-- COMMAND` and with --pid on a process whose storm starts later) and
 // marked; the calm site and the observed counts stay exact; 0 turns the
 // budget off.
 #include <algorithm>
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <regex>
 #include <string>
 
@@ -113,6 +115,42 @@ TEST_F(RecordBudgetTest, StormSiteGoesOffAndIsEstimated) {
     said = said || absl::StartsWith(c, "overhead budget: 1% of one CPU per process");
   }
   EXPECT_TRUE(said);
+}
+
+TEST_F(RecordBudgetTest, StormStartingAfterTheAttachIsEstimated) {
+  // record --pid on an errgen already running, whose storm starts once the
+  // probes are in: the site is new mid-recording, its first window must
+  // start inside the storm (not at the process's start), and the estimate
+  // hold as well.
+  auto target = Child::Spawn({errgen_.path, "-wait", "-storm", "2000000", "-calm", "4"});
+  ASSERT_TRUE(target.ok()) << target.status();
+  auto ready = (*target)->ReadLine(false, kTimeout);
+  ASSERT_TRUE(ready.ok() && absl::StartsWith(*ready, "ready ")) << ready.status();
+  std::string out = OutPath("pid-storm");
+  std::unique_ptr<Child> rec = StartRecord((*target)->pid(), out, {"--max-overhead=1%"});
+  ASSERT_NE(rec, nullptr);
+  ASSERT_TRUE((*target)->Write("go\n").ok());
+  auto truth_line = (*target)->ReadLine(false, kTimeout);
+  ASSERT_TRUE(truth_line.ok()) << truth_line.status();
+  auto truth = ParseJson(*truth_line);
+  ASSERT_TRUE(truth.ok()) << truth.status() << ": " << *truth_line;
+  ASSERT_EQ(GetInt(*truth, "storm"), 2000000);
+  auto done = (*target)->Finish(kTimeout);
+  ASSERT_TRUE(done.ok()) << done.status();
+  Summary summary;
+  std::string said;
+  ASSERT_NO_FATAL_FAILURE(FinishRecord(*rec, "target exited", &summary, &said));
+  EXPECT_TRUE(std::regex_search(said, std::regex(" [1-9][0-9]* off periods? priced by "
+                                                 "allocations, 0 by CPU time")))
+      << said;
+  auto profile = profiler::ReadProfile(out);
+  ASSERT_TRUE(profile.ok()) << profile.status();
+  auto by = ByMessage(*profile, 2);
+  const Totals& storm = by["retry: dependency down"];
+  EXPECT_TRUE(storm.estimated);
+  EXPECT_LT(storm.observed, 2000000);
+  EXPECT_NEAR(static_cast<double>(storm.errors), 2000000.0, 200000.0);
+  EXPECT_EQ(by["calm 0"].errors, 2);
 }
 
 TEST_F(RecordBudgetTest, ZeroObservesEverything) {

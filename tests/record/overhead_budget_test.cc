@@ -201,6 +201,22 @@ TEST(OverheadBudgetTest, AppliedMovesTheBoundsToWhenTheProbesMoved) {
   EXPECT_DOUBLE_EQ(b.Missed(kS + 30 * kMs, kS + 30 * kMs, 1300000)[kStorm], 550000.0);
 }
 
+TEST(OverheadBudgetTest, HitsCountForTheWindowTheyHappenedIn) {
+  // A reader behind the ring: hits arrive after the tick that ended their
+  // window, and hits from before a window inside it.
+  OverheadBudget b(OnePercent(), 10000, 0, 0, 0);
+  b.Count(kStorm, 500, 1 * kMs);
+  ASSERT_TRUE(b.Tick(5 * kMs, 5 * kMs, 9000).empty());  // its window starts here
+  b.Count(kStorm, 300, 4 * kMs);  // before it: not the window's
+  b.Count(kStorm, 900, 8 * kMs);
+  ASSERT_EQ(b.Tick(12 * kMs, 12 * kMs, 9000 + 2200), (std::vector<Action>{{kStorm, false}}));
+  b.Count(kStorm, 200, 11 * kMs);  // the window's, late
+  b.Count(kStorm, 50, 13 * kMs);   // while it was being detached: no window's
+  // 1100 creations in the window's 2200 allocations (by arrival it would
+  // have been 1200).
+  EXPECT_DOUBLE_EQ(b.Missed(kS, kS, 11200 + 900000)[kStorm], 450000.0);
+}
+
 TEST(OverheadBudgetTest, AnEpisodePricesAllItsOffPeriodsByItsLaterWindows) {
   OverheadBudget b(OnePercent(), 10000, 0, 0, 0);
   FirstTick(b);

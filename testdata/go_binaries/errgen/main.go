@@ -74,6 +74,7 @@ func main() {
 	storm := flag.Int("storm", 0, "only create N errors at one site as fast as possible, then -calm at another")
 	calm := flag.Int("calm", 4, "with -storm: errors at the calm site after the storm")
 	work := flag.Int("storm_work", 0, "with -storm: rounds of work (~1 ns each) before each error")
+	hold := flag.Bool("hold", false, "with -storm: after the truth line, wait for a line on stdin before exiting")
 	flag.Parse()
 
 	if *types {
@@ -102,6 +103,10 @@ func main() {
 	}
 	if *storm > 0 {
 		runStorm(*storm, *calm, *work)
+		if *hold {
+			// Alive, and creating nothing more, until told (or stdin closes).
+			bufio.NewReader(os.Stdin).ReadString('\n')
+		}
 		return
 	}
 
