@@ -39,6 +39,24 @@ TEST(GLayout, WaitReasonTablesPerRelease) {
   ExpectTable({1, 27, 4}, 47, "cleanup wait");
 }
 
+// Field offsets by "struct.field" from the oracle's reading of the DWARF.
+std::map<std::string, int32_t> DwarfFields(const std::string& path,
+                                           const std::vector<std::string>& structs) {
+  std::vector<std::string> argv = {OraclePath(), "fields", path};
+  argv.insert(argv.end(), structs.begin(), structs.end());
+  CommandResult r = RunCommand(argv);
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  std::map<std::string, int32_t> dwarf;
+  for (absl::string_view line : absl::StrSplit(r.out, '\n', absl::SkipEmpty())) {
+    std::vector<std::string> parts = absl::StrSplit(line, ' ');
+    int32_t off = 0;
+    const bool ok = parts.size() == 2 && absl::SimpleAtoi(parts[1], &off);
+    EXPECT_TRUE(ok) << line;
+    if (ok) dwarf[parts[0]] = off;
+  }
+  return dwarf;
+}
+
 // Every offset goerrprof reads from g and m equals the compiler's own
 // DWARF of that release; a field goabi calls absent is absent there.
 void CheckAgainstDwarf(const CorpusBinary& b) {
@@ -46,17 +64,8 @@ void CheckAgainstDwarf(const CorpusBinary& b) {
   ASSERT_TRUE(bin.ok()) << bin.status();
   auto g = goabi::GLayoutFor((*bin)->version());
   ASSERT_TRUE(g.ok()) << g.status();
-  CommandResult r =
-      RunCommand({OraclePath(), "fields", b.path, "runtime.g", "runtime.m", "runtime._panic"});
-  ASSERT_EQ(r.exit_code, 0) << r.err;
-  std::map<std::string, int32_t> dwarf;
-  for (absl::string_view line : absl::StrSplit(r.out, '\n', absl::SkipEmpty())) {
-    std::vector<std::string> parts = absl::StrSplit(line, ' ');
-    int32_t off = 0;
-    ASSERT_EQ(parts.size(), 2u) << line;
-    ASSERT_TRUE(absl::SimpleAtoi(parts[1], &off)) << line;
-    dwarf[parts[0]] = off;
-  }
+  std::map<std::string, int32_t> dwarf =
+      DwarfFields(b.path, {"runtime.g", "runtime.m", "runtime._panic"});
   const std::pair<const char*, int32_t> fields[] = {
       {"runtime.g.stack.lo", g->stack_lo},
       {"runtime.g.stack.hi", g->stack_hi},
@@ -95,22 +104,6 @@ void CheckAgainstDwarf(const CorpusBinary& b) {
       EXPECT_EQ(ours, it->second) << name << " in " << b.go_version;
     }
   }
-}
-
-// Field offsets by "struct.field" from the oracle's reading of the DWARF.
-std::map<std::string, int32_t> DwarfFields(const std::string& path,
-                                           const std::vector<std::string>& structs) {
-  std::vector<std::string> argv = {OraclePath(), "fields", path};
-  argv.insert(argv.end(), structs.begin(), structs.end());
-  CommandResult r = RunCommand(argv);
-  EXPECT_EQ(r.exit_code, 0) << r.err;
-  std::map<std::string, int32_t> dwarf;
-  for (absl::string_view line : absl::StrSplit(r.out, '\n', absl::SkipEmpty())) {
-    std::vector<std::string> parts = absl::StrSplit(line, ' ');
-    int32_t off = 0;
-    if (parts.size() == 2 && absl::SimpleAtoi(parts[1], &off)) dwarf[parts[0]] = off;
-  }
-  return dwarf;
 }
 
 void CheckMallocAgainstDwarf(const CorpusBinary& b) {
