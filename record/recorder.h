@@ -73,6 +73,9 @@ struct ExecutablePlan {
   bool toolchain = false;
   // Trace goroutine parks too (ParkTracer; about three traps per park).
   bool goroutines = false;
+  // The budget could not read its allocation counts (said once per
+  // executable, not per process: an agent sees thousands).
+  bool allocs_warned = false;
 };
 
 class Recorder {

@@ -78,7 +78,8 @@ void Recorder::StartBudget(Traced& t) {
     auto counter = AllocCounter::Open(t.pid, *t.plan->binary, t.session->load_bias());
     if (counter.ok()) {
       t.allocs = std::move(*counter);
-    } else {
+    } else if (!t.plan->allocs_warned) {
+      t.plan->allocs_warned = true;
       warnings_.push_back(absl::StrFormat(
           "pid %d: overhead budget estimates from CPU time: %s", t.pid, counter.status().message()));
     }
