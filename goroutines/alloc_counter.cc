@@ -1,5 +1,7 @@
 #include "goroutines/alloc_counter.h"
 
+#include "base/clock.h"
+
 #include <algorithm>
 #include <cstring>
 #include <optional>
@@ -9,6 +11,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "base/clock.h"
 #include "goroutines/goroutine_locate.h"
 #include "x86/decoder.h"
 
@@ -215,7 +218,9 @@ absl::StatusOr<AllocCounter::Counts> AllocCounter::Read() {
                         reinterpret_cast<uint8_t*>(cb[p].data()), false});
     }
     HeapRanges(b, ranges);
+    const int64_t b0 = MonotonicNs();
     s = memory_.ReadBatch(ranges);
+    const int64_t b1 = MonotonicNs();
     if (!s.ok()) return s;
     for (size_t i = spans.size(); i < ranges.size(); ++i) {
       if (!ranges[i].ok) return absl::UnavailableError("allocation counts: unreadable");
@@ -238,6 +243,10 @@ absl::StatusOr<AllocCounter::Counts> AllocCounter::Read() {
       return n;
     };
     const bool last = attempt == kAttempts - 1;
+    const auto keep_b = [&] {  // a value of this pass B is kept
+      if (out.from_ns == 0) out.from_ns = b0;
+      out.to_ns = b1;
+    };
     for (int c = 0; c < kSizeClasses; ++c) {
       if (done[c]) continue;
       bool still = a.Small(c) == b.Small(c);
@@ -253,6 +262,7 @@ absl::StatusOr<AllocCounter::Counts> AllocCounter::Read() {
       if (still || last) {
         out.small[c] = n;
         done[c] = true;
+        keep_b();
         if (!still) {
           ++stats_.approximate;
           out.exact = false;
@@ -267,6 +277,7 @@ absl::StatusOr<AllocCounter::Counts> AllocCounter::Read() {
       if (still || last) {
         tiny = n;
         done[kTiny] = true;
+        keep_b();
         if (!still) {
           ++stats_.approximate;
           out.exact = false;
@@ -276,6 +287,7 @@ absl::StatusOr<AllocCounter::Counts> AllocCounter::Read() {
     if (!done[kLarge] && (a.Large() == b.Large() || last)) {
       large = b.Large();
       done[kLarge] = true;
+      keep_b();
       if (a.Large() != b.Large()) {
         ++stats_.approximate;
         out.exact = false;

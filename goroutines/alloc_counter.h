@@ -50,6 +50,10 @@ class AllocCounter {
     // False when some class kept moving through every retry (then short
     // by less than one span each).
     bool exact = true;
+    // When the counts were taken (CLOCK_MONOTONIC): from before the first
+    // read whose values were kept to after the last. Not the whole call:
+    // what comes before (the consistency pass) may be descheduled at will.
+    int64_t from_ns = 0, to_ns = 0;
   };
   // One reading; Unavailable when the process is gone, or the runtime
   // kept folding its generations together through every retry.

@@ -52,6 +52,11 @@ void OverheadBudget::Count(uint64_t site, uint64_t n, int64_t ts_ns) {
     s.prev_work_hits += n;
   } else if (s.closed_t1 >= 0 && ts_ns >= s.closed_t0 && ts_ns < s.closed_t1) {
     (s.closed_first ? s.ep_first_hits : s.ep_hits) += static_cast<double>(n);
+  } else if (s.off_since_ns >= 0 && ts_ns >= s.off_since_ns &&
+             (s.off || ts_ns < s.work_since_ns)) {
+    // Seen inside an off period (before the detach took, after the attach
+    // did): already in the profile, so not estimated as well.
+    s.ep_off_hits += static_cast<double>(n);
   }
 }
 
@@ -102,7 +107,7 @@ void OverheadBudget::TakeOff(Site& s, int64_t now_ns, int64_t cpu_ns, int64_t wo
     s.missed += EpisodeMissed(s, now_ns, cpu_ns, work);
     (ByWork(s) ? s.periods_by_work : s.periods_by_time) += s.ep_periods;
     s.ep_hits = s.ep_work = s.ep_first_hits = s.ep_first_work = 0;
-    s.ep_off_work = s.ep_time_missed = 0;
+    s.ep_off_work = s.ep_time_missed = s.ep_off_hits = 0;
     s.ep_periods = 0;
     s.ep_by_work = true;
   }
@@ -128,9 +133,14 @@ void OverheadBudget::TakeOff(Site& s, int64_t now_ns, int64_t cpu_ns, int64_t wo
   ++s.times_off;
   s.probation = false;
   s.deferred = false;
+  // The off period starts at this reading, not when the detach took: a
+  // detach takes effect before it returns (a uprobe is gone, then RCU is
+  // waited for), and the storm runs untrapped, fast, in between. The hits
+  // seen meanwhile are subtracted (Count).
   s.off_cpu0 = cpu_ns;
   s.off_wall0 = now_ns;
   s.off_work0 = work;
+  s.off_since_ns = now_ns;
   ++stats_.detaches;
 }
 
@@ -145,12 +155,16 @@ double OverheadBudget::EpisodeMissed(const Site& s, int64_t now_ns, int64_t cpu_
                                      int64_t work) const {
   const bool open_known = !s.off || (work >= 0 && s.off_work0 >= 0 && work >= s.off_work0);
   const bool later = s.ep_work > 0;
+  double total;
   if (s.ep_by_work && open_known && (later || s.ep_first_work > 0)) {
     double off_work = s.ep_off_work;
     if (s.off) off_work += static_cast<double>(work - s.off_work0);
-      return later ? s.ep_hits / s.ep_work * off_work : s.ep_first_hits / s.ep_first_work * off_work;
+    total = later ? s.ep_hits / s.ep_work * off_work : s.ep_first_hits / s.ep_first_work * off_work;
+  } else {
+    total = s.ep_time_missed + OpenTimeMissed(s, now_ns, cpu_ns);
   }
-  return s.ep_time_missed + OpenTimeMissed(s, now_ns, cpu_ns);
+  // The creations of its off periods less those seen in them.
+  return std::max(0.0, total - s.ep_off_hits);
 }
 
 void OverheadBudget::PutBack(Site& s, int64_t now_ns, int64_t cpu_ns, int64_t work) {
@@ -324,13 +338,8 @@ void OverheadBudget::Applied(const Action& a, int64_t now_ns, int64_t cpu_ns, in
     s.win_work0 = work;
     s.work_since_ns = now_ns;
     s.win_work_hits = 0;
-  } else if (!a.probe && s.off) {
-    // The time-based rate is per CPU or wall time from here; the work off
-    // from here too (hits until now were seen, their work is not missed).
-    s.off_cpu0 = cpu_ns;
-    s.off_wall0 = now_ns;
-    s.off_work0 = work;
   }
+  // A detach: its off period began at the tick's reading (TakeOff).
 }
 
 void OverheadBudget::Failed(const Action& a, int64_t now_ns, int64_t cpu_ns, int64_t work) {
@@ -346,6 +355,7 @@ void OverheadBudget::Failed(const Action& a, int64_t now_ns, int64_t cpu_ns, int
     --stats_.reattaches;
   } else {
     s.off = false;
+    s.off_since_ns = -1;
     s.hold_until_ns = s.back_at_ns;
     s.ever_off = --s.times_off > 0;
     if (s.ep_periods > 0) --s.ep_periods;

@@ -77,9 +77,11 @@ class OverheadBudget {
   // Charges the hits counted since the last tick and says which sites go
   // off or come back. Apply every action (Failed() for one that could not).
   std::vector<Action> Tick(int64_t now_ns, int64_t cpu_ns, int64_t work = -1);
-  // An action that took, with the readings after it did: a probe is in or
-  // out only then, and a storm's untrapped work between the tick and the
-  // attach would otherwise count against its window.
+  // An action that took, with the readings after it did. An attach: the
+  // window on starts there (a storm's untrapped work between the tick and
+  // the attach would otherwise count against it). A detach changes
+  // nothing: the off period began at the tick's reading, since the probe
+  // goes before the detach returns, and creations in between are unseen.
   void Applied(const Action& a, int64_t now_ns, int64_t cpu_ns, int64_t work = -1);
   // An action that could not be applied: the site is taken as still in its
   // old state (a failed detach keeps it on and is not retried before its
@@ -132,6 +134,7 @@ class OverheadBudget {
     bool rate_per_cpu = true;
     int64_t off_cpu0 = 0, off_wall0 = 0, off_work0 = -1;
     int64_t off_end_work = -1;  // the reading that ended the last off period
+    int64_t off_since_ns = -1;  // when the last off period began (-1: never)
     double missed = 0;  // episodes before the current one
     // The current episode (off periods in a row, see TakeOff): hits and
     // work of its windows on, work of its closed off periods, and what time
@@ -139,6 +142,7 @@ class OverheadBudget {
     double ep_first_hits = 0, ep_first_work = 0;  // its first window on
     double ep_hits = 0, ep_work = 0;              // the later ones
     double ep_off_work = 0, ep_time_missed = 0;
+    double ep_off_hits = 0;  // hits seen in its off periods (Count)
     bool ep_by_work = false;
     uint32_t ep_periods = 0;
     uint32_t periods_by_work = 0, periods_by_time = 0;  // earlier episodes

@@ -5,9 +5,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <utility>
 
 #include "absl/strings/match.h"
+#include "base/clock.h"
 #include "base/status_macros.h"
 #include "absl/strings/str_cat.h"
 #include "goabi/g_layout.h"
@@ -188,7 +190,8 @@ void Recorder::Close(Traced& t) {
   if (!t.session) return;
   const uint32_t index = static_cast<uint32_t>(&t - processes_.data());
   if (shared_) {
-    PollShared(0, true).IgnoreError();
+    // Unless the ring was read past an exited process's records already.
+    if (t.close_by_ns < 0 || !shared_->ReadPast(t.exit_pos)) PollShared(0, true).IgnoreError();
     t.session->ReleaseRing();  // its destruction may happen on the reaper's thread
   } else {
     t.session->Flush([&](const CapturedError& e) { Deliver(t, index, e); }).IgnoreError();
@@ -215,12 +218,18 @@ absl::Status Recorder::PollShared(int timeout_ms, bool all) {
   // Few live sessions; looked up per record.
   absl::flat_hash_map<const BpfSession*, uint32_t> index;
   int also_fd = -1;
-  size_t live = 0;
+  size_t live = 0, running = 0;
   for (size_t i = 0; i < processes_.size(); ++i) {
     if (!processes_[i].session) continue;
     index[processes_[i].session.get()] = static_cast<uint32_t>(i);
-    also_fd = live++ == 0 ? processes_[i].session->exit_fd() : -1;
+    ++live;
+    // An exited one's pidfd is readable for good: not something to wait for.
+    if (processes_[i].close_by_ns >= 0) continue;
+    also_fd = running++ == 0 ? processes_[i].session->exit_fd() : -1;
   }
+  // One waiting for the ring to be read past its records: its writer's
+  // commit may come without a wakeup, so it is looked at again soon.
+  if (running < live) timeout_ms = timeout_ms < 0 ? 1 : std::min(timeout_ms, 1);
   auto deliver = [&](BpfSession& s, const CapturedError& e) {
     auto it = index.find(&s);
     if (it != index.end()) Deliver(processes_[it->second], it->second, e);
@@ -228,7 +237,8 @@ absl::Status Recorder::PollShared(int timeout_ms, bool all) {
   // Alone, its exit ends the wait too; with more, the caller's loop paces.
   absl::StatusOr<int> n =
       all ? shared_->Drain(deliver)
-          : shared_->Poll(live == 1 ? timeout_ms : 0, live == 1 ? also_fd : -1, live, deliver);
+          : shared_->Poll(running <= 1 ? timeout_ms : 0, running == 1 ? also_fd : -1, live,
+                          deliver);
   return n.status();
 }
 
@@ -243,15 +253,28 @@ absl::Status Recorder::Poll(int timeout_ms) {
                             Deliver(t, static_cast<uint32_t>(i), e);
                           });
     if (!polled.ok() && !absl::IsCancelled(polled.status())) return polled.status();
-    TickBudget(t);
+    if (t.close_by_ns < 0) TickBudget(t);  // an exited one has nothing left to pay
     if (t.parks) {
       auto parked = t.parks->Poll(0);
       if (!parked.ok()) return parked.status();
     }
-    if (t.session->target_exited()) Close(t);
+    if (t.session->target_exited() && ReadyToClose(t)) Close(t);
   }
   RefreshEstimates();
   return absl::OkStatus();
+}
+
+bool Recorder::ReadyToClose(Traced& t) {
+  if (!shared_) return true;  // its own ring: all of it is there to read (Close)
+  const int64_t now = MonotonicNs();
+  if (t.close_by_ns < 0) {
+    // Its threads are gone: every record it made was reserved by now.
+    t.exit_pos = shared_->reserved();
+    t.close_by_ns = now + kExitReadNs;
+    // Most often nothing holds the ring back: read now, close now.
+    PollShared(0, true).IgnoreError();
+  }
+  return shared_->ReadPast(t.exit_pos) || now >= t.close_by_ns;
 }
 
 namespace {

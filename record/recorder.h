@@ -204,8 +204,20 @@ class Recorder {
     RenderOptions render;  // by its Go release: errno texts vary
     // Panics not yet known to be recovered or fatal, by goroutine.
     absl::flat_hash_map<uint64_t, CapturedError> pending_panics;
+    // Exited, with a shared ring: the ring position every record it made
+    // ends at or before, and when to close regardless (-1: not exited).
+    uint64_t exit_pos = 0;
+    int64_t close_by_ns = -1;
   };
   static constexpr size_t kMaxPendingPanics = 4096;
+  // How long an exited process's session waits for the shared ring to be
+  // read past its records: another writer's record not yet committed (its
+  // program preempted, a VM's vCPU descheduled) holds back every record
+  // behind it. Past this, what is left is lost and counted (orphans).
+  static constexpr int64_t kExitReadNs = 2000000000;
+  // Whether an exited process's session may close now: no shared ring, or
+  // the ring read past its records, or kExitReadNs gone.
+  bool ReadyToClose(Traced& t);
   absl::StatusOr<std::shared_ptr<ExecutablePlan>> PlanFor(pid_t pid);
   // With options.shared_maps: delivers what the ring holds to each record's
   // process; `all`: everything now (a session closes), else one batch.
@@ -251,7 +263,7 @@ class Recorder {
   void RefreshEstimates();
   int64_t estimates_at_ns_ = 0;
   static int64_t TargetCpuNs(Traced& t);
-  static int64_t TargetAllocs(Traced& t);
+  static int64_t TargetAllocs(Traced& t, int64_t* at_ns = nullptr);
 };
 
 // The key of an executable in a Recorder's plan table (Recorder::PlanKey):

@@ -40,12 +40,19 @@ int64_t Recorder::TargetCpuNs(Traced& t) {
 }
 
 // The allocation count now; once the process has exited, its last one
-// (as for the CPU time). -1: unknown.
-int64_t Recorder::TargetAllocs(Traced& t) {
+// (as for the CPU time). -1: unknown. `at_ns`: when it was taken (now, for
+// a last one).
+int64_t Recorder::TargetAllocs(Traced& t, int64_t* at_ns) {
+  if (at_ns) *at_ns = NowNs();
   if (!t.allocs) return -1;
-  auto n = t.allocs->Objects();
+  auto n = t.allocs->Read();
   if (n.ok()) {
-    t.last_allocs = static_cast<int64_t>(*n);
+    t.last_allocs = static_cast<int64_t>(n->objects);
+    // The middle of the reads its values came from: hits are counted for
+    // the window their timestamps fall in, so the count must say when.
+    if (at_ns && n->from_ns > 0 && n->to_ns >= n->from_ns) {
+      *at_ns = n->from_ns + (n->to_ns - n->from_ns) / 2;
+    }
     return t.last_allocs;
   }
   return t.session && t.session->target_exited() ? t.last_allocs : -1;
@@ -99,16 +106,25 @@ void Recorder::TickBudget(Traced& t) {
   }
   // The allocation count only when the budget has a use for it: a read
   // is two system calls, and most ticks of most processes see no errors.
-  const int64_t now = NowNs(), cpu = TargetCpuNs(t);
-  const int64_t allocs = t.budget->NeedsWork() ? TargetAllocs(t) : -1;
+  int64_t now = NowNs();
+  const int64_t allocs = t.budget->NeedsWork() ? TargetAllocs(t, &now) : -1;
+  const int64_t cpu = TargetCpuNs(t);
   for (const OverheadBudget::Action& a : t.budget->Tick(now, cpu, allocs)) {
     absl::Status s = t.session->SetSiteProbed(a.site, a.probe);
     if (s.ok()) {
-      t.budget->Applied(a, NowNs(), TargetCpuNs(t), TargetAllocs(t));
+      // A window on starts once the attach took; a detach's off period
+      // began at the tick's reading (the budget's Applied).
+      if (a.probe) {
+        int64_t at;
+        const int64_t work = TargetAllocs(t, &at);
+        t.budget->Applied(a, at, TargetCpuNs(t), work);
+      }
       continue;
     }
     t.budget->Failed(a, now, cpu, allocs);
-    if (!t.session->target_exited()) {
+    // Unavailable: its old link is still going (a slow machine); it comes
+    // back after another back-off, nothing to warn about.
+    if (!t.session->target_exited() && !absl::IsUnavailable(s)) {
       warnings_.push_back(absl::StrFormat("pid %d: overhead budget could not %s site 0x%x: %s",
                                           t.pid, a.probe ? "re-attach" : "detach", a.site,
                                           s.message()));

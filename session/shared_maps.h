@@ -64,6 +64,11 @@ class SharedEventMaps {
   static constexpr uint32_t kBatch = 4096;
   static constexpr int64_t kBatchNs = 4000000;  // a poll reads at most this long
 
+  // The ring position every record reserved so far ends at or before.
+  uint64_t reserved() const { return __atomic_load_n(producer_pos_, __ATOMIC_ACQUIRE); }
+  // Whether every record up to `pos` has been read.
+  bool ReadPast(uint64_t pos) const { return __atomic_load_n(consumer_pos_, __ATOMIC_ACQUIRE) >= pos; }
+
   // Records of sessions no longer registered (their probes were still
   // attached after the last drain): lost, and counted.
   uint64_t orphans() const { return orphans_; }

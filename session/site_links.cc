@@ -67,7 +67,13 @@ absl::Status SiteLinks::SwapShard(Shard& shard) {
       return absl::InternalError(absl::StrCat("link generation map: ", Errno(errno)));
     }
   }
-  Retire(std::move(shard.link));
+  // The old link still counts the probes just taken off (their generation
+  // is the old one) until it is gone.
+  std::vector<size_t> dropped;
+  for (size_t i : shard.probes) {
+    if (state_[i] == kOff) dropped.push_back(i);
+  }
+  Retire(std::move(shard.link), std::move(dropped));
   shard.link = std::move(next);
   shard.gen = gen;
   ++swaps_;
@@ -79,11 +85,11 @@ absl::Status SiteLinks::Detach(absl::Span<const size_t> probes) {
   for (size_t i : probes) {
     if (i >= state_.size() || state_[i] == kOff) continue;
     if (state_[i] == kSolo) {
-      Retire(std::move(solo_[i]));
+      Retire(std::move(solo_[i]), {i});
     } else if (multi_) {
       swap.push_back(shard_of_[i]);
     } else {
-      Retire(shards_[0].link->Release(i));
+      Retire(shards_[0].link->Release(i), {i});
     }
     state_[i] = kOff;
   }
@@ -96,6 +102,10 @@ absl::Status SiteLinks::Detach(absl::Span<const size_t> probes) {
 absl::Status SiteLinks::Reattach(absl::Span<const size_t> probes) {
   for (size_t i : probes) {
     if (i >= state_.size() || state_[i] != kOff) continue;
+    if (StillCounted(i)) {
+      return absl::UnavailableError(
+          absl::StrCat("probe ", i, ": its old link is still being removed"));
+    }
     auto link = std::make_unique<ProbeLinks>();
     uint64_t offset = offsets_[i], cookie = cookies_[i] | GEP_COOKIE_F_SOLO;
     RETURN_IF_ERROR(link->Attach(prog_, *target_, absl::MakeConstSpan(&offset, 1),
@@ -106,17 +116,30 @@ absl::Status SiteLinks::Reattach(absl::Span<const size_t> probes) {
   return absl::OkStatus();
 }
 
-void SiteLinks::Retire(std::unique_ptr<ProbeLinks> link) {
-  if (!link) return;
-  // Finished removals first: the list stays as long as removals overlap.
-  std::erase_if(retiring_, [](std::future<void>& f) {
-    return f.wait_for(std::chrono::seconds(0)) == std::future_status::ready;
+void SiteLinks::PruneRetired() {
+  // The list stays as long as removals overlap.
+  std::erase_if(retiring_, [](Retiring& r) {
+    return r.done.wait_for(std::chrono::seconds(0)) == std::future_status::ready;
   });
-  retiring_.push_back(std::async(std::launch::async, [l = std::move(link)] { l->Remove(); }));
+}
+
+bool SiteLinks::StillCounted(size_t probe) {
+  PruneRetired();
+  for (const Retiring& r : retiring_) {
+    if (std::find(r.probes.begin(), r.probes.end(), probe) != r.probes.end()) return true;
+  }
+  return false;
+}
+
+void SiteLinks::Retire(std::unique_ptr<ProbeLinks> link, std::vector<size_t> probes) {
+  if (!link) return;
+  PruneRetired();
+  retiring_.push_back(
+      {std::async(std::launch::async, [l = std::move(link)] { l->Remove(); }), std::move(probes)});
 }
 
 void SiteLinks::Remove() {
-  for (std::future<void>& f : retiring_) f.wait();
+  for (Retiring& r : retiring_) r.done.wait();
   retiring_.clear();
   std::vector<std::unique_ptr<ProbeLinks>> links;
   for (Shard& s : shards_) {

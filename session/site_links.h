@@ -48,6 +48,8 @@ class SiteLinks {
                       absl::Span<const uint64_t> ips, bool multi, int link_gen_fd);
   // Takes the probes with these indices (into the offsets given to Attach)
   // off, or puts them back. Probes already in that state are left alone.
+  // Putting back a probe whose old link is still being removed (on a slow
+  // machine, a second later) is Unavailable: both would count its hits.
   absl::Status Detach(absl::Span<const size_t> probes);
   absl::Status Reattach(absl::Span<const size_t> probes);
   bool attached(size_t probe) const { return probe < state_.size() && state_[probe] != kOff; }
@@ -66,8 +68,9 @@ class SiteLinks {
   absl::Status SwapShard(Shard& shard);
   // Removes a link on a thread of its own: its uprobes go at once, then
   // the removal waits out a grace period (tens of ms) that must not hold
-  // up the reading of events.
-  void Retire(std::unique_ptr<ProbeLinks> link);
+  // up the reading of events. `probes`: those it still counts for (taken
+  // off through it); none is put back until it is gone.
+  void Retire(std::unique_ptr<ProbeLinks> link, std::vector<size_t> probes);
 
   const bpf_program* prog_ = nullptr;
   const ProbeTarget* target_ = nullptr;
@@ -79,7 +82,15 @@ class SiteLinks {
   std::vector<Shard> shards_;       // multi: shards; else one, of perf links
   std::vector<std::unique_ptr<ProbeLinks>> solo_;  // by probe; null unless kSolo
   uint64_t swaps_ = 0;
-  std::vector<std::future<void>> retiring_;
+  struct Retiring {
+    std::future<void> done;
+    std::vector<size_t> probes;
+  };
+  std::vector<Retiring> retiring_;
+  // Forgets the removals that finished.
+  void PruneRetired();
+  // Whether a link being removed still counts hits of `probe`.
+  bool StillCounted(size_t probe);
 };
 
 }  // namespace goerrprof::profiler

@@ -4,20 +4,20 @@
 # ------------------------------------------------------------------ report
 
 # reason KERNEL CAP DETAIL: one line saying why a capability did not pass:
-# goerrprof's own message (a refusal, or a BPF load failure with the
-# verifier's last lines) when the output has one, else the gtest failure.
+# goerrprof's own message when it refused or a BPF object did not load (a
+# refusal, or the verifier's last lines), else the failed tests and the
+# first failure's message, else goerrprof's first message.
 reason() {
-  local log=$work/$1/$2.log line=""
+  local log=$work/$1/$2.log line="" tests first
   if [ -f "$log" ]; then
     line=$(grep -o 'goerrprof: .*' "$log" |
-      grep -vE 'goerrprof: (recording pid|warning: --goroutines|.*panics at [0-9]+ sites|command exited)' |
+      grep -vE 'goerrprof: (recording pid|warning: --goroutines|.*panics at [0-9]+ sites|command exited|overhead budget:)' |
       head -n 1)
-    if [ -z "$line" ]; then
-      # The failed tests and the first failure's message, on one line.
-      local tests first
-      tests=$(grep '^\[  FAILED  \] [A-Za-z].* ([0-9]* ms)$' "$log" | sed 's/^\[  FAILED  \] //; s/ (.*//; s/,.*//' | sort -u | xargs)
-      first=$(grep -A4 -m1 ': Failure$' "$log" | tail -n +2 | grep -v '^\[' | tr '\n' ' ' | sed 's/  */ /g; s/ $//')
-      [ -n "$tests$first" ] && line="${tests:-?}: ${first:-see the log}"
+    tests=$(grep '^\[  FAILED  \] [A-Za-z].* ([0-9]* ms)$' "$log" | sed 's/^\[  FAILED  \] //; s/ (.*//; s/,.*//' | sort -u | xargs)
+    first=$(grep -A4 -m1 ': Failure$' "$log" | sed '1s|.*/||; 1s|: Failure$|:|' | grep -v '^\[' |
+      tr '\n' ' ' | sed 's/  */ /g; s/ $//')
+    if [ -n "$tests$first" ] && ! grep -qE "$REFUSAL_RE|does not load|verifier" <<<"$line"; then
+      line="${tests:-?}: ${first:-see the log}"
     fi
   fi
   echo "${line:-$3}"
@@ -84,6 +84,7 @@ report() {
   for c in $caps_shown; do theader+="	${CAP_TITLE[$c]}"; done
   echo "$theader	wall" >"$times"
   : >"$work/details.txt"
+  : >"$work/excerpts.txt"
   failed_kernels=() unrefused_kernels=() n_passed=0 n_failed=0
   local k info ver label uname boot wall row cell bad failed
   for k in $kernels; do
@@ -105,7 +106,12 @@ report() {
     for c in $caps_shown; do
       if [ "$c" = doctor ]; then cell=$(doctor_cell "$k"); else cell=$(cell_of "$k" "$c"); fi
       [ "$cell" = pass ] || { bad=1; printf '%s | %s | %s\n' "$label" "${CAP_TITLE[$c]}" "$cell" >>"$work/details.txt"; }
-      [[ $cell == FAIL* ]] && failed=1
+      if [[ $cell == FAIL* ]]; then
+        failed=1
+        # What CI shows of a failure: each failed expectation, briefly.
+        [ -f "$dir/$c.log" ] && grep -A6 ': Failure$' "$dir/$c.log" | grep -v '^--$' | head -n 40 |
+          cut -c1-300 | sed "s|^|  $label $c: |" >>"$work/excerpts.txt"
+      fi
       # Counted for the closing line: a refusal is the expected result only
       # below the minimum supported kernel.
       if [ "$cell" = pass ] || { [[ $cell == refused* ]] && ! at_least "$ver" "$MIN_KERNEL"; }; then
@@ -142,6 +148,11 @@ report() {
     echo
     echo "Not passing (full reasons; logs in $work/<kernel>/<capability>.log):"
     sed 's/^/  /' "$work/details.txt"
+  fi
+  if [ -s "$work/excerpts.txt" ]; then
+    echo
+    echo "Failed expectations (the first 40 lines of each failing check):"
+    cat "$work/excerpts.txt"
   fi
   {
     echo "Kernel matrix ($(date -u +%F), goerrprof $(git -C "$repo" rev-parse --short HEAD 2>/dev/null)," \

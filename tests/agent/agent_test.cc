@@ -104,8 +104,10 @@ TEST_F(AgentTest, CountsEqualErrgenTruth) {
   SiteCounts want;
   FinishStorms({a.get(), b.get()}, &want);
   ASSERT_EQ((want[{"*fmt.wrapError", "main.stormSite"}]), 500);
-  // Both exited: their sessions are drained and closed.
+  // Both exited: their sessions are drained and closed, every record read
+  // (none lost behind the other's, see Recorder::ReadyToClose).
   WaitAttachedGauge(0);
+  EXPECT_EQ(Gauge("goerrprof_dropped_total"), 0);
   EXPECT_EQ(ScrapeErrors(), want);
 
   StopAgent();

@@ -18,6 +18,7 @@
 #include "absl/strings/str_split.h"
 #include "gtest/gtest.h"
 #include "goabi/g_layout.h"
+#include "base/clock.h"
 #include "goroutines/alloc_counter.h"
 #include "goroutines/goroutine_locate.h"
 #include "symbolizer/go_binary.h"
@@ -125,8 +126,15 @@ void CheckAllocCounter(const CorpusBinary& b) {
   uint64_t last_objects = start->objects, last_class = cls300 > 0 ? start->small[cls300] : 0;
   int exact = 0;
   for (int i = 0; i < 300; ++i) {
+    const int64_t called = MonotonicNs();
     auto c = (*counter)->Read();
+    const int64_t returned = MonotonicNs();
     ASSERT_TRUE(c.ok()) << c.status();
+    // When its values were taken: inside the call (the budget counts hits
+    // by their timestamps against it).
+    ASSERT_LE(called, c->from_ns) << "reading " << i;
+    ASSERT_LE(c->from_ns, c->to_ns) << "reading " << i;
+    ASSERT_LE(c->to_ns, returned) << "reading " << i;
     if (!c->exact) continue;
     ++exact;
     ASSERT_GE(c->objects, last_objects) << "reading " << i;

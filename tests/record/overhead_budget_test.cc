@@ -186,19 +186,25 @@ TEST(OverheadBudgetTest, AStormKeptOnThatCalmsStaysOnAndItsDebtIsForgiven) {
   EXPECT_FALSE(b.off(kCalm));
 }
 
-TEST(OverheadBudgetTest, AppliedMovesTheBoundsToWhenTheProbesMoved) {
+TEST(OverheadBudgetTest, AnOffPeriodRunsFromTheTickToWhenTheAttachTook) {
   OverheadBudget b(OnePercent(), 10000, 0, 0, 0);
   FirstTick(b);
-  b.Count(kStorm, 1100);
+  b.Count(kStorm, 1100, 8 * kMs);
   const Action off{kStorm, false}, on{kStorm, true};
   ASSERT_EQ(b.Tick(10 * kMs, 10 * kMs, 9000 + 2200), (std::vector<Action>{off}));
-  // The detach took 1 ms: the 100 000 allocations meanwhile had their
-  // hits seen; the off period starts after them.
-  b.Applied(off, 11 * kMs, 11 * kMs, 111200);
+  // The detach took 20 ms: its uprobe went early, the storm ran on
+  // untrapped (400 000 allocations by its end), and 30 hits were seen
+  // before it went. The off period starts at the tick all the same.
+  b.Count(kStorm, 30, 10 * kMs + 300000);
+  b.Applied(off, 30 * kMs, 30 * kMs, 411200);
   ASSERT_EQ(b.Tick(kS + 10 * kMs, kS + 10 * kMs, 1111200), (std::vector<Action>{on}));
-  // The attach took 10 ms: its 100 000 allocations were still off.
+  // The attach took 10 ms: its 100 000 allocations were still off, and 20
+  // hits were seen in it (after the probe went in; read after it).
   b.Applied(on, kS + 20 * kMs, kS + 20 * kMs, 1211200);
-  EXPECT_DOUBLE_EQ(b.Missed(kS + 30 * kMs, kS + 30 * kMs, 1300000)[kStorm], 550000.0);
+  b.Count(kStorm, 20, kS + 19 * kMs);
+  b.Count(kStorm, 5, kS + 25 * kMs);  // the new window's
+  // 0.5 per allocation of 1 200 000 off, less the 50 seen meanwhile.
+  EXPECT_DOUBLE_EQ(b.Missed(kS + 30 * kMs, kS + 30 * kMs, 1300000)[kStorm], 600000.0 - 50);
 }
 
 TEST(OverheadBudgetTest, HitsCountForTheWindowTheyHappenedIn) {
@@ -211,10 +217,10 @@ TEST(OverheadBudgetTest, HitsCountForTheWindowTheyHappenedIn) {
   b.Count(kStorm, 900, 8 * kMs);
   ASSERT_EQ(b.Tick(12 * kMs, 12 * kMs, 9000 + 2200), (std::vector<Action>{{kStorm, false}}));
   b.Count(kStorm, 200, 11 * kMs);  // the window's, late
-  b.Count(kStorm, 50, 13 * kMs);   // while it was being detached: no window's
+  b.Count(kStorm, 50, 13 * kMs);   // while it was being detached: seen off
   // 1100 creations in the window's 2200 allocations (by arrival it would
-  // have been 1200).
-  EXPECT_DOUBLE_EQ(b.Missed(kS, kS, 11200 + 900000)[kStorm], 450000.0);
+  // have been 1200), less the 50 seen while off.
+  EXPECT_DOUBLE_EQ(b.Missed(kS, kS, 11200 + 900000)[kStorm], 450000.0 - 50);
 }
 
 TEST(OverheadBudgetTest, AnEpisodePricesAllItsOffPeriodsByItsLaterWindows) {
