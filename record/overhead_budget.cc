@@ -1,6 +1,7 @@
 #include "record/overhead_budget.h"
 
 #include <algorithm>
+#include <limits>
 #include <utility>
 
 namespace goerrprof::profiler {
@@ -52,8 +53,7 @@ void OverheadBudget::Count(uint64_t site, uint64_t n, int64_t ts_ns) {
     s.prev_work_hits += n;
   } else if (s.closed_t1 >= 0 && ts_ns >= s.closed_t0 && ts_ns < s.closed_t1) {
     (s.closed_first ? s.ep_first_hits : s.ep_hits) += static_cast<double>(n);
-  } else if (s.off_since_ns >= 0 && ts_ns >= s.off_since_ns &&
-             (s.off || ts_ns < s.work_since_ns)) {
+  } else if (s.off_since_ns >= 0 && ts_ns >= s.off_since_ns && ts_ns < s.off_until_ns) {
     // Seen inside an off period (before the detach took, after the attach
     // did): already in the profile, so not estimated as well.
     s.ep_off_hits += static_cast<double>(n);
@@ -141,6 +141,7 @@ void OverheadBudget::TakeOff(Site& s, int64_t now_ns, int64_t cpu_ns, int64_t wo
   s.off_wall0 = now_ns;
   s.off_work0 = work;
   s.off_since_ns = now_ns;
+  s.off_until_ns = std::numeric_limits<int64_t>::max();
   ++stats_.detaches;
 }
 
@@ -185,6 +186,7 @@ void OverheadBudget::PutBack(Site& s, int64_t now_ns, int64_t cpu_ns, int64_t wo
   s.win_wall0 = now_ns;
   s.win_work0 = work;
   s.work_since_ns = now_ns;
+  s.off_until_ns = now_ns;  // until Applied says when the attach took
   ++stats_.reattaches;
 }
 
@@ -338,6 +340,7 @@ void OverheadBudget::Applied(const Action& a, int64_t now_ns, int64_t cpu_ns, in
     s.win_work0 = work;
     s.work_since_ns = now_ns;
     s.win_work_hits = 0;
+    s.off_until_ns = now_ns;
   }
   // A detach: its off period began at the tick's reading (TakeOff).
 }
@@ -351,11 +354,12 @@ void OverheadBudget::Failed(const Action& a, int64_t now_ns, int64_t cpu_ns, int
     s.off_cpu0 = cpu_ns;
     s.off_wall0 = now_ns;
     s.off_work0 = work;
+    s.off_until_ns = std::numeric_limits<int64_t>::max();
     s.back_at_ns = now_ns + s.backoff_ns;
     --stats_.reattaches;
   } else {
     s.off = false;
-    s.off_since_ns = -1;
+    s.off_since_ns = s.off_until_ns = -1;
     s.hold_until_ns = s.back_at_ns;
     s.ever_off = --s.times_off > 0;
     if (s.ep_periods > 0) --s.ep_periods;

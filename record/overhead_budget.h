@@ -134,7 +134,10 @@ class OverheadBudget {
     bool rate_per_cpu = true;
     int64_t off_cpu0 = 0, off_wall0 = 0, off_work0 = -1;
     int64_t off_end_work = -1;  // the reading that ended the last off period
-    int64_t off_since_ns = -1;  // when the last off period began (-1: never)
+    // The last off period, by the clock of hits: from the reading that
+    // took it off to the one after its re-attach took (INT64_MAX while
+    // off; off_since -1: none).
+    int64_t off_since_ns = -1, off_until_ns = -1;
     double missed = 0;  // episodes before the current one
     // The current episode (off periods in a row, see TakeOff): hits and
     // work of its windows on, work of its closed off periods, and what time

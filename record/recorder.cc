@@ -237,8 +237,8 @@ absl::Status Recorder::PollShared(int timeout_ms, bool all) {
   // Alone, its exit ends the wait too; with more, the caller's loop paces.
   absl::StatusOr<int> n =
       all ? shared_->Drain(deliver)
-          : shared_->Poll(running <= 1 ? timeout_ms : 0, running == 1 ? also_fd : -1, live,
-                          deliver);
+          : shared_->Poll(running == 1 || (running == 0 && live > 0) ? timeout_ms : 0,
+                          running == 1 ? also_fd : -1, live, deliver);
   return n.status();
 }
 
@@ -357,7 +357,11 @@ absl::StatusOr<std::shared_ptr<const ExecutablePlan>> Recorder::Plan(pid_t pid) 
 
 void Recorder::Detach(pid_t pid) {
   for (Traced& t : processes_) {
-    if (t.pid == pid) Close(t);
+    if (t.pid != pid || !t.session) continue;
+    // Gone: its records may still be behind another's; Poll closes it once
+    // they are read (ReadyToClose).
+    if (t.session->target_exited() && !ReadyToClose(t)) continue;
+    Close(t);
   }
 }
 

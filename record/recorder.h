@@ -122,6 +122,8 @@ class Recorder {
   void AddPlan(const std::string& key, const std::string& path,
                std::shared_ptr<ExecutablePlan> plan);
   // Drains and detaches pid's live session, if any (the process exec'd).
+  // One whose process has exited closes in Poll, once the shared ring has
+  // been read past its records (ReadyToClose).
   void Detach(pid_t pid);
   // Every process ever attached, in SampleKey::process order.
   struct TracedProcess {

@@ -107,8 +107,8 @@ void Recorder::TickBudget(Traced& t) {
   // The allocation count only when the budget has a use for it: a read
   // is two system calls, and most ticks of most processes see no errors.
   int64_t now = NowNs();
-  const int64_t allocs = t.budget->NeedsWork() ? TargetAllocs(t, &now) : -1;
   const int64_t cpu = TargetCpuNs(t);
+  const int64_t allocs = t.budget->NeedsWork() ? TargetAllocs(t, &now) : -1;
   for (const OverheadBudget::Action& a : t.budget->Tick(now, cpu, allocs)) {
     absl::Status s = t.session->SetSiteProbed(a.site, a.probe);
     if (s.ok()) {

@@ -38,6 +38,7 @@ absl::Status SiteLinks::Attach(const bpf_program* prog, const ProbeTarget& targe
     size_t n = std::min(per, offsets.size() - first);
     for (size_t i = first; i < first + n; ++i) {
       shard.probes.push_back(i);
+      shard.in_link.push_back(i);
       shard_of_[i] = static_cast<uint32_t>(shards_.size() - 1);
     }
     shard.link = std::make_unique<ProbeLinks>();
@@ -70,11 +71,12 @@ absl::Status SiteLinks::SwapShard(Shard& shard) {
   // The old link still counts the probes just taken off (their generation
   // is the old one) until it is gone.
   std::vector<size_t> dropped;
-  for (size_t i : shard.probes) {
-    if (state_[i] == kOff) dropped.push_back(i);
+  for (size_t i : shard.in_link) {
+    if (std::find(kept.begin(), kept.end(), i) == kept.end()) dropped.push_back(i);
   }
   Retire(std::move(shard.link), std::move(dropped));
   shard.link = std::move(next);
+  shard.in_link = std::move(kept);
   shard.gen = gen;
   ++swaps_;
   return absl::OkStatus();
@@ -100,12 +102,15 @@ absl::Status SiteLinks::Detach(absl::Span<const size_t> probes) {
 }
 
 absl::Status SiteLinks::Reattach(absl::Span<const size_t> probes) {
+  // All or none: a site half back on would be taken as off.
   for (size_t i : probes) {
-    if (i >= state_.size() || state_[i] != kOff) continue;
-    if (StillCounted(i)) {
+    if (i < state_.size() && state_[i] == kOff && StillCounted(i)) {
       return absl::UnavailableError(
           absl::StrCat("probe ", i, ": its old link is still being removed"));
     }
+  }
+  for (size_t i : probes) {
+    if (i >= state_.size() || state_[i] != kOff) continue;
     auto link = std::make_unique<ProbeLinks>();
     uint64_t offset = offsets_[i], cookie = cookies_[i] | GEP_COOKIE_F_SOLO;
     RETURN_IF_ERROR(link->Attach(prog_, *target_, absl::MakeConstSpan(&offset, 1),

@@ -62,6 +62,7 @@ class SiteLinks {
   enum State : uint8_t { kShared, kSolo, kOff };
   struct Shard {
     std::vector<size_t> probes;
+    std::vector<size_t> in_link;  // the probes its link counts
     std::unique_ptr<ProbeLinks> link;
     bool gen = false;
   };

@@ -207,6 +207,22 @@ TEST(OverheadBudgetTest, AnOffPeriodRunsFromTheTickToWhenTheAttachTook) {
   EXPECT_DOUBLE_EQ(b.Missed(kS + 30 * kMs, kS + 30 * kMs, 1300000)[kStorm], 600000.0 - 50);
 }
 
+TEST(OverheadBudgetTest, HitsAfterTheReattachTookAreNotOffHits) {
+  OverheadBudget b(OnePercent(), 10000, 0, 0, 0);
+  FirstTick(b);
+  b.Count(kStorm, 1100, 8 * kMs);
+  const Action on{kStorm, true};
+  ASSERT_EQ(b.Tick(10 * kMs, 10 * kMs, 9000 + 2200), (std::vector<Action>{{kStorm, false}}));
+  ASSERT_EQ(b.Tick(kS + 10 * kMs, kS + 10 * kMs, 1011200), (std::vector<Action>{on}));
+  b.Applied(on, kS + 20 * kMs, kS + 20 * kMs, 1111200);
+  // Calm after; its window rolls at a tick without a reading. A hit from
+  // before the roll, read after it, is in no window, but it was seen while
+  // on: not one of the off period's to subtract.
+  ASSERT_TRUE(b.Tick(2 * kS + 30 * kMs, 2 * kS + 30 * kMs, -1).empty());
+  b.Count(kStorm, 7, 2 * kS);
+  EXPECT_DOUBLE_EQ(b.Missed(3 * kS, 3 * kS, 1200000)[kStorm], 0.5 * 1100000);
+}
+
 TEST(OverheadBudgetTest, HitsCountForTheWindowTheyHappenedIn) {
   // A reader behind the ring: hits arrive after the tick that ended their
   // window, and hits from before a window inside it.
