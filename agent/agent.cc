@@ -157,13 +157,19 @@ ProcessStatus Agent::Decide(const ProcEntry& e, const std::string& path, CgroupI
     return ProcessStatus::kFailed;
   }
   cgroups_[e.pid] = std::move(cgroup);
-  size_t probes = 0;
+  size_t probes = 0, sharing = 0;
   for (const Recorder::TracedProcess& t : recorder_.traced()) {
-    if (t.pid == e.pid && t.live) probes = t.probes;
+    if (t.pid == e.pid && t.live) {
+      probes = t.probes;
+      sharing = t.sharing;
+    }
   }
   Log(absl::StrCat("attached pid ", e.pid, " (", path, "): ", probes, " probes in ",
                    absl::FormatDuration(absl::Now() - start),
-                   (*plan)->cache == "hit" ? " (plan from cache)" : ""));
+                   (*plan)->cache == "hit" ? " (plan from cache)" : "",
+                   sharing > 1 ? absl::StrCat(" (probes shared with ", sharing - 1,
+                                              sharing == 2 ? " other process)" : " others)")
+                               : ""));
   return ProcessStatus::kAttached;
 }
 

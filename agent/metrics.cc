@@ -221,7 +221,10 @@ std::string RenderMetrics(const Agent& agent, const ErrorMetrics& errors,
   for (const Recorder::TracedProcess& t : rec.traced()) probes += t.live ? t.probes : 0;
   Gauge(&out, "goerrprof_attached_processes", "Processes with error probes attached now.",
         rec.live_sessions());
-  Gauge(&out, "goerrprof_probes", "Error probes attached now, over all processes.", probes);
+  Gauge(&out, "goerrprof_probes",
+        "Error probes recording processes now, summed over processes (a probe replicas "
+        "share counts once for each).",
+        probes);
   Gauge(&out, "goerrprof_detaching_processes",
         "Exited or excluded processes whose probes are still being detached (in the background).",
         rec.detaching());
@@ -266,9 +269,12 @@ std::string RenderMetrics(const Agent& agent, const ErrorMetrics& errors,
          "Kernel memory of the BPF maps and programs the agent holds (memlock).");
   absl::StrAppend(&out, "goerrprof_bpf_memory_bytes{kind=\"maps\"} ", bpf.map_bytes, "\n",
                   "goerrprof_bpf_memory_bytes{kind=\"programs\"} ", bpf.program_bytes, "\n");
-  Header(&out, "goerrprof_bpf_objects", "gauge", "BPF maps and programs the agent holds.");
+  Header(&out, "goerrprof_bpf_objects", "gauge",
+         "BPF maps, programs and links, and perf events, the agent holds.");
   absl::StrAppend(&out, "goerrprof_bpf_objects{kind=\"maps\"} ", bpf.maps, "\n",
-                  "goerrprof_bpf_objects{kind=\"programs\"} ", bpf.programs, "\n");
+                  "goerrprof_bpf_objects{kind=\"programs\"} ", bpf.programs, "\n",
+                  "goerrprof_bpf_objects{kind=\"links\"} ", bpf.links, "\n",
+                  "goerrprof_bpf_objects{kind=\"perf_events\"} ", bpf.perf_events, "\n");
   return out;
 }
 

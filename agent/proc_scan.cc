@@ -55,6 +55,14 @@ BpfMemory SelfBpfMemory() {
     if (n <= 0) continue;
     const absl::string_view kind(target, static_cast<size_t>(n));
     const bool map = kind == "anon_inode:bpf-map";
+    if (kind == "anon_inode:bpf_link") {
+      ++m.links;
+      continue;
+    }
+    if (kind == "anon_inode:[perf_event]") {
+      ++m.perf_events;
+      continue;
+    }
     if (!map && kind != "anon_inode:bpf-prog") continue;
     std::ifstream info("/proc/self/fdinfo/" + fd);
     std::string line;

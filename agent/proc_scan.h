@@ -51,6 +51,9 @@ uint64_t SelfHeapBytes();
 struct BpfMemory {
   uint64_t map_bytes = 0, program_bytes = 0;
   size_t maps = 0, programs = 0;
+  // BPF links (a uprobe_multi link, or a perf uprobe's link, each), and
+  // perf events (a perf uprobe each, on kernels before 6.6).
+  size_t links = 0, perf_events = 0;
 };
 BpfMemory SelfBpfMemory();
 

@@ -26,9 +26,12 @@
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
-/* Set by user space before load. */
+/* Set by user space before load. The one process probed, or 0: the
+ * processes in `targets`, replicas of one executable sharing this program
+ * and its links (which then trap in every process running the file). */
 const volatile __u32 target_tgid = 0;
-/* Stamped on every record: one ring may serve many sessions (the agent). */
+/* Stamped on every record: one ring may serve many sessions (the agent).
+ * With target_tgid 0, each member's own id, from `targets`. */
 const volatile __u32 session_id = 0;
 const volatile __u32 max_chain = 8; /* max link depth (root = depth 0) */
 const volatile __u32 g_source = GEP_G_NONE;
@@ -67,6 +70,16 @@ struct {
   __type(key, __u64);
   __type(value, struct gep_site);
 } sites SEC(".maps");
+
+/* The processes sharing this program (target_tgid 0): tgid, as goerrprof
+ * counts it, -> the session id its records carry. Preallocated: older
+ * kernels let tracing programs use no other hash map. */
+struct {
+  __uint(type, BPF_MAP_TYPE_HASH);
+  __uint(max_entries, 1); /* resized by user space */
+  __type(key, __u32);
+  __type(value, __u32);
+} targets SEC(".maps");
 
 struct {
   __uint(type, BPF_MAP_TYPE_HASH);
@@ -168,9 +181,11 @@ static __always_inline long rd(void *dst, __u32 size, __u64 src) {
   return bpf_probe_read_user(dst, size, (const void *)src);
 }
 
-static __always_inline struct gep_scratch *my_scratch(void) {
-  __u32 cpu = bpf_get_smp_processor_id();
-  return bpf_map_lookup_elem(&scratch, &cpu);
+/* The scratch entry the hit took (gep_on_error), by the key its bpf_loop
+ * callbacks are handed. */
+static __always_inline struct gep_scratch *my_scratch(const void *slot) {
+  __u32 key = *(const __u32 *)slot;
+  return bpf_map_lookup_elem(&scratch, &key);
 }
 
 #include "bpf/pidns.bpf.h"
@@ -216,8 +231,8 @@ static __always_inline long read_loc(struct gep_scratch *s, __u32 loc, __u64 *ou
 
 /* bpf_loop body: pops one pending error and appends its link: header,
  * strings, addresses; then queues its wrapped errors. */
-static long walk_one(__u32 index, void *unused) {
-  struct gep_scratch *s = my_scratch();
+static long walk_one(__u32 index, void *slot) {
+  struct gep_scratch *s = my_scratch(slot);
   if (!s) return 1;
   __u32 sp = s->sp;
   if (sp == 0 || sp > GEP_PENDING_CAP) return 1;
@@ -265,11 +280,11 @@ static long walk_one(__u32 index, void *unused) {
         bump(GEP_CTR_VALUE_READ);
       }
     }
-    bpf_loop(s->cur.lay.n_str, str_field, NULL, 0);
-    bpf_loop(s->cur.lay.n_addr, addr_field, NULL, 0);
+    bpf_loop(s->cur.lay.n_str, str_field, slot, 0);
+    bpf_loop(s->cur.lay.n_addr, addr_field, slot, 0);
     /* []error elements pop after error fields: queue them first. */
-    bpf_loop(s->cur.lay.n_slice, slice_field, NULL, 0);
-    bpf_loop(s->cur.lay.n_err, err_field, NULL, 0);
+    bpf_loop(s->cur.lay.n_slice, slice_field, slot, 0);
+    bpf_loop(s->cur.lay.n_err, err_field, slot, 0);
   }
 
   struct gep_link *l = (void *)&s->buf[link_off & GEP_EVENT_MASK];
@@ -345,9 +360,25 @@ SEC("uprobe") /* made sleepable by user space where the kernel allows it */
 int gep_on_error(struct pt_regs *ctx) {
   bump(GEP_CTR_HITS);
   __u32 tgid = 0, tid = 0;
-  if (!current_ids(&tgid, &tid) || tgid != target_tgid) {
+  __u32 sid = session_id;
+  if (!current_ids(&tgid, &tid)) {
     bump(GEP_CTR_FOREIGN);
     return 0;
+  }
+  if (target_tgid) {
+    if (tgid != target_tgid) {
+      bump(GEP_CTR_FOREIGN);
+      return 0;
+    }
+  } else {
+    /* A shared program: a process running the file that is not a member
+     * (not selected, not yet attached) paid the trap, and nothing more. */
+    __u32 *member = bpf_map_lookup_elem(&targets, &tgid);
+    if (!member) {
+      bump(GEP_CTR_FOREIGN);
+      return 0;
+    }
+    sid = *member;
   }
   __u64 cookie = bpf_get_attach_cookie(ctx);
   __u32 tloc = GEP_COOKIE_TAB(cookie), dloc = GEP_COOKIE_DATA(cookie);
@@ -360,13 +391,23 @@ int gep_on_error(struct pt_regs *ctx) {
     }
   }
 
-  struct gep_scratch *s = my_scratch();
-  if (!s) {
-    bump(GEP_CTR_DROP_NO_SCRATCH);
-    return 0;
+  /* A free one of this CPU's scratch entries: a sleepable probe preempted
+   * on this CPU (by any process sharing the scratch) may hold another. */
+  __u32 slot = bpf_get_smp_processor_id() * GEP_SCRATCH_SLOTS;
+  struct gep_scratch *s = NULL;
+  bool any = false;
+  for (__u32 i = 0; i < GEP_SCRATCH_SLOTS; i++) {
+    struct gep_scratch *c = bpf_map_lookup_elem(&scratch, &slot);
+    if (!c) break;
+    any = true;
+    if (__sync_val_compare_and_swap(&c->busy, 0, 1) == 0) {
+      s = c;
+      break;
+    }
+    slot++;
   }
-  if (__sync_val_compare_and_swap(&s->busy, 0, 1) != 0) {
-    bump(GEP_CTR_DROP_BUSY);
+  if (!s) {
+    bump(any ? GEP_CTR_DROP_BUSY : GEP_CTR_DROP_NO_SCRATCH);
     return 0;
   }
   struct gep_pending *root = &s->pending[0];
@@ -419,17 +460,17 @@ int gep_on_error(struct pt_regs *ctx) {
   ev->tid = tid;
   ev->version = GEP_EVENT_VERSION;
   ev->pad16 = 0;
-  ev->session = session_id;
+  ev->session = sid;
   __u16 n_stack = capture_stack ? capture(s, ctx, tloc) : 0;
 
   s->off = sizeof(struct gep_event) + n_stack * 8;
   s->n_labels = 0;
   __u32 label_iters = labels_setup(s, labels);
-  if (label_iters) bpf_loop(label_iters, label_one, NULL, 0);
+  if (label_iters) bpf_loop(label_iters, label_one, &slot, 0);
 
   s->sp = 1;
   s->n_links = 0;
-  bpf_loop(GEP_MAX_LINKS, walk_one, NULL, 0);
+  bpf_loop(GEP_MAX_LINKS, walk_one, &slot, 0);
   if (s->sp) {
     s->ev_flags |= GEP_EV_LINKS_CUT;
     bump_n(GEP_CTR_CHAIN_LINKS, s->sp);

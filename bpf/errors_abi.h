@@ -22,6 +22,10 @@ struct gep_site {
 #define GEP_MAX_LINKS 32        /* links (errors) per event */
 #define GEP_MAX_CHAIN 16        /* ceiling of the configurable depth */
 #define GEP_PENDING_CAP 32      /* explicit DFS stack; power of two */
+/* Scratch entries per CPU: a sleepable probe preempted while holding one
+ * (its page fault, a lazily preempting kernel) leaves the others to hits
+ * of other threads and processes on that CPU. */
+#define GEP_SCRATCH_SLOTS 2
 #define GEP_MAX_STR 256         /* bytes copied per string field */
 #define GEP_MAX_STR_FIELDS 8
 #define GEP_MAX_ERR_FIELDS 4
@@ -170,7 +174,7 @@ enum gep_counter {
   GEP_CTR_FOREIGN,         /* hit by another process: ignored */
   GEP_CTR_NOT_HERE,        /* checked site reached without its itab: no creation */
   GEP_CTR_DROP_RINGBUF,    /* ring buffer full */
-  GEP_CTR_DROP_BUSY,       /* per-CPU scratch in use (preempted handler) */
+  GEP_CTR_DROP_BUSY,       /* every scratch entry of the CPU in use (preempted handlers) */
   GEP_CTR_DROP_NO_SCRATCH,
   GEP_CTR_DROP_ROOT_READ,  /* interface words unreadable at the site */
   GEP_CTR_DROP_NO_SITE,    /* CONST location without a site map entry */

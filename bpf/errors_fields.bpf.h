@@ -36,8 +36,7 @@ static __always_inline void child(struct gep_scratch *s, __u64 tab, __u64 data) 
  * 0. A subprogram, not inlined; static, because a global function that
  * holds bpf_copy_from_user counts as sleeping even where the rodata makes
  * that call dead, and the non-sleepable variant would not load. */
-static __noinline int gep_put_str(__u64 src, __u32 field) {
-  struct gep_scratch *s = my_scratch();
+static __noinline int gep_put_str(struct gep_scratch *s, __u64 src, __u32 field) {
   if (!s) return -1;
   __u32 off = s->off;
   if (off > GEP_EVENT_MAX - sizeof(struct gep_str) - GEP_MAX_STR) {
@@ -80,8 +79,7 @@ static __always_inline void addr_failed(struct gep_addr *a) {
  * net.Addr-like interface at src. Only the types user space put in the
  * address map are decoded: their String() needs nothing but these fields.
  * Returns the record's flags, or -1 when the record is full. */
-static __noinline long gep_put_addr(__u64 src, __u32 field) {
-  struct gep_scratch *s = my_scratch();
+static __noinline long gep_put_addr(struct gep_scratch *s, __u64 src, __u32 field) {
   if (!s) return -1;
   __u32 off = s->off;
   if (off > GEP_EVENT_MAX - sizeof(struct gep_addr)) {
@@ -139,7 +137,7 @@ static __noinline long gep_put_addr(__u64 src, __u32 field) {
   __u32 n_str = al->n_str;
   for (__u32 k = 0; k < GEP_MAX_ADDR_STR; k++) {
     if (k >= n_str) break;
-    int r = gep_put_str(obj + al->str_off[k], k);
+    int r = gep_put_str(s, obj + al->str_off[k], k);
     if (r < 0) break;
     a->n_str++;
     if (r == 1) addr_failed(a);
@@ -149,10 +147,10 @@ static __noinline long gep_put_addr(__u64 src, __u32 field) {
 }
 
 /* bpf_loop body: string field i of the current link. */
-static long str_field(__u32 i, void *unused) {
-  struct gep_scratch *s = my_scratch();
+static long str_field(__u32 i, void *slot) {
+  struct gep_scratch *s = my_scratch(slot);
   if (!s || i >= GEP_MAX_STR_FIELDS) return 1;
-  int r = gep_put_str(s->cur.data + s->cur.lay.str_off[i], i);
+  int r = gep_put_str(s, s->cur.data + s->cur.lay.str_off[i], i);
   if (r < 0) return 1;
   s->cur.n_str++;
   if (r == 1) {
@@ -163,10 +161,10 @@ static long str_field(__u32 i, void *unused) {
 }
 
 /* bpf_loop body: address field i of the current link. */
-static long addr_field(__u32 i, void *unused) {
-  struct gep_scratch *s = my_scratch();
+static long addr_field(__u32 i, void *slot) {
+  struct gep_scratch *s = my_scratch(slot);
   if (!s || i >= GEP_MAX_ADDR_FIELDS) return 1;
-  long flags = gep_put_addr(s->cur.data + s->cur.lay.addr_off[i], i);
+  long flags = gep_put_addr(s, s->cur.data + s->cur.lay.addr_off[i], i);
   if (flags < 0) return 1;
   s->cur.n_addr++;
   if (flags & GEP_ADDR_F_READ_FAILED) s->cur.flags |= GEP_LINK_ADDR_FAILED;
@@ -175,8 +173,8 @@ static long addr_field(__u32 i, void *unused) {
 
 /* bpf_loop body: queues []error element i, last first, so that children
  * pop in field order. */
-static long elem_child(__u32 i, void *unused) {
-  struct gep_scratch *s = my_scratch();
+static long elem_child(__u32 i, void *slot) {
+  struct gep_scratch *s = my_scratch(slot);
   if (!s) return 1;
   __u32 n = s->cur.n_elems;
   if (i >= n || n > GEP_MAX_SLICE_ELEMS) return 1;
@@ -186,8 +184,8 @@ static long elem_child(__u32 i, void *unused) {
 }
 
 /* bpf_loop body: the current link's []error fields, last first. */
-static long slice_field(__u32 i, void *unused) {
-  struct gep_scratch *s = my_scratch();
+static long slice_field(__u32 i, void *slot) {
+  struct gep_scratch *s = my_scratch(slot);
   if (!s) return 1;
   __u32 n = s->cur.lay.n_slice;
   if (i >= n || n > GEP_MAX_SLICE_FIELDS) return 1;
@@ -210,13 +208,13 @@ static long slice_field(__u32 i, void *unused) {
     return 0;
   }
   s->cur.n_elems = (__u32)len;
-  bpf_loop((__u32)len, elem_child, NULL, 0);
+  bpf_loop((__u32)len, elem_child, slot, 0);
   return 0;
 }
 
 /* bpf_loop body: the current link's error fields, last first. */
-static long err_field(__u32 i, void *unused) {
-  struct gep_scratch *s = my_scratch();
+static long err_field(__u32 i, void *slot) {
+  struct gep_scratch *s = my_scratch(slot);
   if (!s) return 1;
   __u32 n = s->cur.lay.n_err;
   if (i >= n || n > GEP_MAX_ERR_FIELDS) return 1;

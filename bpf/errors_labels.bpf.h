@@ -21,8 +21,8 @@ static __always_inline long put_label(struct gep_scratch *s, __u64 key, __u64 va
     bump(GEP_CTR_EVENT_TRUNC);
     return 1;
   }
-  int rk = gep_put_str(key, n);
-  int rv = gep_put_str(val, n);
+  int rk = gep_put_str(s, key, n);
+  int rv = gep_put_str(s, val, n);
   s->n_labels = n + 1;
   if (rk > 0 || rv > 0) {
     s->ev_flags |= GEP_EV_LABELS_FAILED;
@@ -47,8 +47,8 @@ static __always_inline void labels_failed(struct gep_scratch *s) {
 /* bpf_loop body: appends label `i` of a slice, or visits the next slot of
  * a map: slots of the current bucket, then its overflow buckets, then the
  * next bucket (new ones, then old ones). Returns 1 to stop. */
-static long label_one(__u32 i, void *unused) {
-  struct gep_scratch *s = my_scratch();
+static long label_one(__u32 i, void *entry) {
+  struct gep_scratch *s = my_scratch(entry);
   if (!s) return 1;
   if (label_storage == GEP_LABELS_SLICE) {
     if (i >= s->lab_count) return 1;

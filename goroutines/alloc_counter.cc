@@ -11,7 +11,6 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "base/clock.h"
 #include "goroutines/goroutine_locate.h"
 #include "x86/decoder.h"
 
@@ -304,12 +303,6 @@ absl::StatusOr<AllocCounter::Counts> AllocCounter::Read() {
   out.objects = tiny + large;
   for (int c = 0; c < kSizeClasses; ++c) out.objects += out.small[c];
   return out;
-}
-
-absl::StatusOr<uint64_t> AllocCounter::Objects() {
-  auto c = Read();
-  if (!c.ok()) return c.status();
-  return c->objects;
 }
 
 }  // namespace goerrprof::profiler

@@ -58,7 +58,6 @@ class AllocCounter {
   // One reading; Unavailable when the process is gone, or the runtime
   // kept folding its generations together through every retry.
   absl::StatusOr<Counts> Read();
-  absl::StatusOr<uint64_t> Objects();
 
   struct Stats {
     uint64_t reads = 0;

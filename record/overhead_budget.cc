@@ -373,6 +373,66 @@ void OverheadBudget::Failed(const Action& a, int64_t now_ns, int64_t cpu_ns, int
   }
 }
 
+void OverheadBudget::Follow(uint64_t site, bool probed, int64_t now_ns, int64_t cpu_ns,
+                            int64_t work) {
+  auto it = sites_.find(site);
+  if (it == sites_.end()) return;
+  Site& s = it->second;
+  if (!probed && !s.off) {
+    TakeOff(s, now_ns, cpu_ns, work);
+    s.followed = true;
+    s.back_at_ns = std::numeric_limits<int64_t>::max();  // the owner decides
+    --stats_.detaches;  // not this process's choice
+  } else if (probed && s.off && s.followed) {
+    // The readings are from after the attach took: the window on starts
+    // there, and the site is not on probation here (it stormed elsewhere).
+    PutBack(s, now_ns, cpu_ns, work);
+    s.followed = false;
+    s.probation = false;
+    --stats_.reattaches;
+  }
+}
+
+void OverheadBudget::Adopt(uint64_t site, int64_t now_ns) {
+  auto [it, fresh] = sites_.try_emplace(site);
+  Site& s = it->second;
+  if (fresh) {
+    // Never seen here: off with nothing to estimate; back at once.
+    s.off = true;
+    s.win_wall0 = last_ns_;
+    s.win_cpu0 = cpu_known_ ? last_cpu_ns_ : 0;
+    s.backoff_ns = options_.min_backoff_ns;
+  }
+  if (!s.off) return;
+  s.followed = false;
+  s.back_at_ns = now_ns;
+}
+
+std::vector<uint64_t> OverheadBudget::OwnedOff() const {
+  std::vector<uint64_t> out;
+  for (const auto& [site, s] : sites_) {
+    if (s.off && !s.followed) out.push_back(site);
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+std::vector<uint64_t> OverheadBudget::SitesOn() const {
+  std::vector<uint64_t> out;
+  for (const auto& [site, s] : sites_) {
+    if (!s.off) out.push_back(site);
+  }
+  return out;
+}
+
+std::vector<uint64_t> OverheadBudget::FollowedOff() const {
+  std::vector<uint64_t> out;
+  for (const auto& [site, s] : sites_) {
+    if (s.off && s.followed) out.push_back(site);
+  }
+  return out;
+}
+
 absl::flat_hash_map<uint64_t, double> OverheadBudget::Missed(int64_t now_ns, int64_t cpu_ns,
                                                               int64_t work) const {
   // No reading now (a process just gone): the last tick's, at most a tick

@@ -31,6 +31,15 @@
 // CPU time while off. Either way the estimate is marked as such in the
 // profile, beside the observed count.
 //
+// Replicas of one executable may share one program and its links (the
+// agent, `record -- COMMAND`; session/error_program.h): a site taken off
+// then goes off in all of them. Each replica keeps a budget of its own,
+// charged with its own hits; any of them may take a site off (it owns that
+// off period and decides when the site comes back), and the others follow
+// (Follow): the site is off for them too, estimated from their own rates,
+// until the owner puts it back. An owner that goes away hands its sites
+// to another (Adopt).
+//
 // Pure bookkeeping: no BPF, no clocks of its own (tests drive it).
 #ifndef GOERRPROF_RECORD_OVERHEAD_BUDGET_H_
 #define GOERRPROF_RECORD_OVERHEAD_BUDGET_H_
@@ -88,6 +97,23 @@ class OverheadBudget {
   // back-off; a failed re-attach leaves it off, still estimated).
   void Failed(const Action& a, int64_t now_ns, int64_t cpu_ns, int64_t work = -1);
 
+  // Another process sharing this one's probes took `site` off (probed
+  // false) or put it back: so did this one, by the readings given (taken
+  // before the detach, after the attach). Off, it is estimated like a
+  // site of its own, and comes back only by Follow. Nothing happens for a
+  // site this budget has not seen: it has no rate to estimate from.
+  void Follow(uint64_t site, bool probed, int64_t now_ns, int64_t cpu_ns, int64_t work = -1);
+  // The site's owner went away: this budget decides from now on, and puts
+  // it back at its next tick with budget to spare.
+  void Adopt(uint64_t site, int64_t now_ns);
+  // Whether `site` has been counted here.
+  bool Knows(uint64_t site) const { return sites_.contains(site); }
+  // The sites off by this budget's own choice (not followed).
+  std::vector<uint64_t> OwnedOff() const;
+  // Sites on here, and sites off because another process took them off.
+  std::vector<uint64_t> SitesOn() const;
+  std::vector<uint64_t> FollowedOff() const;
+
   // Estimated creations missed while off, by site, until now.
   absl::flat_hash_map<uint64_t, double> Missed(int64_t now_ns, int64_t cpu_ns,
                                                int64_t work = -1) const;
@@ -128,6 +154,7 @@ class OverheadBudget {
     bool closed_first = false;  // the episode's first window
     bool fresh = false;  // counted since the last tick, first time
     bool deferred = false;  // kept on one tick for a clean work window
+    bool followed = false;  // off because another process sharing it took it off
     // While off: the rate (creations per ns of CPU, or of wall time) and
     // the off period's start.
     double rate = 0;

@@ -152,6 +152,8 @@ absl::Status Recorder::Attach(pid_t pid) {
     }
     config.shared_maps = shared_.get();
     config.ringbuf_bytes = shared_->bytes();
+    // Replicas of one executable share one program and its links.
+    config.share_program = true;
   }
   auto session = BpfSession::Start(config);
   if (!session.ok()) return session.status();
@@ -192,6 +194,9 @@ void Recorder::Close(Traced& t) {
   if (shared_) {
     // Unless the ring was read past an exited process's records already.
     if (t.close_by_ns < 0 || !shared_->ReadPast(t.exit_pos)) PollShared(0, true).IgnoreError();
+    // Its hits from now on are no one's (shared probes stay for the
+    // others): not recorded, rather than orphans.
+    t.session->Leave();
     t.session->ReleaseRing();  // its destruction may happen on the reaper's thread
   } else {
     t.session->Flush([&](const CapturedError& e) { Deliver(t, index, e); }).IgnoreError();
@@ -200,6 +205,7 @@ void Recorder::Close(Traced& t) {
   // when the recording stopped).
   FlushPanics(t, index);
   CloseBudget(t, index);
+  t.session->Leave();  // its counters final (once: see above)
   t.final_counters = t.session->Counters();
   // Detach: the process runs free (at once, or soon in the background).
   // Bounded: past a few waiting, here (a churn must not pile up sessions,
@@ -369,7 +375,8 @@ std::vector<Recorder::TracedProcess> Recorder::traced() const {
   std::vector<TracedProcess> out;
   out.reserve(processes_.size());
   for (const Traced& t : processes_) {
-    out.push_back({t.pid, t.plan.get(), t.session != nullptr, t.probes});
+    out.push_back({t.pid, t.plan.get(), t.session != nullptr, t.probes,
+                   t.session ? t.session->program_members() : 0});
   }
   return out;
 }

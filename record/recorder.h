@@ -131,6 +131,9 @@ class Recorder {
     const ExecutablePlan* plan = nullptr;
     bool live = false;  // its session is attached
     size_t probes = 0;
+    // Processes recorded through its probes, itself included (replicas
+    // share them: session/error_program.h); 0 when not live.
+    size_t sharing = 0;
   };
   std::vector<TracedProcess> traced() const;
 
@@ -259,6 +262,17 @@ class Recorder {
   SessionReaper reaper_;
   void StartBudget(Traced& t);
   void TickBudget(Traced& t);
+  // Replicas sharing t's program (BpfSession::shares_program) whose budget
+  // has seen `site`, with their readings now: they follow t's actions.
+  struct MateReading {
+    Traced* t = nullptr;
+    int64_t now_ns = 0, cpu_ns = -1, work = -1;
+  };
+  std::vector<MateReading> MatesOf(Traced& t, uint64_t site);
+  // t is closing: the sites it took off go to a replica still sharing them.
+  void HandOverSites(Traced& t);
+  // t's budget brought in line with its shared program's links.
+  void Reconcile(Traced& t);
   void CloseBudget(Traced& t, uint32_t index);
   // The live processes' estimates into the profile, at most once a second:
   // the agent serves counts of processes that may never exit.

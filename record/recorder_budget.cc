@@ -109,7 +109,18 @@ void Recorder::TickBudget(Traced& t) {
   int64_t now = NowNs();
   const int64_t cpu = TargetCpuNs(t);
   const int64_t allocs = t.budget->NeedsWork() ? TargetAllocs(t, &now) : -1;
+  if (t.session->shares_program()) Reconcile(t);
   for (const OverheadBudget::Action& a : t.budget->Tick(now, cpu, allocs)) {
+    if (!a.probe && t.session->shares_program() && t.session->SiteOff(a.site)) {
+      // Another replica took it off meanwhile: follow it, not a second owner.
+      t.budget->Failed(a, now, cpu, allocs);
+      t.budget->Follow(a.site, false, now, cpu, allocs);
+      continue;
+    }
+    // Replicas sharing the links lose the site too: their readings from
+    // before the detach (the probes go before it returns).
+    std::vector<MateReading> mates;
+    if (!a.probe) mates = MatesOf(t, a.site);
     absl::Status s = t.session->SetSiteProbed(a.site, a.probe);
     if (s.ok()) {
       // A window on starts once the attach took; a detach's off period
@@ -118,6 +129,10 @@ void Recorder::TickBudget(Traced& t) {
         int64_t at;
         const int64_t work = TargetAllocs(t, &at);
         t.budget->Applied(a, at, TargetCpuNs(t), work);
+        mates = MatesOf(t, a.site);
+      }
+      for (const MateReading& m : mates) {
+        m.t->budget->Follow(a.site, a.probe, m.now_ns, m.cpu_ns, m.work);
       }
       continue;
     }
@@ -132,8 +147,69 @@ void Recorder::TickBudget(Traced& t) {
   }
 }
 
+std::vector<Recorder::MateReading> Recorder::MatesOf(Traced& t, uint64_t site) {
+  std::vector<MateReading> out;
+  if (!t.session || !t.session->shares_program()) return out;
+  for (Traced& u : processes_) {
+    // An exited one's readings no longer move: nothing to follow.
+    if (&u == &t || !u.session || !u.budget || u.close_by_ns >= 0 ||
+        u.session->program_key() != t.session->program_key() || !u.budget->Knows(site)) {
+      continue;
+    }
+    MateReading m;
+    m.t = &u;
+    m.cpu_ns = TargetCpuNs(u);
+    m.work = TargetAllocs(u, &m.now_ns);
+    out.push_back(m);
+  }
+  return out;
+}
+
+void Recorder::Reconcile(Traced& t) {
+  t.session->RetryOrphanSites();
+  // What the budget believes against what the shared links are: a site it
+  // learnt of after another replica took it off (events still in the
+  // ring), or one put back while it was not told.
+  std::vector<std::pair<uint64_t, bool>> changed;
+  for (uint64_t site : t.budget->SitesOn()) {
+    if (t.session->SiteOff(site)) changed.emplace_back(site, false);
+  }
+  for (uint64_t site : t.budget->FollowedOff()) {
+    if (!t.session->SiteOff(site)) changed.emplace_back(site, true);
+  }
+  if (changed.empty()) return;
+  int64_t at;
+  const int64_t cpu = TargetCpuNs(t);
+  const int64_t work = TargetAllocs(t, &at);
+  for (const auto& [site, probed] : changed) t.budget->Follow(site, probed, at, cpu, work);
+}
+
+void Recorder::HandOverSites(Traced& t) {
+  if (!t.budget || !t.session || !t.session->shares_program()) return;
+  for (uint64_t site : t.budget->OwnedOff()) {
+    // Another live replica decides when it comes back: one that has seen
+    // it, else any.
+    Traced* heir = nullptr;
+    for (Traced& u : processes_) {
+      if (&u == &t || !u.session || !u.budget || u.close_by_ns >= 0 ||
+          u.session->program_key() != t.session->program_key()) {
+        continue;
+      }
+      if (heir == nullptr || (!heir->budget->Knows(site) && u.budget->Knows(site))) heir = &u;
+    }
+    if (heir != nullptr) {
+      heir->budget->Adopt(site, NowNs());
+    } else {
+      // None: back now (or once its old link is gone), for whoever joins
+      // before the program goes.
+      t.session->OrphanSite(site);
+    }
+  }
+}
+
 void Recorder::CloseBudget(Traced& t, uint32_t index) {
   if (!t.budget) return;
+  HandOverSites(t);
   for (const auto& [site, missed] :
        t.budget->Missed(NowNs(), TargetCpuNs(t), TargetAllocs(t))) {
     profile_.SetEstimate(index, site, missed);

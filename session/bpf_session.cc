@@ -93,7 +93,8 @@ absl::Status ConfigureErrorProbe(errors_bpf* skel, const SessionConfig& config,
                                      std::max<size_t>(1, load.n_addr_types)) == 0 &&
             bpf_map__set_max_entries(skel->maps.sites, std::max<size_t>(1, load.n_sites)) == 0 &&
             bpf_map__set_max_entries(skel->maps.link_gen, std::max<size_t>(1, load.n_probes)) == 0 &&
-            bpf_map__set_max_entries(skel->maps.scratch, ncpus) == 0 &&
+            bpf_map__set_max_entries(skel->maps.targets, std::max<size_t>(1, load.n_targets)) == 0 &&
+            bpf_map__set_max_entries(skel->maps.scratch, ncpus * GEP_SCRATCH_SLOTS) == 0 &&
             bpf_map__set_max_entries(skel->maps.events, ring_bytes) == 0;
   if (!ok) return absl::InternalError(absl::StrCat("cannot size BPF maps: ", Errno(errno)));
   // Set either way: libbpf (1.1 too) adds BPF_F_SLEEPABLE itself to an
@@ -123,10 +124,13 @@ absl::StatusOr<std::unique_ptr<BpfSession>> BpfSession::Start(const SessionConfi
 }
 
 BpfSession::~BpfSession() {
-  links_.Remove();  // first: nothing new arrives
+  Leave();  // first: nothing new is recorded for this process
   ReleaseRing();
+  // Its own program: links off before the ring goes. A shared one goes
+  // with its last member.
+  if (program_ && !program_->shared()) program_->RemoveLinks();
   ring_.Close();
-  if (skel_) errors_bpf__destroy(skel_);
+  program_.reset();
 }
 
 absl::Status BpfSession::Init(const SessionConfig& config) {
@@ -141,134 +145,77 @@ absl::Status BpfSession::Init(const SessionConfig& config) {
                    symbolizer::ElfFile::Open(config.executable.empty() ? target_.attach_path()
                                                                        : config.executable));
   RETURN_IF_ERROR(target_.FindLoadBias(*elf));
-  const uint64_t bias = target_.load_bias();
 
-  // Probe file offsets before loading anything, so bad input fails cheaply.
-  std::vector<uint64_t> offsets;
-  size_t n_sites = 0;
-  for (const ProbeSpec& p : config.probes) {
-    auto off = elf->FileOffsetOf(p.vaddr);
-    if (!off.ok()) {
-      return absl::InvalidArgumentError(absl::StrFormat(
-          "probe address 0x%x is not in an executable segment of %s", p.vaddr, target_.exe_link()));
-    }
-    offsets.push_back(*off);
-    // Probe addresses are unique in a plan; a clash would leave the leaf
-    // ambiguous, so it falls back to the probe's own pc.
-    ProbeInfo info{p.site, static_cast<EventKind>(p.kind)};
-    site_probes_[p.site != 0 ? p.site : p.vaddr].push_back(offsets.size() - 1);
-    if (!probe_info_.try_emplace(p.vaddr, info).second) probe_info_[p.vaddr].site = 0;
-    if (GEP_LOC_KIND(GEP_COOKIE_TAB(p.cookie)) == GEP_LOC_CONST ||
-        GEP_LOC_KIND(GEP_COOKIE_DATA(p.cookie)) == GEP_LOC_CONST ||
-        (GEP_COOKIE_TAB(p.cookie) & GEP_LOC_F_CHECK)) {
-      ++n_sites;
-    }
-  }
-
-  if (config.shared_maps) session_id_ = config.shared_maps->NewId();
-  auto t0 = std::chrono::steady_clock::now();
-  // Chosen by probing: a uprobe_multi kernel whose pid filter is per thread
-  // would load and attach fine, then miss every other thread's errors.
-  absl::Status loaded = Load(config, n_sites, config.uprobe_multi && UprobeMultiSupported());
-  if (!loaded.ok() && config.uprobe_multi && absl::IsUnimplemented(loaded)) {
-    loaded = Load(config, n_sites, false);  // kernel before 6.6
-  }
-  RETURN_IF_ERROR(loaded);
-  stats_.load = std::chrono::steady_clock::now() - t0;
-
-  // Layouts, keyed by runtime type address.
-  int layouts_fd = bpf_map__fd(skel_->maps.layouts);
-  int addr_types_fd = bpf_map__fd(skel_->maps.addr_types);
-  for (LayoutMapEntry& e : MapEntriesFor(config.layouts)) {
-    uint64_t key = e.type_addr + bias;
-    stats_.fields_dropped += e.fields_dropped;
-    const void* value = e.is_addr ? static_cast<const void*>(&e.addr) : &e.type;
-    if (bpf_map_update_elem(e.is_addr ? addr_types_fd : layouts_fd, &key, value, BPF_ANY) != 0) {
-      return absl::InternalError(absl::StrCat("filling the ", e.is_addr ? "address" : "layout",
-                                              " map: ", Errno(errno)));
-    }
-    TypeNames names{std::move(e.name), std::move(e.strings), std::move(e.addrs)};
-    (e.is_addr ? names_.addr_types : names_.types)[key] = std::move(names);
-  }
-  int sites_fd = bpf_map__fd(skel_->maps.sites);
-  for (const ProbeSpec& p : config.probes) {
-    bool tconst = GEP_LOC_KIND(GEP_COOKIE_TAB(p.cookie)) == GEP_LOC_CONST;
-    bool dconst = GEP_LOC_KIND(GEP_COOKIE_DATA(p.cookie)) == GEP_LOC_CONST;
-    bool check = (GEP_COOKIE_TAB(p.cookie) & GEP_LOC_F_CHECK) != 0;
-    if (!tconst && !dconst && !check) continue;
-    uint64_t key = p.vaddr + bias;
-    gep_site v = {tconst ? p.const_type + bias : 0, dconst ? p.const_data + bias : 0,
-                  check ? p.check_tab + bias : 0};
-    if (bpf_map_update_elem(sites_fd, &key, &v, BPF_ANY) != 0) {
-      return absl::InternalError(absl::StrCat("filling the site map: ", Errno(errno)));
-    }
-  }
-
+  ErrorProgram::Member me;
+  me.who = this;
+  // The target as its threads' BPF sees it (inside a container: its PID namespace).
+  ASSIGN_OR_RETURN(me.ns, PidNamespaceOf(target_.pid()));
   if (config.shared_maps) {
     shared_ = config.shared_maps;
+    session_id_ = shared_->NewId();
+    me.session = session_id_;
+    // Registered before any probe can record for it.
     shared_->Register(session_id_, this);
-  } else {
-    RETURN_IF_ERROR(ring_.Open(skel_->maps.events, &BpfSession::OnSample, this));
   }
-
-  auto t1 = std::chrono::steady_clock::now();
-  if (!config.probes.empty()) {
-    std::vector<uint64_t> cookies;
-    cookies.reserve(config.probes.size());
-    for (const ProbeSpec& p : config.probes) cookies.push_back(p.cookie);
-    std::vector<uint64_t> ips;
-    ips.reserve(config.probes.size());
-    for (const ProbeSpec& p : config.probes) ips.push_back(p.vaddr + bias);
-    RETURN_IF_ERROR(links_.Attach(skel_->progs.gep_on_error, target_, offsets, cookies, ips,
-                                  stats_.multi, bpf_map__fd(skel_->maps.link_gen)));
+  auto t0 = std::chrono::steady_clock::now();
+  bool joined = false;
+  // Replicas share when the file and the namespace pids are counted in
+  // agree, and the file is not PIE: the maps' keys are runtime addresses,
+  // and PIE processes (each at its own ASLR address) would each need a
+  // program whose unfiltered links would run it for all of them.
+  // One shared program per file uprobes attach to (containers of one image
+  // share the file): its unfiltered links trap every process running it,
+  // so a second one would run for all of them too, and its budget's
+  // detaches would not stop the other's traps. Its members are known by
+  // their pid in goerrprof's namespace, which the program can read when
+  // that is the initial one (BPF's plain tgid) or the member's own.
+  if (config.shared_maps && config.share_program && target_.load_bias() == 0) {
+    ASSIGN_OR_RETURN(PidNamespaceId own, OwnPidNamespace());
+    if (own.ino == 0 || (me.ns.dev == own.dev && me.ns.ino == own.ino)) {
+      ErrorProgram::Member member = me;
+      member.ns = own;
+      member.ns.pid = static_cast<uint32_t>(target_.pid());
+      ASSIGN_OR_RETURN(program_, JoinShared(config, *elf, target_.file_key(), member, &joined));
+    }
   }
-  stats_.attach = std::chrono::steady_clock::now() - t1;
+  if (!program_) {
+    ASSIGN_OR_RETURN(program_, ErrorProgram::Create(config, target_, *elf, false, me));
+  }
+  if (!config.shared_maps) {
+    RETURN_IF_ERROR(ring_.Open(program_->events_map(), &BpfSession::OnSample, this));
+  }
+  const auto took = std::chrono::duration_cast<std::chrono::nanoseconds>(
+      std::chrono::steady_clock::now() - t0);
+  stats_.load = joined ? std::chrono::nanoseconds(0) : program_->load_time();
+  stats_.attach = took - stats_.load;
   stats_.probes = config.probes.size();
+  stats_.multi = program_->multi();
+  stats_.fields_dropped = program_->fields_dropped();
   return absl::OkStatus();
 }
 
-// Opens and loads the skeleton. Unimplemented when the kernel does not know
-// uprobe_multi programs (the caller then retries without).
-absl::Status BpfSession::Load(const SessionConfig& config, size_t n_sites, bool multi) {
-  if (skel_) {
-    errors_bpf__destroy(skel_);
-    skel_ = nullptr;
-  }
-  ScopedLibbpfLog log;
-  skel_ = errors_bpf__open();
-  if (!skel_) {
-    return absl::InternalError(absl::StrCat("cannot open the BPF object: ", Errno(errno), " ",
-                                            log.Tail(2)));
-  }
-  ErrorProbeLoad load;
-  // The target as its threads' BPF sees it (inside a container: its PID namespace).
-  ASSIGN_OR_RETURN(load.target, PidNamespaceOf(target_.pid()));
-  load.n_layouts = config.layouts.size();
-  load.n_addr_types = 0;
-  for (const ErrorLayout& l : config.layouts) load.n_addr_types += l.addr_type.has_value();
-  load.n_sites = n_sites;
-  load.n_probes = config.probes.size();
-  load.multi = multi;
-  load.session_id = session_id_;
-  // Without sleepable uprobes (before 6.0) the same program loads plain.
-  load.sleepable = config.sleepable && KernelSupports(KernelFeature::kSleepableUprobe);
-  RETURN_IF_ERROR(ConfigureErrorProbe(skel_, config, load));
-  if (config.shared_maps) {
-    if (bpf_map__set_max_entries(skel_->maps.events, config.shared_maps->bytes()) != 0 ||
-        bpf_map__reuse_fd(skel_->maps.events, config.shared_maps->map_fd()) != 0 ||
-        bpf_map__reuse_fd(skel_->maps.scratch, config.shared_maps->scratch_fd()) != 0) {
-      return absl::InternalError(absl::StrCat("cannot share the event maps: ", Errno(errno)));
+absl::StatusOr<std::shared_ptr<ErrorProgram>> BpfSession::JoinShared(
+    const SessionConfig& config, const symbolizer::ElfFile& elf, const std::string& key,
+    const ErrorProgram::Member& me, bool* joined) {
+  if (std::shared_ptr<ErrorProgram> p = shared_->FindProgram(key)) {
+    absl::Status added = p->AddMember(me);
+    if (added.ok()) {
+      *joined = true;
+      return p;
     }
+    if (!absl::IsResourceExhausted(added)) return added;
+    return nullptr;  // full: one of its own
   }
+  ASSIGN_OR_RETURN(std::shared_ptr<ErrorProgram> p,
+                   ErrorProgram::Create(config, target_, elf, true, me));
+  shared_->KeepProgram(key, p);
+  return p;
+}
 
-  if (int err = errors_bpf__load(skel_); err != 0) {
-    if (multi && -err == EINVAL && !UprobeMultiSupported()) {
-      return absl::UnimplementedError("kernel without uprobe_multi");
-    }
-    return LoadFailure(err, "BPF program failed to load", log.Tail(8));
-  }
-  stats_.multi = multi;
-  return absl::OkStatus();
+void BpfSession::Leave() {
+  if (left_ || !program_) return;
+  left_ = true;
+  left_counters_ = program_->RemoveMember(this);
 }
 
 bool BpfSession::target_exited() {
@@ -310,11 +257,11 @@ absl::StatusOr<int> BpfSession::Flush(absl::FunctionRef<void(const CapturedError
 }
 
 bool BpfSession::Decode(const uint8_t* data, size_t size, CapturedError* ev) {
-  if (!DecodeErrorRecord(data, size, names_, target_.load_bias(), ev)) {
+  if (!DecodeErrorRecord(data, size, program_->names(), target_.load_bias(), ev)) {
     ++decode_errors_;
     return false;
   }
-  if (auto it = probe_info_.find(ev->ip); it != probe_info_.end()) {
+  if (auto it = program_->probe_info().find(ev->ip); it != program_->probe_info().end()) {
     ev->site = it->second.site;
     ev->kind = it->second.kind;
   }
@@ -349,36 +296,30 @@ SessionCounters BpfSession::Counters() const {
   SessionCounters c;
   c.decode_errors = decode_errors_;
   c.delivered = delivered_;
-  if (!skel_) return c;
-  for (uint32_t k = 0; k < GEP_CTR__COUNT; ++k) c.bpf[k] = SumPerCpu(skel_->maps.counters, k);
-  c.bpf[GEP_CTR_HITS] -= std::min(c.bpf[GEP_CTR_HITS], calibration_hits_);
-  c.bpf[GEP_CTR_FOREIGN] -= std::min(c.bpf[GEP_CTR_FOREIGN], calibration_hits_);
+  if (left_) {
+    c.bpf = left_counters_;
+  } else if (program_) {
+    c.bpf = program_->Counters(this);
+  }
   return c;
 }
 
 absl::Status BpfSession::SetSiteProbed(uint64_t site, bool probed) {
-  auto it = site_probes_.find(site);
-  if (it == site_probes_.end()) {
-    return absl::NotFoundError(absl::StrFormat("no probe serves site 0x%x", site));
-  }
-  return probed ? links_.Reattach(it->second) : links_.Detach(it->second);
+  if (!program_) return absl::FailedPreconditionError("no program loaded");
+  return program_->SetSiteProbed(site, probed);
 }
 
 std::pair<uint64_t, uint64_t> BpfSession::ProgramRunTime() const {
-  if (!skel_) return {0, 0};
-  bpf_prog_info info;
-  std::memset(&info, 0, sizeof(info));
-  uint32_t len = sizeof(info);
-  if (bpf_obj_get_info_by_fd(bpf_program__fd(skel_->progs.gep_on_error), &info, &len) != 0) {
-    return {0, 0};
-  }
-  return {info.run_time_ns, info.run_cnt};
+  return program_ ? program_->ProgramRunTime() : std::pair<uint64_t, uint64_t>{0, 0};
 }
 
 std::vector<uint32_t> BpfSession::prog_ids() const {
-  std::vector<uint32_t> ids;
-  if (uint32_t id = skel_ ? ProgramId(skel_->progs.gep_on_error) : 0) ids.push_back(id);
-  return ids;
+  return program_ ? program_->prog_ids() : std::vector<uint32_t>{};
+}
+
+absl::StatusOr<double> BpfSession::MeasureTrapNs(int calls) {
+  if (!program_) return absl::FailedPreconditionError("no program loaded");
+  return program_->MeasureTrapNs(calls);
 }
 
 }  // namespace goerrprof::profiler

@@ -1,8 +1,9 @@
-// The live side of goerrprof: loads bpf/errors.bpf.c into the kernel,
-// fills its layout map, attaches one uprobe per error-creation site of a
-// running Go process and decodes what the probes send. One BpfSession owns
-// the skeleton, every probe link and the ring buffer; destroying it (on any
-// path, including a failed Start) removes every probe from the target.
+// The live side of goerrprof: one running Go process's error probes. It
+// loads bpf/errors.bpf.c with its maps and one uprobe per error-creation
+// site (session/error_program.h), or joins the program its executable's
+// replicas already share, and decodes what the probes send. Destroying it
+// (on any path, including a failed Start) stops recording the process: its
+// own program and links go, a shared one with its last session.
 #ifndef GOERRPROF_SESSION_BPF_SESSION_H_
 #define GOERRPROF_SESSION_BPF_SESSION_H_
 
@@ -27,9 +28,9 @@
 #include "events/counters.h"
 #include "events/decode.h"
 #include "plan/layouts.h"
+#include "session/error_program.h"
 #include "session/lifecycle.h"
 #include "session/pid_namespace.h"
-#include "session/site_links.h"
 #include "symbolizer/error_types.h"
 
 struct errors_bpf;
@@ -72,6 +73,10 @@ struct SessionConfig {
   // and Flush deliver nothing: the ring's owner drains it. Must outlive the
   // session's registration (ReleaseRing, or destruction).
   SharedEventMaps* shared_maps = nullptr;
+  // With shared_maps: sessions whose processes run the same non-PIE file
+  // share one program and its links (session/error_program.h); the
+  // config of the first one serves all. False: a program of its own.
+  bool share_program = false;
   // Wake a waiting Poll only when this fraction of the ring is filled (0:
   // after every event). Batching makes a hit several times cheaper; events
   // then reach Poll within its timeout, or at once when the ring fills up.
@@ -99,6 +104,7 @@ void ApplyGLayout(const goabi::GLayout& g, SessionConfig* config);
 struct ErrorProbeLoad {
   PidNamespaceId target;  // the target's pid, in the namespace its threads see
   size_t n_layouts = 1, n_addr_types = 1, n_sites = 1, n_probes = 1;
+  size_t n_targets = 1;   // members of a shared program (target.pid 0)
   bool multi = false;     // expected attach type uprobe_multi
   bool sleepable = true;  // BPF_F_SLEEPABLE (else the non-sleepable variant)
   uint32_t session_id = 0;  // stamped on records (a shared ring's id)
@@ -147,7 +153,19 @@ class BpfSession {
   // Leaves the shared ring (records still coming are its orphans): on the
   // ring's thread, before the session is handed to another to destroy.
   void ReleaseRing();
+  // Stops recording this process (its probes may stay, for others sharing
+  // them) and freezes Counters(): before reading the final counters.
+  void Leave();
+  // Whether the program and links are shared with other processes
+  // (SetSiteProbed then acts for them all), and which: equal for sessions
+  // sharing one.
+  bool shares_program() const { return program_ && program_->shared(); }
+  const void* program_key() const { return program_.get(); }
+  // The processes its program records, this one included.
+  size_t program_members() const { return program_ ? program_->members() : 0; }
 
+  // Its events, and the program's kernel counters while this session
+  // answers for them (ErrorProgram::Counters: a shared program's, once).
   SessionCounters Counters() const;
   const AttachStats& attach_stats() const { return stats_; }
   uint64_t load_bias() const { return target_.load_bias(); }
@@ -159,8 +177,17 @@ class BpfSession {
   // probe's address when that is 0); all of its probes go off or come
   // back. NotFound for a site no probe serves.
   absl::Status SetSiteProbed(uint64_t site, bool probed);
+  // For a shared program (see ErrorProgram): whether `site` is off for
+  // every member, and sites left off by a member that went away.
+  bool SiteOff(uint64_t site) const { return program_ && program_->SiteOff(site); }
+  void OrphanSite(uint64_t site) {
+    if (program_) program_->Orphan(site);
+  }
+  void RetryOrphanSites() {
+    if (program_) program_->RetryOrphans();
+  }
   // Probes attached now (the budget takes some off).
-  size_t probes_attached() const { return links_.probes_attached(); }
+  size_t probes_attached() const { return program_ ? program_->probes_attached() : 0; }
   // The probe program's run time and runs as the kernel counts them (while
   // BPF_STATS_RUN_TIME is enabled); {0, 0} when unknown.
   std::pair<uint64_t, uint64_t> ProgramRunTime() const;
@@ -175,27 +202,21 @@ class BpfSession {
   absl::Status Init(const SessionConfig& config);
   static int OnSample(void* ctx, void* data, size_t size);
 
-  absl::Status Load(const SessionConfig& config, size_t n_sites, bool multi);
+  // Joins the shared program under `key`, or makes it; null (and OK) when
+  // it is full: the caller makes one of its own.
+  absl::StatusOr<std::shared_ptr<ErrorProgram>> JoinShared(
+      const SessionConfig& config, const symbolizer::ElfFile& elf, const std::string& key,
+      const ErrorProgram::Member& me, bool* joined);
 
   ProbeTarget target_;
   bool exited_ = false;
   SharedEventMaps* shared_ = nullptr;  // registered under session_id_ while set
   uint32_t session_id_ = 0;
-  errors_bpf* skel_ = nullptr;
+  std::shared_ptr<ErrorProgram> program_;
+  bool left_ = false;  // Leave: counters frozen in left_counters_
+  std::array<uint64_t, GEP_CTR__COUNT> left_counters_{};
   EventRing ring_;
-  SiteLinks links_;
   AttachStats stats_;
-  // By site (see SetSiteProbed): indices into the probes attached.
-  absl::flat_hash_map<uint64_t, std::vector<size_t>> site_probes_;
-  // Counter values added by MeasureTrapNs's foreign hits, subtracted.
-  uint64_t calibration_hits_ = 0;
-  RecordNames names_;  // by runtime type address, for decoding
-  // By probe address (file vaddr): the creating instruction and the kind.
-  struct ProbeInfo {
-    uint64_t site = 0;
-    EventKind kind = EventKind::kCreation;
-  };
-  absl::flat_hash_map<uint64_t, ProbeInfo> probe_info_;
   absl::FunctionRef<void(const CapturedError&)>* callback_ = nullptr;
   uint64_t decode_errors_ = 0;
   uint64_t delivered_ = 0;

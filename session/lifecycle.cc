@@ -3,8 +3,10 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/statfs.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -93,12 +95,38 @@ absl::StatusOr<ProbeTarget> ProbeTarget::Open(pid_t pid, const std::string& exec
   return t;
 }
 
+absl::StatusOr<ProbeTarget> ProbeTarget::Everyone(const ProbeTarget& member) {
+  ProbeTarget t;
+  t.pid_ = -1;
+  t.exe_fd_ = open(member.attach_path_.c_str(), O_PATH | O_CLOEXEC);
+  if (t.exe_fd_ < 0) {
+    return absl::NotFoundError(absl::StrCat("cannot open ", member.attach_path_, ": ",
+                                            Errno(errno)));
+  }
+  struct stat st;
+  if (fstat(t.exe_fd_, &st) != 0 || st.st_dev != member.exe_st_.st_dev ||
+      st.st_ino != member.exe_st_.st_ino) {
+    return absl::NotFoundError(absl::StrCat("process ", member.pid_, " has exited"));
+  }
+  // A magic link like /proc/PID/exe: the kernel's lookup reaches the file
+  // itself, whatever mount namespace it lives in.
+  t.attach_path_ = absl::StrCat("/proc/self/fd/", t.exe_fd_);
+  t.exe_link_ = member.exe_link_;
+  t.exe_st_ = member.exe_st_;
+  t.file_key_ = member.file_key_;
+  t.bias_ = member.bias_;
+  return t;
+}
+
 ProbeTarget& ProbeTarget::operator=(ProbeTarget&& o) noexcept {
   if (this == &o) return *this;
   if (pidfd_ >= 0) close(pidfd_);
+  if (exe_fd_ >= 0) close(exe_fd_);
+  exe_fd_ = std::exchange(o.exe_fd_, -1);
   pid_ = o.pid_;
   pidfd_ = std::exchange(o.pidfd_, -1);
   attach_path_ = std::move(o.attach_path_);
+  file_key_ = std::move(o.file_key_);
   exe_link_ = std::move(o.exe_link_);
   exe_st_ = o.exe_st_;
   bias_ = o.bias_;
@@ -107,10 +135,22 @@ ProbeTarget& ProbeTarget::operator=(ProbeTarget&& o) noexcept {
 
 ProbeTarget::~ProbeTarget() {
   if (pidfd_ >= 0) close(pidfd_);
+  if (exe_fd_ >= 0) close(exe_fd_);
 }
 
 absl::Status ProbeTarget::FindLoadBias(const symbolizer::ElfFile& elf) {
-  ASSIGN_OR_RETURN(bias_, symbolizer::LoadBias(pid_, exe_st_, exe_link_, elf));
+  symbolizer::MappedFile mapped;
+  ASSIGN_OR_RETURN(bias_, symbolizer::LoadBias(pid_, exe_st_, exe_link_, elf, &mapped));
+  file_key_ = absl::StrFormat("%x:%x:%d:%d.%09d", mapped.major, mapped.minor, mapped.ino,
+                              exe_st_.st_mtim.tv_sec, exe_st_.st_mtim.tv_nsec);
+  // btrfs: the mappings name one device for every subvolume, while a
+  // snapshot's files are inodes of their own (a container's rootfs under
+  // Docker's btrfs driver): stat()'s device tells the subvolumes apart.
+  constexpr long kBtrfsMagic = 0x9123683E;
+  struct statfs fs;
+  if (statfs(attach_path_.c_str(), &fs) == 0 && fs.f_type == kBtrfsMagic) {
+    absl::StrAppendFormat(&file_key_, "/%d", exe_st_.st_dev);
+  }
   return absl::OkStatus();
 }
 
@@ -119,6 +159,7 @@ absl::Status ProbeTarget::FindLoadBias(const symbolizer::ElfFile& elf) {
 absl::Status ProbeLinks::Attach(const bpf_program* prog, const ProbeTarget& target,
                                 absl::Span<const uint64_t> offsets,
                                 absl::Span<const uint64_t> cookies, bool multi) {
+  // Everyone: no process filter (uprobe_multi's pid 0, a perf event's -1).
   const pid_t pid = target.pid();
   auto exited = [&](size_t done) {
     return absl::UnavailableError(absl::StrCat("process ", pid, " exited during attach (after ",
@@ -137,7 +178,7 @@ absl::Status ProbeLinks::Attach(const bpf_program* prog, const ProbeTarget& targ
   };
   if (multi) {
     int fd = CreateUprobeMultiLink(bpf_program__fd(prog), target.attach_path(), offsets,
-                                   cookies, pid);
+                                   cookies, pid > 0 ? pid : 0);
     if (fd < 0) {
       int err = -fd;
       if (err == EINVAL || err == EOPNOTSUPP) return absl::UnimplementedError("no uprobe_multi");
@@ -151,7 +192,8 @@ absl::Status ProbeLinks::Attach(const bpf_program* prog, const ProbeTarget& targ
   links_.reserve(offsets.size());
   for (size_t i = 0; i < offsets.size(); ++i) {
     LIBBPF_OPTS(bpf_uprobe_opts, opts, .bpf_cookie = cookies[i], .retprobe = false);
-    bpf_link* link = bpf_program__attach_uprobe_opts(prog, pid, target.attach_path().c_str(),
+    bpf_link* link = bpf_program__attach_uprobe_opts(prog, pid > 0 ? pid : -1,
+                                                     target.attach_path().c_str(),
                                                      offsets[i], &opts);
     if (!link) {
       return refused(errno, i,

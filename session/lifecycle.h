@@ -53,20 +53,32 @@ class ProbeTarget {
   ProbeTarget& operator=(ProbeTarget&& o) noexcept;
   ~ProbeTarget();
 
+  // Every process that runs `member`'s executable file, now or later: the
+  // target of links that several processes share. It holds the file open
+  // (attach_path() stays valid after `member` exits) and has no pid.
+  static absl::StatusOr<ProbeTarget> Everyone(const ProbeTarget& member);
+
   // Where `elf` (the process's executable) is loaded; sets load_bias().
   absl::Status FindLoadBias(const symbolizer::ElfFile& elf);
 
+  // -1 for Everyone().
   pid_t pid() const { return pid_; }
   // Readable once the process exits (-1 when pidfds are unavailable).
   int pidfd() const { return pidfd_; }
   const std::string& attach_path() const { return attach_path_; }
   const std::string& exe_link() const { return exe_link_; }  // its path, as readlink shows it
   uint64_t load_bias() const { return bias_; }
-  bool gone() const { return ProcessGone(pidfd_, pid_); }
+  bool gone() const { return pid_ > 0 && ProcessGone(pidfd_, pid_); }
+  // The file as uprobes see it: "major:minor:inode:mtime" of what the
+  // mappings name (a container's overlay file is its underlying one), set
+  // by FindLoadBias. Equal for every process running the same file.
+  const std::string& file_key() const { return file_key_; }
 
  private:
   pid_t pid_ = 0;
   int pidfd_ = -1;
+  int exe_fd_ = -1;  // Everyone(): the file, held open
+  std::string file_key_;
   std::string attach_path_;
   std::string exe_link_;
   struct stat exe_st_ = {};
@@ -83,7 +95,8 @@ class ProbeLinks {
   ProbeLinks& operator=(const ProbeLinks&) = delete;
 
   // `prog` at `offsets` (file offsets in the target's executable) with
-  // their cookies: entry probes only, never a uretprobe on Go code. With
+  // their cookies: entry probes only, never a uretprobe on Go code. For
+  // ProbeTarget::Everyone(), links without a process filter. With
   // `multi`, one uprobe_multi link (the program must have been loaded for
   // it); Unimplemented when the kernel refuses that link type. Otherwise one
   // perf link per probe, stopping early when the target exits.

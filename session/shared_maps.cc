@@ -48,7 +48,7 @@ absl::StatusOr<std::unique_ptr<SharedEventMaps>> SharedEventMaps::Create(uint32_
   const int ncpus = libbpf_num_possible_cpus();
   if (ncpus <= 0) return absl::InternalError("cannot count possible CPUs");
   r->scratch_fd_ = bpf_map_create(BPF_MAP_TYPE_ARRAY, "gep_scratch", sizeof(uint32_t), value,
-                                  static_cast<uint32_t>(ncpus), nullptr);
+                                  static_cast<uint32_t>(ncpus) * GEP_SCRATCH_SLOTS, nullptr);
   if (r->scratch_fd_ < 0) {
     return absl::InternalError(absl::StrCat("cannot create the scratch map: ", Errno(errno)));
   }
@@ -125,6 +125,21 @@ int SharedEventMaps::OnSample(void* ctx, void* data, size_t size) {
     return kPauseDrain;
   }
   return 0;
+}
+
+std::shared_ptr<ErrorProgram> SharedEventMaps::FindProgram(const std::string& key) {
+  auto it = programs_.find(key);
+  if (it == programs_.end()) return nullptr;
+  std::shared_ptr<ErrorProgram> p = it->second.lock();
+  if (!p) programs_.erase(it);  // its last session is gone
+  return p;
+}
+
+void SharedEventMaps::KeepProgram(const std::string& key,
+                                  const std::shared_ptr<ErrorProgram>& program) {
+  // Forget those no session holds any more (a churn of executables).
+  absl::erase_if(programs_, [](const auto& kv) { return kv.second.expired(); });
+  programs_[key] = program;
 }
 
 }  // namespace goerrprof::profiler

@@ -1,14 +1,13 @@
 // The kernel memory error sessions of many processes (the agent, a
 // `record -- COMMAND`) can share: the ring buffer (8 MiB by default) and
-// the per-CPU scratch space (34 KiB per CPU). Each process then costs its
-// own program, links and small maps only, and one epoll fd serves all.
-// Each session's program stamps its records with the session's id; the
-// ring hands a record to its session to decode, then to the caller.
-// Sharing the scratch is safe: a program takes its CPU's scratch with a
-// busy flag, and drops (counted, DROP_BUSY) what finds it taken. With
-// sleepable probes (6.0+) a probe waiting on a page fault holds its CPU's
-// scratch meanwhile, so another process's hit on that CPU is now dropped
-// too, where before only the same process's threads could collide.
+// the per-CPU scratch space (two 34 KiB entries per CPU), and the error
+// programs replicas of one executable share (FindProgram). One epoll fd
+// serves all. Each record carries its session's id; the ring hands a
+// record to its session to decode, then to the caller.
+// Sharing the scratch is safe: a program takes a free entry of its CPU's
+// with a busy flag, and drops (counted, DROP_BUSY) what finds both taken.
+// With sleepable probes (6.0+) a probe waiting on a page fault, or
+// preempted (7.x kernels preempt lazily), holds its entry meanwhile.
 //
 // Not thread-safe: Register, Unregister, Poll and Drain run on one thread.
 // A session is unregistered before it may be destroyed elsewhere.
@@ -17,6 +16,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <string>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/functional/function_ref.h"
@@ -27,6 +27,7 @@
 namespace goerrprof::profiler {
 
 class BpfSession;
+class ErrorProgram;
 
 class SharedEventMaps {
  public:
@@ -45,6 +46,11 @@ class SharedEventMaps {
   uint32_t NewId() { return ++last_id_; }
   void Register(uint32_t id, BpfSession* session) { sessions_[id] = session; }
   void Unregister(uint32_t id) { sessions_.erase(id); }
+
+  // Error programs shared by replicas (BpfSession's share key): the one
+  // under `key` while any session holds it, else null.
+  std::shared_ptr<ErrorProgram> FindProgram(const std::string& key);
+  void KeepProgram(const std::string& key, const std::shared_ptr<ErrorProgram>& program);
 
   using Deliver = absl::FunctionRef<void(BpfSession&, const CapturedError&)>;
   // Waits up to timeout_ms (0: not at all) for records, or for `also_fd`
@@ -89,6 +95,7 @@ class SharedEventMaps {
   EventRing ring_;
   uint32_t last_id_ = 0;
   absl::flat_hash_map<uint32_t, BpfSession*> sessions_;
+  absl::flat_hash_map<std::string, std::weak_ptr<ErrorProgram>> programs_;
   // Set for the span of one Consume.
   Deliver* deliver_ = nullptr;
   uint64_t limit_ = 0, consumed_ = 0, delivered_ = 0;

@@ -1,4 +1,4 @@
-// BpfSession::MeasureTrapNs: what a uprobe hit costs a thread here, from
+// ErrorProgram::MeasureTrapNs (BpfSession::MeasureTrapNs): what a uprobe hit costs a thread here, from
 // goerrprof's own process (the overhead budget's price of one hit).
 #include <bpf/libbpf.h>
 #include <unistd.h>
@@ -13,7 +13,7 @@
 #include "base/errno.h"
 #include "bpf/errors.skel.h"
 #include "bpf/probe_abi.h"
-#include "session/bpf_session.h"
+#include "session/error_program.h"
 #include "session/uprobe_attach.h"
 #include "base/status_macros.h"
 
@@ -63,7 +63,7 @@ double CallsNs(void* (*volatile fn)(), int calls) {
 
 }  // namespace
 
-absl::StatusOr<double> BpfSession::MeasureTrapNs(int calls) {
+absl::StatusOr<double> ErrorProgram::MeasureTrapNs(int calls) {
   if (!skel_) return absl::FailedPreconditionError("no program loaded");
   void* (*volatile fn)() = &goerrprof_trap_calibration_point;
   ASSIGN_OR_RETURN(uint64_t offset, FileOffsetOf(reinterpret_cast<uintptr_t>(fn)));
@@ -73,7 +73,7 @@ absl::StatusOr<double> BpfSession::MeasureTrapNs(int calls) {
   const uint64_t hits_before = SumPerCpu(skel_->maps.counters, GEP_CTR_FOREIGN);
   int fd = -1;
   bpf_link* link = nullptr;
-  if (stats_.multi) {
+  if (multi_) {
     fd = CreateUprobeMultiLink(bpf_program__fd(prog), "/proc/self/exe",
                                absl::MakeConstSpan(&offset, 1), absl::MakeConstSpan(&cookie, 1),
                                getpid());

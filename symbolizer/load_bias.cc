@@ -17,7 +17,7 @@ namespace goerrprof::symbolizer {
 // Each mapping's bias comes from the PT_LOAD it maps:
 // runtime(v) = start + (v - seg.vaddr) + (seg.offset - pgoff).
 absl::StatusOr<uint64_t> LoadBias(pid_t pid, const struct stat& exe, const std::string& exe_link,
-                                  const ElfFile& elf) {
+                                  const ElfFile& elf, MappedFile* mapped) {
   absl::StatusOr<std::string> maps = ReadWholeFile(absl::StrCat("/proc/", pid, "/maps"));
   if (!maps.ok()) return absl::NotFoundError(absl::StrCat("process ", pid, " has exited"));
   const uint64_t page = static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
@@ -38,6 +38,7 @@ absl::StatusOr<uint64_t> LoadBias(pid_t pid, const struct stat& exe, const std::
                       minor_no == minor(exe.st_dev)) ||
                      (!exe_link.empty() && path == exe_link);
     if (!same_file) continue;
+    if (mapped) *mapped = MappedFile{major_no, minor_no, inode};
     for (const ElfSegment& seg : elf.loads()) {
       if ((seg.offset & ~(page - 1)) != pgoff) continue;
       uint64_t b = start + (seg.offset - pgoff) - seg.vaddr;

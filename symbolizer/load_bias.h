@@ -17,8 +17,15 @@ namespace goerrprof::symbolizer {
 
 // Mappings are matched to the file by device and inode of `exe`, or by
 // `exe_link` (the path /proc/PID/exe names) when given.
+// `mapped` (optional): the device and inode the mappings name, which on an
+// overlay filesystem (a container's) are the underlying file's, the one
+// uprobes attach to, where stat() of the executable names the overlay's.
+struct MappedFile {
+  uint32_t major = 0, minor = 0;
+  uint64_t ino = 0;
+};
 absl::StatusOr<uint64_t> LoadBias(pid_t pid, const struct stat& exe, const std::string& exe_link,
-                                  const ElfFile& elf);
+                                  const ElfFile& elf, MappedFile* mapped = nullptr);
 
 // The same for the process's own executable (/proc/PID/exe).
 absl::StatusOr<uint64_t> LoadBias(pid_t pid, const ElfFile& elf);

@@ -43,6 +43,8 @@ absl::StatusOr<double> MetricValue(const std::vector<MetricSample>& samples,
 // makes a *fmt.wrapError, without it an *errors.errorString.
 using SiteCounts = std::map<std::pair<std::string, std::string>, int64_t>;
 void AddStormTruth(const google::protobuf::Value& truth, SiteCounts* counts);
+// The truth line an `errgen -storm N -hold` prints once its storm is over.
+void AddHeldTruth(Child& errgen, SiteCounts* counts);
 
 // A /debug/pprof/errors?seconds=N request in flight on a thread of its
 // own, joined on every way out (a failed assertion's too).
@@ -117,8 +119,13 @@ class AgentTest : public RecordCliTest {
   // recorded) when the page or the sample is missing.
   double Gauge(const std::string& name, const std::map<std::string, std::string>& labels = {});
   // goerrprof_errors_total of the copy's binary by (error_type, origin, or
-  // function when there is no origin).
+  // function when there is no origin). Only errgen's own functions (main.)
+  // but its init error: a replica attached by its exec event (its program
+  // already loaded) may be a member before it starts up, or not.
   SiteCounts ScrapeErrors();
+  // ScrapeErrors()[site] once it reaches at_least (polled, bounded), or
+  // its last value.
+  int64_t WaitForCount(const SiteCounts::key_type& site, int64_t at_least);
   // SIGTERM, and the agent must say it detached and exit 0.
   void StopAgent();
   // `go tool pprof -top -cum` of the agent's `page` (fetched by pprof).
@@ -130,6 +137,7 @@ class AgentTest : public RecordCliTest {
 
   std::string errgen_;       // the private copy
   std::string errgen_name_;  // its base name: the metrics' binary label
+  int errgens_started_ = 0;
   std::unique_ptr<Child> agent_;
   std::string address_;  // where the agent listens
 };

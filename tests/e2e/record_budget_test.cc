@@ -4,8 +4,15 @@
 // `-- COMMAND` and with --pid on a process whose storm starts later) and
 // marked; the calm site and the observed counts stay exact; 0 turns the
 // budget off.
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <chrono>
 #include <cstdint>
+#include <filesystem>
+#include <fstream>
 #include <map>
 #include <memory>
 #include <regex>
@@ -13,6 +20,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "gtest/gtest.h"
 #include "pprof/profile_file.h"
 #include "tests/e2e/record_cli_fixture.h"
@@ -151,6 +159,113 @@ TEST_F(RecordBudgetTest, StormStartingAfterTheAttachIsEstimated) {
   EXPECT_LT(storm.observed, 2000000);
   EXPECT_NEAR(static_cast<double>(storm.errors), 2000000.0, 200000.0);
   EXPECT_EQ(by["calm 0"].errors, 2);
+}
+
+// CPU time of a process (user + system), in ms; -1 when gone.
+int64_t CpuMs(pid_t pid) {
+  std::string stat = ReadFileOrEmpty(absl::StrCat("/proc/", pid, "/stat"));
+  size_t close = stat.rfind(')');
+  if (close == std::string::npos) return -1;
+  std::vector<std::string> f = absl::StrSplit(stat.substr(close + 2), ' ');
+  if (f.size() < 13) return -1;
+  // Fields 14 and 15 (utime, stime), counted from the state (field 3).
+  return (std::stoll(f[11]) + std::stoll(f[12])) * 1000 / sysconf(_SC_CLK_TCK);
+}
+
+// `record -- COMMAND` runs two errgens, replicas sharing one program and
+// its links (session/error_program.h). B creates 400 errors at the storm
+// site, 2 M rounds of work apart: within its own budget. Once it has been
+// at it a while, A storms at the same site, and A's budget takes the site
+// off, in B too. B's budget follows: its creations while the site is off
+// are estimated from its own rate, so B's count holds to its truth (a
+// follower that is not told loses those made while A's site was off).
+TEST_F(RecordBudgetTest, AReplicaFollowsASiteAnotherTookOff) {
+  const std::string dir = OutPath("fifos");
+  std::filesystem::create_directories(dir);
+  const std::string go_a = dir + "/a", go_b = dir + "/b";
+  // Held open read-write here, so the shell's redirections open at once
+  // (a FIFO's reader otherwise waits for a writer).
+  std::map<std::string, int> fds;
+  for (const std::string& f : {go_a, go_b}) {
+    std::filesystem::remove(f);
+    ASSERT_EQ(mkfifo(f.c_str(), 0600), 0) << f;
+    fds[f] = open(f.c_str(), O_RDWR | O_CLOEXEC);
+    ASSERT_GE(fds[f], 0) << f;
+  }
+  const std::string out = OutPath("replicas");
+  auto rec = Child::Spawn(
+      {GoerrprofPath(), "record", "--max-overhead=1%", "-o", out, "--", "/bin/sh", "-c",
+       "\"$0\" -wait -storm 400 -storm_work 2000000 -calm 0 <\"$2\" & "
+       "\"$0\" -wait -storm 2000000 -calm 0 <\"$1\"; wait",
+       errgen_.path, go_a, go_b});
+  ASSERT_TRUE(rec.ok()) << rec.status();
+  // Each says "ready" once recorded (record holds a process at its exec
+  // until its probes are in).
+  pid_t a = 0, b = 0;
+  for (int i = 0; i < 2; ++i) {
+    auto line = (*rec)->ReadLine(false, kTimeout);
+    ASSERT_TRUE(line.ok() && absl::StartsWith(*line, "ready ")) << line.status();
+    const pid_t pid = std::stoi(line->substr(6));
+    const bool is_b =
+        absl::StrContains(ReadFileOrEmpty(absl::StrCat("/proc/", pid, "/cmdline")), "storm_work");
+    (is_b ? b : a) = pid;
+  }
+  ASSERT_TRUE(a != 0 && b != 0);
+  auto go = [&](const std::string& fifo) {
+    ASSERT_EQ(write(fds[fifo], "go\n", 3), 3) << fifo;
+  };
+  go(go_b);
+  // B's rate is known before A storms: polled, bounded.
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(kTimeout);
+  while (CpuMs(b) >= 0 && CpuMs(b) < 200 && std::chrono::steady_clock::now() < deadline) {
+    usleep(5 * 1000);
+  }
+  ASSERT_GE(CpuMs(b), 200) << "errgen B ended early";
+  go(go_a);
+  std::map<int64_t, int64_t> truth;  // storm size
+  for (int i = 0; i < 2; ++i) {
+    auto line = (*rec)->ReadLine(false, kTimeout);
+    ASSERT_TRUE(line.ok()) << line.status();
+    auto json = ParseJson(*line);
+    ASSERT_TRUE(json.ok()) << json.status() << ": " << *line;
+    ++truth[GetInt(*json, "storm")];
+  }
+  ASSERT_EQ(truth, (std::map<int64_t, int64_t>{{400, 1}, {2000000, 1}}));
+  auto done = (*rec)->Finish(kTimeout);
+  ASSERT_TRUE(done.ok()) << done.status();
+  ASSERT_EQ(done->exit_code, 0) << done->err;
+  auto profile = profiler::ReadProfile(out);
+  ASSERT_TRUE(profile.ok()) << profile.status();
+  std::map<int64_t, Totals> by_pid;  // the storm site's
+  for (const pp::Sample& s : profile->sample()) {
+    int64_t pid = 0;
+    std::string message;
+    bool estimated = false;
+    for (const pp::Label& l : s.label()) {
+      const std::string& key = profile->string_table(l.key());
+      if (key == "process.pid") pid = l.num();
+      if (key == "error.message") message = profile->string_table(l.str());
+      if (key == "errors.estimated") estimated = profile->string_table(l.str()) == "true";
+    }
+    if (message != "retry: dependency down") continue;
+    Totals& t = by_pid[pid];
+    t.errors += s.value(0);
+    t.observed += s.value_size() > 2 ? s.value(2) : s.value(0);
+    (estimated ? t.estimated : t.unmarked) = true;
+  }
+  const Totals& tb = by_pid[b];
+  const Totals& ta = by_pid[a];
+  std::printf("record_budget_test: A %lld observed, %lld with estimates; B %lld observed, %lld "
+              "with estimates (truth 2000000 and 400)\n",
+              static_cast<long long>(ta.observed), static_cast<long long>(ta.errors),
+              static_cast<long long>(tb.observed), static_cast<long long>(tb.errors));
+  EXPECT_NEAR(static_cast<double>(ta.errors), 2000000.0, 200000.0);
+  // B lost creations to A's detach, and has them back as estimates.
+  EXPECT_TRUE(tb.estimated) << done->err;
+  EXPECT_LT(tb.observed, 400);
+  EXPECT_NEAR(static_cast<double>(tb.errors), 400.0, 40.0) << done->err;
+  for (const auto& [f, fd] : fds) close(fd);
+  std::filesystem::remove_all(dir);
 }
 
 TEST_F(RecordBudgetTest, ZeroObservesEverything) {

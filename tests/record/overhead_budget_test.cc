@@ -308,5 +308,73 @@ TEST(OverheadBudgetTest, ZeroMeansNoLimit) {
   EXPECT_EQ(b.stats().detaches, 0u);
 }
 
+// A replica sharing the probes (session/error_program.h) took the site off:
+// this budget follows, estimates its own creations from its own rate (0.5
+// per allocation here) for the time off, never puts the site back itself,
+// and counts no detach of its own.
+TEST(OverheadBudgetTest, AFollowedSiteIsEstimatedAndComesBackOnlyWhenTold) {
+  OverheadBudget b(OnePercent(), 10000, 0, 0, 0);
+  // 5 hits per 10 ms (0.5% of a CPU: calm here), one allocation per ms.
+  for (int64_t t = 10 * kMs; t <= kS; t += 10 * kMs) {
+    b.Count(kStorm, 5, t - 5 * kMs);
+    ASSERT_TRUE(b.Tick(t, t, t / kMs).empty()) << "at " << t;
+  }
+  EXPECT_TRUE(b.OwnedOff().empty());
+  b.Follow(kStorm, false, kS, kS, kS / kMs);
+  EXPECT_TRUE(b.off(kStorm));
+  EXPECT_TRUE(b.OwnedOff().empty());
+  // However long: its back-off is not this budget's to keep.
+  for (int64_t t = kS + 10 * kMs; t <= 2 * kS; t += 10 * kMs) {
+    ASSERT_TRUE(b.Tick(t, t, t / kMs).empty()) << "at " << t;
+  }
+  b.Follow(kStorm, true, 2 * kS, 2 * kS, 2 * kS / kMs);
+  EXPECT_FALSE(b.off(kStorm));
+  // 495 creations over 990 allocations on; 1000 allocations off.
+  auto missed = b.Missed(2 * kS, 2 * kS, 2 * kS / kMs);
+  ASSERT_EQ(missed.size(), 1u);
+  EXPECT_DOUBLE_EQ(missed[kStorm], 500);
+  OverheadBudget::Stats st = b.stats();
+  EXPECT_EQ(st.detaches, 0u);
+  EXPECT_EQ(st.reattaches, 0u);
+  EXPECT_EQ(st.sites_off_now, 0u);
+  EXPECT_EQ(st.sites_ever_off, 1u);
+  // Back on and calm: not on probation (it stormed elsewhere), so it stays.
+  for (int64_t t = 2 * kS + 10 * kMs; t <= 3 * kS; t += 10 * kMs) {
+    b.Count(kStorm, 5, t - 5 * kMs);
+    ASSERT_TRUE(b.Tick(t, t, t / kMs).empty()) << "at " << t;
+  }
+}
+
+// A site this budget never saw has no rate: following it changes nothing.
+TEST(OverheadBudgetTest, FollowingAnUnseenSiteDoesNothing) {
+  OverheadBudget b(OnePercent(), 10000, 0, 0, 0);
+  b.Follow(kCalm, false, kS, kS, 1000);
+  EXPECT_FALSE(b.Knows(kCalm));
+  EXPECT_FALSE(b.off(kCalm));
+  EXPECT_TRUE(b.Tick(2 * kS, 2 * kS, 2000).empty());
+}
+
+// The owner of an off site went away: the heir puts it back at its next
+// tick, whether it followed the site (its estimate stays) or never saw it
+// (nothing to estimate).
+TEST(OverheadBudgetTest, AnAdoptedSiteComesBackAtTheNextTick) {
+  OverheadBudget b(OnePercent(), 10000, 0, 0, 0);
+  for (int64_t t = 10 * kMs; t <= kS; t += 10 * kMs) {
+    b.Count(kStorm, 5, t - 5 * kMs);
+    ASSERT_TRUE(b.Tick(t, t, t / kMs).empty());
+  }
+  b.Follow(kStorm, false, kS, kS, kS / kMs);
+  ASSERT_TRUE(b.Tick(kS + 10 * kMs, kS + 10 * kMs, 1010).empty());
+  b.Adopt(kStorm, kS + 500 * kMs);
+  b.Adopt(kCalm, kS + 500 * kMs);
+  EXPECT_EQ(b.OwnedOff(), (std::vector<uint64_t>{kStorm, kCalm}));
+  EXPECT_EQ(b.Tick(kS + 510 * kMs, kS + 510 * kMs, 1510),
+            (std::vector<Action>{{kStorm, true}, {kCalm, true}}));
+  EXPECT_TRUE(b.OwnedOff().empty());
+  auto missed = b.Missed(kS + 510 * kMs, kS + 510 * kMs, 1510);
+  ASSERT_EQ(missed.size(), 1u);
+  EXPECT_DOUBLE_EQ(missed[kStorm], 255);  // 0.5 per allocation, 510 off
+}
+
 }  // namespace
 }  // namespace goerrprof::profiler
