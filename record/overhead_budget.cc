@@ -19,7 +19,8 @@ OverheadBudget::OverheadBudget(BudgetOptions options, double hit_cost_ns, int64_
 bool OverheadBudget::NeedsWork() const {
   if (options_.cpu_fraction <= 0) return false;
   for (const auto& [site, s] : sites_) {
-    if (s.tick_hits > 0 || s.off || s.probation) return true;
+    // A followed site's readings are taken when it changes (Follow).
+    if (s.tick_hits > 0 || (s.off && !s.followed) || s.probation) return true;
   }
   return false;
 }

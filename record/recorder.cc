@@ -193,10 +193,10 @@ void Recorder::Close(Traced& t) {
   const uint32_t index = static_cast<uint32_t>(&t - processes_.data());
   if (shared_) {
     // Unless the ring was read past an exited process's records already.
-    if (t.close_by_ns < 0 || !shared_->ReadPast(t.exit_pos)) PollShared(0, true).IgnoreError();
     // Its hits from now on are no one's (shared probes stay for the
-    // others): not recorded, rather than orphans.
+    // others): not recorded, rather than orphans; then what it made.
     t.session->Leave();
+    if (t.close_by_ns < 0 || !shared_->ReadPast(t.exit_pos)) PollShared(0, true).IgnoreError();
     t.session->ReleaseRing();  // its destruction may happen on the reaper's thread
   } else {
     t.session->Flush([&](const CapturedError& e) { Deliver(t, index, e); }).IgnoreError();

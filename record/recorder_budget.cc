@@ -198,6 +198,9 @@ void Recorder::HandOverSites(Traced& t) {
       if (heir == nullptr || (!heir->budget->Knows(site) && u.budget->Knows(site))) heir = &u;
     }
     if (heir != nullptr) {
+      // First in line with the links (it may know the site only from
+      // events drained just now), then its owner.
+      Reconcile(*heir);
       heir->budget->Adopt(site, NowNs());
     } else {
       // None: back now (or once its old link is gone), for whoever joins

@@ -169,9 +169,11 @@ absl::Status BpfSession::Init(const SessionConfig& config) {
   // detaches would not stop the other's traps. Its members are known by
   // their pid in goerrprof's namespace, which the program can read when
   // that is the initial one (BPF's plain tgid) or the member's own.
-  if (config.shared_maps && config.share_program && target_.load_bias() == 0) {
-    ASSIGN_OR_RETURN(PidNamespaceId own, OwnPidNamespace());
-    if (own.ino == 0 || (me.ns.dev == own.dev && me.ns.ino == own.ino)) {
+  if (config.shared_maps && config.share_program && target_.load_bias() == 0 &&
+      !target_.file_key().empty()) {
+    absl::StatusOr<PidNamespaceId> own_ns = OwnPidNamespace();
+    const PidNamespaceId own = own_ns.ok() ? *own_ns : me.ns;
+    if (own_ns.ok() && (own.ino == 0 || (me.ns.dev == own.dev && me.ns.ino == own.ino))) {
       ErrorProgram::Member member = me;
       member.ns = own;
       member.ns.pid = static_cast<uint32_t>(target_.pid());

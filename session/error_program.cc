@@ -258,9 +258,11 @@ void ErrorProgram::Orphan(uint64_t site) {
 }
 
 void ErrorProgram::RetryOrphans() {
-  // Unavailable: its old link is still being removed; next time.
+  // Kept until it is back (Unavailable: its old link is still being
+  // removed; anything else may pass too): next time.
   std::erase_if(orphans_, [&](uint64_t site) {
-    return !absl::IsUnavailable(SetSiteProbed(site, true));
+    absl::Status s = SetSiteProbed(site, true);
+    return s.ok() || absl::IsNotFound(s);
   });
 }
 

@@ -8,6 +8,7 @@
 #include <signal.h>
 #include <sys/statfs.h>
 #include <sys/syscall.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include <sstream>
@@ -146,10 +147,18 @@ absl::Status ProbeTarget::FindLoadBias(const symbolizer::ElfFile& elf) {
   // btrfs: the mappings name one device for every subvolume, while a
   // snapshot's files are inodes of their own (a container's rootfs under
   // Docker's btrfs driver): stat()'s device tells the subvolumes apart.
-  constexpr long kBtrfsMagic = 0x9123683E;
+  constexpr long kBtrfsMagic = 0x9123683E, kOverlayMagic = 0x794c7630;
   struct statfs fs;
   if (statfs(attach_path_.c_str(), &fs) == 0 && fs.f_type == kBtrfsMagic) {
     absl::StrAppendFormat(&file_key_, "/%d", exe_st_.st_dev);
+  }
+  // overlayfs: before 6.8 the mappings name the layer's file (another
+  // device than the overlay's), which uprobes attach to. Since 6.8 they
+  // name the overlay's own inode, one per container: two containers of an
+  // image would get two programs trapping the same layer file, so no key.
+  if (statfs(attach_path_.c_str(), &fs) == 0 && fs.f_type == kOverlayMagic &&
+      mapped.major == major(exe_st_.st_dev) && mapped.minor == minor(exe_st_.st_dev)) {
+    file_key_.clear();
   }
   return absl::OkStatus();
 }

@@ -97,7 +97,19 @@ absl::Status SiteLinks::Detach(absl::Span<const size_t> probes) {
   }
   std::sort(swap.begin(), swap.end());
   swap.erase(std::unique(swap.begin(), swap.end()), swap.end());
-  for (uint32_t k : swap) RETURN_IF_ERROR(SwapShard(shards_[k]));
+  for (uint32_t k : swap) {
+    absl::Status s = SwapShard(shards_[k]);
+    if (s.ok()) continue;
+    // The old link still traps them: on, as far as anyone asks.
+    for (size_t i : probes) {
+      if (i < state_.size() && state_[i] == kOff && multi_ && shard_of_[i] == k &&
+          std::find(shards_[k].in_link.begin(), shards_[k].in_link.end(), i) !=
+              shards_[k].in_link.end()) {
+        state_[i] = kShared;
+      }
+    }
+    return s;
+  }
   return absl::OkStatus();
 }
 
