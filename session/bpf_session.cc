@@ -159,23 +159,20 @@ absl::Status BpfSession::Init(const SessionConfig& config) {
   }
   auto t0 = std::chrono::steady_clock::now();
   bool joined = false;
-  // Replicas share when the file and the namespace pids are counted in
-  // agree, and the file is not PIE: the maps' keys are runtime addresses,
-  // and PIE processes (each at its own ASLR address) would each need a
-  // program whose unfiltered links would run it for all of them.
-  // One shared program per file uprobes attach to (containers of one image
-  // share the file): its unfiltered links trap every process running it,
-  // so a second one would run for all of them too, and its budget's
-  // detaches would not stop the other's traps. Its members are known by
-  // their pid in goerrprof's namespace, which the program can read when
-  // that is the initial one (BPF's plain tgid) or the member's own.
+  // One shared program per file uprobes attach to (file_key: containers
+  // of one image may share the file): its unfiltered links trap every
+  // process running it, so a second one would run for all of them too,
+  // and its budget's detaches would not stop the other's traps. Not for a
+  // PIE file: the maps' keys are runtime addresses, one per ASLR bias.
+  // Members are known by their pid in goerrprof's namespace, which the
+  // program can read when that is the initial one (BPF's plain tgid) or
+  // the member's own.
   if (config.shared_maps && config.share_program && target_.load_bias() == 0 &&
       !target_.file_key().empty()) {
-    absl::StatusOr<PidNamespaceId> own_ns = OwnPidNamespace();
-    const PidNamespaceId own = own_ns.ok() ? *own_ns : me.ns;
-    if (own_ns.ok() && (own.ino == 0 || (me.ns.dev == own.dev && me.ns.ino == own.ino))) {
+    absl::StatusOr<PidNamespaceId> own = OwnPidNamespace();
+    if (own.ok() && (own->ino == 0 || (me.ns.dev == own->dev && me.ns.ino == own->ino))) {
       ErrorProgram::Member member = me;
-      member.ns = own;
+      member.ns = *own;
       member.ns.pid = static_cast<uint32_t>(target_.pid());
       ASSIGN_OR_RETURN(program_, JoinShared(config, *elf, target_.file_key(), member, &joined));
     }
