@@ -52,13 +52,21 @@ void OverheadBudget::Count(uint64_t site, uint64_t n, int64_t ts_ns) {
   } else if (!s.off && s.prev_work >= 0 && ts_ns >= s.prev_work_since_ns &&
              ts_ns < s.work_since_ns) {
     s.prev_work_hits += n;
-  } else if (s.closed_t1 >= 0 && ts_ns >= s.closed_t0 && ts_ns < s.closed_t1) {
-    (s.closed_first ? s.ep_first_hits : s.ep_hits) += static_cast<double>(n);
+  } else if (const Site::Closed* c = ClosedWindowOf(s, ts_ns)) {
+    (c->first ? s.ep_first_hits : s.ep_hits) += static_cast<double>(n);
   } else if (s.off_since_ns >= 0 && ts_ns >= s.off_since_ns && ts_ns < s.off_until_ns) {
     // Seen inside an off period (before the detach took, after the attach
     // did): already in the profile, so not estimated as well.
     s.ep_off_hits += static_cast<double>(n);
   }
+}
+
+const OverheadBudget::Site::Closed* OverheadBudget::ClosedWindowOf(const Site& s,
+                                                                   int64_t ts_ns) {
+  for (const Site::Closed& c : s.closed) {
+    if (c.t1 >= 0 && ts_ns >= c.t0 && ts_ns < c.t1) return &c;
+  }
+  return nullptr;
 }
 
 bool OverheadBudget::off(uint64_t site) const {
@@ -111,11 +119,11 @@ void OverheadBudget::TakeOff(Site& s, int64_t now_ns, int64_t cpu_ns, int64_t wo
     s.ep_off_work = s.ep_time_missed = s.ep_off_hits = 0;
     s.ep_periods = 0;
     s.ep_by_work = true;
+    for (Site::Closed& c : s.closed) c = Site::Closed{};  // the old episode's are final
   }
   // The window just closed, for its hits still to arrive (see Count).
-  s.closed_t0 = work_t0;
-  s.closed_t1 = work_known ? now_ns : -1;
-  s.closed_first = s.ep_periods == 0;
+  s.closed[s.closed_next++ % Site::kClosedKept] =
+      Site::Closed{work_t0, work_known ? now_ns : -1, s.ep_periods == 0};
   // The first window began before the storm did (at a tick, or a window's
   // roll), so it holds work of another kind; later ones, from a re-attach
   // in mid-storm, hold the storm alone and price it when there are any. A

@@ -149,9 +149,16 @@ class OverheadBudget {
     uint64_t win_work_hits = 0, prev_work_hits = 0;
     int64_t work_since_ns = 0;  // when win_work0 was read
     int64_t prev_work_since_ns = 0;  // and the window before's start
-    // The last window closed by a take-off, whose late hits still count.
-    int64_t closed_t0 = -1, closed_t1 = -1;  // -1: none
-    bool closed_first = false;  // the episode's first window
+    // The last windows closed by take-offs in this episode, whose late
+    // hits still count: a reader behind the ring (a busy agent, a sanitizer
+    // build) delivers them up to seconds later, after the next take-off.
+    struct Closed {
+      int64_t t0 = -1, t1 = -1;  // t1 -1: none
+      bool first = false;        // the episode's first window
+    };
+    static constexpr size_t kClosedKept = 4;
+    Closed closed[kClosedKept];
+    uint32_t closed_next = 0;
     bool fresh = false;  // counted since the last tick, first time
     bool deferred = false;  // kept on one tick for a clean work window
     bool followed = false;  // off because another process sharing it took it off
@@ -178,6 +185,8 @@ class OverheadBudget {
     uint32_t periods_by_work = 0, periods_by_time = 0;  // earlier episodes
   };
   void TakeOff(Site& s, int64_t now_ns, int64_t cpu_ns, int64_t work);
+  // The closed window a late hit at ts_ns belongs to, if any is kept.
+  static const Site::Closed* ClosedWindowOf(const Site& s, int64_t ts_ns);
   void PutBack(Site& s, int64_t now_ns, int64_t cpu_ns, int64_t work);
   // The time-based estimate of the open off period.
   double OpenTimeMissed(const Site& s, int64_t now_ns, int64_t cpu_ns) const;

@@ -189,38 +189,6 @@ TEST_F(AgentTest, ReplicasShareOneProgramAndRing) {
   StopAgent();
 }
 
-// Two replicas share the storm site's probes, so a site the budget takes
-// off goes off in both, whichever's budget decided; the other follows and
-// estimates its own creations. Both storms at once: together within 10% of
-// their truth (a follower without an estimate would leave out most of its
-// 700 000).
-TEST_F(AgentTest, ReplicasStormingTogetherAreBothEstimated) {
-  StartAgent({"--max-overhead=1%"});
-  ASSERT_NE(agent_, nullptr);
-  auto a = StartErrgen({"-storm", "1300000", "-calm", "2", "-hold"});
-  auto b = StartErrgen({"-storm", "700000", "-calm", "3", "-hold"});
-  ASSERT_TRUE(a && b);
-  WaitAttached({a->pid(), b->pid()});
-  ASSERT_TRUE(a->Write("go\n").ok());
-  ASSERT_TRUE(b->Write("go\n").ok());
-  SiteCounts truth;
-  for (Child* c : {a.get(), b.get()}) ASSERT_NO_FATAL_FAILURE(AddHeldTruth(*c, &truth));
-  const SiteCounts::key_type storm{"*fmt.wrapError", "main.stormSite"};
-  ASSERT_EQ(truth[storm], 2000000);
-  const int64_t seen = WaitForCount(storm, 1800000);
-  EXPECT_NEAR(static_cast<double>(seen), 2000000.0, 200000.0);
-  std::printf("agent_test: two replicas' storms of 2000000: %lld observed + estimated\n",
-              static_cast<long long>(seen));
-  EXPECT_EQ(Gauge("goerrprof_attached_processes"), 2);
-  for (Child* c : {a.get(), b.get()}) {
-    ASSERT_TRUE(c->Write("quit\n").ok());
-    auto done = c->Finish(kTimeout);
-    ASSERT_TRUE(done.ok()) << done.status();
-    EXPECT_EQ(done->exit_code, 0) << done->err;
-  }
-  StopAgent();
-}
-
 // A program is found as it execs, not by the next /proc rescan: with the
 // rescan an hour away, only the exec event can get it attached.
 TEST_F(AgentTest, ExecEventsFindNewPrograms) {
