@@ -16,15 +16,17 @@
 #   agent               `goerrprof agent` finds errgen processes started after it (the
 #                       /proc scan, and exec events alone), /metrics equals their
 #                       truth, and replicas share one program and its links
-#                       (unfiltered uprobe_multi, or perf uprobes for pid -1) (agent_test)
+#                       (unfiltered uprobe_multi, or perf uprobes for pid -1), also
+#                       from two overlay "containers" of one image (agent_test)
 #   doctor              `goerrprof doctor --json` exits 0 (when the command exists)
 #
 # Kernels are Debian packages, resolved through the cloud meta-package of a
 # suite, fetched with `apt-get download` through a private apt configuration
-# (the machine's sources stay as they are) and unpacked with dpkg-deb: no
-# modules needed. The guest is an initramfs of busybox-static, goerrprof, the
-# gtest binaries and the Go targets at their host paths, with their shared
-# libraries; tests/e2e/kernel_matrix_init.sh is its /init and
+# (the machine's sources stay as they are) and unpacked with dpkg-deb; of
+# the modules only overlay.ko is kept (the guest's /init loads it). The
+# guest is an initramfs of busybox-static, goerrprof, the gtest binaries
+# and the Go targets at their host paths, with their shared libraries;
+# tests/e2e/kernel_matrix_init.sh is its /init and
 # tests/e2e/kernel_matrix_checks.sh runs the checks (also on the host for the
 # `host` kernel). QEMU >= 10 (bookworm-backports; 7.2 panics 6.12 guests),
 # busybox-static and cpio are installed when missing.

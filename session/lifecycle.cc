@@ -20,6 +20,7 @@
 #include "base/errno.h"
 #include "base/read_file.h"
 #include "base/status_macros.h"
+#include "session/backing_file.h"
 #include "session/capabilities.h"
 #include "session/uprobe_attach.h"
 #include "symbolizer/elf_file.h"
@@ -142,24 +143,32 @@ ProbeTarget::~ProbeTarget() {
 absl::Status ProbeTarget::FindLoadBias(const symbolizer::ElfFile& elf) {
   symbolizer::MappedFile mapped;
   ASSIGN_OR_RETURN(bias_, symbolizer::LoadBias(pid_, exe_st_, exe_link_, elf, &mapped));
+  constexpr long kBtrfsMagic = 0x9123683E, kOverlayMagic = 0x794c7630;
+  struct statfs fs;
+  const long fs_type = statfs(attach_path_.c_str(), &fs) == 0 ? fs.f_type : 0;
+  // overlayfs: uprobes attach to the layer's file underneath, shared by
+  // every container of the image. The mappings named it before Linux 6.8;
+  // since then they name the overlay's own inode, one per container, so
+  // the kernel is asked what the mapping maps. When it cannot say (an
+  // iterator refused), containers keep a program each: two programs keyed
+  // apart on one layer file would each trap every process running it.
+  if (fs_type == kOverlayMagic) {
+    absl::StatusOr<BackingFile> real = BackingFileAt(pid_, mapped.start);
+    if (real.ok()) {
+      mapped.major = real->major;
+      mapped.minor = real->minor;
+      mapped.ino = real->ino;
+    } else if (mapped.major == major(exe_st_.st_dev) && mapped.minor == minor(exe_st_.st_dev)) {
+      file_key_.clear();
+      return absl::OkStatus();
+    }
+  }
   file_key_ = absl::StrFormat("%x:%x:%d:%d.%09d", mapped.major, mapped.minor, mapped.ino,
                               exe_st_.st_mtim.tv_sec, exe_st_.st_mtim.tv_nsec);
   // btrfs: the mappings name one device for every subvolume, while a
   // snapshot's files are inodes of their own (a container's rootfs under
   // Docker's btrfs driver): stat()'s device tells the subvolumes apart.
-  constexpr long kBtrfsMagic = 0x9123683E, kOverlayMagic = 0x794c7630;
-  struct statfs fs;
-  if (statfs(attach_path_.c_str(), &fs) == 0 && fs.f_type == kBtrfsMagic) {
-    absl::StrAppendFormat(&file_key_, "/%d", exe_st_.st_dev);
-  }
-  // overlayfs: before 6.8 the mappings name the layer's file (another
-  // device than the overlay's), which uprobes attach to. Since 6.8 they
-  // name the overlay's own inode, one per container: two containers of an
-  // image would get two programs trapping the same layer file, so no key.
-  if (statfs(attach_path_.c_str(), &fs) == 0 && fs.f_type == kOverlayMagic &&
-      mapped.major == major(exe_st_.st_dev) && mapped.minor == minor(exe_st_.st_dev)) {
-    file_key_.clear();
-  }
+  if (fs_type == kBtrfsMagic) absl::StrAppendFormat(&file_key_, "/%d", exe_st_.st_dev);
   return absl::OkStatus();
 }
 

@@ -70,9 +70,10 @@ class ProbeTarget {
   uint64_t load_bias() const { return bias_; }
   bool gone() const { return pid_ > 0 && ProcessGone(pidfd_, pid_); }
   // The file as uprobes see it: "major:minor:inode:mtime" of what the
-  // mappings name (a container's overlay file is its layer's, before Linux
-  // 6.8), set by FindLoadBias. Equal for every process running the same
-  // file; empty when that cannot be told (an overlay file since 6.8).
+  // process maps (a container's overlay file: its layer's), set by
+  // FindLoadBias. Equal for every process running the same file; empty
+  // when that cannot be told (an overlay file on 6.8+ without the kernel's
+  // answer).
   const std::string& file_key() const { return file_key_; }
 
  private:

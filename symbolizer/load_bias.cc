@@ -38,7 +38,7 @@ absl::StatusOr<uint64_t> LoadBias(pid_t pid, const struct stat& exe, const std::
                       minor_no == minor(exe.st_dev)) ||
                      (!exe_link.empty() && path == exe_link);
     if (!same_file) continue;
-    if (mapped) *mapped = MappedFile{major_no, minor_no, inode};
+    if (mapped) *mapped = MappedFile{major_no, minor_no, inode, start};
     for (const ElfSegment& seg : elf.loads()) {
       if ((seg.offset & ~(page - 1)) != pgoff) continue;
       uint64_t b = start + (seg.offset - pgoff) - seg.vaddr;

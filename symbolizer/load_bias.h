@@ -23,6 +23,7 @@ namespace goerrprof::symbolizer {
 struct MappedFile {
   uint32_t major = 0, minor = 0;
   uint64_t ino = 0;
+  uint64_t start = 0;  // where one of its mappings starts
 };
 absl::StatusOr<uint64_t> LoadBias(pid_t pid, const struct stat& exe, const std::string& exe_link,
                                   const ElfFile& elf, MappedFile* mapped = nullptr);

@@ -101,16 +101,36 @@ fetch_kernel_once() {
   # shellcheck disable=SC2046
   ver=$(apt-cache $(apt_opts "$d") show --no-all-versions "$pkg" 2>/dev/null | sed -n 's/^Version: //p' | head -n 1)
   [ -n "$ver" ] || { note "$suite: $pkg has no version in the lists"; return 1; }
-  if [ -s "$out/vmlinuz" ] && [ "$(cat "$out/info" 2>/dev/null)" = "$pkg $ver" ]; then return 0; fi
-  note "$suite: downloading $pkg $ver"
+  # Its overlayfs module too (the agent's containers check): in the image
+  # package up to 6.x, in linux-modules-* with the 7.x packaging.
+  local mods
+  mods=$(deps_of "$d" "$img" | grep -E '^linux-modules-[0-9]' | head -n 1)
+  if [ -s "$out/vmlinuz" ] && [ "$(cat "$out/info" 2>/dev/null)" = "$pkg $ver" ] &&
+     [ -d "$out/modules" ]; then return 0; fi
+  note "$suite: downloading $pkg $ver${mods:+ and $mods}"
   local x=$out/x
   rm -rf "$x" && mkdir -p "$x/root"
   # shellcheck disable=SC2046
-  (cd "$x" && apt-get $(apt_opts "$d") -q download "$pkg=$ver") >"$out/download.log" 2>&1 ||
+  (cd "$x" && apt-get $(apt_opts "$d") -q download "$pkg=$ver" ${mods:+"$mods=$ver"}) >"$out/download.log" 2>&1 ||
     { note "$suite: apt-get download $pkg=$ver failed: $(grep -E '^E:' "$out/download.log" | head -n 1)"; rm -rf "$x"; return 1; }
   local deb
-  deb=$(ls "$x"/*.deb 2>/dev/null | head -n 1)
-  [ -n "$deb" ] && dpkg-deb -x "$deb" "$x/root" || { note "$suite: cannot unpack ${deb:-the download of $pkg}"; rm -rf "$x"; return 1; }
+  for deb in "$x"/*.deb; do
+    [ -e "$deb" ] && dpkg-deb -x "$deb" "$x/root" || { note "$suite: cannot unpack ${deb:-the download of $pkg}"; rm -rf "$x"; return 1; }
+  done
+  # modules/<release>/overlay.ko, uncompressed (busybox insmod reads plain
+  # modules); a kernel without one (built in, or none) gets an empty dir.
+  rm -rf "$out/modules" && mkdir -p "$out/modules"
+  local ko rel
+  ko=$(find "$x/root" -name 'overlay.ko*' -path '*/fs/overlayfs/*' 2>/dev/null | head -n 1)
+  if [ -n "$ko" ]; then
+    rel=$(echo "$ko" | sed -n 's|.*/lib/modules/\([^/]*\)/.*|\1|p')
+    mkdir -p "$out/modules/$rel"
+    case $ko in
+      *.xz) xz -dc "$ko" >"$out/modules/$rel/overlay.ko" ;;
+      *.zst) zstd -qdc "$ko" >"$out/modules/$rel/overlay.ko" ;;
+      *) cp "$ko" "$out/modules/$rel/overlay.ko" ;;
+    esac || { note "$suite: cannot decompress $ko"; rm -rf "$out/modules/$rel"; }
+  fi
   # /boot/vmlinuz-* up to 6.x; /usr/lib/modules/*/vmlinuz in the 7.x linux-binary-* packages.
   local vmlinuz
   vmlinuz=$(ls "$x"/root/boot/vmlinuz-* "$x"/root/usr/lib/modules/*/vmlinuz 2>/dev/null | head -n 1)
@@ -147,7 +167,7 @@ declare -A TESTS=(
   [record_budget]="record_cli_test=RecordBudgetTest.StormSiteGoesOffAndIsEstimated:RecordBudgetTest.ZeroObservesEverything"
   [record_command]="ci_record_test=CiRecord.CommandErrorsFromItsFirstInstruction:CiRecord.SignalsAreForwarded"
   [goroutines]="goroutines_test=Goroutines.${N}_parked_default:Goroutines.${O}_parked_pie"
-  [agent]="agent_test=AgentTest.CountsEqualErrgenTruth:AgentTest.ExecEventsFindNewPrograms:AgentTest.ReplicasShareOneProgramAndRing"
+  [agent]="agent_test=AgentTest.CountsEqualErrgenTruth:AgentTest.ExecEventsFindNewPrograms:AgentTest.ReplicasShareOneProgramAndRing:AgentTest.ContainersOfOneImageShareOneProgram"
 )
 # When a capability fails, this command runs too (stderr kept) so the report
 # can quote goerrprof's own words where the gtest does not print them.
@@ -243,6 +263,11 @@ build_initramfs() {
     add "$build/tests/$t"
   done
   add /usr/sbin/bpftool # park_test checks that no program stays loaded
+  # Each kernel's overlayfs module, by release; /init loads the running one's.
+  local m
+  for m in "$kcache"/*/modules/*/overlay.ko; do
+    [ -e "$m" ] && add "$m" "/lib/modules/$(basename "$(dirname "$m")")/overlay.ko"
+  done
   add "$corpus/manifest.tsv"
   local p
   for p in $(tail -n +2 "$corpus/manifest.tsv" | cut -f4); do add "$p"; done

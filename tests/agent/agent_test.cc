@@ -189,6 +189,66 @@ TEST_F(AgentTest, ReplicasShareOneProgramAndRing) {
   StopAgent();
 }
 
+// Containers of one image: each runs errgen from an overlay mount of its
+// own (own upper layer, own mount namespace) over one shared lower layer,
+// the way container runtimes do. uprobes attach to the layer's file, so
+// the second container must join the first one's program: no kernel object
+// added. Since Linux 6.8 the mappings name each overlay's own inode, and
+// only the kernel's view of the mapping finds the shared file.
+TEST_F(AgentTest, ContainersOfOneImageShareOneProgram) {
+  if (access("/usr/bin/unshare", X_OK) != 0) GTEST_SKIP() << "no /usr/bin/unshare";
+  if (ReadFileOrEmpty("/proc/filesystems").find("\toverlay\n") == std::string::npos) {
+    GTEST_SKIP() << "this kernel has no overlayfs (not in /proc/filesystems)";
+  }
+  const std::string root = absl::StrCat(::testing::TempDir(), "image-", getpid());
+  const std::string lower = root + "/lower";
+  std::filesystem::remove_all(root);
+  ASSERT_TRUE(std::filesystem::create_directories(lower));
+  std::filesystem::copy_file(errgen_, lower + "/" + errgen_name_);
+  // What a runtime does for a container: its own upper and work dirs, an
+  // overlay over the image in a private mount namespace, then exec.
+  auto container = [&](int i) {
+    const std::string dir = absl::StrCat(root, "/c", i);
+    for (const char* sub : {"/upper", "/work", "/rootfs"}) {
+      std::filesystem::create_directories(dir + sub);
+    }
+    const std::string exe = absl::StrCat(dir, "/rootfs/", errgen_name_);
+    return std::vector<std::string>{
+        "/usr/bin/unshare", "-m", "--propagation", "private", "sh", "-c",
+        absl::StrCat("mount -t overlay overlay -o 'lowerdir=", lower, ",upperdir=", dir,
+                     "/upper,workdir=", dir, "/work' '", dir, "/rootfs' && shift && exec '", exe,
+                     "' \"$@\""),
+        "container"};  // "$0"; errgen's own path follows and is shifted away
+  };
+  StartAgent();
+  ASSERT_NE(agent_, nullptr);
+  auto a = StartStorm(30, 2, container(1));
+  ASSERT_TRUE(a);
+  WaitAttached({a->pid()});
+  const double programs_one = Gauge("goerrprof_bpf_objects", {{"kind", "programs"}});
+  const double links_one = Gauge("goerrprof_bpf_objects", {{"kind", "links"}});
+  const double perf_one = Gauge("goerrprof_bpf_objects", {{"kind", "perf_events"}});
+  const double map_bytes_one = Gauge("goerrprof_bpf_memory_bytes", {{"kind", "maps"}});
+  auto b = StartStorm(40, 3, container(2));
+  ASSERT_TRUE(b);
+  WaitAttached({b->pid()});
+  const std::string maps_a = ReadFileOrEmpty(absl::StrCat("/proc/", a->pid(), "/maps"));
+  std::printf("agent_test: container 1's mapping: %s\n",
+              maps_a.substr(0, maps_a.find('\n')).c_str());
+  EXPECT_EQ(Gauge("goerrprof_bpf_objects", {{"kind", "programs"}}), programs_one);
+  EXPECT_EQ(Gauge("goerrprof_bpf_objects", {{"kind", "links"}}), links_one);
+  EXPECT_EQ(Gauge("goerrprof_bpf_objects", {{"kind", "perf_events"}}), perf_one);
+  EXPECT_EQ(Gauge("goerrprof_bpf_memory_bytes", {{"kind", "maps"}}), map_bytes_one);
+  SiteCounts want;
+  FinishStorms({a.get()}, &want);
+  FinishStorms({b.get()}, &want);
+  ASSERT_EQ((want[{"*fmt.wrapError", "main.stormSite"}]), 30 + 40);
+  WaitAttachedGauge(0);
+  EXPECT_EQ(ScrapeErrors(), want);
+  StopAgent();
+  std::filesystem::remove_all(root);
+}
+
 // A program is found as it execs, not by the next /proc rescan: with the
 // rescan an hour away, only the exec event can get it attached.
 TEST_F(AgentTest, ExecEventsFindNewPrograms) {

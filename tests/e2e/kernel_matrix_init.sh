@@ -22,6 +22,8 @@ mnt debugfs /sys/kernel/debug
 mnt bpf /sys/fs/bpf
 mkdir -p /tmp /root /dev/shm
 mount -t tmpfs tmpfs /dev/shm 2>/dev/null
+# overlayfs is a module in Debian's kernels (the agent's containers check).
+[ -e "/lib/modules/$(uname -r)/overlay.ko" ] && insmod "/lib/modules/$(uname -r)/overlay.ko"
 chmod 1777 /tmp
 # Loopback, for the agent's HTTP pages.
 ip link set lo up 2>/dev/null || ifconfig lo 127.0.0.1 up 2>/dev/null || echo "KM_WARN no loopback"
