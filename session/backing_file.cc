@@ -31,7 +31,8 @@ Loaded& Program() {
     ScopedLibbpfLog log;
     l->skel = mapped_files_bpf__open_and_load();
     if (!l->skel) {
-      l->error = absl::StrCat("cannot load the mapped-files iterator: ", Errno(errno), " (",
+      const int err = errno;
+      l->error = absl::StrCat("cannot load the mapped-files iterator: ", Errno(err), " (",
                               log.Tail(2), ")");
     }
     return l;
@@ -51,12 +52,8 @@ absl::StatusOr<BackingFile> BackingFileAt(pid_t pid, uint64_t start) {
   LIBBPF_OPTS(bpf_iter_attach_opts, opts, .link_info = &info, .link_info_len = sizeof(info));
   bpf_link* link = bpf_program__attach_iter(p.skel->progs.gmf_mapping, &opts);
   if (!link) {
-    int err = errno;
-    if (err == ESRCH || err == ENOENT) {
-      return absl::NotFoundError(absl::StrCat("process ", pid, " has exited"));
-    }
     return absl::UnavailableError(
-        absl::StrCat("cannot attach the mapped-files iterator: ", Errno(err)));
+        absl::StrCat("cannot attach the mapped-files iterator: ", Errno(errno)));
   }
   int fd = bpf_iter_create(bpf_link__fd(link));
   if (fd < 0) {
@@ -86,7 +83,7 @@ absl::StatusOr<BackingFile> BackingFileAt(pid_t pid, uint64_t start) {
     size_t used = 0;
     for (; tail.size() - used >= sizeof(rec); used += sizeof(rec)) {
       memcpy(&rec, tail.data() + used, sizeof(rec));
-      if (rec.start == start && !found.ok()) {
+      if (rec.start == start && rec.ino != 0 && !found.ok()) {
         found = BackingFile{rec.dev >> 20, rec.dev & ((1u << 20) - 1), rec.ino};
       }
     }

@@ -8,7 +8,6 @@
 #include <signal.h>
 #include <sys/statfs.h>
 #include <sys/syscall.h>
-#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include <sstream>
@@ -150,18 +149,19 @@ absl::Status ProbeTarget::FindLoadBias(const symbolizer::ElfFile& elf) {
   // every container of the image. The mappings named it before Linux 6.8;
   // since then they name the overlay's own inode, one per container, so
   // the kernel is asked what the mapping maps. When it cannot say (an
-  // iterator refused), containers keep a program each: two programs keyed
-  // apart on one layer file would each trap every process running it.
+  // iterator refused), no key: containers keep a program each, since two
+  // programs keyed apart on one layer file would each trap every process
+  // running it (and stat()'s device cannot tell which kind of name the
+  // mappings hold: without xino it is a layer's device).
   if (fs_type == kOverlayMagic) {
     absl::StatusOr<BackingFile> real = BackingFileAt(pid_, mapped.start);
-    if (real.ok()) {
-      mapped.major = real->major;
-      mapped.minor = real->minor;
-      mapped.ino = real->ino;
-    } else if (mapped.major == major(exe_st_.st_dev) && mapped.minor == minor(exe_st_.st_dev)) {
+    if (!real.ok()) {
       file_key_.clear();
       return absl::OkStatus();
     }
+    mapped.major = real->major;
+    mapped.minor = real->minor;
+    mapped.ino = real->ino;
   }
   file_key_ = absl::StrFormat("%x:%x:%d:%d.%09d", mapped.major, mapped.minor, mapped.ino,
                               exe_st_.st_mtim.tv_sec, exe_st_.st_mtim.tv_nsec);

@@ -2,6 +2,7 @@
 // processes started after it, count exactly the errors they print as their
 // truth, and show them attached while they live and detached after.
 #include <signal.h>
+#include <sys/statfs.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -200,14 +201,23 @@ TEST_F(AgentTest, ContainersOfOneImageShareOneProgram) {
   if (ReadFileOrEmpty("/proc/filesystems").find("\toverlay\n") == std::string::npos) {
     GTEST_SKIP() << "this kernel has no overlayfs (not in /proc/filesystems)";
   }
+  struct statfs tmp_fs;
+  if (statfs(::testing::TempDir().c_str(), &tmp_fs) == 0 && tmp_fs.f_type == 0x794c7630) {
+    GTEST_SKIP() << ::testing::TempDir() << " is on overlayfs: no upper layer can be there";
+  }
   const std::string root = absl::StrCat(::testing::TempDir(), "image-", getpid());
   const std::string lower = root + "/lower";
-  std::filesystem::remove_all(root);
+  std::error_code ec;
+  std::filesystem::remove_all(root, ec);
   ASSERT_TRUE(std::filesystem::create_directories(lower));
   std::filesystem::copy_file(errgen_, lower + "/" + errgen_name_);
+  // Another image: the same bytes, another file. Its container must get a
+  // program of its own (the key tells files apart, not only overlays).
+  ASSERT_TRUE(std::filesystem::create_directories(root + "/lower2"));
+  std::filesystem::copy_file(errgen_, root + "/lower2/" + errgen_name_);
   // What a runtime does for a container: its own upper and work dirs, an
   // overlay over the image in a private mount namespace, then exec.
-  auto container = [&](int i) {
+  auto container = [&](int i, const std::string& image) {
     const std::string dir = absl::StrCat(root, "/c", i);
     for (const char* sub : {"/upper", "/work", "/rootfs"}) {
       std::filesystem::create_directories(dir + sub);
@@ -215,21 +225,21 @@ TEST_F(AgentTest, ContainersOfOneImageShareOneProgram) {
     const std::string exe = absl::StrCat(dir, "/rootfs/", errgen_name_);
     return std::vector<std::string>{
         "/usr/bin/unshare", "-m", "--propagation", "private", "sh", "-c",
-        absl::StrCat("mount -t overlay overlay -o 'lowerdir=", lower, ",upperdir=", dir,
+        absl::StrCat("mount -t overlay overlay -o 'lowerdir=", image, ",upperdir=", dir,
                      "/upper,workdir=", dir, "/work' '", dir, "/rootfs' && shift && exec '", exe,
                      "' \"$@\""),
         "container"};  // "$0"; errgen's own path follows and is shifted away
   };
   StartAgent();
   ASSERT_NE(agent_, nullptr);
-  auto a = StartStorm(30, 2, container(1));
+  auto a = StartStorm(30, 2, container(1, lower));
   ASSERT_TRUE(a);
   WaitAttached({a->pid()});
   const double programs_one = Gauge("goerrprof_bpf_objects", {{"kind", "programs"}});
   const double links_one = Gauge("goerrprof_bpf_objects", {{"kind", "links"}});
   const double perf_one = Gauge("goerrprof_bpf_objects", {{"kind", "perf_events"}});
   const double map_bytes_one = Gauge("goerrprof_bpf_memory_bytes", {{"kind", "maps"}});
-  auto b = StartStorm(40, 3, container(2));
+  auto b = StartStorm(40, 3, container(2, lower));
   ASSERT_TRUE(b);
   WaitAttached({b->pid()});
   const std::string maps_a = ReadFileOrEmpty(absl::StrCat("/proc/", a->pid(), "/maps"));
@@ -239,14 +249,19 @@ TEST_F(AgentTest, ContainersOfOneImageShareOneProgram) {
   EXPECT_EQ(Gauge("goerrprof_bpf_objects", {{"kind", "links"}}), links_one);
   EXPECT_EQ(Gauge("goerrprof_bpf_objects", {{"kind", "perf_events"}}), perf_one);
   EXPECT_EQ(Gauge("goerrprof_bpf_memory_bytes", {{"kind", "maps"}}), map_bytes_one);
+  auto c = StartStorm(20, 1, container(3, root + "/lower2"));
+  ASSERT_TRUE(c);
+  WaitAttached({c->pid()});
+  EXPECT_EQ(Gauge("goerrprof_bpf_objects", {{"kind", "programs"}}), programs_one + 1);
   SiteCounts want;
   FinishStorms({a.get()}, &want);
   FinishStorms({b.get()}, &want);
-  ASSERT_EQ((want[{"*fmt.wrapError", "main.stormSite"}]), 30 + 40);
+  FinishStorms({c.get()}, &want);
+  ASSERT_EQ((want[{"*fmt.wrapError", "main.stormSite"}]), 30 + 40 + 20);
   WaitAttachedGauge(0);
   EXPECT_EQ(ScrapeErrors(), want);
   StopAgent();
-  std::filesystem::remove_all(root);
+  std::filesystem::remove_all(root, ec);
 }
 
 // A program is found as it execs, not by the next /proc rescan: with the

@@ -23,7 +23,8 @@ mnt bpf /sys/fs/bpf
 mkdir -p /tmp /root /dev/shm
 mount -t tmpfs tmpfs /dev/shm 2>/dev/null
 # overlayfs is a module in Debian's kernels (the agent's containers check).
-[ -e "/lib/modules/$(uname -r)/overlay.ko" ] && insmod "/lib/modules/$(uname -r)/overlay.ko"
+ko=/lib/modules/$(uname -r)/overlay.ko
+if [ -e "$ko" ]; then insmod "$ko" 2>/dev/null || echo "KM_WARN insmod $ko failed"; fi
 chmod 1777 /tmp
 # Loopback, for the agent's HTTP pages.
 ip link set lo up 2>/dev/null || ifconfig lo 127.0.0.1 up 2>/dev/null || echo "KM_WARN no loopback"
