@@ -72,13 +72,13 @@ struct {
 } sites SEC(".maps");
 
 /* The processes sharing this program (target_tgid 0): tgid, as goerrprof
- * counts it, -> the session id its records carry. Preallocated: older
- * kernels let tracing programs use no other hash map. */
+ * counts it, -> its session id and load bias. Preallocated: older kernels
+ * let tracing programs use no other hash map. */
 struct {
   __uint(type, BPF_MAP_TYPE_HASH);
   __uint(max_entries, 1); /* resized by user space */
   __type(key, __u32);
-  __type(value, __u32);
+  __type(value, struct gep_member);
 } targets SEC(".maps");
 
 struct {
@@ -149,6 +149,7 @@ struct gep_scratch {
   __u64 lab_cur;    /* map: the bucket being visited */
   __u32 lab_bucket; /* map: its index among new then old buckets */
   __u32 lab_slot;   /* map: next slot in lab_cur */
+  __u64 bias;       /* the hit's process's, for address-keyed lookups */
   __u64 regs[16];   /* the probed thread's registers, in gep_reg order */
   __u64 tmp[4];     /* headers read from the target (strings, slices) */
   struct gep_cur cur;
@@ -262,7 +263,8 @@ static long walk_one(__u32 index, void *slot) {
     s->cur.flags |= GEP_LINK_TYPE_FAILED;
     bump(GEP_CTR_TYPE_READ);
   }
-  struct gep_type_layout *lay = type ? bpf_map_lookup_elem(&layouts, &type) : NULL;
+  __u64 type_key = type - s->bias;
+  struct gep_type_layout *lay = type ? bpf_map_lookup_elem(&layouts, &type_key) : NULL;
   if (!lay) {
     if (type) {
       s->cur.flags |= GEP_LINK_UNKNOWN_TYPE;
@@ -361,6 +363,7 @@ int gep_on_error(struct pt_regs *ctx) {
   bump(GEP_CTR_HITS);
   __u32 tgid = 0, tid = 0;
   __u32 sid = session_id;
+  __u64 bias = 0;
   if (!current_ids(&tgid, &tid)) {
     bump(GEP_CTR_FOREIGN);
     return 0;
@@ -373,18 +376,20 @@ int gep_on_error(struct pt_regs *ctx) {
   } else {
     /* A shared program: a process running the file that is not a member
      * (not selected, not yet attached) paid the trap, and nothing more. */
-    __u32 *member = bpf_map_lookup_elem(&targets, &tgid);
+    struct gep_member *member = bpf_map_lookup_elem(&targets, &tgid);
     if (!member) {
       bump(GEP_CTR_FOREIGN);
       return 0;
     }
-    sid = *member;
+    sid = member->session;
+    bias = member->bias;
   }
   __u64 cookie = bpf_get_attach_cookie(ctx);
   __u32 tloc = GEP_COOKIE_TAB(cookie), dloc = GEP_COOKIE_DATA(cookie);
   __u64 ip = PT_REGS_IP(ctx);
+  __u64 ip_key = ip - bias;
   if (!(cookie & GEP_COOKIE_F_SOLO)) {
-    __u32 *gen = bpf_map_lookup_elem(&link_gen, &ip);
+    __u32 *gen = bpf_map_lookup_elem(&link_gen, &ip_key);
     if (gen && *gen != !!(cookie & GEP_COOKIE_F_GEN)) {
       bump(GEP_CTR_STALE_LINK);
       return 0;
@@ -410,6 +415,7 @@ int gep_on_error(struct pt_regs *ctx) {
     bump(any ? GEP_CTR_DROP_BUSY : GEP_CTR_DROP_NO_SCRATCH);
     return 0;
   }
+  s->bias = bias;
   struct gep_pending *root = &s->pending[0];
   root->tab = root->type = root->data = 0;
   root->parent = -1;
@@ -417,14 +423,14 @@ int gep_on_error(struct pt_regs *ctx) {
   __u64 want_tab = 0;
   if (GEP_LOC_KIND(tloc) == GEP_LOC_CONST || GEP_LOC_KIND(dloc) == GEP_LOC_CONST ||
       (tloc & GEP_LOC_F_CHECK)) {
-    struct gep_site *site = bpf_map_lookup_elem(&sites, &ip);
+    struct gep_site *site = bpf_map_lookup_elem(&sites, &ip_key);
     if (!site) {
       bump(GEP_CTR_DROP_NO_SITE);
       goto out;
     }
-    root->type = site->type;
-    root->data = site->data;
-    want_tab = site->tab;
+    root->type = site->type ? site->type + bias : 0;
+    root->data = site->data ? site->data + bias : 0;
+    want_tab = site->tab ? site->tab + bias : 0;
   }
   load_regs(ctx, s->regs);
   if (GEP_LOC_KIND(tloc) != GEP_LOC_CONST) {

@@ -8,13 +8,26 @@
 #include "bpf/probe_abi.h"
 
 /* Sites whose cookie has a GEP_LOC_CONST location or GEP_LOC_F_CHECK: the
- * site map, keyed by the probe's runtime address (what pt_regs->ip holds in
- * the handler), gives the runtime type address (CONST itab), the data word
- * (CONST data) and the word a checked site's itab location must hold. */
+ * site map, keyed by the probe's address (what pt_regs->ip holds in the
+ * handler, less the member's bias), gives the type address (CONST itab),
+ * the data word (CONST data) and the word a checked site's itab location
+ * must hold, at the same bias (non-zero ones are rebased by it). */
 struct gep_site {
   gep_u64 type;
   gep_u64 data;
   gep_u64 tab;
+};
+
+/* A process sharing a program (the targets map's value, by tgid): the
+ * session id its records carry, and its load bias. A shared program's
+ * address-keyed maps (sites, layouts, address types, link generations)
+ * hold file addresses, each member's runtime ones being these plus its
+ * bias (a PIE file runs at one per process). A program of one process
+ * holds its runtime addresses and rebases by 0. */
+struct gep_member {
+  gep_u32 session;
+  gep_u32 pad;
+  gep_u64 bias;
 };
 
 /* Hard limits; the verifier sees them as loop bounds and buffer sizes. */

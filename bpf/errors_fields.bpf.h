@@ -115,7 +115,8 @@ static __noinline long gep_put_addr(struct gep_scratch *s, __u64 src, __u32 fiel
     return a->flags;
   }
   a->type = type;
-  struct gep_addr_layout *al = bpf_map_lookup_elem(&addr_types, &type);
+  __u64 type_key = type - s->bias;
+  struct gep_addr_layout *al = bpf_map_lookup_elem(&addr_types, &type_key);
   if (!al) {
     a->flags = GEP_ADDR_F_UNKNOWN_TYPE;
     bump(GEP_CTR_ADDR_UNKNOWN);

@@ -73,7 +73,7 @@ bool DecodeErrorRecord(const uint8_t* data, size_t size, const RecordNames& name
     cl.data = l.data;
     cl.value = l.value;
     cl.flags = l.flags;
-    auto ti = l.type ? names.types.find(l.type) : names.types.end();
+    auto ti = l.type ? names.types.find(l.type - bias_ + names.key_bias) : names.types.end();
     const TypeNames* info = ti != names.types.end() ? &ti->second : nullptr;
     if (info) cl.type_name = info->name;
     cl.strings.resize(l.n_str);
@@ -98,7 +98,8 @@ bool DecodeErrorRecord(const uint8_t* data, size_t size, const RecordNames& name
       a.ip_length = ga.ip_len;
       a.ip.assign(reinterpret_cast<const char*>(ga.ip),
                   std::min<uint64_t>(ga.ip_len, GEP_MAX_IP));
-      auto ai = ga.type ? names.addr_types.find(ga.type) : names.addr_types.end();
+      auto ai = ga.type ? names.addr_types.find(ga.type - bias_ + names.key_bias)
+                        : names.addr_types.end();
       const TypeNames* ainfo = ai != names.addr_types.end() ? &ai->second : nullptr;
       if (ainfo && a.kind != GEP_ADDR_NONE) a.type_name = ainfo->name;
       a.strings.resize(ga.n_str);

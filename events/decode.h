@@ -22,11 +22,13 @@ struct TypeNames {
   std::vector<std::pair<std::string, uint32_t>> strings;
   std::vector<std::string> addrs;
 };
-// By runtime type address: error types, and the address types decoded
-// inside them.
+// By type address at `key_bias` (a program of one process: its load bias,
+// so runtime addresses; a shared one: 0, file addresses): error types, and
+// the address types decoded inside them.
 struct RecordNames {
   absl::flat_hash_map<uint64_t, TypeNames> types;
   absl::flat_hash_map<uint64_t, TypeNames> addr_types;
+  uint64_t key_bias = 0;
 };
 
 // False when the record is malformed (wrong version, sizes or counts beyond

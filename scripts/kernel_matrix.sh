@@ -17,7 +17,8 @@
 #                       /proc scan, and exec events alone), /metrics equals their
 #                       truth, and replicas share one program and its links
 #                       (unfiltered uprobe_multi, or perf uprobes for pid -1), also
-#                       from two overlay "containers" of one image (agent_test)
+#                       from two overlay "containers" of one image, and PIE replicas
+#                       at their own load biases (agent_test)
 #   doctor              `goerrprof doctor --json` exits 0 (when the command exists)
 #
 # Kernels are Debian packages, resolved through the cloud meta-package of a

@@ -148,6 +148,7 @@ absl::Status BpfSession::Init(const SessionConfig& config) {
 
   ErrorProgram::Member me;
   me.who = this;
+  me.bias = target_.load_bias();
   // The target as its threads' BPF sees it (inside a container: its PID namespace).
   ASSIGN_OR_RETURN(me.ns, PidNamespaceOf(target_.pid()));
   if (config.shared_maps) {
@@ -162,13 +163,12 @@ absl::Status BpfSession::Init(const SessionConfig& config) {
   // One shared program per file uprobes attach to (file_key: containers
   // of one image may share the file): its unfiltered links trap every
   // process running it, so a second one would run for all of them too,
-  // and its budget's detaches would not stop the other's traps. Not for a
-  // PIE file: the maps' keys are runtime addresses, one per ASLR bias.
-  // Members are known by their pid in goerrprof's namespace, which the
-  // program can read when that is the initial one (BPF's plain tgid) or
-  // the member's own.
-  if (config.shared_maps && config.share_program && target_.load_bias() == 0 &&
-      !target_.file_key().empty()) {
+  // and its budget's detaches would not stop the other's traps. A PIE
+  // file's processes each run it at their own bias, which the program
+  // takes from their entry. Members are known by their pid in goerrprof's
+  // namespace, which the program can read when that is the initial one
+  // (BPF's plain tgid) or the member's own.
+  if (config.shared_maps && config.share_program && !target_.file_key().empty()) {
     absl::StatusOr<PidNamespaceId> own = OwnPidNamespace();
     if (own.ok() && (own->ino == 0 || (me.ns.dev == own->dev && me.ns.ino == own->ino))) {
       ErrorProgram::Member member = me;

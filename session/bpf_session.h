@@ -73,8 +73,8 @@ struct SessionConfig {
   // and Flush deliver nothing: the ring's owner drains it. Must outlive the
   // session's registration (ReleaseRing, or destruction).
   SharedEventMaps* shared_maps = nullptr;
-  // With shared_maps: sessions whose processes run the same non-PIE file
-  // share one program and its links (session/error_program.h); the
+  // With shared_maps: sessions whose processes run the same file share
+  // one program and its links (session/error_program.h); the
   // config of the first one serves all. False: a program of its own.
   bool share_program = false;
   // Wake a waiting Poll only when this fraction of the ring is filled (0:

@@ -27,7 +27,9 @@ absl::StatusOr<std::shared_ptr<ErrorProgram>> ErrorProgram::Create(
     bool shared, const Member& member) {
   std::shared_ptr<ErrorProgram> p(new ErrorProgram());
   p->shared_ = shared;
-  const uint64_t bias = target.load_bias();
+  // A shared program's maps hold file addresses; each member's hits are
+  // rebased by its own bias (gep_member). One process's: its runtime ones.
+  const uint64_t bias = shared ? 0 : target.load_bias();
   // Probe file offsets before loading anything, so bad input fails cheaply.
   std::vector<uint64_t> offsets;
   size_t n_sites = 0;
@@ -135,9 +137,10 @@ absl::Status ErrorProgram::Load(const SessionConfig& config, const PidNamespaceI
   return absl::OkStatus();
 }
 
-// The layout and site maps, keyed by runtime address (one load bias: a
-// shared program's members all run the file at the same one).
+// The layout and site maps, keyed by address at `bias` (0 for a shared
+// program: its members' hits are rebased by their own).
 absl::Status ErrorProgram::Fill(const SessionConfig& config, uint64_t bias) {
+  names_.key_bias = bias;
   int layouts_fd = bpf_map__fd(skel_->maps.layouts);
   int addr_types_fd = bpf_map__fd(skel_->maps.addr_types);
   for (LayoutMapEntry& e : MapEntriesFor(config.layouts)) {
@@ -174,8 +177,8 @@ absl::Status ErrorProgram::AddMember(const Member& m) {
       return absl::ResourceExhaustedError("the shared program has no room for another process");
     }
     // Replaces what a process that exec'd the same file again left.
-    if (bpf_map_update_elem(bpf_map__fd(skel_->maps.targets), &m.ns.pid, &m.session, BPF_ANY) !=
-        0) {
+    const gep_member value = {m.session, 0, m.bias};
+    if (bpf_map_update_elem(bpf_map__fd(skel_->maps.targets), &m.ns.pid, &value, BPF_ANY) != 0) {
       return absl::InternalError(absl::StrCat("adding pid ", m.ns.pid, " to a shared probe: ",
                                               Errno(errno)));
     }
@@ -196,9 +199,9 @@ std::array<uint64_t, GEP_CTR__COUNT> ErrorProgram::RemoveMember(const void* who)
   if (it == members_.end()) return out;
   if (shared_) {
     // Only if still its own: the same pid may have joined again since.
-    uint32_t session = 0;
+    gep_member value = {};
     int fd = bpf_map__fd(skel_->maps.targets);
-    if (bpf_map_lookup_elem(fd, &it->tgid, &session) == 0 && session == it->session) {
+    if (bpf_map_lookup_elem(fd, &it->tgid, &value) == 0 && value.session == it->session) {
       bpf_map_delete_elem(fd, &it->tgid);
     }
   }

@@ -1,12 +1,14 @@
 // One loaded error probe (bpf/errors.bpf.c) with its maps and links. Either
 // a process's own (its tgid in the program, links filtered to it), or
-// shared by the replicas of one executable at one load bias (the agent,
-// `record -- COMMAND`): then its links have no process filter, so they trap
-// in every process running the file, and the program records the hits of
-// its members only (its `targets` map: tgid -> session id). Replicas then
-// add no program, link or map; a process running the file that is not a
-// member pays the trap and nothing more. Built by BpfSession, which keeps
-// what is a process's own: its pid, its ring registration, its events.
+// shared by the replicas of one executable (the agent, `record --
+// COMMAND`): then its links have no process filter, so they trap in every
+// process running the file, and the program records the hits of its
+// members only (its `targets` map: tgid -> session id and load bias, by
+// which a PIE file's hits are rebased to the file addresses its maps
+// hold). Replicas then add no program, link or map; a process running the
+// file that is not a member pays the trap and nothing more. Built by
+// BpfSession, which keeps what is a process's own: its pid, its ring
+// registration, its events.
 #ifndef GOERRPROF_SESSION_ERROR_PROGRAM_H_
 #define GOERRPROF_SESSION_ERROR_PROGRAM_H_
 
@@ -57,6 +59,7 @@ class ErrorProgram {
     const void* who = nullptr;  // the member's session
     PidNamespaceId ns;          // its tgid as the program sees it
     uint32_t session = 0;
+    uint64_t bias = 0;          // its load bias (a shared PIE file: one per process)
   };
   static absl::StatusOr<std::shared_ptr<ErrorProgram>> Create(const SessionConfig& config,
                                                               const ProbeTarget& target,

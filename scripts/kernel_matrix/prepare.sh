@@ -167,7 +167,7 @@ declare -A TESTS=(
   [record_budget]="record_cli_test=RecordBudgetTest.StormSiteGoesOffAndIsEstimated:RecordBudgetTest.ZeroObservesEverything"
   [record_command]="ci_record_test=CiRecord.CommandErrorsFromItsFirstInstruction:CiRecord.SignalsAreForwarded"
   [goroutines]="goroutines_test=Goroutines.${N}_parked_default:Goroutines.${O}_parked_pie"
-  [agent]="agent_test=AgentTest.CountsEqualErrgenTruth:AgentTest.ExecEventsFindNewPrograms:AgentTest.ReplicasShareOneProgramAndRing:AgentTest.ContainersOfOneImageShareOneProgram"
+  [agent]="agent_test=AgentTest.CountsEqualErrgenTruth:AgentTest.ExecEventsFindNewPrograms:AgentTest.ReplicasShareOneProgramAndRing:AgentTest.ContainersOfOneImageShareOneProgram:AgentTest.PieReplicasShareOneProgram"
 )
 # When a capability fails, this command runs too (stderr kept) so the report
 # can quote goerrprof's own words where the gtest does not print them.
