@@ -292,7 +292,8 @@ void NameValueTypes(const symbolizer::GoBinary& binary, CapturedError* e) {
     if (!l.type_name.empty() || l.type == 0) continue;
     auto reader = binary.types();
     if (!reader.ok()) return;
-    if (auto name = (*reader)->Name(l.type - e->load_bias); name.ok()) l.type_name = *name;
+    // Decoding made it a file address already.
+    if (auto name = (*reader)->Name(l.type); name.ok()) l.type_name = *name;
   }
 }
 
