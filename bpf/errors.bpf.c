@@ -89,7 +89,7 @@ struct {
 } addr_types SEC(".maps");
 
 /* Probes whose shared link was replaced (the overhead budget took a
- * neighbour off), keyed by runtime address: the generation bit
+ * neighbour off), keyed by address (as sites): the generation bit
  * (GEP_COOKIE_F_GEN) of the link that counts. See probe_abi.h. */
 struct {
   __uint(type, BPF_MAP_TYPE_HASH);

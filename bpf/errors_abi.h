@@ -49,9 +49,10 @@ struct gep_member {
 #define GEP_MAX_ADDR_STR 2      /* strings per address (Zone; or Name, Net) */
 #define GEP_MAX_IP 16           /* IP bytes copied per address */
 
-/* Layout map value, keyed by the runtime type address (u64). Fields are at
- * data + offset whenever GEP_TYPE_DEREF is set (pointer types, and values
- * boxed in the interface: both make the data word point at the object). */
+/* Layout map value, keyed by the type address (u64; a shared program's:
+ * the file's, see gep_member). Fields are at data + offset whenever
+ * GEP_TYPE_DEREF is set (pointer types, and values boxed in the interface:
+ * both make the data word point at the object). */
 #define GEP_TYPE_DEREF 1u
 struct gep_type_layout {
   gep_u32 flags;
@@ -69,7 +70,7 @@ struct gep_type_layout {
   gep_u32 addr_off[GEP_MAX_ADDR_FIELDS];
 };
 
-/* Address map value, keyed by the runtime address of a pointer type whose
+/* Address map value, keyed by the address (as layouts) of a pointer type whose
  * pointee the probe decodes: *net.TCPAddr/UDPAddr (IP, Port, Zone),
  * *net.IPAddr (IP, Zone), *net.UnixAddr (Name, Net). Offsets are in the
  * pointee, from the binary's type data. */

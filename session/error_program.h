@@ -127,7 +127,7 @@ class ErrorProgram {
   // By site (see SetSiteProbed): indices into the probes attached.
   absl::flat_hash_map<uint64_t, std::vector<size_t>> site_probes_;
   absl::flat_hash_map<uint64_t, ProbeInfo> probe_info_;
-  RecordNames names_;  // by runtime type address, for decoding
+  RecordNames names_;  // by type address at names_.key_bias, for decoding
   std::vector<uint64_t> orphans_;  // see Orphan
   // Counter values added by MeasureTrapNs's foreign hits, subtracted.
   uint64_t calibration_hits_ = 0;

@@ -42,7 +42,8 @@ class SiteLinks {
   SiteLinks& operator=(const SiteLinks&) = delete;
 
   // Attaches every probe as ProbeLinks::Attach does. `ips`: each probe's
-  // runtime address (the link_gen map's keys); `link_gen_fd`: that map.
+  // address as the program keys it (runtime, or the file's for a shared
+  // program: the link_gen map's keys); `link_gen_fd`: that map.
   absl::Status Attach(const bpf_program* prog, const ProbeTarget& target,
                       absl::Span<const uint64_t> offsets, absl::Span<const uint64_t> cookies,
                       absl::Span<const uint64_t> ips, bool multi, int link_gen_fd);
