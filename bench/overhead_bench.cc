@@ -60,7 +60,7 @@ struct Args {
   // arguments (space-separated) and stopped with SIGTERM.
   std::string large, large_label, large_args;
   long m = 200000, n = 2000;
-  int trap_reps = 5, errgen_reps = 5, attach_reps = 5, storm_reps = 3;
+  int trap_reps = 5, errgen_reps = 5, attach_reps = 5, storm_reps = 8;
   long storm_n = 40000000;
   // The storm again with work before each error (a retry that dials or
   // parses first): errgen -storm_work rounds, and its own count.
@@ -112,19 +112,46 @@ Args Parse(int argc, char** argv) {
   return a;
 }
 
+// One storm's runs: two alone and one budgeted per rep; each budgeted
+// run's estimate against the truth and the budget's charge.
+struct StormSeries {
+  std::vector<double> alone, budgeted, est, charged_ms;
+};
+
 // A storm's rows: its loop alone and under the budget (the slowdown against
 // the budget + 0.5 points), `between` them, then the estimate against the
 // truth and the budget's own line.
-void PrintStorm(const std::string& budget, const std::vector<double>& alone,
-                const std::vector<double>& budgeted, const std::vector<double>& est,
-                const StormRun& last, long n, const std::function<void()>& between) {
-  const double slow = Median(budgeted) / Median(alone) - 1;
+void PrintStorm(const std::string& budget, const StormSeries& st, const StormRun& last, long n,
+                const std::function<void()>& between) {
+  const std::vector<double>& alone = st.alone;
+  const std::vector<double>& budgeted = st.budgeted;
+  const std::vector<double>& est = st.est;
+  // Each rep's budgeted run against the mean of its two runs alone; the
+  // two runs alone against each other are the machine's own noise.
+  std::vector<double> slow, noise, charged;
+  for (size_t i = 0; i < budgeted.size() && 2 * i + 1 < alone.size(); ++i) {
+    const double a0 = alone[2 * i], a1 = alone[2 * i + 1];
+    slow.push_back((budgeted[i] / ((a0 + a1) / 2) - 1) * 100);
+    noise.push_back((a1 / a0 - 1) * 100);
+  }
+  for (size_t i = 0; i < st.charged_ms.size(); ++i) {
+    if (st.charged_ms[i] >= 0) charged.push_back(st.charged_ms[i] / 10 / budgeted[i]);
+  }
   const double pct = atof(budget.c_str());
-  std::printf("   %-44s %10.3f s %s\n", "alone", Median(alone), Spread(alone, 1, "%.3f").c_str());
-  std::printf("   %-44s %10.3f s %s  slowdown %+.2f%% (goal <= %.1f%%: %s)\n",
-              ("goerrprof record --max-overhead=" + budget + "%").c_str(), Median(budgeted),
-              Spread(budgeted, 1, "%.3f").c_str(), slow * 100, pct + 0.5,
-              slow * 100 <= pct + 0.5 ? "met" : "NOT met");
+  std::printf("   %-44s %10.3f s %s\n", "alone (two runs a rep)", Median(alone),
+              Spread(alone, 1, "%.3f").c_str());
+  std::printf("   %-44s %10.3f s %s\n", ("goerrprof record --max-overhead=" + budget + "%").c_str(),
+              Median(budgeted), Spread(budgeted, 1, "%.3f").c_str());
+  std::printf("   %-44s %+9.2f %% %s  (goal <= %.1f%%: %s)\n",
+              "slowdown, each rep against its runs alone", Median(slow),
+              Spread(slow, 1, "%+.2f").c_str(), pct + 0.5, Median(slow) <= pct + 0.5 ? "met" : "NOT met");
+  std::printf("   %-44s %+9.2f %% %s\n", "noise: the second run alone vs the first",
+              Median(noise), Spread(noise, 1, "%+.2f").c_str());
+  if (!charged.empty()) {
+    std::printf("   %-44s %9.2f %% %s  (the hits' charge at the budget's price, of the loop time)\n",
+                "probes' cost as the budget counted it", Median(charged),
+                Spread(charged, 1, "%.2f").c_str());
+  }
   between();
   std::printf("   estimated / true count: median %.3f %s (goal within 10%%: %s); last run: "
               "%llu observed + %llu estimated of %ld\n",
@@ -286,24 +313,34 @@ int Run(int argc, char** argv) {
   }
   // 4. The error storm: alone and under the budget, interleaved; without
   // the budget on a storm 200 times shorter (every creation trapped).
-  std::vector<double> storm_alone, storm_budget, storm_est, small_alone, small_full;
-  std::vector<double> work_alone, work_budget, work_est;
+  StormSeries storm, work;
+  std::vector<double> small_alone, small_full;
   StormRun storm_last, work_last;
   const long small_n = std::max(1L, a.storm_n / 200);
-  for (int i = 0; i < a.storm_reps; ++i) {
-    storm_alone.push_back(Storm(a.errgen, a.storm_n, "", a.goerrprof, out_file).seconds);
-    storm_last = Storm(a.errgen, a.storm_n, a.storm_budget, a.goerrprof, out_file);
-    storm_budget.push_back(storm_last.seconds);
-    storm_est.push_back(static_cast<double>(storm_last.observed + storm_last.estimated) /
-                        static_cast<double>(a.storm_n));
+  // Each rep: two runs alone and one budgeted, in an order that rotates
+  // (the budgeted run first, between and last), so drift in the machine's
+  // speed falls on both sides.
+  auto rep = [&](int i, long n, long rounds, StormSeries& out, StormRun& last) {
+    double a0 = 0, a1 = 0;
+    for (int k = 0; k < 3; ++k) {
+      if (k == i % 3) {
+        last = Storm(a.errgen, n, a.storm_budget, a.goerrprof, out_file, rounds);
+        out.budgeted.push_back(last.seconds);
+        out.charged_ms.push_back(last.charged_ms);
+        out.est.push_back(static_cast<double>(last.observed + last.estimated) /
+                          static_cast<double>(n));
+      } else {
+        (a0 == 0 ? a0 : a1) = Storm(a.errgen, n, "", a.goerrprof, out_file, rounds).seconds;
+      }
+    }
+    out.alone.push_back(a0);
+    out.alone.push_back(a1);
+  };
+  for (int i = 0; a.storm_reps > 0 && i < a.storm_reps; ++i) {
+    rep(i, a.storm_n, 0, storm, storm_last);
     small_alone.push_back(Storm(a.errgen, small_n, "", a.goerrprof, out_file).seconds);
     small_full.push_back(Storm(a.errgen, small_n, "0", a.goerrprof, out_file).seconds);
-    work_alone.push_back(
-        Storm(a.errgen, a.storm_work_n, "", a.goerrprof, out_file, a.storm_work).seconds);
-    work_last = Storm(a.errgen, a.storm_work_n, a.storm_budget, a.goerrprof, out_file, a.storm_work);
-    work_budget.push_back(work_last.seconds);
-    work_est.push_back(static_cast<double>(work_last.observed + work_last.estimated) /
-                       static_cast<double>(a.storm_work_n));
+    rep(i, a.storm_work_n, a.storm_work, work, work_last);
   }
 
   // ---- table
@@ -359,16 +396,16 @@ int Run(int argc, char** argv) {
   }
   const double slow_full = Median(small_full) / Median(small_alone) - 1;
   std::printf("\n4. error storm: errgen -storm (one site, fmt.Errorf in a loop), its own loop time\n");
-  PrintStorm(a.storm_budget, storm_alone, storm_budget, storm_est, storm_last, a.storm_n, [&] {
+  PrintStorm(a.storm_budget, storm, storm_last, a.storm_n, [&] {
     std::printf("   %-44s %10.3f s vs %.3f s alone: slowdown %+.0f%% (%ld creations)\n",
                 "without a budget (--max-overhead=0)", Median(small_full), Median(small_alone),
                 slow_full * 100, small_n);
   });
   std::printf("\n4b. the storm with work before each error (-storm_work %ld: %.2f us per error "
               "alone), %ld errors\n",
-              a.storm_work, Median(work_alone) / static_cast<double>(a.storm_work_n) * 1e6,
+              a.storm_work, Median(work.alone) / static_cast<double>(a.storm_work_n) * 1e6,
               a.storm_work_n);
-  PrintStorm(a.storm_budget, work_alone, work_budget, work_est, work_last, a.storm_work_n, [] {});
+  PrintStorm(a.storm_budget, work, work_last, a.storm_work_n, [] {});
   bool ok = true;
   for (const AttachStats* st : {&es, &large}) {
     if (st->sites == 0) continue;  // no large binary

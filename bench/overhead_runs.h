@@ -59,6 +59,7 @@ AttachRun Attach(const AttachTarget& target, const std::string& goerrprof, const
 struct StormRun {
   double seconds = 0;
   uint64_t observed = 0, estimated = 0;
+  double charged_ms = -1;  // the budget's charge for the hits it saw
   std::string budget_line;
 };
 // `work`: errgen -storm_work (rounds of ~1 ns before each error).

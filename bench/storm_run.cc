@@ -46,6 +46,9 @@ StormRun Storm(const std::string& errgen, long n, const std::string& budget,
       if (strstr(line.c_str(), "goerrprof: overhead budget: ") == line.c_str()) {
         const char* q = strrchr(line.c_str(), ';');
         if (q && sscanf(q, "; %llu creations estimated", &v) == 1) run.estimated = v;
+        if (const char* c = strstr(line.c_str(), "; hits charged ")) {
+          run.charged_ms = strtod(c + 15, nullptr);
+        }
         run.budget_line = line;
       }
       if (const char* p = strstr(line.c_str(), "command exited with 0: ")) {

@@ -70,8 +70,9 @@ enum gep_loc_kind { GEP_LOC_NONE = 0, GEP_LOC_REG = 1, GEP_LOC_MEM = 2, GEP_LOC_
  * that held it by one without it, its cookies' generation bit flipped, and
  * then sets each remaining probe's generation in the link_gen map. While
  * both links are in, each hit runs twice; the probe ignores the run whose
- * generation is stale. A site put back gets a link of its own, tagged SOLO
- * (never stale). */
+ * generation is stale. A probe being taken off is given generation 2 at
+ * once (stale through every shared link) while the new link attaches. A
+ * site put back gets a link of its own, tagged SOLO (never stale). */
 #define GEP_COOKIE_F_SOLO (0x40ull << 32)
 #define GEP_COOKIE_F_GEN (0x80ull << 32)
 #define GEP_COOKIE_TAGS (GEP_COOKIE_F_SOLO | GEP_COOKIE_F_GEN)

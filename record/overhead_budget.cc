@@ -16,11 +16,36 @@ OverheadBudget::OverheadBudget(BudgetOptions options, double hit_cost_ns, int64_
       last_work_(work),
       cpu_known_(cpu_ns >= 0) {}
 
-bool OverheadBudget::NeedsWork() const {
+bool OverheadBudget::NeedsWork(int64_t now_ns) const {
   if (options_.cpu_fraction <= 0) return false;
   for (const auto& [site, s] : sites_) {
-    // A followed site's readings are taken when it changes (Follow).
-    if (s.tick_hits > 0 || (s.off && !s.followed) || s.probation) return true;
+    // Hits to charge (a take-off, a window's start); a site of its own due
+    // back (its off period ends at this reading); a site on probation whose
+    // window rolls (its next window's start). A followed site's readings
+    // are taken when it changes (Follow). Nothing else: a site off in mid
+    // back-off costs the target no reading.
+    if (s.tick_hits > 0 || s.deferred) return true;
+    if (s.off && !s.followed && now_ns >= s.back_at_ns) return true;
+    if (!s.off && s.probation && now_ns - s.win_wall0 >= options_.window_ns) return true;
+  }
+  return false;
+}
+
+bool OverheadBudget::HasHits() const {
+  for (const auto& [site, s] : sites_) {
+    if (s.tick_hits > 0) return true;
+  }
+  return false;
+}
+
+bool OverheadBudget::Watching() const {
+  // A site back on is watched this long: a storm still going shows in its
+  // first millisecond; one that starts later waits for a normal tick.
+  constexpr int64_t kWatchNs = 50000000;
+  if (options_.cpu_fraction <= 0) return false;
+  for (const auto& [site, s] : sites_) {
+    if (s.off) continue;
+    if (s.deferred || (s.probation && last_ns_ - s.on_since_ns < kWatchNs)) return true;
   }
   return false;
 }

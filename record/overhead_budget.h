@@ -80,9 +80,19 @@ class OverheadBudget {
     bool probe = false;  // true: put back; false: take off
     bool operator==(const Action& o) const { return site == o.site && probe == o.probe; }
   };
-  // Whether the next Tick needs the work reading: some site has hits since
-  // the last tick, is off, or is on probation. Other ticks may pass -1.
-  bool NeedsWork() const;
+  // Whether a Tick at now_ns needs the work reading: some site has hits
+  // since the last tick, is due back, or rolls its window on probation.
+  // Other ticks may pass -1 (a reading is several system calls into the
+  // target, on every tick of a long back-off otherwise).
+  bool NeedsWork(int64_t now_ns) const;
+  // Whether some site has hits to charge at the next Tick (only then does
+  // the hit cost matter).
+  bool HasHits() const;
+  // Whether a site is under watch: kept on one tick for a clean window,
+  // or just put back on probation. Each tick it stays on, a storm there
+  // pays traps, so the caller ticks sooner (a tick's fair share is priced
+  // over at least 50 ms, so short ticks take nothing calm off).
+  bool Watching() const;
   // Charges the hits counted since the last tick and says which sites go
   // off or come back. Apply every action (Failed() for one that could not).
   std::vector<Action> Tick(int64_t now_ns, int64_t cpu_ns, int64_t work = -1);

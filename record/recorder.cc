@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <poll.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -264,10 +265,23 @@ absl::Status Recorder::Poll(int timeout_ms) {
       auto parked = t.parks->Poll(0);
       if (!parked.ok()) return parked.status();
     }
-    if (t.session->target_exited() && ReadyToClose(t)) Close(t);
+    if (ExitedLately(t) && ReadyToClose(t)) Close(t);
   }
   RefreshEstimates();
   return absl::OkStatus();
+}
+
+bool Recorder::ExitedLately(Traced& t) {
+  // Poll's wait already ends at a pidfd's exit; the slower checks (a
+  // process killed but still exiting) every so often, not every tick.
+  constexpr int64_t kExitCheckNs = 20000000;
+  const int64_t now = MonotonicNs();
+  if (t.close_by_ns < 0 && now < t.exit_checked_ns + kExitCheckNs) {
+    pollfd p = {t.session->exit_fd(), POLLIN, 0};
+    if (p.fd < 0 || poll(&p, 1, 0) <= 0) return false;
+  }
+  t.exit_checked_ns = now;
+  return t.session->target_exited();
 }
 
 bool Recorder::ReadyToClose(Traced& t) {

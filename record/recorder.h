@@ -201,9 +201,15 @@ class Recorder {
     std::unique_ptr<OverheadBudget> budget;  // with options.max_overhead
     clockid_t cpu_clock = -1;  // the process's CPU clock; -1: unknown
     int64_t last_cpu_ns = -1;  // its last reading (a reaped process has none)
+    int64_t exit_checked_ns = INT64_MIN / 2;  // ExitedLately's last look
     // Its allocation count, the budget's measure of work (null: unknown).
     std::unique_ptr<AllocCounter> allocs;
     int64_t last_allocs = -1;
+    // When it was read (monotonic, and the target's CPU time then), and
+    // allocations per ns of CPU between the last two readings: the count
+    // at exit is extrapolated from there (memory is gone by then).
+    int64_t allocs_read_ns = 0, allocs_cpu_ns = -1;
+    double allocs_per_cpu_ns = -1;
     OverheadBudget::Stats budget_stats;  // kept when the session closes
     size_t probes = 0;
     RenderOptions render;  // by its Go release: errno texts vary
@@ -222,6 +228,9 @@ class Recorder {
   static constexpr int64_t kExitReadNs = 2000000000;
   // Whether an exited process's session may close now: no shared ring, or
   // the ring read past its records, or kExitReadNs gone.
+  // Whether the process has exited, looked at no more than every 20 ms
+  // once it is known alive (Poll runs every tick).
+  bool ExitedLately(Traced& t);
   bool ReadyToClose(Traced& t);
   absl::StatusOr<std::shared_ptr<ExecutablePlan>> PlanFor(pid_t pid);
   // With options.shared_maps: delivers what the ring holds to each record's

@@ -28,6 +28,12 @@ int64_t CpuNs(clockid_t clock) {
 // The budget reacts within one tick: a storm pays at most this much
 // beyond its budget before its site goes off.
 constexpr int kTickMs = 5;
+// While a site is under watch (a storm kept on for a clean window, or one
+// back on probation): a storm's window on lasts about this long, not a
+// whole tick. At least one hit of a storm lands in it.
+constexpr int kWatchTickMs = 1;
+// While a site is off, the allocation count is read at least this often.
+constexpr int64_t kOffReadNs = 20000000;
 
 }  // namespace
 
@@ -47,7 +53,17 @@ int64_t Recorder::TargetAllocs(Traced& t, int64_t* at_ns) {
   if (!t.allocs) return -1;
   auto n = t.allocs->Read();
   if (n.ok()) {
-    t.last_allocs = static_cast<int64_t>(n->objects);
+    const int64_t objects = static_cast<int64_t>(n->objects);
+    const int64_t cpu = TargetCpuNs(t);
+    // Over at least 10 ms of CPU: counts move by whole spans.
+    if (t.last_allocs >= 0 && t.allocs_cpu_ns >= 0 && cpu >= t.allocs_cpu_ns + 10000000 &&
+        objects >= t.last_allocs) {
+      t.allocs_per_cpu_ns = static_cast<double>(objects - t.last_allocs) /
+                            static_cast<double>(cpu - t.allocs_cpu_ns);
+    }
+    t.last_allocs = objects;
+    t.allocs_cpu_ns = cpu;
+    t.allocs_read_ns = NowNs();
     // The middle of the reads its values came from: hits are counted for
     // the window their timestamps fall in, so the count must say when.
     if (at_ns && n->from_ns > 0 && n->to_ns >= n->from_ns) {
@@ -55,12 +71,27 @@ int64_t Recorder::TargetAllocs(Traced& t, int64_t* at_ns) {
     }
     return t.last_allocs;
   }
-  return t.session && t.session->target_exited() ? t.last_allocs : -1;
+  if (!t.session || !t.session->target_exited()) return -1;
+  // Gone: its last reading, plus what it allocated in the CPU time it ran
+  // after it, at the rate between the last two readings (a budget reads
+  // only every so often while its sites are off; the final off period
+  // would otherwise lose its tail).
+  const int64_t cpu = TargetCpuNs(t);
+  if (t.last_allocs < 0 || t.allocs_cpu_ns < 0 || t.allocs_per_cpu_ns < 0 ||
+      cpu <= t.allocs_cpu_ns) {
+    return t.last_allocs;
+  }
+  return t.last_allocs + static_cast<int64_t>(t.allocs_per_cpu_ns *
+                                              static_cast<double>(cpu - t.allocs_cpu_ns));
 }
 
 int Recorder::max_wait_ms(int wanted) const {
   if (options_.max_overhead <= 0) return wanted;
-  return wanted < 0 ? kTickMs : std::min(wanted, kTickMs);
+  int tick = kTickMs;
+  for (const Traced& t : processes_) {
+    if (t.budget && t.budget->Watching()) tick = kWatchTickMs;
+  }
+  return wanted < 0 ? tick : std::min(wanted, tick);
 }
 
 void Recorder::StartBudget(Traced& t) {
@@ -100,15 +131,23 @@ void Recorder::StartBudget(Traced& t) {
 
 void Recorder::TickBudget(Traced& t) {
   if (!t.budget || !t.session) return;
-  auto [run_ns, runs] = t.session->ProgramRunTime();
-  if (runs > 0 && run_ns > 0) {
-    t.budget->set_hit_cost_ns(trap_ns_ + static_cast<double>(run_ns) / static_cast<double>(runs));
+  // A tick with nothing to charge or decide costs the target next to
+  // nothing: the program's run time only when there are hits to price,
+  // the allocation count only when the budget has a use for it (a reading
+  // is several reads of the target's memory).
+  if (t.budget->HasHits()) {
+    auto [run_ns, runs] = t.session->ProgramRunTime();
+    if (runs > 0 && run_ns > 0) {
+      t.budget->set_hit_cost_ns(trap_ns_ +
+                                static_cast<double>(run_ns) / static_cast<double>(runs));
+    }
   }
-  // The allocation count only when the budget has a use for it: a read
-  // is two system calls, and most ticks of most processes see no errors.
   int64_t now = NowNs();
   const int64_t cpu = TargetCpuNs(t);
-  const int64_t allocs = t.budget->NeedsWork() ? TargetAllocs(t, &now) : -1;
+  // While sites are off: a reading every so often too, so that the
+  // process's last one is recent when it exits (TargetAllocs).
+  const bool stale = now - t.allocs_read_ns >= kOffReadNs && t.budget->stats().sites_off_now > 0;
+  const int64_t allocs = t.budget->NeedsWork(now) || stale ? TargetAllocs(t, &now) : -1;
   if (t.session->shares_program()) Reconcile(t);
   for (const OverheadBudget::Action& a : t.budget->Tick(now, cpu, allocs)) {
     if (!a.probe && t.session->shares_program() && t.session->SiteOff(a.site)) {
@@ -262,6 +301,8 @@ std::string Recorder::BudgetSummary() const {
       "taken off (%d detaches, %d re-attaches)",
       options_.max_overhead * 100, trap_ns_ / 1000, total.sites_ever_off,
       total.sites_ever_off == 1 ? "" : "s", total.detaches, total.reattaches);
+  // What the probes cost, at the price the budget charged for each hit.
+  absl::StrAppendFormat(&out, "; hits charged %.1f ms", total.spent_ns / 1e6);
   if (profile_.estimated()) {
     absl::StrAppend(&out, "; ", profile_.estimated_total(),
                     " creations estimated while off (errors.estimated=true)");

@@ -58,27 +58,47 @@ absl::Status SiteLinks::SwapShard(Shard& shard) {
     offsets.push_back(offsets_[i]);
     cookies.push_back(cookies_[i] | (gen ? GEP_COOKIE_F_GEN : 0));
   }
-  auto next = std::make_unique<ProbeLinks>();
-  if (!offsets.empty()) RETURN_IF_ERROR(next->Attach(prog_, *target_, offsets, cookies, true));
-  // Each kept probe now counts through the new link only; then the old
-  // link goes (its uprobes first, then a grace period).
-  const uint32_t value = gen ? 1 : 0;
-  for (size_t i : kept) {
-    if (bpf_map_update_elem(gen_fd_, &ips_[i], &value, BPF_ANY) != 0) {
-      return absl::InternalError(absl::StrCat("link generation map: ", Errno(errno)));
-    }
-  }
-  // The old link still counts the probes just taken off (their generation
-  // is the old one) until it is gone.
+  // The probes going off are ignored by the program from now on (no
+  // generation matches kGenOff): until the old link is gone each hit there
+  // pays the trap alone, not the program's stack walk and record. The new
+  // link's attach may wait for an RCU grace period (tens of ms, with a
+  // storm trapping all the while).
   std::vector<size_t> dropped;
   for (size_t i : shard.in_link) {
     if (std::find(kept.begin(), kept.end(), i) == kept.end()) dropped.push_back(i);
   }
+  RETURN_IF_ERROR(SetGeneration(dropped, kGenOff));
+  auto next = std::make_unique<ProbeLinks>();
+  if (!offsets.empty()) {
+    if (absl::Status s = next->Attach(prog_, *target_, offsets, cookies, true); !s.ok()) {
+      // The old link stays, and counts them again.
+      if (absl::Status back = SetGeneration(dropped, shard.gen ? 1 : 0); !back.ok()) {
+        return absl::InternalError(absl::StrCat(s.message(), "; and their hits stay ignored: ",
+                                                back.message()));
+      }
+      return s;
+    }
+  }
+  // Each kept probe now counts through the new link only; then the old
+  // link goes (its uprobes first, then a grace period).
+  RETURN_IF_ERROR(SetGeneration(kept, gen ? 1 : 0));
+  // The old link's uprobes for the probes just taken off are still in
+  // until it is gone: none of them is put back before (a solo link counts
+  // whatever the generation).
   Retire(std::move(shard.link), std::move(dropped));
   shard.link = std::move(next);
   shard.in_link = std::move(kept);
   shard.gen = gen;
   ++swaps_;
+  return absl::OkStatus();
+}
+
+absl::Status SiteLinks::SetGeneration(absl::Span<const size_t> probes, uint32_t gen) {
+  for (size_t i : probes) {
+    if (bpf_map_update_elem(gen_fd_, &ips_[i], &gen, BPF_ANY) != 0) {
+      return absl::InternalError(absl::StrCat("link generation map: ", Errno(errno)));
+    }
+  }
   return absl::OkStatus();
 }
 

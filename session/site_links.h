@@ -4,9 +4,12 @@
 //
 // With uprobe_multi the probes are attached in shards of kShardSize, one
 // link each. Taking a probe off means replacing its shard's link (a link
-// cannot lose one offset): the new link, without it, carries the other
-// generation bit in its cookies; once it is in, each remaining probe's
-// generation is set in the program's link_gen map and the old link goes.
+// cannot lose one offset): first the probe's link_gen entry is set to a
+// generation no link carries, so the program returns at once on its hits
+// (the trap is still paid until the old link goes, the rest is not);
+// the new link, without it, carries the other generation bit in its
+// cookies; once it is in, each remaining probe's generation is set in the
+// program's link_gen map and the old link goes.
 // The program ignores hits through the stale link, so nothing is counted
 // twice or lost in between, and a swap costs a shard's attach, not the
 // whole plan's. With perf links (kernels before 6.6) the probe's own link
@@ -67,7 +70,12 @@ class SiteLinks {
     std::unique_ptr<ProbeLinks> link;
     bool gen = false;
   };
+  // A link_gen value no link's cookie carries: the probe counts through
+  // none of the shared links.
+  static constexpr uint32_t kGenOff = 2;
   absl::Status SwapShard(Shard& shard);
+  // Sets the probes' entries in the program's link_gen map.
+  absl::Status SetGeneration(absl::Span<const size_t> probes, uint32_t gen);
   // Removes a link on a thread of its own: its uprobes go at once, then
   // the removal waits out a grace period (tens of ms) that must not hold
   // up the reading of events. `probes`: those it still counts for (taken

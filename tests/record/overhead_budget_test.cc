@@ -70,6 +70,35 @@ TEST(OverheadBudgetTest, StormGoesOffComesBackAndBacksOff) {
   EXPECT_EQ(st.sites_off_now, 0u);
 }
 
+TEST(OverheadBudgetTest, WatchesAStormKeptOnAndASiteJustBack) {
+  // The caller ticks sooner while a site is watched: each tick a storm
+  // stays on costs the target its traps.
+  OverheadBudget b(OnePercent(), 10000, 0, 0, 0);
+  b.Count(kCalm, 1);
+  ASSERT_TRUE(b.Tick(5 * kMs, 5 * kMs, 100).empty());
+  EXPECT_FALSE(b.Watching());
+  // A storm's first tick over the bucket, its work window from before it:
+  // kept on one tick for a clean window, and watched.
+  b.Count(kStorm, 2000);
+  ASSERT_TRUE(b.Tick(10 * kMs, 10 * kMs, 200).empty());
+  EXPECT_TRUE(b.Watching());
+  // A millisecond later (a fair share is priced over 50 ms, not over the
+  // tick): off, and no longer watched.
+  b.Count(kStorm, 300);
+  ASSERT_EQ(b.Tick(11 * kMs, 11 * kMs, 500), (std::vector<Action>{{kStorm, false}}));
+  EXPECT_FALSE(b.Watching());
+  // Back after its back-off: watched for its first 50 ms on probation.
+  ASSERT_EQ(b.Tick(kS + 11 * kMs, kS + 11 * kMs, 600), (std::vector<Action>{{kStorm, true}}));
+  EXPECT_TRUE(b.Watching());
+  ASSERT_TRUE(b.Tick(kS + 40 * kMs, kS + 40 * kMs, 700).empty());
+  EXPECT_TRUE(b.Watching());
+  ASSERT_TRUE(b.Tick(kS + 61 * kMs, kS + 61 * kMs, 800).empty());
+  EXPECT_FALSE(b.Watching());
+  // A few hits in a short tick are no storm: a calm site stays on.
+  b.Count(kStorm, 3);
+  EXPECT_TRUE(b.Tick(kS + 62 * kMs, kS + 62 * kMs, 900).empty());
+}
+
 TEST(OverheadBudgetTest, ASiteBackAndCalmLeavesProbation) {
   OverheadBudget b(OnePercent(), 10000, 0, 0);
   b.Count(kStorm, 2000);
@@ -285,17 +314,19 @@ TEST(OverheadBudgetTest, ANewSiteWindowStartsAtTheLastTick) {
   int64_t t = 0, allocs = 0;
   for (int i = 0; i < 1000; ++i) {
     t += 10 * kMs, allocs += 1000;
-    ASSERT_FALSE(b.NeedsWork());
+    ASSERT_FALSE(b.NeedsWork(t));
     ASSERT_TRUE(b.Tick(t, t, -1).empty());
   }
   b.Count(kStorm, 500);
-  EXPECT_TRUE(b.NeedsWork());
+  EXPECT_TRUE(b.NeedsWork(t));
   t += 5 * kMs, allocs += 1500;
   ASSERT_TRUE(b.Tick(t, t, allocs).empty());
   b.Count(kStorm, 1500);
   t += 5 * kMs, allocs += 3000;
   ASSERT_EQ(b.Tick(t, t, allocs), (std::vector<Action>{{kStorm, false}}));
-  EXPECT_TRUE(b.NeedsWork());  // off
+  // Off: no reading in mid back-off, one when it is due back.
+  EXPECT_FALSE(b.NeedsWork(t + kS / 2));
+  EXPECT_TRUE(b.NeedsWork(t + kS));
   EXPECT_DOUBLE_EQ(b.Missed(t + kS, t + kS, allocs + 1000000)[kStorm], 500000.0);
 }
 
