@@ -403,28 +403,54 @@ int main(int argc, char** argv) {
   if (mix <= 0) return 0;
 
   // Sampled waits beside tracing, with `mix` goroutines waiting meanwhile.
-  std::vector<double> mix_alone, mix_sampled, mix_cpu, mix_snaps;
+  // Each rep: two runs alone and one sampled, the sampled one first,
+  // between or last in turn (drift in the machine's speed falls on both
+  // sides); the slowdown is each sampled run against its rep's two alone,
+  // the second alone against the first the machine's own noise.
+  std::vector<double> mix_alone, mix_sampled, mix_cpu, mix_snaps, mix_slow, mix_noise;
   uint64_t torn = 0;
-  for (int r = 0; r < reps; ++r) {
-    mix_alone.push_back(
-        PingPong(parktrace, **binary, park_offsets, sample_n, Mode::kAlone, mix).ns);
-    PingResult s = PingPong(parktrace, **binary, park_offsets, sample_n, Mode::kSampled, mix, hz);
-    mix_sampled.push_back(s.ns);
-    mix_cpu.push_back(s.cpu_ns / s.ns);
-    mix_snaps.push_back(static_cast<double>(s.snapshots));
-    torn += s.torn;
+  const int mix_reps = std::max(reps, 8);
+  for (int r = 0; r < mix_reps; ++r) {
+    double a0 = 0, a1 = 0;
+    for (int k = 0; k < 3; ++k) {
+      if (k != r % 3) {
+        (a0 == 0 ? a0 : a1) =
+            PingPong(parktrace, **binary, park_offsets, sample_n, Mode::kAlone, mix).ns;
+        continue;
+      }
+      PingResult s =
+          PingPong(parktrace, **binary, park_offsets, sample_n, Mode::kSampled, mix, hz);
+      mix_sampled.push_back(s.ns);
+      mix_cpu.push_back(s.cpu_ns / s.ns);
+      mix_snaps.push_back(static_cast<double>(s.snapshots));
+      torn += s.torn;
+    }
+    mix_alone.push_back(a0);
+    mix_alone.push_back(a1);
+    mix_slow.push_back((mix_sampled.back() / ((a0 + a1) / 2) - 1) * 100);
+    mix_noise.push_back((a1 / a0 - 1) * 100);
   }
   PingResult traced_mix = PingPong(parktrace, **binary, park_offsets, trace_n, Mode::kTraced, mix);
   PingResult sampled_mix =
       PingPong(parktrace, **binary, park_offsets, sample_n, Mode::kSampled, mix, hz);
   const double ma = Median(mix_alone), ms = Median(mix_sampled);
-  std::printf("sampled waits: %ld goroutines waiting, %d Hz, %ld round trips x %d reps (medians)\n",
-              mix, hz, sample_n, reps);
+  auto range = [](std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    char buf[64];
+    snprintf(buf, sizeof(buf), "[%+.2f .. %+.2f]", v.front(), v.back());
+    return std::string(buf);
+  };
+  std::printf("sampled waits: %ld goroutines waiting, %d Hz, %ld round trips x %d reps (medians; "
+              "each rep two runs alone and one sampled, in turn first, between and last)\n",
+              mix, hz, sample_n, mix_reps);
   std::printf("  ping-pong alone                    %8.1f ms\n", ma / 1e6);
-  std::printf("  under WaitSampler                  %8.1f ms  slowdown %+.2f%%  (%.0f snapshots, "
-              "goerrprof CPU %.1f%% of one, %lu torn in all runs)\n",
-              ms / 1e6, (ms / ma - 1) * 100, Median(mix_snaps), Median(mix_cpu) * 100,
-              static_cast<unsigned long>(torn));
+  std::printf("  under WaitSampler                  %8.1f ms  (%.0f snapshots, goerrprof CPU %.1f%% "
+              "of one, %lu torn in all runs)\n",
+              ms / 1e6, Median(mix_snaps), Median(mix_cpu) * 100, static_cast<unsigned long>(torn));
+  std::printf("  slowdown, each rep against its runs alone  %+.2f%% %s  (goal <= 2%%: %s)\n",
+              Median(mix_slow), range(mix_slow).c_str(), Median(mix_slow) <= 2 ? "met" : "NOT met");
+  std::printf("  noise: the second run alone vs the first   %+.2f%% %s\n", Median(mix_noise),
+              range(mix_noise).c_str());
   std::printf("  shares of blocked time: trace (%ld round trips, %.0f ms, %lu parks, %lu drops) vs "
               "sample (%.0f ms, %lu snapshots)\n",
               trace_n, traced_mix.ns / 1e6, static_cast<unsigned long>(traced_mix.parks),
