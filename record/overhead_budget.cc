@@ -213,6 +213,8 @@ void OverheadBudget::PutBack(Site& s, int64_t now_ns, int64_t cpu_ns, int64_t wo
   s.off = false;
   s.probation = true;
   s.on_since_ns = now_ns;
+  s.judge_hits = 0;
+  s.judge_since_ns = now_ns;
   s.win_hits = s.prev_hits = s.win_work_hits = s.prev_work_hits = 0;
   s.prev_cpu = s.prev_wall = 0;
   s.prev_work = -1;
@@ -235,7 +237,7 @@ std::vector<OverheadBudget::Action> OverheadBudget::Tick(int64_t now_ns, int64_t
   const int64_t prev_tick_ns = last_ns_;
   last_ns_ = now_ns;
   last_cpu_ns_ = cpu_ns;
-  last_work_ = work;
+  if (work >= 0) last_work_ = work;  // Missed's fallback: the last count known
   const double refill = options_.cpu_fraction * dt;
   const double cap = options_.cpu_fraction * static_cast<double>(options_.burst_ns);
   tokens_ = std::min(cap, tokens_ + refill);
@@ -269,15 +271,17 @@ std::vector<OverheadBudget::Action> OverheadBudget::Tick(int64_t now_ns, int64_t
     actions.push_back({site, false});
     rest -= static_cast<double>(hits) * hit_cost_ns_;
   };
-  // A site back on probation goes again at the first tick over its share:
-  // its window on need only measure its rate, not spend the bucket.
-  // So does a storm kept on one tick for a clean window.
+  // A site back on probation goes again as soon as it costs more than its
+  // share: its window on need only measure its rate, not spend the bucket.
+  // So does a storm kept on for a clean window. Each is judged on its hits
+  // since its judgment began, which lasts at least judge_ns, however short
+  // the caller's ticks (a watched site's are short).
   for (const auto& [hits, site] : heavy) {
     Site& s = sites_[site];
     const bool waited = s.deferred && s.work_since_ns < now_ns;
-    if ((s.probation || waited) && static_cast<double>(hits) * hit_cost_ns_ > fair) {
-      take_off(site, s, hits);
-    }
+    if (!s.probation && !waited) continue;
+    s.judge_hits += hits;
+    if (static_cast<double>(s.judge_hits) * hit_cost_ns_ > fair) take_off(site, s, hits);
   }
   if (tokens_ < 0) {
     // Off with the costliest sites of this tick until the rest would be
@@ -293,6 +297,8 @@ std::vector<OverheadBudget::Action> OverheadBudget::Tick(int64_t now_ns, int64_t
         // One more tick on, from a window starting now, measures the storm
         // alone; the sites left on do not pay for it meanwhile.
         s.deferred = true;
+        s.judge_hits = 0;
+        s.judge_since_ns = now_ns;
         s.win_work0 = work;
         s.work_since_ns = now_ns;
         s.win_work_hits = 0;
@@ -303,14 +309,27 @@ std::vector<OverheadBudget::Action> OverheadBudget::Tick(int64_t now_ns, int64_t
       take_off(site, s, hits);
     }
   }
-  // A storm kept on that calmed down meanwhile stays on; its debt is
-  // forgiven all the same.
+  // A judgment that has run its course: a storm kept on goes off if its
+  // clean window cost more than the whole budget's rate; one that calmed
+  // down meanwhile stays on, its debt forgiven all the same. A site on
+  // probation starts its next judgment.
   bool calmed = false;
   for (auto& [site, s] : sites_) {
-    if (s.deferred && !s.off && s.work_since_ns < now_ns) {
+    if (s.off || !(s.probation || s.deferred) || s.judge_since_ns + options_.judge_ns > now_ns) {
+      continue;
+    }
+    if (s.deferred && s.work_since_ns < now_ns) {
+      const double span = static_cast<double>(now_ns - s.judge_since_ns);
+      if (static_cast<double>(s.judge_hits) * hit_cost_ns_ > options_.cpu_fraction * span) {
+        TakeOff(s, now_ns, cpu_ns, work);
+        actions.push_back({site, false});
+        continue;
+      }
       s.deferred = false;
       calmed = true;
     }
+    s.judge_hits = 0;
+    s.judge_since_ns = now_ns;
   }
   if (!actions.empty() || calmed) {
     // The debt was the sites just taken off; the others are not made to
@@ -375,6 +394,8 @@ void OverheadBudget::Applied(const Action& a, int64_t now_ns, int64_t cpu_ns, in
     s.work_since_ns = now_ns;
     s.win_work_hits = 0;
     s.off_until_ns = now_ns;
+    s.judge_hits = 0;
+    s.judge_since_ns = now_ns;
   }
   // A detach: its off period began at the tick's reading (TakeOff).
 }

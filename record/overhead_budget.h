@@ -7,9 +7,10 @@
 // that tick are taken off (detaching is the only way to stop paying for a
 // trap) until the rest fits; each comes back after a back-off, doubled each
 // time it has to go again (1 s up to 64 s), reset once it stays in budget.
-// A site that comes back is on probation: the first tick in which it
-// costs more than its share of the refill takes it off again, so a storm
-// that goes on pays one tick per back-off, not a bucket.
+// A site that comes back is on probation: as soon as its hits since it
+// came back (judged over 5 ms at a time) cost more than its share of the
+// refill, it goes off again, so a storm that goes on pays a few ms per
+// back-off, not a bucket.
 // Their debt is forgiven (the bucket is set to half full): the sites left
 // on do not pay for a storm elsewhere.
 //
@@ -23,8 +24,10 @@
 // ratio prices all of its off periods. Its windows must hold the storm
 // alone: those after a re-attach in mid-storm do; the first one may hold
 // work from before, so it prices the episode only alone, and a storm's
-// first tick over the bucket keeps it on one tick more (nothing else goes
-// in its place) so that one starts inside the storm too. Without the
+// first tick over the bucket keeps it on a little longer (nothing else goes
+// in its place) so that one starts inside the storm too: it goes off as
+// soon as that costs more than its share, or after 5 ms if it cost more
+// than the whole budget's rate; else it calmed down, and stays on. Without the
 // count, or without a window whose count is known: the site's rate
 // per nanosecond of the target's own CPU work (its CPU time less the traps
 // paid, at the measured price) in its last window on, times the target's
@@ -58,6 +61,9 @@ struct BudgetOptions {
   int64_t max_backoff_ns = 64000000000;
   // Window of a site's rate for estimates: its last this much time on.
   int64_t window_ns = 1000000000;
+  // A site on probation, or a storm kept on for a clean window, is judged
+  // on its hits over at least this long (the caller's normal tick).
+  int64_t judge_ns = 5000000;
 };
 
 class OverheadBudget {
@@ -170,7 +176,10 @@ class OverheadBudget {
     Closed closed[kClosedKept];
     uint32_t closed_next = 0;
     bool fresh = false;  // counted since the last tick, first time
-    bool deferred = false;  // kept on one tick for a clean work window
+    bool deferred = false;  // kept on for a clean work window
+    // Its judgment on probation or deferred: hits since it began.
+    uint64_t judge_hits = 0;
+    int64_t judge_since_ns = 0;
     bool followed = false;  // off because another process sharing it took it off
     // While off: the rate (creations per ns of CPU, or of wall time) and
     // the off period's start.

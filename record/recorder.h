@@ -210,6 +210,7 @@ class Recorder {
     // at exit is extrapolated from there (memory is gone by then).
     int64_t allocs_read_ns = 0, allocs_cpu_ns = -1;
     double allocs_per_cpu_ns = -1;
+    int64_t rate_allocs0 = -1, rate_cpu0 = -1;  // where that rate's span began
     OverheadBudget::Stats budget_stats;  // kept when the session closes
     size_t probes = 0;
     RenderOptions render;  // by its Go release: errno texts vary

@@ -55,11 +55,16 @@ int64_t Recorder::TargetAllocs(Traced& t, int64_t* at_ns) {
   if (n.ok()) {
     const int64_t objects = static_cast<int64_t>(n->objects);
     const int64_t cpu = TargetCpuNs(t);
-    // Over at least 10 ms of CPU: counts move by whole spans.
-    if (t.last_allocs >= 0 && t.allocs_cpu_ns >= 0 && cpu >= t.allocs_cpu_ns + 10000000 &&
-        objects >= t.last_allocs) {
-      t.allocs_per_cpu_ns = static_cast<double>(objects - t.last_allocs) /
-                            static_cast<double>(cpu - t.allocs_cpu_ns);
+    // Over at least 10 ms of CPU since the span began: counts move by
+    // whole spans.
+    if (t.rate_allocs0 < 0 || objects < t.rate_allocs0 || cpu < t.rate_cpu0) {
+      t.rate_allocs0 = objects;
+      t.rate_cpu0 = cpu;
+    } else if (cpu >= t.rate_cpu0 + 10000000) {
+      t.allocs_per_cpu_ns = static_cast<double>(objects - t.rate_allocs0) /
+                            static_cast<double>(cpu - t.rate_cpu0);
+      t.rate_allocs0 = objects;
+      t.rate_cpu0 = cpu;
     }
     t.last_allocs = objects;
     t.allocs_cpu_ns = cpu;

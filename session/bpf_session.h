@@ -188,8 +188,9 @@ class BpfSession {
   }
   // Probes attached now (the budget takes some off).
   size_t probes_attached() const { return program_ ? program_->probes_attached() : 0; }
-  // The probe program's run time and runs as the kernel counts them (while
-  // BPF_STATS_RUN_TIME is enabled); {0, 0} when unknown.
+  // The probe program's run time as the kernel counts it (while
+  // BPF_STATS_RUN_TIME is enabled), and its runs less those that returned
+  // at once (foreign and stale hits); {0, 0} when unknown.
   std::pair<uint64_t, uint64_t> ProgramRunTime() const;
   // What one hit costs the probed thread beyond the program's own run time,
   // in ns: the program attached to a function of goerrprof's own and

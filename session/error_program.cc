@@ -277,7 +277,15 @@ std::pair<uint64_t, uint64_t> ErrorProgram::ProgramRunTime() const {
   if (bpf_obj_get_info_by_fd(bpf_program__fd(skel_->progs.gep_on_error), &info, &len) != 0) {
     return {0, 0};
   }
-  return {info.run_time_ns, info.run_cnt};
+  // Runs that returned at once (another process's hit, a stale link's, a
+  // site being taken off: tens of thousands in a storm's swap) are not
+  // what a recorded hit costs; the calibration's ran before the kernel
+  // timed anything.
+  const uint64_t foreign = SumPerCpu(skel_->maps.counters, GEP_CTR_FOREIGN);
+  const uint64_t early = foreign - std::min(foreign, calibration_hits_) +
+                         SumPerCpu(skel_->maps.counters, GEP_CTR_STALE_LINK);
+  const uint64_t runs = info.run_cnt;
+  return {info.run_time_ns, runs - std::min(runs, early)};
 }
 
 const bpf_map* ErrorProgram::events_map() const { return skel_ ? skel_->maps.events : nullptr; }

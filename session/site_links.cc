@@ -67,12 +67,16 @@ absl::Status SiteLinks::SwapShard(Shard& shard) {
   for (size_t i : shard.in_link) {
     if (std::find(kept.begin(), kept.end(), i) == kept.end()) dropped.push_back(i);
   }
-  RETURN_IF_ERROR(SetGeneration(dropped, kGenOff));
+  const uint32_t old_gen = shard.gen ? 1 : 0;
+  if (absl::Status s = SetGeneration(dropped, kGenOff); !s.ok()) {
+    SetGeneration(dropped, old_gen).IgnoreError();  // the old link counts them still
+    return s;
+  }
   auto next = std::make_unique<ProbeLinks>();
   if (!offsets.empty()) {
     if (absl::Status s = next->Attach(prog_, *target_, offsets, cookies, true); !s.ok()) {
       // The old link stays, and counts them again.
-      if (absl::Status back = SetGeneration(dropped, shard.gen ? 1 : 0); !back.ok()) {
+      if (absl::Status back = SetGeneration(dropped, old_gen); !back.ok()) {
         return absl::InternalError(absl::StrCat(s.message(), "; and their hits stay ignored: ",
                                                 back.message()));
       }
@@ -81,7 +85,13 @@ absl::Status SiteLinks::SwapShard(Shard& shard) {
   }
   // Each kept probe now counts through the new link only; then the old
   // link goes (its uprobes first, then a grace period).
-  RETURN_IF_ERROR(SetGeneration(kept, gen ? 1 : 0));
+  if (absl::Status s = SetGeneration(kept, gen ? 1 : 0); !s.ok()) {
+    // Back to the old link for all of them; the new one's hits are stale.
+    SetGeneration(kept, old_gen).IgnoreError();
+    SetGeneration(dropped, old_gen).IgnoreError();
+    Retire(std::move(next), {});
+    return s;
+  }
   // The old link's uprobes for the probes just taken off are still in
   // until it is gone: none of them is put back before (a solo link counts
   // whatever the generation).
