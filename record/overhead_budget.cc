@@ -19,13 +19,13 @@ OverheadBudget::OverheadBudget(BudgetOptions options, double hit_cost_ns, int64_
 bool OverheadBudget::NeedsWork(int64_t now_ns) const {
   if (options_.cpu_fraction <= 0) return false;
   for (const auto& [site, s] : sites_) {
-    // Hits to charge (a take-off, a window's start); a site of its own due
-    // back (its off period ends at this reading); a site on probation whose
-    // window rolls (its next window's start). A followed site's readings
-    // are taken when it changes (Follow). Nothing else: a site off in mid
-    // back-off costs the target no reading.
+    // Hits to charge (a take-off, a window's start); a site of its own off
+    // (a recent count for its off period, whenever it ends: the process's
+    // exit leaves none to read); a site on probation whose window rolls
+    // (its next window's start). A followed site's readings are taken when
+    // it changes (Follow).
     if (s.tick_hits > 0 || s.deferred) return true;
-    if (s.off && !s.followed && now_ns >= s.back_at_ns) return true;
+    if (s.off && !s.followed) return true;
     if (!s.off && s.probation && now_ns - s.win_wall0 >= options_.window_ns) return true;
   }
   return false;

@@ -87,9 +87,8 @@ class OverheadBudget {
     bool operator==(const Action& o) const { return site == o.site && probe == o.probe; }
   };
   // Whether a Tick at now_ns needs the work reading: some site has hits
-  // since the last tick, is due back, or rolls its window on probation.
-  // Other ticks may pass -1 (a reading is several system calls into the
-  // target, on every tick of a long back-off otherwise).
+  // since the last tick, is off, or rolls its window on probation. Other
+  // ticks may pass -1 (a reading is several system calls into the target).
   bool NeedsWork(int64_t now_ns) const;
   // Whether some site has hits to charge at the next Tick (only then does
   // the hit cost matter).
