@@ -103,38 +103,29 @@ TEST(OverheadBudgetTest, AStormKeptOnIsJudgedOverFiveMsNotOneTick) {
   // The caller ticks every 1 ms while the storm is watched. A storm at 10%
   // of a CPU (10 hits a ms at 10 us) costs 100 us a tick, under the 250 us
   // share of one tick; over 5 ms it costs more than the 1% budget's rate.
-  OverheadBudget b(OnePercent(), 10000, 0, 0, 0);
-  b.Count(kStorm, 1100);
-  ASSERT_TRUE(b.Tick(5 * kMs, 5 * kMs, 5000).empty());
-  ASSERT_TRUE(b.Watching());
-  int64_t t = 5 * kMs;
-  std::vector<Action> got;
-  while (got.empty() && t < 30 * kMs) {
-    t += kMs;
-    b.Count(kStorm, 10);
-    got = b.Tick(t, t, 5000 + (t / kMs) * 100);
-  }
+  // A storm kept on at 5 ms, then `per_ms` hits a millisecond: when it
+  // goes off (the tick, in ms; -1: not within 30 ms).
+  auto off_at = [](uint64_t per_ms) -> int64_t {
+    OverheadBudget b(OnePercent(), 10000, 0, 0, 0);
+    b.Count(kStorm, 1100);
+    if (!b.Tick(5 * kMs, 5 * kMs, 5000).empty() || !b.Watching()) return -2;
+    for (int64_t t = 6 * kMs; t < 30 * kMs; t += kMs) {
+      b.Count(kStorm, per_ms);
+      std::vector<Action> got = b.Tick(t, t, 5000 + (t / kMs) * 100);
+      if (!got.empty()) return got == std::vector<Action>{{kStorm, false}} ? t / kMs : -3;
+    }
+    return -1;
+  };
   // Off at its third millisecond: 30 hits cost 300 us, more than its share.
-  EXPECT_EQ(got, (std::vector<Action>{{kStorm, false}}));
-  EXPECT_EQ(t, 8 * kMs);
+  EXPECT_EQ(off_at(10), 8);
   // At 4% (4 hits a ms: 200 us in 5 ms) it stays under its share, but over
   // the budget's rate (50 us in 5 ms): off once 5 ms are judged.
-  OverheadBudget c(OnePercent(), 10000, 0, 0, 0);
-  c.Count(kStorm, 1100);
-  ASSERT_TRUE(c.Tick(5 * kMs, 5 * kMs, 5000).empty());
-  got.clear();
-  for (t = 5 * kMs; got.empty() && t < 30 * kMs;) {
-    t += kMs;
-    c.Count(kStorm, 4);
-    got = c.Tick(t, t, 5000 + (t / kMs) * 100);
-  }
-  EXPECT_EQ(got, (std::vector<Action>{{kStorm, false}}));
-  EXPECT_EQ(t, 10 * kMs);
+  EXPECT_EQ(off_at(4), 10);
   // At 0.5% (one hit every 2 ms) it calmed down: on, and no longer watched.
   OverheadBudget d(OnePercent(), 10000, 0, 0, 0);
   d.Count(kStorm, 1100);
   ASSERT_TRUE(d.Tick(5 * kMs, 5 * kMs, 5000).empty());
-  for (t = 6 * kMs; t <= 12 * kMs; t += kMs) {
+  for (int64_t t = 6 * kMs; t <= 12 * kMs; t += kMs) {
     if (t % (2 * kMs) == 0) d.Count(kStorm, 1);
     EXPECT_TRUE(d.Tick(t, t, 5000 + (t / kMs) * 100).empty()) << "at " << t;
   }
